@@ -1,0 +1,43 @@
+// Builds: ESM (.mjs) and CJS (.cjs) per entry, bundled .d.ts/.d.cts, and the minified IIFE.
+import commonjs from '@rollup/plugin-commonjs'
+import resolve from '@rollup/plugin-node-resolve'
+import terser from '@rollup/plugin-terser'
+import typescript from '@rollup/plugin-typescript'
+import { dts } from 'rollup-plugin-dts'
+
+const entries = { index: 'src/index.ts' }
+const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
+const ts = () => typescript({ tsconfig: './tsconfig.build.json' })
+const banner = '/*! tethersocket | MIT */'
+
+export default [
+  {
+    input: entries,
+    external,
+    plugins: [ts()],
+    output: [
+      { dir: 'dist', format: 'es', entryFileNames: '[name].mjs', chunkFileNames: 'shared-[hash].mjs' },
+      { dir: 'dist', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: 'shared-[hash].cjs', exports: 'named' },
+    ],
+  },
+  {
+    input: 'src/global.ts',
+    plugins: [resolve({ browser: true }), commonjs(), ts()],
+    output: {
+      file: 'dist/tethersocket.global.js',
+      format: 'iife',
+      name: 'TetherSocket',
+      exports: 'default',
+      banner,
+      plugins: [terser({ format: { comments: /^!/ } })],
+    },
+  },
+  ...Object.entries(entries).flatMap(([name, input]) =>
+    ['d.ts', 'd.cts'].map((ext) => ({
+      input,
+      external,
+      plugins: [dts({ tsconfig: './tsconfig.build.json' })],
+      output: { file: `dist/${name}.${ext}`, format: 'es' },
+    })),
+  ),
+]

@@ -1,0 +1,329 @@
+/**
+ * The outbox: every message the user handed to `send()` or `request()` that is not
+ * finished yet, in send order.
+ *
+ * It is one linked list with a cursor. Entries before the cursor are in flight (written
+ * to a socket, waiting for the server's acknowledgement); entries from the cursor on are
+ * queued (waiting for a connection). A linked list because entries leave from anywhere:
+ * acks take the head, aborts, `ttl` and `key` replacement take from the middle.
+ *
+ * One timer serves all deadlines: it is armed for the earliest one and re-armed when it
+ * fires, so a burst of sends with timeouts costs no timer per message.
+ * @module
+ */
+import { AbortError, QueueFullError, type TetherError, TimeoutError } from './errors.js'
+
+/** What the wire carries: text or binary, as `WebSocket.send` accepts it. */
+export type Payload = string | ArrayBuffer | ArrayBufferView | Blob
+
+/** Bounds of the outbox. */
+export interface QueueLimits {
+  maxMessages: number
+  maxBytes: number
+  overflow: 'reject' | 'drop-oldest'
+}
+
+/** Per-message options as the outbox sees them (deadlines already absolute). */
+export interface EntryOptions {
+  /** Absolute time (ms) by which the message must be finished, or Infinity. */
+  deadline: number
+  /** Absolute time (ms) after which a message never transmitted is dropped, or Infinity. */
+  staleAt: number
+  signal?: AbortSignal
+  key?: string
+  /** Request id (tether mode): the entry finishes with the reply, not the ack. */
+  requestId?: number
+}
+
+/** One message in the outbox. Fields are written by the outbox and the wire protocol only. */
+export interface Entry {
+  /** The message as the user passed it. */
+  readonly data: unknown
+  /** The message encoded by the protocol, ready for the wire. */
+  readonly payload: Payload
+  readonly size: number
+  readonly key: string | undefined
+  readonly requestId: number | undefined
+  readonly deadline: number
+  readonly staleAt: number
+  /** Sequence number given by the protocol on first transmission; 0 while never written. */
+  seq: number
+  /** Written to the current connection (behind the cursor). */
+  sent: boolean
+  /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
+  done: boolean
+  prev: Entry | undefined
+  next: Entry | undefined
+  resolve(value: unknown): void
+  reject(error: TetherError): void
+  promise: Promise<unknown>
+  unlisten: (() => void) | undefined
+}
+
+const noop = () => {}
+
+/** Byte length of a payload; for strings the UTF-8 length, counted without encoding. */
+export function payloadSize(payload: Payload): number {
+  if (typeof payload !== 'string') {
+    return 'byteLength' in payload ? payload.byteLength : payload.size
+  }
+  let bytes = payload.length
+  for (let i = 0; i < payload.length; i++) {
+    const c = payload.charCodeAt(i)
+    // U+0080..U+07FF take 2 bytes, the rest of the BMP 3, a surrogate pair 4 (2 units, 2 extra)
+    if (c >= 0xd800 && c <= 0xdfff) bytes += 1
+    else if (c > 0x7ff) bytes += 2
+    else if (c > 0x7f) bytes += 1
+  }
+  return bytes
+}
+
+/** The ordered, bounded store of unfinished messages. */
+export class Outbox {
+  /** Oldest entry (in flight or queued). */
+  head: Entry | undefined
+  tail: Entry | undefined
+  /** First entry not yet written to the current connection. */
+  cursor: Entry | undefined
+  /** Entries in the outbox (in flight + queued). */
+  size = 0
+  /** Entries waiting to be written. */
+  queued = 0
+  /** Bytes held by all entries. */
+  bytes = 0
+
+  private readonly keyed = new Map<string, Entry>()
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private timerAt = Number.POSITIVE_INFINITY
+
+  /**
+   * @param limits - bounds; checked on every add
+   * @param onFail - told of every entry that fails (the socket emits it as an `error` event)
+   */
+  constructor(
+    private readonly limits: QueueLimits,
+    private readonly onFail: (error: TetherError) => void,
+  ) {}
+
+  /**
+   * Adds a message and returns the promise its sender gets. Never throws: a message that
+   * cannot be queued gets a rejected promise (and an `onFail` report).
+   * `first` puts it ahead of every queued message (for the open hook's messages).
+   */
+  add(data: unknown, payload: Payload, options: EntryOptions, first = false): Promise<unknown> {
+    let resolve!: (value: unknown) => void
+    let reject!: (error: TetherError) => void
+    const promise = new Promise<unknown>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    const entry: Entry = {
+      data,
+      payload,
+      size: payloadSize(payload),
+      key: options.key,
+      requestId: options.requestId,
+      deadline: options.deadline,
+      staleAt: options.staleAt,
+      seq: 0,
+      sent: false,
+      done: false,
+      prev: undefined,
+      next: undefined,
+      resolve,
+      reject,
+      promise,
+      unlisten: undefined,
+    }
+    const { signal } = options
+    if (signal?.aborted) {
+      this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
+      return promise
+    }
+    const replaced = entry.key === undefined ? undefined : this.keyed.get(entry.key)
+    if (replaced) this.supersede(replaced, entry)
+    if (!this.makeRoom(entry)) return promise
+    this.link(entry, first)
+    if (signal) {
+      const onAbort = () => this.fail(entry, new AbortError('send was aborted by its signal', { cause: signal.reason, data }))
+      signal.addEventListener('abort', onAbort, { once: true })
+      entry.unlisten = () => signal.removeEventListener('abort', onAbort)
+    }
+    if (entry.key !== undefined) this.keyed.set(entry.key, entry)
+    const expiry = Math.min(entry.deadline, entry.staleAt)
+    if (expiry < this.timerAt) this.arm(expiry)
+    return promise
+  }
+
+  /** Moves the cursor past `entry`: it has been written to the socket and now waits for its ack. */
+  markSent(entry: Entry): void {
+    entry.sent = true
+    this.cursor = entry.next
+    this.queued--
+    if (entry.key !== undefined && this.keyed.get(entry.key) === entry) this.keyed.delete(entry.key)
+  }
+
+  /** After a connection is lost: everything in flight is queued again, to be written on the next one. */
+  rewind(): void {
+    for (let entry = this.head; entry; entry = entry.next) entry.sent = false
+    this.cursor = this.head
+    this.queued = this.size
+  }
+
+  /** Finishes an entry successfully and removes it. */
+  succeed(entry: Entry, value?: unknown): void {
+    this.unlink(entry)
+    if (!entry.done) {
+      entry.done = true
+      entry.unlisten?.()
+      entry.resolve(value)
+    }
+  }
+
+  /**
+   * Fails an entry's promise. An entry never written leaves the outbox; one in flight stays
+   * until acknowledged, because the server may already have it and sequence numbers must
+   * stay contiguous.
+   */
+  fail(entry: Entry, error: TetherError): void {
+    if (entry.seq === 0) this.unlink(entry)
+    this.finish(entry, error)
+  }
+
+  /** Fails every entry (close, or reconnection given up) and empties the outbox. */
+  failAll(makeError: (entry: Entry) => TetherError): void {
+    for (let entry = this.head; entry; entry = entry.next) this.finish(entry, makeError(entry))
+    this.head = this.tail = this.cursor = undefined
+    this.size = this.queued = this.bytes = 0
+    this.keyed.clear()
+    this.disarm()
+  }
+
+  /** Stops the deadline timer (the outbox stays usable). */
+  disarm(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.timerAt = Number.POSITIVE_INFINITY
+  }
+
+  private finish(entry: Entry, error: TetherError): void {
+    if (entry.done) return
+    entry.done = true
+    entry.unlisten?.()
+    // Marks the rejection handled, so a caller who ignores the promise gets no unhandled rejection.
+    entry.promise.catch(noop)
+    entry.reject(error)
+    this.onFail(error)
+  }
+
+  /** A newer message with the same key replaces a queued one; the old promise follows the new one. */
+  private supersede(old: Entry, replacement: Entry): void {
+    this.unlink(old)
+    old.done = true
+    old.unlisten?.()
+    old.promise.catch(noop)
+    replacement.promise.then(old.resolve, old.reject)
+  }
+
+  /** Enforces the bounds for a new entry; false (and the entry rejected) when it cannot be queued. */
+  private makeRoom(entry: Entry): boolean {
+    const { maxMessages, maxBytes, overflow } = this.limits
+    const fits = () => this.size < maxMessages && this.bytes + entry.size <= maxBytes
+    if (entry.size > maxBytes) {
+      this.finish(
+        entry,
+        new QueueFullError(
+          `message of ${entry.size} bytes exceeds queue.maxBytes (${maxBytes}); raise queue.maxBytes or send smaller messages`,
+          { data: entry.data },
+        ),
+      )
+      return false
+    }
+    if (overflow === 'drop-oldest') {
+      // Only messages never written can be dropped: one in flight may already be at the server.
+      for (let oldest = this.cursor; oldest && !fits(); ) {
+        const next: Entry | undefined = oldest.next
+        if (oldest.seq === 0) {
+          this.fail(
+            oldest,
+            new QueueFullError(
+              `dropped to make room: queue full (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}) and queue.overflow is 'drop-oldest'`,
+              { data: oldest.data },
+            ),
+          )
+        }
+        oldest = next
+      }
+    }
+    if (fits()) return true
+    this.finish(
+      entry,
+      new QueueFullError(
+        `queue full: ${this.size} messages, ${this.bytes} bytes (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}); wait for the connection, raise the limits or set queue.overflow to 'drop-oldest'`,
+        { data: entry.data },
+      ),
+    )
+    return false
+  }
+
+  private link(entry: Entry, first: boolean): void {
+    const before = first ? this.cursor : undefined
+    if (before) {
+      entry.prev = before.prev
+      entry.next = before
+      if (before.prev) before.prev.next = entry
+      else this.head = entry
+      before.prev = entry
+    } else {
+      entry.prev = this.tail
+      if (this.tail) this.tail.next = entry
+      else this.head = entry
+      this.tail = entry
+    }
+    if (before || !this.cursor) this.cursor = entry
+    this.size++
+    this.queued++
+    this.bytes += entry.size
+  }
+
+  private unlink(entry: Entry): void {
+    // An entry is linked when it is the head or has a predecessor.
+    if (entry.prev === undefined && this.head !== entry) return
+    if (this.cursor === entry) this.cursor = entry.next
+    if (!entry.sent) this.queued--
+    if (entry.prev) entry.prev.next = entry.next
+    else this.head = entry.next
+    if (entry.next) entry.next.prev = entry.prev
+    else this.tail = entry.prev
+    entry.prev = entry.next = undefined
+    this.size--
+    this.bytes -= entry.size
+    if (entry.key !== undefined && this.keyed.get(entry.key) === entry) this.keyed.delete(entry.key)
+    if (this.size === 0) this.disarm()
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer)
+    this.timerAt = at
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()))
+  }
+
+  private expire(): void {
+    this.timer = undefined
+    this.timerAt = Number.POSITIVE_INFINITY
+    const now = Date.now()
+    let next = Number.POSITIVE_INFINITY
+    for (let entry = this.head; entry; ) {
+      const following = entry.next
+      if (!entry.done && entry.seq === 0 && entry.staleAt <= now) {
+        this.fail(entry, new TimeoutError(`dropped unsent after waiting longer than its ttl`, { data: entry.data }))
+      } else if (!entry.done && entry.deadline <= now) {
+        this.fail(entry, new TimeoutError(`not delivered within its timeout`, { data: entry.data }))
+      } else if (!entry.done) {
+        next = Math.min(next, entry.deadline, entry.seq === 0 ? entry.staleAt : Number.POSITIVE_INFINITY)
+      }
+      entry = following
+    }
+    if (next < Number.POSITIVE_INFINITY) this.arm(next)
+  }
+}
