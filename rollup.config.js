@@ -5,20 +5,30 @@ import terser from '@rollup/plugin-terser'
 import typescript from '@rollup/plugin-typescript'
 import { dts } from 'rollup-plugin-dts'
 
-const entries = { index: 'src/index.ts' }
+// Public entries (each gets .mjs, .cjs, .d.ts and .d.cts); the CLI is ESM only.
+const entries = { index: 'src/index.ts', server: 'src/server/index.ts' }
 const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
 const ts = () => typescript({ tsconfig: './tsconfig.build.json' })
 const banner = '/*! tethersocket | MIT */'
 
 export default [
   {
+    input: { ...entries, cli: 'src/server/cli.ts' },
+    external,
+    plugins: [ts()],
+    output: {
+      dir: 'dist',
+      format: 'es',
+      entryFileNames: '[name].mjs',
+      chunkFileNames: 'shared-[hash].mjs',
+      banner: (chunk) => (chunk.name === 'cli' ? '#!/usr/bin/env node' : ''),
+    },
+  },
+  {
     input: entries,
     external,
     plugins: [ts()],
-    output: [
-      { dir: 'dist', format: 'es', entryFileNames: '[name].mjs', chunkFileNames: 'shared-[hash].mjs' },
-      { dir: 'dist', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: 'shared-[hash].cjs', exports: 'named' },
-    ],
+    output: { dir: 'dist', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: 'shared-[hash].cjs', exports: 'named' },
   },
   {
     input: 'src/global.ts',

@@ -92,3 +92,10 @@ export class OptionError extends TetherError {
     super(message, options, 'OptionError', 'ERR_INVALID_OPTION')
   }
 }
+
+/** The server's request handler answered with an error; `code` is the code the server gave. */
+export class ReplyError extends TetherError {
+  constructor(message: string, code: string, options?: TetherErrorOptions) {
+    super(message, options, 'ReplyError', code)
+  }
+}

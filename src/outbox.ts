@@ -172,7 +172,7 @@ export class Outbox {
 
   /** Finishes an entry successfully and removes it. */
   succeed(entry: Entry, value?: unknown): void {
-    this.unlink(entry)
+    this.remove(entry)
     if (!entry.done) {
       entry.done = true
       entry.unlisten?.()
@@ -186,7 +186,7 @@ export class Outbox {
    * stay contiguous.
    */
   fail(entry: Entry, error: TetherError): void {
-    if (entry.seq === 0) this.unlink(entry)
+    if (entry.seq === 0) this.remove(entry)
     this.finish(entry, error)
   }
 
@@ -218,7 +218,7 @@ export class Outbox {
 
   /** A newer message with the same key replaces a queued one; the old promise follows the new one. */
   private supersede(old: Entry, replacement: Entry): void {
-    this.unlink(old)
+    this.remove(old)
     old.done = true
     old.unlisten?.()
     old.promise.catch(noop)
@@ -286,7 +286,8 @@ export class Outbox {
     this.bytes += entry.size
   }
 
-  private unlink(entry: Entry): void {
+  /** Takes an entry out of the outbox without finishing it (a no-op when it is not in). */
+  remove(entry: Entry): void {
     // An entry is linked when it is the head or has a predecessor.
     if (entry.prev === undefined && this.head !== entry) return
     if (this.cursor === entry) this.cursor = entry.next

@@ -29,8 +29,9 @@ import {
   type TetherSocketOptions,
   type UrlProvider,
 } from './options.js'
-import { Outbox, type Payload } from './outbox.js'
+import { type Entry, Outbox, type Payload } from './outbox.js'
 import { RawProtocol } from './protocol/raw.js'
+import { type SessionInfo, TetherProtocol } from './protocol/tether.js'
 import type { Protocol, ProtocolHost, WireData } from './protocol/types.js'
 
 /** The connection states. `closed` is also where a socket ends when it gives up reconnecting. */
@@ -81,6 +82,8 @@ export interface TetherSocketEvents<In> {
   state: (next: SocketState, prev: SocketState) => void
   /** Something went wrong; the socket keeps running where it can. */
   error: (error: TetherError) => void
+  /** Tether mode: a new server session began (the first, or one replacing an expired session). */
+  session: (info: SessionInfo) => void
 }
 
 /** The part of a WebSocket this class uses (the browser's and the `ws` package's agree on it). */
@@ -119,6 +122,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private readonly url: UrlProvider
   private readonly outbox: Outbox
   private readonly protocol: Protocol<Out>
+  private readonly tether: TetherProtocol<In, Out> | undefined
   private current: SocketState = 'idle'
   private ws: Connection | undefined
   /** Increments per attempt, so late results of an abandoned attempt are recognized and ignored. */
@@ -143,8 +147,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.options = resolveOptions(options)
     this.outbox = new Outbox(this.options.queue, (error) => this.emit('error', error))
     const host = this.host()
-    this.protocol =
-      this.options.mode === 'raw' ? new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize) : unsupportedTether()
+    if (this.options.mode === 'raw') {
+      this.protocol = new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize)
+    } else {
+      this.protocol = this.tether = new TetherProtocol<In, Out>(host, this.options.heartbeat, (info) => this.emit('session', info))
+    }
     if (this.options.autoConnect) this.connect()
   }
 
@@ -156,6 +163,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   /** Messages queued or written but not yet acknowledged. */
   get pending(): number {
     return this.outbox.size
+  }
+
+  /** The server session's id (tether mode), once the server welcomed this client. */
+  get sessionId(): string | undefined {
+    return this.tether?.sessionId
   }
 
   /** A snapshot of counters. */
@@ -210,9 +222,9 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.current !== 'idle' && this.current !== 'closed') return
     this.failures = 0
     this.unwatch ??= watchEnvironment({
-      online: () => this.retryNow(),
+      online: () => this.wake(),
       offline: noop,
-      visible: () => this.retryNow(),
+      visible: () => this.wake(),
     })
     this.attempt()
   }
@@ -247,7 +259,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.current === 'closing') return done
     this.attemptId++
     this.clearTimer()
-    this.outbox.failAll((entry) => new ClosedError('the socket was closed before this message was delivered', { data: entry.data }))
+    this.failEverything(TetherSocket.closedError)
     const ws = this.ws
     if (ws) {
       this.setState('closing')
@@ -461,8 +473,12 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }, delay)
   }
 
-  /** The network came back or the page became visible: retry at once with the backoff reset. */
-  private retryNow(): void {
+  /**
+   * The network came back or the page became visible: an open connection may be dead without
+   * knowing it, so it is probed; a waiting one retries at once with the backoff reset.
+   */
+  private wake(): void {
+    if (this.current === 'open') this.protocol.probe?.()
     if (this.current !== 'reconnecting' || !isOnline()) return
     this.failures = 0
     this.attempt()
@@ -470,15 +486,23 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
 
   private giveUp(info: CloseInfo): void {
     const reason = `gave up reconnecting after ${this.failures} failed attempt(s); last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
-    this.outbox.failAll((entry) => new DeliveryError(`not delivered: ${reason}`, { data: entry.data }))
+    this.failEverything((entry) => new DeliveryError(`not delivered: ${reason}`, { data: entry.data }))
     this.shutDown()
   }
+
+  private failEverything(makeError: (entry: Entry) => TetherError): void {
+    this.protocol.shutdown?.(makeError)
+    this.outbox.failAll(makeError)
+  }
+
+  private static closedError = (entry: Entry) =>
+    new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
 
   /** Enters `closed` and releases everything that could keep the socket alive. */
   private shutDown(): void {
     this.attemptId++
     this.clearTimer()
-    this.outbox.failAll((entry) => new ClosedError('the socket was closed before this message was delivered', { data: entry.data }))
+    this.failEverything(TetherSocket.closedError)
     this.unwatch?.()
     this.unwatch = undefined
     this.setState('closed')
@@ -512,7 +536,13 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       return this.rejectNow(new OptionError('send options: timeout and ttl must be numbers > 0, key a string', { data }))
     }
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
-    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal: options?.signal, key }, first)
+    const requestId = request ? this.protocol.nextId?.() : undefined
+    const promise = this.outbox.add(
+      data,
+      payload,
+      { deadline: now + timeout, staleAt: now + ttl, signal: options?.signal, key, requestId },
+      first,
+    )
     if (first) this.protocol.flush(1)
     else if (this.current === 'open') this.protocol.flush()
     return promise
@@ -539,16 +569,13 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       ready: () => this.ready(),
       deliver: (message) => this.emit('message', message),
       report: (error) => this.emit('error', error),
-      drop: (code, reason, error) => {
+      drop: (code, reason, error, final) => {
         if (error) this.emit('error', error)
         if (!this.ws) return
         this.discard(code, reason)
-        this.lost({ code, reason, wasClean: false })
+        if (final) this.giveUp({ code, reason, wasClean: false })
+        else this.lost({ code, reason, wasClean: false })
       },
     }
   }
-}
-
-function unsupportedTether(): never {
-  throw new OptionError("mode 'tether' is not available in this build yet; pass mode: 'raw'")
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import type { TetherError } from '../errors.js'
-import type { Outbox, Payload } from '../outbox.js'
+import type { Entry, Outbox, Payload } from '../outbox.js'
 
 /** What arrives from a WebSocket (binaryType is set to `'arraybuffer'`). */
 export type WireData = string | ArrayBuffer | Blob
@@ -29,8 +29,8 @@ export interface ProtocolHost<In> {
   deliver(message: In): void
   /** Reports an error as an `error` event; the connection goes on. */
   report(error: TetherError): void
-  /** Drops the current connection; reconnection then follows the policy. */
-  drop(code: number, reason: string, error?: TetherError): void
+  /** Drops the current connection; reconnection then follows the policy, unless `final`. */
+  drop(code: number, reason: string, error?: TetherError, final?: boolean): void
 }
 
 /** A wire protocol, as the socket drives it. */
@@ -49,4 +49,10 @@ export interface Protocol<Out> {
   flush(limit?: number): void
   /** The current connection is gone. */
   detach(): void
+  /** An id for a new request (protocols with requests). */
+  nextId?(): number
+  /** Checks at once that the connection is alive (the page became visible, the network came back). */
+  probe?(): void
+  /** The socket is closing for good: fail whatever the protocol holds outside the outbox. */
+  shutdown?(makeError: (entry: Entry) => TetherError): void
 }

@@ -1,0 +1,158 @@
+/**
+ * tether.v1 frames: their types, the encoder, and the decoder that validates every field.
+ * Shared by the client (protocol/tether.ts) and the reference server. `docs/PROTOCOL.md`
+ * is the normative description; this file is its executable form.
+ *
+ * Every frame is one WebSocket text message holding one JSON object with a string `t`.
+ * Message payloads (`d`) travel as JSON values and are spliced into frames as the strings
+ * `JSON.stringify` made of them once at `send()`, so no payload is serialized twice.
+ * @module
+ */
+
+/** The WebSocket subprotocol name of this version. */
+export const SUBPROTOCOL = 'tether.v1'
+
+/** Close codes of tether.v1 (see docs/PROTOCOL.md). */
+export const CloseCode = {
+  /** A frame broke the grammar or the sequencing rules. */
+  PROTOCOL_ERROR: 1002,
+  /** A frame was not valid JSON text. */
+  INVALID_DATA: 1007,
+  /** A frame exceeded the peer's maximum payload. */
+  TOO_BIG: 1009,
+  /** The server is overloaded or restarting; come back later (clients back off). */
+  TRY_AGAIN_LATER: 1013,
+  /** The client dropped the connection (timeout, reconnect(), failed open hook). */
+  CLIENT_DROP: 4000,
+  /** The client found a protocol error in a server frame. */
+  CLIENT_PROTOCOL_ERROR: 4002,
+  /** Authentication failed; the client must not retry with the same credentials. */
+  UNAUTHORIZED: 4401,
+  /** The connection broke a server limit (rate, unacknowledged requests). */
+  POLICY: 1008,
+} as const
+
+/** An error reply's body. */
+export interface ReplyError {
+  code: string
+  message: string
+}
+
+/** Frames a client sends. */
+export type ClientFrame =
+  | { t: 'hello'; sid: string | null; ack: number }
+  | { t: 'msg'; s: number; d: unknown[] }
+  | { t: 'req'; s: number; id: number; d: unknown }
+  | { t: 'ack'; s: number }
+  | { t: 'ping' }
+
+/** Frames a server sends. */
+export type ServerFrame =
+  | { t: 'welcome'; sid: string; resumed: boolean; ack: number; max: number }
+  | { t: 'msg'; s: number; d: unknown[] }
+  | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyError }
+  | { t: 'ack'; s: number }
+  | { t: 'pong' }
+
+/** Why a frame was refused, with the close code the receiver should use. */
+export class FrameError extends Error {
+  constructor(
+    message: string,
+    readonly closeCode: number,
+  ) {
+    super(message)
+    this.name = 'FrameError'
+  }
+}
+
+const isSeq = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+
+/**
+ * Parses and validates one frame. Returns `undefined` for a well-formed frame of an unknown
+ * type (ignored, for forward compatibility). Throws {@link FrameError} otherwise.
+ * @param from - whose frames these are: `'client'` frames are parsed by the server
+ */
+export function decodeFrame(data: unknown, from: 'client'): ClientFrame | undefined
+export function decodeFrame(data: unknown, from: 'server'): ServerFrame | undefined
+export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFrame | ServerFrame | undefined {
+  if (typeof data !== 'string') throw new FrameError('binary frame: tether.v1 frames are JSON text', CloseCode.INVALID_DATA)
+  let frame: Record<string, unknown>
+  try {
+    frame = JSON.parse(data)
+  } catch {
+    throw new FrameError('frame is not valid JSON', CloseCode.INVALID_DATA)
+  }
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame) || typeof frame.t !== 'string') {
+    throw new FrameError('frame is not a JSON object with a string "t"', CloseCode.PROTOCOL_ERROR)
+  }
+  const bad = (field: string) => new FrameError(`"${frame.t}" frame has an invalid "${field}"`, CloseCode.PROTOCOL_ERROR)
+  const seq = () => {
+    if (!isSeq(frame.s) || frame.s === 0) throw bad('s')
+  }
+  switch (frame.t) {
+    case 'msg':
+      seq()
+      if (!Array.isArray(frame.d) || frame.d.length === 0) throw bad('d')
+      break
+    case 'ack':
+      if (!isSeq(frame.s)) throw bad('s')
+      break
+    case 'ping':
+    case 'pong':
+      if ((frame.t === 'ping') !== (from === 'client')) return undefined
+      break
+    case 'hello':
+      if (from !== 'client') return undefined
+      if (frame.sid !== null && typeof frame.sid !== 'string') throw bad('sid')
+      if (!isSeq(frame.ack)) throw bad('ack')
+      break
+    case 'req':
+      if (from !== 'client') return undefined
+      seq()
+      if (!isSeq(frame.id) || !('d' in frame)) throw bad(isSeq(frame.id) ? 'd' : 'id')
+      break
+    case 'welcome':
+      if (from !== 'server') return undefined
+      if (typeof frame.sid !== 'string' || !frame.sid) throw bad('sid')
+      if (typeof frame.resumed !== 'boolean') throw bad('resumed')
+      if (!isSeq(frame.ack)) throw bad('ack')
+      if (!isSeq(frame.max) || frame.max === 0) throw bad('max')
+      break
+    case 'res': {
+      if (from !== 'server') return undefined
+      seq()
+      if (!isSeq(frame.id)) throw bad('id')
+      const err = frame.err as Record<string, unknown> | undefined
+      if (
+        err !== undefined &&
+        (typeof err !== 'object' || err === null || typeof err.code !== 'string' || typeof err.message !== 'string')
+      ) {
+        throw bad('err')
+      }
+      break
+    }
+    default:
+      return undefined
+  }
+  return frame as unknown as ClientFrame | ServerFrame
+}
+
+/** Encodes a control frame (everything but `msg`, `req` and `res`, which carry pre-encoded payloads). */
+export const encodeFrame = (frame: ClientFrame | ServerFrame): string => JSON.stringify(frame)
+
+/** A `msg` frame from payloads already JSON-encoded. */
+export const msgFrame = (seq: number, payloads: string[]): string => `{"t":"msg","s":${seq},"d":[${payloads.join(',')}]}`
+
+/** A `req` frame from a payload already JSON-encoded. */
+export const reqFrame = (seq: number, id: number, payload: string): string => `{"t":"req","s":${seq},"id":${id},"d":${payload}}`
+
+/** A `res` frame: a reply (payload already JSON-encoded) or an error. */
+export const resFrame = (seq: number, id: number, payload: string | undefined, err?: ReplyError): string =>
+  err ? `{"t":"res","s":${seq},"id":${id},"err":${JSON.stringify(err)}}` : `{"t":"res","s":${seq},"id":${id},"d":${payload ?? 'null'}}`
+
+/** Encodes a payload as JSON, refusing what JSON cannot carry faithfully. Throws TypeError. */
+export function encodePayload(data: unknown): string {
+  const json = JSON.stringify(data)
+  if (json === undefined) throw new TypeError(`${typeof data} cannot be sent: tether.v1 carries JSON values`)
+  return json
+}

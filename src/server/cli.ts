@@ -1,0 +1,81 @@
+/**
+ * `tethersocket-server`: runs the reference server from the command line.
+ *
+ * ```
+ * npx tethersocket-server --port 8080 --host 127.0.0.1 --static ./public
+ * ```
+ * Every connection is logged. Messages are echoed back to their sender, requests are
+ * answered with `{ echo: data }`, so a client can be tried against it at once.
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { createTetherServer } from './index.js'
+
+const USAGE = `Usage: tethersocket-server [--port 8080] [--host 127.0.0.1] [--static DIR] [--session-ttl MS] [--quiet]
+
+Starts the tethersocket reference server (tether.v1 over WebSocket).
+  --port, -p        port to listen on (0 picks a free one)      default 8080
+  --host            address to bind                             default 127.0.0.1
+  --static DIR      also serve the files in DIR over HTTP
+  --session-ttl MS  keep disconnected sessions this long        default 120000
+  --quiet           log nothing but the listening address
+Messages are echoed to their sender; requests are answered with { echo: data }.`
+
+async function main(): Promise<void> {
+  let values: ReturnType<typeof parse>
+  try {
+    values = parse()
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`)
+    process.exit(2)
+  }
+  if (values.help) {
+    console.log(USAGE)
+    return
+  }
+  const port = Number(values.port)
+  const sessionTtl = Number(values['session-ttl'])
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return fail(`--port must be a port number; got ${values.port}`)
+  if (!(sessionTtl > 0)) return fail(`--session-ttl must be a positive number of milliseconds; got ${values['session-ttl']}`)
+  const server = await createTetherServer({ port, host: values.host, static: values.static, sessionTtl })
+  const log = values.quiet ? () => {} : (line: string) => console.log(`${new Date().toISOString()} ${line}`)
+  server.on('session', (s) => log(`session ${s.id.slice(0, 8)} opened (${server.sessions.size} sessions)`))
+  server.on('resume', (s) => log(`session ${s.id.slice(0, 8)} resumed`))
+  server.on('disconnect', (s, code) => log(`session ${s.id.slice(0, 8)} disconnected (${code})`))
+  server.on('expire', (s) => log(`session ${s.id.slice(0, 8)} ended`))
+  server.on('error', (error) => log(`error: ${error.message}`))
+  server.on('message', (data, session) => {
+    session.send(data)
+  })
+  server.onRequest((data) => ({ echo: data }))
+  const where = `${values.host.includes(':') ? `[${values.host}]` : values.host}:${server.port}`
+  console.log(`tethersocket-server listening on ws://${where}${values.static ? ` (serving ${values.static} at http://${where}/)` : ''}`)
+  const stop = () => {
+    server.close().then(() => process.exit(0))
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+function parse() {
+  return parseArgs({
+    options: {
+      port: { type: 'string', short: 'p', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      static: { type: 'string' },
+      'session-ttl': { type: 'string', default: '120000' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }).values
+}
+
+function fail(message: string): void {
+  console.error(`${message}\n\n${USAGE}`)
+  process.exit(2)
+}
+
+main().catch((error: Error) => {
+  console.error(`tethersocket-server: ${error.message}`)
+  process.exit(1)
+})

@@ -1,0 +1,267 @@
+/**
+ * The tether.v1 reference server for Node, built on `ws`: sessions that survive reconnects,
+ * exactly-once delivery both ways, request handlers, and the hardening a public endpoint
+ * needs (origin allowlist, authentication, payload limit, heartbeat).
+ *
+ * @example
+ * ```ts
+ * import { createTetherServer } from 'tethersocket/server'
+ * const server = await createTetherServer({ port: 8080 })
+ * server.on('message', (data, session) => session.send({ echo: data }))
+ * server.onRequest(async (data) => ({ time: Date.now() }))
+ * ```
+ * @module
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+import { EventEmitter } from 'eventemitter3'
+import { type WebSocket, WebSocketServer } from 'ws'
+import { encodePayload } from '../protocol/frames.js'
+import { Session } from './sessions.js'
+import { serveStatic } from './static.js'
+import { attachConnection, type ConnectionHooks } from './ws.js'
+
+export { RequestError, Session } from './sessions.js'
+
+/** Options of {@link createTetherServer}. */
+export interface TetherServerOptions {
+  /** Port to listen on (standalone mode; 0 picks a free one). Default `8080`. */
+  port?: number
+  /** Host to bind (standalone mode). Default `'127.0.0.1'`. */
+  host?: string
+  /** An existing HTTP(S) server to attach to, instead of listening on a port. */
+  server?: Server | HttpsServer
+  /** Only upgrades on this path are handled. Default: any path (standalone), `'/'`… none (attached: all). */
+  path?: string
+  /** How long a disconnected session is kept for resume, in ms. Default `120000`. */
+  sessionTtl?: number
+  /** Largest frame accepted from a client, in bytes; bigger closes the connection with 1009. Default `1048576`. */
+  maxPayload?: number
+  /** Most unacknowledged messages held per session; `session.send()` beyond rejects. Default `10000`. */
+  maxQueue?: number
+  /** Origins allowed to connect (the `Origin` header), or a predicate. Others are refused with HTTP 403. Default: all. */
+  allowedOrigins?: string[] | ((origin: string | undefined) => boolean)
+  /**
+   * Decides who may connect, per upgrade request. Return a principal id (string), or `true`
+   * for an anonymous client; `false`, nothing, or a throw refuses with close code 4401.
+   * A session can only be resumed by the principal that created it.
+   */
+  authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
+  /** Protocol-level ping to every connection at this interval in ms; one that misses a pong is terminated. `0` disables. Default `30000`. */
+  heartbeatInterval?: number
+  /** A folder served over plain HTTP on the same port (standalone mode), e.g. the demo page. */
+  static?: string
+}
+
+/** Events of a {@link TetherServer}. */
+export interface TetherServerEvents {
+  /** A new session (not a resumed one). */
+  session: (session: Session) => void
+  /** A session's client reconnected and resumed it. */
+  resume: (session: Session) => void
+  /** A session's connection closed; the session waits `sessionTtl` for a resume. */
+  disconnect: (session: Session, code: number) => void
+  /** A session ended (expired or closed) and was freed. */
+  expire: (session: Session) => void
+  /** A client's `send()`: exactly once per message, in order per session. */
+  message: (data: unknown, session: Session) => void
+  /** A handler threw, or a connection failed in a way worth logging. The server goes on. */
+  error: (error: Error) => void
+}
+
+/** Answers a client's `request()`. Throw `RequestError` to answer with an error the client sees. */
+export type RequestHandler = (data: unknown, session: Session) => unknown
+
+/** A running tether.v1 server. Create it with {@link createTetherServer}. */
+export class TetherServer extends EventEmitter<TetherServerEvents> {
+  /** Sessions by id, connected or waiting for a resume. */
+  readonly sessions = new Map<string, Session>()
+  private handler: RequestHandler | undefined
+  private readonly wss: WebSocketServer
+  private readonly sockets = new Set<WebSocket>()
+  private readonly unanswered = new Set<WebSocket>()
+  private readonly heartbeat: ReturnType<typeof setInterval> | undefined
+  private closing: Promise<void> | undefined
+
+  /** @internal use {@link createTetherServer} */
+  constructor(
+    private readonly http: Server | HttpsServer,
+    private readonly owned: boolean,
+    private readonly options: Required<Pick<TetherServerOptions, 'sessionTtl' | 'maxPayload' | 'maxQueue' | 'heartbeatInterval'>> &
+      TetherServerOptions,
+  ) {
+    super()
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxPayload,
+      handleProtocols: (offered) => (offered.has('tether.v1') ? 'tether.v1' : false),
+    })
+    http.on('upgrade', this.upgrade)
+    if (options.heartbeatInterval > 0) {
+      // A connection that has not answered the previous ping (nor sent anything) is dead.
+      this.heartbeat = setInterval(() => {
+        for (const ws of this.sockets) {
+          if (this.unanswered.has(ws)) {
+            ws.terminate()
+            continue
+          }
+          this.unanswered.add(ws)
+          ws.ping()
+        }
+      }, options.heartbeatInterval)
+      this.heartbeat.unref()
+    }
+  }
+
+  /** The bound port. */
+  get port(): number {
+    const address = this.http.address()
+    return typeof address === 'object' && address ? address.port : 0
+  }
+
+  /**
+   * Sets the handler of client `request()`s; its return value (or resolved value) is the reply.
+   * @example
+   * ```ts
+   * server.onRequest(async ({ a, b }) => a + b)
+   * ```
+   */
+  onRequest(handler: RequestHandler): void {
+    this.handler = handler
+  }
+
+  /** Sends a message to every session (connected or awaiting resume); encoded once for all. */
+  broadcast(data: unknown): void {
+    const payload = encodePayload(data)
+    for (const session of this.sessions.values()) session.sendEncoded(payload)
+  }
+
+  /** Closes every connection (1001 Going Away), ends every session, and stops listening. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      clearInterval(this.heartbeat)
+      this.http.off('upgrade', this.upgrade)
+      for (const ws of this.sockets) ws.close(1001, 'server shutting down')
+      for (const session of [...this.sessions.values()]) session.end()
+      const finish = () => (this.owned ? this.http.close(() => resolve()) : resolve())
+      this.wss.close(() => {
+        // Clients that do not complete the close handshake in time are cut.
+        const deadline = setTimeout(() => {
+          for (const ws of this.sockets) ws.terminate()
+        }, 1000)
+        deadline.unref()
+        if (this.owned) this.http.closeAllConnections()
+        finish()
+      })
+    })
+    return this.closing
+  }
+
+  private readonly upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const { path, allowedOrigins, authenticate } = this.options
+    if (path !== undefined && new URL(request.url ?? '/', 'http://localhost').pathname !== path) {
+      // Attached to a user's server: other paths may belong to someone else's upgrade handler.
+      if (this.owned) refuse(socket, 404, 'Not Found')
+      return
+    }
+    const origin = request.headers.origin
+    if (
+      allowedOrigins &&
+      !(typeof allowedOrigins === 'function' ? allowedOrigins(origin) : origin !== undefined && allowedOrigins.includes(origin))
+    ) {
+      refuse(socket, 403, 'Forbidden')
+      return
+    }
+    Promise.resolve()
+      .then(() => (authenticate ? authenticate(request) : true))
+      .catch(() => false)
+      .then((who) => {
+        this.wss.handleUpgrade(request, socket, head, (ws) => {
+          if (!who) {
+            ws.close(4401, 'unauthorized')
+            return
+          }
+          this.sockets.add(ws)
+          const answered = () => this.unanswered.delete(ws)
+          ws.on('pong', answered)
+          ws.on('message', answered)
+          ws.once('close', () => {
+            this.sockets.delete(ws)
+            answered()
+          })
+          attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
+        })
+      })
+  }
+
+  private readonly hooks: ConnectionHooks = {
+    findSession: (id, principal) => {
+      const session = this.sessions.get(id)
+      // Someone else's session id resumes nothing: the same answer as for an unknown id.
+      return session && session.principal === principal ? session : undefined
+    },
+    newSession: (principal) => {
+      const session = new Session(principal, this.options, {
+        message: (data, s) => {
+          try {
+            this.emit('message', data, s)
+          } catch (error) {
+            this.emit('error', error as Error)
+          }
+        },
+        request: async (data, s) => {
+          if (!this.handler) throw new Error('no request handler')
+          return this.handler(data, s)
+        },
+        expire: (s) => {
+          this.sessions.delete(s.id)
+          this.emit('expire', s)
+        },
+      })
+      this.sessions.set(session.id, session)
+      return session
+    },
+    opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
+    closed: (session, code) => this.emit('disconnect', session, code),
+  }
+}
+
+function refuse(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
+/**
+ * Starts a tether.v1 server: standalone on `port`/`host`, or attached to `server`.
+ * Resolves once it is listening.
+ */
+export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
+  const settings = {
+    ...options,
+    sessionTtl: options.sessionTtl ?? 120000,
+    maxPayload: options.maxPayload ?? 1024 * 1024,
+    maxQueue: options.maxQueue ?? 10000,
+    heartbeatInterval: options.heartbeatInterval ?? 30000,
+  }
+  for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval'] as const) {
+    const value = settings[key]
+    if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
+      throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)
+    }
+  }
+  if (options.server) return new TetherServer(options.server, false, settings)
+  const staticDir = options.static
+  const http = createServer((request, response) => {
+    if (staticDir) serveStatic(staticDir, request, response)
+    else response.writeHead(426, { 'Content-Type': 'text/plain' }).end('This is a tethersocket (tether.v1) WebSocket endpoint.\n')
+  })
+  const server = new TetherServer(http, true, settings)
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject)
+    http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
+      http.off('error', reject)
+      resolve()
+    })
+  })
+  return server
+}
