@@ -133,9 +133,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private handle(frame: ServerFrame): void {
     switch (frame.t) {
       case 'welcome':
-        return this.welcome(frame)
+        this.welcome(frame)
+        return
       case 'ack':
-        return this.acknowledge(frame.s)
+        this.acknowledge(frame.s)
+        return
       case 'msg': {
         const first = this.accept(frame.s, frame.d.length)
         for (let i = first; i < frame.d.length; i++) {
