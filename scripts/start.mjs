@@ -1,0 +1,50 @@
+// The demo: builds the package if needed, then serves the script-tag chat example and the
+// reference server on one port. `npm start`, then open http://127.0.0.1:8080.
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const bundle = join(root, 'dist', 'tethersocket.global.js')
+if (!existsSync(bundle) || !existsSync(join(root, 'dist', 'server.mjs'))) {
+  console.log('building…')
+  execFileSync(process.execPath, [join(root, 'node_modules', 'rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], {
+    cwd: root,
+    stdio: 'inherit',
+  })
+}
+const { createTetherServer } = await import(join(root, 'dist', 'server.mjs'))
+
+const port = Number(process.env.PORT ?? 8080)
+const host = process.env.HOST ?? '127.0.0.1'
+const files = {
+  '/': ['text/html; charset=utf-8', join(root, 'examples', 'script-tag', 'index.html')],
+  '/tethersocket.global.js': ['text/javascript; charset=utf-8', bundle],
+}
+const http = createServer((req, res) => {
+  const file = files[new URL(req.url ?? '/', 'http://localhost').pathname]
+  if (!file) return res.writeHead(404).end('Not found\n')
+  res.writeHead(200, { 'Content-Type': file[0], 'Cache-Control': 'no-cache' }).end(readFileSync(file[1]))
+})
+
+const server = await createTetherServer({ server: http, path: '/ws' })
+const history = []
+server.on('session', (session) => {
+  for (const msg of history) session.send(msg)
+  console.log(`session ${session.id.slice(0, 6)} opened (${server.sessions.size} sessions)`)
+})
+server.on('resume', (session) => console.log(`session ${session.id.slice(0, 6)} resumed`))
+server.on('message', (msg) => {
+  if (typeof msg?.text !== 'string') return
+  const clean = { from: String(msg.from).slice(0, 12), text: msg.text.slice(0, 500) }
+  history.push(clean)
+  if (history.length > 50) history.shift()
+  server.broadcast(clean)
+})
+
+http.listen(port, host, () => console.log(`tethersocket demo: open http://${host}:${port}  (Ctrl-C to stop)`))
+const stop = () => server.close().then(() => http.close(() => process.exit(0)))
+process.once('SIGINT', stop)
+process.once('SIGTERM', stop)
