@@ -1,9 +1,14 @@
 // Builds: ESM (.mjs) and CJS (.cjs) per entry, bundled .d.ts/.d.cts, and the minified IIFE.
+
+import { rmSync } from 'node:fs'
 import commonjs from '@rollup/plugin-commonjs'
 import resolve from '@rollup/plugin-node-resolve'
 import terser from '@rollup/plugin-terser'
 import typescript from '@rollup/plugin-typescript'
 import { dts } from 'rollup-plugin-dts'
+
+// Start from an empty dist/, so no stale chunk of an earlier build is packed.
+rmSync('dist', { recursive: true, force: true })
 
 // Public entries (each gets .mjs, .cjs, .d.ts and .d.cts); the CLI is ESM only.
 const entries = { index: 'src/index.ts', server: 'src/server/index.ts' }
