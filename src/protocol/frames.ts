@@ -150,7 +150,11 @@ export const reqFrame = (seq: number, id: number, payload: string): string => `{
 export const resFrame = (seq: number, id: number, payload: string | undefined, err?: ReplyError): string =>
   err ? `{"t":"res","s":${seq},"id":${id},"err":${JSON.stringify(err)}}` : `{"t":"res","s":${seq},"id":${id},"d":${payload ?? 'null'}}`
 
-/** Encodes a payload as JSON, refusing what JSON cannot carry faithfully. Throws TypeError. */
+/**
+ * Encodes a payload as JSON, refusing values JSON has no text for (undefined, functions,
+ * symbols; BigInt and cycles throw in JSON.stringify). As with JSON everywhere, NaN and
+ * Infinity become null and undefined object members are left out. Throws TypeError.
+ */
 export function encodePayload(data: unknown): string {
   const json = JSON.stringify(data)
   if (json === undefined) throw new TypeError(`${typeof data} cannot be sent: tether.v1 carries JSON values`)

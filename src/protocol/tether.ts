@@ -176,7 +176,13 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       // A new session: the server knows none of our sequence numbers. Everything not yet
       // acknowledged is renumbered and sent again (at-least-once across this boundary).
       const previous = this.sessionId
-      for (let entry = outbox.head; entry; entry = entry.next) entry.seq = 0
+      for (let entry = outbox.head; entry; ) {
+        const next = entry.next
+        // One whose caller already got a rejection (timeout, abort) is not sent to the new session.
+        if (entry.done) outbox.remove(entry)
+        else entry.seq = 0
+        entry = next
+      }
       this.txSeq = this.rxSeq = 0
       this.failReplies(
         (entry) =>
@@ -208,8 +214,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       // outbox, so its deadline needs a timer of its own.
       outbox.remove(entry)
       const id = entry.requestId
+      if (entry.done) {
+        this.requestsInFlight.delete(id) // its caller gave up (timeout, abort): the reply has no one to go to
+        continue
+      }
       const left = entry.deadline - Date.now()
-      if (!entry.done && left < Number.POSITIVE_INFINITY) {
+      if (left < Number.POSITIVE_INFINITY) {
         this.replyTimers.set(
           id,
           setTimeout(() => this.settleRequest(id, new TimeoutError('no reply within the request timeout', { data: entry.data })), left),

@@ -44,6 +44,8 @@ interface Outgoing {
   seq: number
   /** A `msg` payload (JSON), or a complete `res` frame. */
   payload: string
+  /** UTF-8 bytes of `payload`. */
+  size: number
   reply: boolean
   resolve?: () => void
   reject?: (error: TetherError) => void
@@ -120,7 +122,7 @@ export class Session {
       )
     }
     const promise = new Promise<void>((resolve, reject) => {
-      this.outbox.push({ seq: ++this.txSeq, payload, reply: false, resolve, reject })
+      this.outbox.push({ seq: ++this.txSeq, payload, size: Buffer.byteLength(payload), reply: false, resolve, reject })
       this.queueFlush()
     })
     // An ignored failure (the session expired) must not crash the process as an unhandled rejection.
@@ -206,7 +208,8 @@ export class Session {
       error = { code: 'ERR_REPLY_ENCODING', message: 'the reply could not be encoded as JSON' }
     }
     const seq = ++this.txSeq
-    this.outbox.push({ seq, payload: resFrame(seq, id, payload, error), reply: true })
+    const frame = resFrame(seq, id, payload, error)
+    this.outbox.push({ seq, payload: frame, size: Buffer.byteLength(frame), reply: true })
     this.queueFlush()
   }
 
@@ -262,10 +265,10 @@ export class Session {
         connection.send(entry.payload)
         continue
       }
-      if (batch.length && bytes + entry.payload.length > max) send()
+      if (batch.length && bytes + entry.size > max) send()
       if (!batch.length) batchSeq = entry.seq
       batch.push(entry.payload)
-      bytes += entry.payload.length + 1
+      bytes += entry.size + 1
     }
     send()
   }

@@ -1,0 +1,608 @@
+// @vitest-environment node
+/**
+ * The server half of tether.v1, driven directly: a fake connection records the frames a
+ * Session writes, fake events record what it hands to the server, and time is fake.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { ClosedError, DeliveryError, QueueFullError } from '../../src/errors.js'
+import { type ClientFrame, FrameError } from '../../src/protocol/frames.js'
+import { RequestError, Session, type SessionConnection, type SessionEvents, type SessionLimits } from '../../src/server/sessions.js'
+
+type Frame = Record<string, unknown>
+
+const MiB = 1024 * 1024
+const utf8 = new TextEncoder()
+
+interface Tracked {
+  status: 'pending' | 'resolved' | 'rejected'
+  value?: unknown
+  error?: unknown
+}
+
+function track(promise: Promise<unknown>): Tracked {
+  const tracked: Tracked = { status: 'pending' }
+  promise.then(
+    (value) => Object.assign(tracked, { status: 'resolved', value }),
+    (error: unknown) => Object.assign(tracked, { status: 'rejected', error }),
+  )
+  return tracked
+}
+
+/** Lets queued microtasks (coalesced flushes and acks, request handlers) run. */
+async function tick(): Promise<void> {
+  for (let i = 0; i < 5; i++) await vi.advanceTimersByTimeAsync(0)
+}
+
+/** A fake connection: what the session writes to it, parsed, and how it was closed. */
+function connection() {
+  const raw: string[] = []
+  const conn = {
+    raw,
+    frames: () => raw.map((frame) => JSON.parse(frame) as Frame),
+    clear: () => {
+      raw.length = 0
+    },
+    send: vi.fn((frame: string) => {
+      raw.push(frame)
+    }),
+    close: vi.fn(),
+  } satisfies SessionConnection & Record<string, unknown>
+  return conn
+}
+
+type Handler = (data: unknown, session: Session) => Promise<unknown>
+
+function setup(limits: Partial<SessionLimits> = {}, handler: Handler = async (data) => ({ echo: data })) {
+  const events = {
+    message: vi.fn<SessionEvents['message']>(),
+    request: vi.fn<SessionEvents['request']>(handler),
+    expire: vi.fn<SessionEvents['expire']>(),
+  }
+  const session = new Session(undefined, { maxQueue: 100_000, maxPayload: MiB, sessionTtl: 60_000, ...limits }, events)
+  const messages = () => events.message.mock.calls.map(([data]) => data)
+  /** Attaches a fresh connection as a new session would be, and forgets the welcome. */
+  const connect = (clientAck = 0, resumed = false) => {
+    const conn = connection()
+    session.attach(conn, clientAck, resumed)
+    return conn
+  }
+  return { session, events, messages, connect }
+}
+
+/** The FrameError `fn` throws, or fails the test when it throws none. */
+function frameError(fn: () => void): FrameError {
+  try {
+    fn()
+  } catch (error) {
+    expect(error).toBeInstanceOf(FrameError)
+    return error as FrameError
+  }
+  throw new Error('no FrameError thrown')
+}
+
+const msg = (s: number, ...d: unknown[]): ClientFrame => ({ t: 'msg', s, d })
+const ack = (s: number): ClientFrame => ({ t: 'ack', s })
+const req = (s: number, id: number, d: unknown): ClientFrame => ({ t: 'req', s, id, d })
+
+/** The internal array behind the session's outbox (to check that it is compacted). */
+const outboxArray = (session: Session): unknown[] => (session as unknown as { outbox: unknown[] }).outbox
+
+beforeEach(() => {
+  vi.useFakeTimers()
+})
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+describe('session identity and welcome', () => {
+  it('has an unguessable base64url id of 128 bits', () => {
+    const ids = new Set(Array.from({ length: 50 }, () => setup().session.id))
+    expect(ids.size).toBe(50)
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{22}$/)
+  })
+
+  it('attach writes welcome with the session id, the resume flag, the last client seq and the max payload', () => {
+    const { session, connect } = setup({ maxPayload: 4096 })
+    const conn = connect()
+    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096 }])
+    expect(session.connected).toBe(true)
+  })
+
+  it('the welcome of a resumed connection names the last client seq delivered', () => {
+    const { session, connect } = setup()
+    const first = connect()
+    session.receive(msg(1, 'a', 'b', 'c'))
+    session.detach(first)
+    const second = connect(0, true)
+    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB })
+  })
+
+  it('a hello acknowledging more than was ever sent is a protocol error', () => {
+    const { session } = setup()
+    const error = frameError(() => session.attach(connection(), 1, true))
+    expect(error.closeCode).toBe(1002)
+    expect(session.connected).toBe(false)
+  })
+
+  it('a second hello on one connection is a protocol error', () => {
+    const { session, connect } = setup()
+    connect()
+    expect(frameError(() => session.receive({ t: 'hello', sid: session.id, ack: 0 })).closeCode).toBe(1002)
+  })
+
+  it('ping is answered with pong', () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    conn.clear()
+    session.receive({ t: 'ping' })
+    expect(conn.raw).toEqual(['{"t":"pong"}'])
+  })
+})
+
+describe('messages from the client', () => {
+  it('are delivered once each, in order, with their session', () => {
+    const { session, events, messages, connect } = setup()
+    connect()
+    session.receive(msg(1, 'a', { b: 2 }))
+    session.receive(msg(3, ['c']))
+    expect(messages()).toEqual(['a', { b: 2 }, ['c']])
+    expect(events.message.mock.calls.every(([, s]) => s === session)).toBe(true)
+  })
+
+  it('duplicates are dropped: whole frames and the already-delivered part of overlapping ones', () => {
+    const { session, messages, connect } = setup()
+    connect()
+    session.receive(msg(1, 'a', 'b'))
+    session.receive(msg(1, 'a', 'b'))
+    session.receive(msg(2, 'b', 'c', 'd'))
+    session.receive(msg(3, 'c'))
+    session.receive(msg(5, 'e'))
+    expect(messages()).toEqual(['a', 'b', 'c', 'd', 'e'])
+  })
+
+  it('duplicates resent on a new connection are dropped too', () => {
+    const { session, messages, connect } = setup()
+    const first = connect()
+    session.receive(msg(1, 'a', 'b'))
+    session.detach(first)
+    connect(0, true)
+    session.receive(msg(1, 'a', 'b', 'c'))
+    expect(messages()).toEqual(['a', 'b', 'c'])
+  })
+
+  it('a gap in the sequence is a FrameError 1002 and nothing of it is delivered', () => {
+    const { session, messages, connect } = setup()
+    connect()
+    session.receive(msg(1, 'a'))
+    const error = frameError(() => session.receive(msg(3, 'c')))
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toContain('gap')
+    expect(messages()).toEqual(['a'])
+  })
+
+  it('acks are coalesced: many frames in one tick get one ack with the highest seq', async () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    conn.clear()
+    for (let s = 1; s <= 20; s++) session.receive(msg(s, s))
+    expect(conn.raw).toEqual([])
+    await tick()
+    expect(conn.raw).toEqual(['{"t":"ack","s":20}'])
+    session.receive(msg(21, 21, 22))
+    await tick()
+    expect(conn.frames()).toEqual([
+      { t: 'ack', s: 20 },
+      { t: 'ack', s: 22 },
+    ])
+  })
+
+  it('duplicates are acknowledged again (the client may have lost the first ack)', async () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    session.receive(msg(1, 'a'))
+    await tick()
+    conn.clear()
+    session.receive(msg(1, 'a'))
+    await tick()
+    expect(conn.frames()).toEqual([{ t: 'ack', s: 1 }])
+  })
+})
+
+describe('send()', () => {
+  it('writes one msg frame per tick and resolves when the client acknowledges', async () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    conn.clear()
+    const sent = ['a', { b: 1 }, [3]].map((data) => track(session.send(data)))
+    expect(conn.raw).toEqual([])
+    await tick()
+    expect(conn.raw).toEqual(['{"t":"msg","s":1,"d":["a",{"b":1},[3]]}'])
+    expect(session.pending).toBe(3)
+    session.receive(ack(2))
+    await tick()
+    expect(sent.map((p) => p.status)).toEqual(['resolved', 'resolved', 'pending'])
+    expect(session.pending).toBe(1)
+    session.receive(ack(3))
+    await tick()
+    expect(sent[2].status).toBe('resolved')
+    expect(session.pending).toBe(0)
+  })
+
+  it('an ack beyond what was sent is a FrameError 1002', async () => {
+    const { session, connect } = setup()
+    connect()
+    session.send('a')
+    await tick()
+    expect(frameError(() => session.receive(ack(2))).closeCode).toBe(1002)
+  })
+
+  it('rejects what JSON cannot carry, at once', async () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    conn.clear()
+    await expect(session.send(undefined)).rejects.toThrow(TypeError)
+    await expect(session.send(1n)).rejects.toThrow(TypeError)
+    await tick()
+    expect(conn.raw).toEqual([])
+    expect(session.pending).toBe(0)
+  })
+
+  it('waits while the client is away and goes out after the welcome on resume', async () => {
+    const { session, connect } = setup()
+    const first = connect()
+    session.detach(first)
+    const sent = track(session.send('while away'))
+    await tick()
+    const second = connect(0, true)
+    await tick()
+    expect(second.frames()).toEqual([
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB },
+      { t: 'msg', s: 1, d: ['while away'] },
+    ])
+    session.receive(ack(1))
+    await tick()
+    expect(sent.status).toBe('resolved')
+  })
+
+  it('on resume, resends only what the client lacks, with the same seqs', async () => {
+    const { session, connect } = setup()
+    const first = connect()
+    const sent = ['a', 'b', 'c', 'd'].map((data) => track(session.send(data)))
+    await tick()
+    session.receive(ack(1))
+    session.detach(first)
+    const second = connect(3, true) // the client got up to 3; our ack for 2 and 3 was lost
+    await tick()
+    expect(second.frames()).toEqual([
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB },
+      { t: 'msg', s: 4, d: ['d'] },
+    ])
+    expect(sent.map((p) => p.status)).toEqual(['resolved', 'resolved', 'resolved', 'pending'])
+    expect(session.pending).toBe(1)
+  })
+
+  it('on resume with nothing lost, resends nothing', async () => {
+    const { session, connect } = setup()
+    const first = connect()
+    session.send('a')
+    await tick()
+    session.detach(first)
+    const second = connect(1, true)
+    await tick()
+    expect(second.frames().map((frame) => frame.t)).toEqual(['welcome'])
+    expect(session.pending).toBe(0)
+  })
+
+  it('batches are split so that no frame exceeds maxPayload bytes (ASCII)', async () => {
+    const maxPayload = 1000
+    const { session, connect } = setup({ maxPayload })
+    const conn = connect()
+    conn.clear()
+    const data = Array.from({ length: 30 }, (_, i) => `${i}:${'x'.repeat(90)}`)
+    for (const d of data) session.send(d)
+    await tick()
+    expect(conn.raw.length).toBeGreaterThan(1)
+    for (const frame of conn.raw) expect(utf8.encode(frame).byteLength).toBeLessThanOrEqual(maxPayload)
+    const frames = conn.frames() as { s: number; d: unknown[] }[]
+    let next = 1
+    for (const frame of frames) {
+      expect(frame.s).toBe(next)
+      next += frame.d.length
+    }
+    expect(frames.flatMap((frame) => frame.d)).toEqual(data)
+  })
+
+  it('batches are split so that no frame exceeds maxPayload bytes (non-ASCII counts in UTF-8 bytes)', async () => {
+    const maxPayload = 1000
+    const { session, connect } = setup({ maxPayload })
+    const conn = connect()
+    conn.clear()
+    const data = Array.from({ length: 10 }, () => '€'.repeat(100)) // 102 characters of JSON, 302 bytes each
+    for (const d of data) session.send(d)
+    await tick()
+    for (const frame of conn.raw) expect(utf8.encode(frame).byteLength).toBeLessThanOrEqual(maxPayload)
+    expect((conn.frames() as { d: unknown[] }[]).flatMap((frame) => frame.d)).toEqual(data)
+  })
+})
+
+describe('limits and lifetime', () => {
+  it('maxQueue: a send beyond the unacknowledged limit rejects with QueueFullError; an ack makes room', async () => {
+    const { session, connect } = setup({ maxQueue: 3 })
+    connect()
+    const sent = [1, 2, 3].map((n) => track(session.send(n)))
+    const refused = track(session.send(4))
+    await tick()
+    expect(refused.status).toBe('rejected')
+    expect(refused.error).toBeInstanceOf(QueueFullError)
+    expect(session.pending).toBe(3)
+    session.receive(ack(1))
+    const accepted = track(session.send(5))
+    await tick()
+    expect(accepted.status).toBe('pending')
+    expect(session.pending).toBe(3)
+    expect(sent.map((p) => p.status)).toEqual(['resolved', 'pending', 'pending'])
+  })
+
+  it('maxQueue applies while the client is away', async () => {
+    const { session } = setup({ maxQueue: 2 })
+    session.send(1)
+    session.send(2)
+    await expect(session.send(3)).rejects.toBeInstanceOf(QueueFullError)
+  })
+
+  it('detach starts the sessionTtl timer; when it runs out, pending sends reject and the session expires', async () => {
+    const { session, events, connect } = setup({ sessionTtl: 30_000 })
+    const conn = connect()
+    const sent = track(session.send('never acked'))
+    await tick()
+    session.detach(conn)
+    expect(session.connected).toBe(false)
+    await vi.advanceTimersByTimeAsync(29_999)
+    expect(events.expire).not.toHaveBeenCalled()
+    expect(sent.status).toBe('pending')
+    await vi.advanceTimersByTimeAsync(1)
+    expect(events.expire).toHaveBeenCalledExactlyOnceWith(session)
+    expect(sent.status).toBe('rejected')
+    expect(sent.error).toBeInstanceOf(DeliveryError)
+    await expect(session.send('after')).rejects.toBeInstanceOf(ClosedError)
+  })
+
+  it('a resume within sessionTtl cancels the expiry', async () => {
+    const { session, events, connect } = setup({ sessionTtl: 30_000 })
+    session.detach(connect())
+    await vi.advanceTimersByTimeAsync(29_000)
+    connect(0, true)
+    await vi.advanceTimersByTimeAsync(120_000)
+    expect(events.expire).not.toHaveBeenCalled()
+  })
+
+  it('no expiry timer runs while connected', async () => {
+    const { events, connect } = setup({ sessionTtl: 1000 })
+    connect()
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(events.expire).not.toHaveBeenCalled()
+  })
+
+  it('a newer connection replaces the current one, which is closed; the old one detaching later changes nothing', async () => {
+    const { session, events, connect } = setup({ sessionTtl: 1000 })
+    const first = connect()
+    const second = connect(0, true)
+    expect(first.close).toHaveBeenCalledWith(1000, expect.any(String))
+    session.detach(first)
+    expect(session.connected).toBe(true)
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(events.expire).not.toHaveBeenCalled()
+    second.clear()
+    session.send('to the new one')
+    await tick()
+    expect(second.frames()).toEqual([{ t: 'msg', s: 1, d: ['to the new one'] }])
+    expect(first.frames().filter((frame) => frame.t === 'msg')).toEqual([])
+  })
+
+  it('end() rejects pending sends, closes the connection and reports the expiry once', async () => {
+    const { session, events, connect } = setup()
+    const conn = connect()
+    const sent = [1, 2].map((n) => track(session.send(n)))
+    await tick()
+    session.end()
+    session.end()
+    await tick()
+    expect(sent.map((p) => p.status)).toEqual(['rejected', 'rejected'])
+    expect(sent[0].error).toBeInstanceOf(ClosedError)
+    expect(conn.close).toHaveBeenCalledTimes(1)
+    expect(events.expire).toHaveBeenCalledTimes(1)
+    expect(session.connected).toBe(false)
+    expect(session.pending).toBe(0)
+  })
+
+  it('end(error) rejects pending sends with that error', async () => {
+    const { session } = setup()
+    const sent = track(session.send(1))
+    const error = new DeliveryError('gone')
+    session.end(error)
+    await tick()
+    expect(sent.error).toBe(error)
+  })
+
+  it('the outbox is compacted: 5,000 acknowledged sends do not keep growing its array', async () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    let longest = 0
+    let acked = 0
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 100; i++) session.send(round * 100 + i)
+      await tick()
+      acked += 100
+      session.receive(ack(acked))
+      longest = Math.max(longest, outboxArray(session).length)
+    }
+    expect(session.pending).toBe(0)
+    expect(longest).toBeLessThanOrEqual(2048)
+    expect(outboxArray(session).length).toBeLessThanOrEqual(2048)
+    const sent = conn.frames().filter((frame) => frame.t === 'msg') as { d: unknown[] }[]
+    expect(sent.flatMap((frame) => frame.d)).toEqual(Array.from({ length: 5000 }, (_, i) => i))
+  })
+
+  it('the outbox is compacted after one ack of 5,000 sends', async () => {
+    const { session, connect } = setup()
+    connect()
+    const sent = Array.from({ length: 5000 }, (_, i) => session.send(i))
+    await tick()
+    session.receive(ack(5000))
+    await Promise.all(sent)
+    expect(session.pending).toBe(0)
+    expect(outboxArray(session).length).toBe(0)
+  })
+
+  it('sequencing stays right across compactions', async () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    for (let i = 0; i < 3000; i++) session.send(i)
+    await tick()
+    session.receive(ack(2000)) // compacts with 1,000 still pending
+    session.detach(conn)
+    const next = connect(2500, true)
+    await tick()
+    const frames = next.frames().filter((frame) => frame.t === 'msg') as { s: number; d: unknown[] }[]
+    expect(frames[0].s).toBe(2501)
+    expect(frames.flatMap((frame) => frame.d)).toEqual(Array.from({ length: 500 }, (_, i) => 2500 + i))
+    expect(session.pending).toBe(500)
+  })
+})
+
+describe('requests', () => {
+  it('the handler gets the data and its value is the reply, acknowledged like a message', async () => {
+    const { session, events, connect } = setup()
+    const conn = connect()
+    conn.clear()
+    session.receive(req(1, 7, { q: 'x' }))
+    expect(events.request).toHaveBeenCalledExactlyOnceWith({ q: 'x' }, session)
+    await tick()
+    expect(conn.frames()).toEqual([
+      { t: 'ack', s: 1 },
+      { t: 'res', s: 1, id: 7, d: { echo: { q: 'x' } } },
+    ])
+    expect(session.pending).toBe(1) // the reply waits for the client's ack
+    session.receive(ack(1))
+    expect(session.pending).toBe(0)
+  })
+
+  it('a handler returning undefined replies null', async () => {
+    const { session, connect } = setup({}, async () => undefined)
+    const conn = connect()
+    conn.clear()
+    session.receive(req(1, 1, 'x'))
+    await tick()
+    expect(conn.frames()).toContainEqual({ t: 'res', s: 1, id: 1, d: null })
+  })
+
+  it('a RequestError passes its code and message to the client', async () => {
+    const { session, connect } = setup({}, async () => {
+      throw new RequestError('BAD_REQUEST', 'id is required')
+    })
+    const conn = connect()
+    conn.clear()
+    session.receive(req(1, 3, {}))
+    await tick()
+    expect(conn.frames()).toContainEqual({ t: 'res', s: 1, id: 3, err: { code: 'BAD_REQUEST', message: 'id is required' } })
+  })
+
+  it('any other error replies ERR_INTERNAL without leaking its message', async () => {
+    const { session, connect } = setup({}, async () => {
+      throw new Error('password=hunter2 at db.internal:5432')
+    })
+    const conn = connect()
+    conn.clear()
+    session.receive(req(1, 4, {}))
+    await tick()
+    const res = conn.frames().find((frame) => frame.t === 'res') as { err: { code: string; message: string } }
+    expect(res.err.code).toBe('ERR_INTERNAL')
+    expect(typeof res.err.message).toBe('string')
+    expect(conn.raw.join('')).not.toContain('hunter2')
+    expect(conn.raw.join('')).not.toContain('db.internal')
+  })
+
+  it('a thrown non-Error is ERR_INTERNAL too', async () => {
+    const { session, connect } = setup({}, () => Promise.reject('secret string'))
+    const conn = connect()
+    session.receive(req(1, 5, {}))
+    await tick()
+    expect(conn.frames()).toContainEqual(
+      expect.objectContaining({ t: 'res', id: 5, err: expect.objectContaining({ code: 'ERR_INTERNAL' }) }),
+    )
+    expect(conn.raw.join('')).not.toContain('secret string')
+  })
+
+  it('a reply JSON cannot carry becomes an error reply', async () => {
+    const { session, connect } = setup({}, async () => 1n)
+    const conn = connect()
+    session.receive(req(1, 6, {}))
+    await tick()
+    const res = conn.frames().find((frame) => frame.t === 'res') as { id: number; err: { code: string } }
+    expect(res.id).toBe(6)
+    expect(res.err.code).toBe('ERR_REPLY_ENCODING')
+  })
+
+  it('requests share the client sequence with messages; a duplicate request is not handled twice', () => {
+    const { session, events, messages, connect } = setup()
+    connect()
+    session.receive(msg(1, 'm1'))
+    session.receive(req(2, 1, 'r'))
+    session.receive(req(2, 1, 'r'))
+    session.receive(msg(2, 'r-as-msg', 'm3'))
+    expect(events.request).toHaveBeenCalledTimes(1)
+    expect(messages()).toEqual(['m1', 'm3'])
+    expect(frameError(() => session.receive(req(5, 2, 'gap'))).closeCode).toBe(1002)
+  })
+
+  it('replies share the server sequence with messages and go out in order', async () => {
+    let answer!: (value: unknown) => void
+    const { session, connect } = setup({}, () => new Promise((resolve) => (answer = resolve)))
+    const conn = connect()
+    conn.clear()
+    session.send('before')
+    session.receive(req(1, 9, 'q'))
+    await tick()
+    answer('reply')
+    await tick()
+    session.send('after')
+    await tick()
+    expect(conn.frames().filter((frame) => frame.t !== 'ack')).toEqual([
+      { t: 'msg', s: 1, d: ['before'] },
+      { t: 'res', s: 2, id: 9, d: 'reply' },
+      { t: 'msg', s: 3, d: ['after'] },
+    ])
+  })
+
+  it('a reply ready while the client is away goes out on resume', async () => {
+    let answer!: (value: unknown) => void
+    const { session, connect } = setup({}, () => new Promise((resolve) => (answer = resolve)))
+    const first = connect()
+    session.receive(req(1, 2, 'q'))
+    await tick()
+    session.detach(first)
+    answer('late')
+    await tick()
+    const second = connect(0, true)
+    await tick()
+    expect(second.frames()).toEqual([
+      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB },
+      { t: 'res', s: 1, id: 2, d: 'late' },
+    ])
+  })
+
+  it('a reply after the session ended is dropped', async () => {
+    let answer!: (value: unknown) => void
+    const { session, connect } = setup({}, () => new Promise((resolve) => (answer = resolve)))
+    const conn = connect()
+    session.receive(req(1, 2, 'q'))
+    await tick()
+    session.end()
+    conn.clear()
+    answer('too late')
+    await tick()
+    expect(conn.raw).toEqual([])
+    expect(session.pending).toBe(0)
+  })
+})
