@@ -8,7 +8,7 @@
  * delay = cap * (1 - jitter * random())        random() in [0, 1)
  * ```
  *
- * With the default `jitter: 1` this is "full jitter": a uniform pick in `[0, cap)`,
+ * With the default `jitter: 1` this is "full jitter": a uniform pick in `(0, cap]`,
  * which spreads a crowd of clients that lost the same server over the whole window
  * instead of sending them back in synchronized waves. `jitter: 0` gives plain
  * exponential backoff.
@@ -40,7 +40,8 @@ export const isServerBusy = (code: number): boolean => code === 1012 || code ===
  * ```
  */
 export function backoffDelay(policy: BackoffPolicy, attempt: number, closeCode?: number, random: () => number = Math.random): number {
-  const cap = Math.min(policy.maxDelay, policy.minDelay * policy.factor ** Math.max(0, attempt - 1))
+  // `|| 0`: minDelay 0 times an overflowed factor^n (Infinity) is NaN.
+  const cap = Math.min(policy.maxDelay, policy.minDelay * policy.factor ** Math.max(0, attempt - 1)) || 0
   const delay = cap * (1 - policy.jitter * random())
   return closeCode !== undefined && isServerBusy(closeCode) ? Math.max(delay, policy.busyDelay * (1 + random())) : delay
 }

@@ -22,6 +22,7 @@ export {
   OptionError,
   ProtocolError,
   QueueFullError,
+  ReplyError,
   TetherError,
   TimeoutError,
 } from './errors.js'

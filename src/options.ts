@@ -167,7 +167,7 @@ function fail(option: string, expected: string, value: unknown): never {
   } catch {
     shown = String(value)
   }
-  throw new OptionError(`options.${option} must be ${expected}; got ${shown}`)
+  throw new OptionError(`options${option ? `.${option}` : ''} must be ${expected}; got ${shown}`)
 }
 
 function number(option: string, value: unknown, fallback: number, min = 0, integer = false): number {

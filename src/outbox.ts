@@ -12,6 +12,7 @@
  * @module
  */
 import { AbortError, QueueFullError, type TetherError, TimeoutError } from './errors.js'
+import { timer } from './timers.js'
 
 /** What the wire carries: text or binary, as `WebSocket.send` accepts it. */
 export type Payload = string | ArrayBuffer | ArrayBufferView | Blob
@@ -50,6 +51,8 @@ export interface Entry {
   seq: number
   /** Written to the current connection (behind the cursor). */
   sent: boolean
+  /** Added with `first` (by the open hook): goes ahead of queued messages, behind earlier `first` ones. */
+  readonly first: boolean
   /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
   done: boolean
   prev: Entry | undefined
@@ -70,10 +73,12 @@ export function payloadSize(payload: Payload): number {
   let bytes = payload.length
   for (let i = 0; i < payload.length; i++) {
     const c = payload.charCodeAt(i)
-    // U+0080..U+07FF take 2 bytes, the rest of the BMP 3, a surrogate pair 4 (2 units, 2 extra)
-    if (c >= 0xd800 && c <= 0xdfff) bytes += 1
-    else if (c > 0x7ff) bytes += 2
-    else if (c > 0x7f) bytes += 1
+    if (c < 0x80) continue
+    // U+0080..U+07FF take 2 bytes; the rest of the BMP and lone surrogates (sent as U+FFFD) 3;
+    // a surrogate pair 4 for its 2 units.
+    const pair = c >= 0xd800 && c <= 0xdbff && (payload.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    if (pair) i++
+    bytes += c < 0x800 ? 1 : 2
   }
   return bytes
 }
@@ -127,6 +132,7 @@ export class Outbox {
       staleAt: options.staleAt,
       seq: 0,
       sent: false,
+      first,
       done: false,
       prev: undefined,
       next: undefined,
@@ -192,7 +198,13 @@ export class Outbox {
 
   /** Fails every entry (close, or reconnection given up) and empties the outbox. */
   failAll(makeError: (entry: Entry) => TetherError): void {
-    for (let entry = this.head; entry; entry = entry.next) this.finish(entry, makeError(entry))
+    for (let entry = this.head; entry; ) {
+      const next: Entry | undefined = entry.next
+      // Unlinked, so a late succeed/fail/remove of this entry finds it out and changes nothing.
+      entry.prev = entry.next = undefined
+      this.finish(entry, makeError(entry))
+      entry = next
+    }
     this.head = this.tail = this.cursor = undefined
     this.size = this.queued = this.bytes = 0
     this.keyed.clear()
@@ -267,7 +279,8 @@ export class Outbox {
   }
 
   private link(entry: Entry, first: boolean): void {
-    const before = first ? this.cursor : undefined
+    let before = first ? this.cursor : undefined
+    while (before?.first) before = before.next
     if (before) {
       entry.prev = before.prev
       entry.next = before
@@ -280,7 +293,7 @@ export class Outbox {
       else this.head = entry
       this.tail = entry
     }
-    if (before || !this.cursor) this.cursor = entry
+    if (!this.cursor || this.cursor === before) this.cursor = entry
     this.size++
     this.queued++
     this.bytes += entry.size
@@ -306,7 +319,7 @@ export class Outbox {
   private arm(at: number): void {
     clearTimeout(this.timer)
     this.timerAt = at
-    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()))
+    this.timer = timer(() => this.expire(), at - Date.now())
   }
 
   private expire(): void {
@@ -325,6 +338,7 @@ export class Outbox {
       }
       entry = following
     }
-    if (next < Number.POSITIVE_INFINITY) this.arm(next)
+    // An onFail listener may have added an entry (and armed for it) meanwhile: keep the earlier.
+    if (next < this.timerAt) this.arm(next)
   }
 }

@@ -33,6 +33,7 @@ import { type Entry, Outbox, type Payload } from './outbox.js'
 import { RawProtocol } from './protocol/raw.js'
 import { type SessionInfo, TetherProtocol } from './protocol/tether.js'
 import type { Protocol, ProtocolHost, WireData } from './protocol/types.js'
+import { timer } from './timers.js'
 
 /** The connection states. `closed` is also where a socket ends when it gives up reconnecting. */
 export type SocketState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
@@ -94,7 +95,7 @@ interface Connection {
   onopen: (() => void) | null
   onmessage: ((event: { data: WireData }) => void) | null
   onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null
-  onerror: (() => void) | null
+  onerror: ((event: { message?: unknown }) => void) | null
   send(data: Payload): void
   close(code?: number, reason?: string): void
 }
@@ -296,7 +297,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.counters.attempts++
     const { reconnect } = this.options
     const timeout = reconnect ? reconnect.connectTimeout : 10000
-    this.timer = setTimeout(
+    this.timer = timer(
       () => this.attemptFailed(new TimeoutError(`connection attempt not open after ${timeout} ms (reconnect.connectTimeout)`)),
       timeout,
     )
@@ -336,13 +337,21 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     this.ws = ws
     ws.binaryType = 'arraybuffer'
-    ws.onerror = noop // a close event follows every error
+    let noSubprotocol = false
+    // A close event follows every error. Node's ws says when the server selected no
+    // subprotocol (browsers only report a failed handshake): then it is no tether server.
+    ws.onerror = (event) => {
+      noSubprotocol ||= this.tether !== undefined && /subprotocol/i.test(String(event?.message))
+    }
     ws.onopen = () => {
       this.counters.opened++
       this.protocol.attach(ws.protocol ?? '')
     }
     ws.onmessage = (event) => this.protocol.receive(event.data)
-    ws.onclose = (event) => this.connectionEnded(ws, { code: event.code, reason: event.reason, wasClean: event.wasClean })
+    ws.onclose = (event) => {
+      if (noSubprotocol && this.ws === ws) this.tether?.notTether('the handshake selected no subprotocol')
+      else this.connectionEnded(ws, { code: event.code, reason: event.reason, wasClean: event.wasClean })
+    }
   }
 
   /** The protocol's handshake is done: run the hook, then become `open` and write the backlog. */
@@ -467,7 +476,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (!reconnect) return
     const delay = backoffDelay(reconnect, this.failures, code)
     this.emit('reconnecting', { attempt: this.failures, delay })
-    this.timer = setTimeout(() => {
+    this.timer = timer(() => {
       this.timer = undefined
       if (isOnline()) this.attempt()
     }, delay)

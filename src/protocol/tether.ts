@@ -12,6 +12,7 @@
 import { DeliveryError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../errors.js'
 import type { HeartbeatOptions } from '../options.js'
 import type { Entry } from '../outbox.js'
+import { timer } from '../timers.js'
 import {
   CloseCode,
   decodeFrame,
@@ -58,7 +59,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   /** Requests written to the server, by id, until their reply arrives. */
   private readonly requestsInFlight = new Map<number, Entry>()
   /** Timers of requests acknowledged but not yet answered (their outbox deadline no longer applies). */
-  private readonly replyTimers = new Map<number, ReturnType<typeof setTimeout>>()
+  private readonly replyTimers = new Map<number, ReturnType<typeof setTimeout> | undefined>()
   // heartbeat: judged by wall-clock time, so throttled timers cannot cause false timeouts
   private lastReceived = 0
   private pingSentAt = 0
@@ -94,10 +95,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
 
   attach(selected: string): void {
     if (selected !== SUBPROTOCOL) {
-      const error = new ProtocolError(
-        `the server did not select the ${SUBPROTOCOL} subprotocol (it selected ${selected ? JSON.stringify(selected) : 'none'}); it does not speak tether.v1. Point the client at a tether server, or use mode: 'raw' for a plain WebSocket server. Not reconnecting.`,
-      )
-      this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, 'subprotocol not selected', error, true)
+      this.notTether(`it selected ${selected ? JSON.stringify(selected) : 'no'} subprotocol`)
       return
     }
     this.phase = 'handshake'
@@ -107,27 +105,47 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.armHeartbeat(this.heartbeat ? this.heartbeat.interval : 0)
   }
 
+  /** The server is not a tether server: say so once and stop, rather than reconnect forever. */
+  notTether(detail: string): void {
+    const error = new ProtocolError(
+      `the server does not speak ${SUBPROTOCOL} (${detail}). Point the client at a tether server, or use mode: 'raw' for a plain WebSocket server. Not reconnecting.`,
+    )
+    this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, `${SUBPROTOCOL} not spoken`, error, true)
+  }
+
   receive(data: WireData): void {
     this.lastReceived = Date.now()
     this.pingSentAt = 0
     let frame: ServerFrame | undefined
     try {
       frame = decodeFrame(data, 'server')
-      if (frame && (this.phase === 'handshake') !== (frame.t === 'welcome')) {
-        throw new FrameError(
-          this.phase === 'handshake' ? `"${frame.t}" frame before "welcome"` : 'second "welcome" frame',
-          CloseCode.PROTOCOL_ERROR,
-        )
-      }
-      if (frame) this.handle(frame)
+      if (this.phase !== 'handshake' && frame?.t === 'welcome') throw new FrameError('second "welcome" frame', CloseCode.PROTOCOL_ERROR)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
-      this.host.drop(
-        CloseCode.CLIENT_PROTOCOL_ERROR,
-        'protocol error',
-        new ProtocolError(`malformed frame from the server: ${error.message}; reconnecting`, { data }),
-      )
+      // A server that accepted tether.v1 but does not answer hello with welcome is some other server.
+      if (this.phase === 'handshake') this.notTether(`its first frame is not a welcome: ${error.message}`)
+      else this.protocolError(error, data)
+      return
     }
+    if (this.phase === 'handshake' && frame?.t !== 'welcome') {
+      this.notTether('its first frame is not a welcome')
+      return
+    }
+    if (!frame) return // an unknown frame type: ignored, for forward compatibility
+    try {
+      this.handle(frame)
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error
+      this.protocolError(error, data)
+    }
+  }
+
+  private protocolError(error: FrameError, data: WireData): void {
+    this.host.drop(
+      CloseCode.CLIENT_PROTOCOL_ERROR,
+      'protocol error',
+      new ProtocolError(`malformed frame from the server: ${error.message}; reconnecting`, { data }),
+    )
   }
 
   private handle(frame: ServerFrame): void {
@@ -222,7 +240,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       if (left < Number.POSITIVE_INFINITY) {
         this.replyTimers.set(
           id,
-          setTimeout(() => this.settleRequest(id, new TimeoutError('no reply within the request timeout', { data: entry.data })), left),
+          timer(() => this.settleRequest(id, new TimeoutError('no reply within the request timeout', { data: entry.data })), left),
         )
       }
     }
@@ -337,7 +355,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.heartbeatTimer = undefined
     if (!this.heartbeat) return
     this.heartbeatDue = Date.now() + delay
-    this.heartbeatTimer = setTimeout(() => this.checkHeartbeat(), delay)
+    this.heartbeatTimer = timer(() => this.checkHeartbeat(), delay)
   }
 
   private checkHeartbeat(): void {

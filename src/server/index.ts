@@ -18,7 +18,7 @@ import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { encodePayload } from '../protocol/frames.js'
-import { Session } from './sessions.js'
+import { RequestError, Session } from './sessions.js'
 import { serveStatic } from './static.js'
 import { attachConnection, type ConnectionHooks } from './ws.js'
 
@@ -144,15 +144,15 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       this.http.off('upgrade', this.upgrade)
       for (const ws of this.sockets) ws.close(1001, 'server shutting down')
       for (const session of [...this.sessions.values()]) session.end()
-      const finish = () => (this.owned ? this.http.close(() => resolve()) : resolve())
+      // Clients that do not complete the close handshake within a second are cut.
+      const deadline = setTimeout(() => {
+        for (const ws of this.sockets) ws.terminate()
+      }, 1000)
       this.wss.close(() => {
-        // Clients that do not complete the close handshake in time are cut.
-        const deadline = setTimeout(() => {
-          for (const ws of this.sockets) ws.terminate()
-        }, 1000)
-        deadline.unref()
-        if (this.owned) this.http.closeAllConnections()
-        finish()
+        clearTimeout(deadline)
+        if (!this.owned) return resolve()
+        this.http.closeAllConnections()
+        this.http.close(() => resolve())
       })
     })
     return this.closing
@@ -211,8 +211,14 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           }
         },
         request: async (data, s) => {
-          if (!this.handler) throw new Error('no request handler')
-          return this.handler(data, s)
+          try {
+            if (!this.handler) throw new Error('a client sent a request, but no handler is set (server.onRequest)')
+            return await this.handler(data, s)
+          } catch (error) {
+            // The client only learns ERR_INTERNAL; the details belong in the server's logs.
+            if (!(error instanceof RequestError)) this.emit('error', error instanceof Error ? error : new Error(String(error)))
+            throw error
+          }
         },
         expire: (s) => {
           this.sessions.delete(s.id)

@@ -38,9 +38,10 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
       }
       if (frame.t !== 'hello') throw new FrameError(`"${frame.t}" frame before "hello"`, CloseCode.PROTOCOL_ERROR)
       const found = frame.sid === null ? undefined : hooks.findSession(frame.sid, principal)
-      session = found ?? hooks.newSession(principal)
+      const target = found ?? hooks.newSession(principal)
       // A client whose session is gone acknowledges sequence numbers of the old one: they mean nothing here.
-      session.attach(connection, found ? frame.ack : 0, found !== undefined)
+      target.attach(connection, found ? frame.ack : 0, found !== undefined)
+      session = target // only once attached: a refused resume must not detach the session's real connection
       hooks.opened(session, found !== undefined)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error

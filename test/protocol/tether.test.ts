@@ -166,11 +166,21 @@ describe('handshake', () => {
     expect(a.status).toBe('pending')
   })
 
-  it('a frame other than welcome during the handshake is a protocol error', () => {
+  it.each([
+    ['a msg frame', '{"t":"msg","s":1,"d":["early"]}'],
+    ['an echo of the hello (an echo server)', '{"t":"hello","sid":null,"ack":0}'],
+    ['JSON without "t"', '{"type":"greeting"}'],
+    ['text that is not JSON', 'Welcome to the chat!'],
+  ])('a first frame that is not a welcome (%s) means the server does not speak tether.v1: final ProtocolError', (_, frame) => {
     const t = setup()
     t.protocol.attach('tether.v1')
-    t.server({ t: 'msg', s: 1, d: ['early'] })
-    t.droppedWithProtocolError()
+    t.protocol.receive(frame)
+    expect(t.host.drop).toHaveBeenCalledTimes(1)
+    const [code, , error, final] = t.host.drop.mock.calls[0]
+    expect(code).toBe(4002)
+    expect(error).toBeInstanceOf(ProtocolError)
+    expect((error as ProtocolError).message).toMatch(/mode: 'raw'/)
+    expect(final).toBe(true)
     expect(t.host.deliver).not.toHaveBeenCalled()
     expect(t.host.ready).not.toHaveBeenCalled()
   })

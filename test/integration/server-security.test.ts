@@ -1,0 +1,236 @@
+/**
+ * The reference server's hardening against real connections: the origin allowlist,
+ * authentication (and the client's reaction to 4401), sessions bound to their principal,
+ * and unguessable session ids.
+ */
+import type { IncomingMessage } from 'node:http'
+import { afterEach, describe, expect, it } from 'vitest'
+import { WebSocket } from 'ws'
+import { DeliveryError } from '../../src/index.js'
+import type { Session, TetherServerOptions } from '../../src/server/index.js'
+import { cleanupTether, defer, sleep, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+
+afterEach(cleanupTether)
+
+/** Opens a raw `ws` client offering tether.v1; resolves with how the handshake ended. */
+function tryConnect(url: string, options: { origin?: string } = {}) {
+  return withTimeout(
+    new Promise<{ outcome: 'open'; ws: WebSocket } | { outcome: 'refused'; status: number } | { outcome: 'error'; message: string }>(
+      (resolve) => {
+        const ws = new WebSocket(url, ['tether.v1'], options)
+        defer(() => ws.terminate())
+        ws.on('open', () => resolve({ outcome: 'open', ws }))
+        ws.on('unexpected-response', (_req, res) => {
+          resolve({ outcome: 'refused', status: res.statusCode ?? 0 })
+          ws.terminate()
+        })
+        ws.on('error', (e) => resolve({ outcome: 'error', message: e.message }))
+      },
+    ),
+    3000,
+    `connecting to ${url}`,
+  )
+}
+
+/** A raw tether.v1 client: sends `hello`, resolves with the `welcome` (or the close). */
+async function rawHello(url: string, sid: string | null) {
+  const ws = new WebSocket(url, ['tether.v1'])
+  defer(() => ws.terminate())
+  ws.on('error', () => {})
+  return withTimeout(
+    new Promise<{ welcome?: { sid: string; resumed: boolean }; close?: number }>((resolve) => {
+      ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', sid, ack: 0 })))
+      ws.on('message', (data) => {
+        const frame = JSON.parse(String(data))
+        if (frame.t === 'welcome') resolve({ welcome: frame })
+      })
+      ws.on('close', (code) => resolve({ close: code }))
+    }),
+    3000,
+    'a welcome',
+  )
+}
+
+describe('allowedOrigins', () => {
+  it('accepts listed origins and refuses others (and a missing Origin) with HTTP 403', async () => {
+    const server = await startTether({ allowedOrigins: ['https://app.example'] })
+    const good = await tryConnect(urlOf(server), { origin: 'https://app.example' })
+    expect(good.outcome).toBe('open')
+    if (good.outcome === 'open') expect(good.ws.protocol).toBe('tether.v1')
+    expect(await tryConnect(urlOf(server), { origin: 'https://evil.example' })).toEqual({ outcome: 'refused', status: 403 })
+    expect(await tryConnect(urlOf(server), { origin: 'https://app.example.evil.example' })).toEqual({ outcome: 'refused', status: 403 })
+    expect(await tryConnect(urlOf(server))).toEqual({ outcome: 'refused', status: 403 })
+    expect(server.sessions.size).toBe(0) // the accepted raw client never said hello
+  })
+
+  it('accepts a predicate', async () => {
+    const seen: (string | undefined)[] = []
+    const server = await startTether({
+      allowedOrigins: (origin) => {
+        seen.push(origin)
+        return origin?.endsWith('.trusted.example') ?? false
+      },
+    })
+    expect((await tryConnect(urlOf(server), { origin: 'https://a.trusted.example' })).outcome).toBe('open')
+    expect(await tryConnect(urlOf(server), { origin: 'https://trusted.example.evil' })).toEqual({ outcome: 'refused', status: 403 })
+    expect(seen).toEqual(['https://a.trusted.example', 'https://trusted.example.evil'])
+  })
+
+  it('a refused TetherSocket sends nothing to the handlers', async () => {
+    const server = await startTether({ allowedOrigins: ['https://app.example'] })
+    const handled: unknown[] = []
+    server.on('message', (data) => handled.push(data))
+    const { sock } = tetherClient(urlOf(server), { reconnect: { minDelay: 10, maxDelay: 50, maxRetries: 2 } })
+    const sent = sock.send('sneaky')
+    sent.catch(() => {})
+    await waitFor(() => sock.state === 'closed', 3000, 'giving up')
+    await expect(sent).rejects.toBeInstanceOf(DeliveryError)
+    expect(handled).toEqual([])
+    expect(server.sessions.size).toBe(0)
+  })
+})
+
+describe('authenticate', () => {
+  const refusals: [string, TetherServerOptions['authenticate']][] = [
+    ['returns false', () => false],
+    ['returns nothing', () => undefined],
+    [
+      'throws',
+      () => {
+        throw new Error('bad token')
+      },
+    ],
+    ['rejects', async () => Promise.reject(new Error('bad token'))],
+    ['resolves false', async () => false],
+  ]
+
+  it.each(refusals)('%s: close 4401, and a default TetherSocket stops in state closed without retrying', async (_name, authenticate) => {
+    let calls = 0
+    const server = await startTether({
+      authenticate: (request) => {
+        calls++
+        return authenticate!(request)
+      },
+    })
+    const handled: unknown[] = []
+    server.on('message', (data) => handled.push(data))
+    const { sock, closes } = tetherClient(urlOf(server))
+    const sent = sock.send('hello?')
+    sent.catch(() => {})
+    await waitFor(() => sock.state === 'closed', 3000, "state 'closed'")
+    await sleep(300)
+    expect(calls).toBe(1)
+    expect(sock.state).toBe('closed')
+    expect(closes.map((c) => c.code)).toEqual([4401])
+    expect(closes[0].willReconnect).toBe(false)
+    await expect(sent).rejects.toBeInstanceOf(DeliveryError)
+    expect(handled).toEqual([])
+    expect(server.sessions.size).toBe(0)
+  })
+
+  it('gets the upgrade request, and a session belongs to the principal that created it', async () => {
+    const userOf = (request: IncomingMessage) => new URL(request.url ?? '/', 'http://x').searchParams.get('user') ?? false
+    const server = await startTether({ authenticate: userOf })
+    const created: Session[] = []
+    const resumed: Session[] = []
+    server.on('session', (s) => created.push(s))
+    server.on('resume', (s) => resumed.push(s))
+    const alice = tetherClient(urlOf(server, '/?user=alice'))
+    await waitFor(() => alice.sock.state === 'open', 3000, 'alice open')
+    const aliceSid = alice.sock.sessionId!
+    expect(created.map((s) => s.principal)).toEqual(['alice'])
+
+    // Mallory knows Alice's session id, but is authenticated as someone else.
+    const mallory = await rawHello(urlOf(server, '/?user=mallory'), aliceSid)
+    expect(mallory.welcome).toBeDefined()
+    expect(mallory.welcome!.resumed).toBe(false)
+    expect(mallory.welcome!.sid).not.toBe(aliceSid)
+    expect(resumed).toHaveLength(0)
+    expect(created.map((s) => s.principal)).toEqual(['alice', 'mallory'])
+    // Alice's connection was not disturbed.
+    await sleep(50)
+    expect(alice.closes).toEqual([])
+    expect(alice.sock.state).toBe('open')
+
+    // Without credentials: refused.
+    expect((await rawHello(urlOf(server, '/'), aliceSid)).close).toBe(4401)
+
+    // Alice herself resumes it.
+    alice.sock.reconnect()
+    await waitFor(() => resumed.length === 1 && alice.sock.state === 'open', 3000, 'alice resumes')
+    expect(resumed[0].id).toBe(aliceSid)
+    expect(alice.sock.sessionId).toBe(aliceSid)
+    expect(alice.sessions).toHaveLength(1)
+  })
+
+  it("messages of one principal never reach another principal's session", async () => {
+    const server = await startTether({
+      authenticate: (request) => new URL(request.url ?? '/', 'http://x').searchParams.get('user') ?? false,
+    })
+    const received: [unknown, string | undefined][] = []
+    server.on('message', (data, s) => received.push([data, s.principal]))
+    const alice = tetherClient(urlOf(server, '/?user=alice'))
+    await waitFor(() => alice.sock.state === 'open', 3000, 'alice open')
+    // Mallory presents Alice's session id and sends: it lands in Mallory's own new session.
+    const ws = new WebSocket(urlOf(server, '/?user=mallory'), ['tether.v1'])
+    defer(() => ws.terminate())
+    ws.on('error', () => {})
+    await new Promise<void>((resolve) => ws.on('open', () => resolve()))
+    ws.send(JSON.stringify({ t: 'hello', sid: alice.sock.sessionId, ack: 0 }))
+    ws.send('{"t":"msg","s":1,"d":["from mallory"]}')
+    await alice.sock.send('from alice')
+    await waitFor(() => received.length === 2, 2000, 'both messages')
+    expect(received).toContainEqual(['from mallory', 'mallory'])
+    expect(received).toContainEqual(['from alice', 'alice'])
+  })
+})
+
+describe('resume attempts that fail', () => {
+  it('a refused resume (bogus ack) closes with 1002 and does not disturb the session nor report it disconnected', async () => {
+    const server = await startTether()
+    const disconnects: [string, number][] = []
+    server.on('disconnect', (s, code) => disconnects.push([s.id, code]))
+    const { sock, closes } = tetherClient(urlOf(server))
+    await waitFor(() => sock.state === 'open', 3000, 'open')
+    const sid = sock.sessionId!
+    const ws = new WebSocket(urlOf(server), ['tether.v1'])
+    defer(() => ws.terminate())
+    ws.on('error', () => {})
+    const code = await withTimeout(
+      new Promise<number>((resolve) => {
+        ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', sid, ack: 999 })))
+        ws.on('close', (c) => resolve(c))
+      }),
+      3000,
+      'the refusal',
+    )
+    expect(code).toBe(1002)
+    await sleep(50)
+    expect(server.sessions.get(sid)?.connected).toBe(true)
+    expect(closes).toEqual([])
+    expect(disconnects).toEqual([]) // the session's own connection never dropped
+    await withTimeout(sock.send('still fine'), 2000, 'send')
+  })
+})
+
+describe('session ids', () => {
+  it('are 22-character base64url strings (128 bits), distinct per session', async () => {
+    const server = await startTether()
+    const clients = Array.from({ length: 12 }, () => tetherClient(urlOf(server)))
+    await waitFor(() => clients.every((c) => c.sock.state === 'open'), 3000, 'all open')
+    const ids = clients.map((c) => c.sock.sessionId!)
+    for (const id of ids) {
+      expect(id).toMatch(/^[A-Za-z0-9_-]{22}$/)
+      expect(Buffer.from(id, 'base64url')).toHaveLength(16)
+    }
+    expect(new Set(ids).size).toBe(ids.length)
+    expect(new Set(server.sessions.keys())).toEqual(new Set(ids))
+  })
+
+  it('an unknown session id gets a new session, not an error', async () => {
+    const server = await startTether()
+    const result = await rawHello(urlOf(server), 'AAAAAAAAAAAAAAAAAAAAAA')
+    expect(result.welcome?.resumed).toBe(false)
+    expect(result.welcome?.sid).not.toBe('AAAAAAAAAAAAAAAAAAAAAA')
+  })
+})
