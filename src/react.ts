@@ -279,14 +279,15 @@ class Binding<In, Out> {
   mount(): void {
     this.phase = 'mounted'
     const { url, options } = this.latest
+    // A new socket (or none) starts a new stream: nothing carries over from the previous one.
+    this.lastMessage = undefined
+    this.error = undefined
+    this.failure = undefined
     if (url === null) {
       this.rejectWaiting(new ClosedError('useTetherSocket has no connection: its url is null'))
       this.refresh()
       return
     }
-    this.lastMessage = undefined
-    this.error = undefined
-    this.failure = undefined
     let socket: TetherSocket<In, Out>
     try {
       // autoConnect: false, so that listeners are attached before the first event.

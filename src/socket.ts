@@ -237,8 +237,15 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       return
     }
     if (this.current === 'closing') return
+    const dropped = this.ws !== undefined
     this.discard(CLIENT_DROP, 'reconnect requested')
     this.failures = 0
+    if (dropped) {
+      const id = ++this.attemptId
+      this.counters.lastCloseCode = CLIENT_DROP
+      this.emit('close', { code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false, willReconnect: true })
+      if (id !== this.attemptId) return // a listener closed the socket
+    }
     this.attempt()
   }
 
@@ -264,6 +271,12 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const ws = this.ws
     if (ws) {
       this.setState('closing')
+      const { reconnect } = this.options
+      // A dead network may never deliver the close event: closing is bounded like connecting.
+      this.timer = timer(
+        () => this.connectionEnded(ws, { code: 1006, reason: 'close handshake timed out', wasClean: false }),
+        reconnect ? reconnect.connectTimeout : 10000,
+      )
       try {
         ws.close(code, reason)
       } catch {
@@ -294,6 +307,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const id = ++this.attemptId
     this.clearTimer()
     this.setState('connecting')
+    if (id !== this.attemptId) return // a state listener closed or reconnected the socket
     this.counters.attempts++
     const { reconnect } = this.options
     const timeout = reconnect ? reconnect.connectTimeout : 10000
@@ -344,7 +358,6 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       noSubprotocol ||= this.tether !== undefined && /subprotocol/i.test(String(event?.message))
     }
     ws.onopen = () => {
-      this.counters.opened++
       this.protocol.attach(ws.protocol ?? '')
     }
     ws.onmessage = (event) => this.protocol.receive(event.data)
@@ -367,7 +380,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     try {
       result = hook({
         send: (data) => this.enqueue(data, undefined, false, true) as Promise<void>,
-        connection: this.counters.opened,
+        connection: this.counters.opened + 1,
       })
     } catch (cause) {
       this.hookFailed(cause)
@@ -390,7 +403,9 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private becomeOpen(): void {
     this.clearTimer()
     this.openedAt = Date.now()
+    this.counters.opened++
     this.setState('open')
+    if (this.current !== 'open') return // a state listener closed or reconnected the socket
     this.emit('open')
     if (this.current === 'open') this.protocol.flush()
   }
@@ -475,7 +490,9 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const { reconnect } = this.options
     if (!reconnect) return
     const delay = backoffDelay(reconnect, this.failures, code)
+    const id = this.attemptId
     this.emit('reconnecting', { attempt: this.failures, delay })
+    if (id !== this.attemptId || this.current !== 'reconnecting') return // a listener closed or reconnected
     this.timer = timer(() => {
       this.timer = undefined
       if (isOnline()) this.attempt()
@@ -523,6 +540,9 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   // ── messages ──────────────────────────────────────────────────────────────
 
   private enqueue(data: Out, options: SendOptions | undefined, request = false, first = false): Promise<unknown> {
+    if (this.current === 'closed') {
+      return this.rejectNow(new ClosedError('the socket is closed; call connect() to open it again before sending', { data }))
+    }
     let payload: Payload
     try {
       payload = this.protocol.encode(data)
