@@ -1,6 +1,7 @@
 // Builds: ESM (.mjs) and CJS (.cjs) per entry, bundled .d.ts/.d.cts, and the minified IIFE.
 
 import { rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import commonjs from '@rollup/plugin-commonjs'
 import resolve from '@rollup/plugin-node-resolve'
 import terser from '@rollup/plugin-terser'
@@ -11,8 +12,12 @@ import { dts } from 'rollup-plugin-dts'
 rmSync('dist', { recursive: true, force: true })
 
 // Public entries (each gets .mjs, .cjs, .d.ts and .d.cts); the CLI is ESM only.
-const entries = { index: 'src/index.ts', server: 'src/server/index.ts' }
+const entries = { index: 'src/index.ts', server: 'src/server/index.ts', react: 'src/react.ts', vue: 'src/vue.ts' }
 const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
+// The bindings' declarations import the client's types from the `.` entry instead of bundling
+// a copy: TetherSocket has private members, so a copy would be a different, incompatible type.
+const bindings = ['react', 'vue']
+const client = fileURLToPath(new URL('./src/index.ts', import.meta.url))
 const ts = () => typescript({ tsconfig: './tsconfig.build.json' })
 const banner = '/*! tethersocket | MIT */'
 
@@ -50,9 +55,9 @@ export default [
   ...Object.entries(entries).flatMap(([name, input]) =>
     ['d.ts', 'd.cts'].map((ext) => ({
       input,
-      external,
-      plugins: [dts({ tsconfig: './tsconfig.build.json' })],
-      output: { file: `dist/${name}.${ext}`, format: 'es' },
+      external: bindings.includes(name) ? [...external, client] : external,
+      plugins: [dts({ tsconfig: './tsconfig.build.json', compilerOptions: { removeComments: false } })],
+      output: { file: `dist/${name}.${ext}`, format: 'es', paths: { [client]: ext === 'd.ts' ? './index.js' : './index.cjs' } },
     })),
   ),
 ]

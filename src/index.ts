@@ -41,6 +41,7 @@ export type {
 } from './options.js'
 export { defaultShouldReconnect } from './options.js'
 export type { Payload } from './outbox.js'
+export type { SessionInfo } from './protocol/tether.js'
 export type {
   CloseEventInfo,
   ReconnectingInfo,

@@ -167,7 +167,8 @@ class Binding<In, Out> {
   /**
    * `new`: no effect ran yet; `mounted`: the effect ran; `released`: its cleanup ran (a re-run,
    * StrictMode's simulated unmount, or a real unmount: a microtask later tells which);
-   * `unmounted`: gone for good.
+   * `unmounted`: no socket is coming (calls reject until the effect runs again, as when a
+   * hidden `<Activity>` is shown again).
    */
   private phase: 'new' | 'mounted' | 'released' | 'unmounted' = 'new'
   /** Calls made while no socket existed yet but one was about to. */

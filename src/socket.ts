@@ -596,7 +596,16 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         return true
       },
       ready: () => this.ready(),
-      deliver: (message) => this.emit('message', message),
+      deliver: (message) => {
+        try {
+          this.emit('message', message)
+        } catch (error) {
+          // A throwing listener must not break sequencing mid-frame: report it as uncaught, later.
+          queueMicrotask(() => {
+            throw error
+          })
+        }
+      },
       report: (error) => this.emit('error', error),
       drop: (code, reason, error, final) => {
         if (error) this.emit('error', error)
