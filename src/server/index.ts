@@ -18,10 +18,12 @@ import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { encodePayload } from '../protocol/frames.js'
+import type { RateLimit } from './limits.js'
 import { RequestError, Session } from './sessions.js'
 import { serveStatic } from './static.js'
 import { attachConnection, type ConnectionHooks } from './ws.js'
 
+export type { RateLimit } from './limits.js'
 export { RequestError, Session } from './sessions.js'
 
 /** Options of {@link createTetherServer}. */
@@ -48,6 +50,14 @@ export interface TetherServerOptions {
    * A session can only be resumed by the principal that created it.
    */
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
+  /**
+   * Incoming messages and requests per session: `rate` per second sustained, `burst` at once.
+   * A client over it is closed with 1013 (Try Again Later) and resumes after backing off; nothing
+   * is lost. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
+   */
+  rateLimit?: RateLimit | false
+  /** Most requests per session awaiting the handler's reply; one more closes the connection with 1008. Default `100`. */
+  maxPendingRequests?: number
   /** Protocol-level ping to every connection at this interval in ms; one that misses a pong is terminated. `0` disables. Default `30000`. */
   heartbeatInterval?: number
   /** A folder served over plain HTTP on the same port (standalone mode), e.g. the demo page. */
@@ -88,7 +98,9 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   constructor(
     private readonly http: Server | HttpsServer,
     private readonly owned: boolean,
-    private readonly options: Required<Pick<TetherServerOptions, 'sessionTtl' | 'maxPayload' | 'maxQueue' | 'heartbeatInterval'>> &
+    private readonly options: Required<
+      Pick<TetherServerOptions, 'sessionTtl' | 'maxPayload' | 'maxQueue' | 'heartbeatInterval' | 'rateLimit' | 'maxPendingRequests'>
+    > &
       TetherServerOptions,
   ) {
     super()
@@ -248,8 +260,14 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     maxPayload: options.maxPayload ?? 1024 * 1024,
     maxQueue: options.maxQueue ?? 10000,
     heartbeatInterval: options.heartbeatInterval ?? 30000,
+    rateLimit: options.rateLimit ?? { rate: 1000, burst: 10000 },
+    maxPendingRequests: options.maxPendingRequests ?? 100,
   }
-  for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval'] as const) {
+  const { rateLimit } = settings
+  if (rateLimit !== false && (typeof rateLimit !== 'object' || !(rateLimit.rate > 0) || !(rateLimit.burst >= 1))) {
+    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate > 0, burst >= 1 }')
+  }
+  for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval', 'maxPendingRequests'] as const) {
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
       throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)

@@ -16,6 +16,7 @@ import {
   type ReplyError,
   resFrame,
 } from '../protocol/frames.js'
+import { type RateLimit, TokenBucket } from './limits.js'
 
 /** One connection as the session sees it. */
 export interface SessionConnection {
@@ -38,6 +39,10 @@ export interface SessionLimits {
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
   sessionTtl: number
+  /** Incoming messages and requests per second (sustained and burst), or false for no limit. */
+  rateLimit: RateLimit | false
+  /** Most requests awaiting the handler's reply at once. */
+  maxPendingRequests: number
 }
 
 interface Outgoing {
@@ -73,6 +78,9 @@ export class Session {
   private flushQueued = false
   private ackQueued = false
   private ended = false
+  private readonly bucket: TokenBucket | undefined
+  /** Requests handed to the handler and not yet answered. */
+  private pendingRequests = 0
 
   /**
    * @param principal - who authenticated this session (`undefined` when no `authenticate` hook); only the same principal may resume it
@@ -81,7 +89,9 @@ export class Session {
     readonly principal: string | undefined,
     private readonly limits: SessionLimits,
     private readonly events: SessionEvents,
-  ) {}
+  ) {
+    this.bucket = limits.rateLimit ? new TokenBucket(limits.rateLimit) : undefined
+  }
 
   /** Whether a connection is attached now. */
   get connected(): boolean {
@@ -157,7 +167,9 @@ export class Session {
   receive(frame: ClientFrame): void {
     switch (frame.t) {
       case 'msg': {
-        for (let i = this.accept(frame.s, frame.d.length); i < frame.d.length; i++) {
+        const first = this.accept(frame.s, frame.d.length)
+        this.limitRate(frame.d.length - first)
+        for (let i = first; i < frame.d.length; i++) {
           this.rxSeq = frame.s + i
           this.events.message(frame.d[i], this)
         }
@@ -165,8 +177,16 @@ export class Session {
       }
       case 'req': {
         if (this.accept(frame.s, 1) > 0) return
+        this.limitRate(1)
+        if (this.pendingRequests >= this.limits.maxPendingRequests) {
+          throw new FrameError(
+            `more than ${this.limits.maxPendingRequests} requests awaiting replies (maxPendingRequests)`,
+            CloseCode.POLICY,
+          )
+        }
         this.rxSeq = frame.s
         const { id } = frame
+        this.pendingRequests++
         this.events.request(frame.d, this).then(
           (value) => this.reply(id, value),
           (error: unknown) => this.reply(id, undefined, publicError(error)),
@@ -199,7 +219,15 @@ export class Session {
     this.events.expire(this)
   }
 
+  /** Throws (close 1013, come back later) when the client sends faster than the rate limit. */
+  private limitRate(count: number): void {
+    if (count > 0 && this.bucket && !this.bucket.take(count)) {
+      throw new FrameError('rate limit exceeded; slow down and resume', CloseCode.TRY_AGAIN_LATER)
+    }
+  }
+
   private reply(id: number, value: unknown, error?: ReplyError): void {
+    this.pendingRequests--
     if (this.ended) return
     let payload: string | undefined
     try {

@@ -58,7 +58,11 @@ function setup(limits: Partial<SessionLimits> = {}, handler: Handler = async (da
     request: vi.fn<SessionEvents['request']>(handler),
     expire: vi.fn<SessionEvents['expire']>(),
   }
-  const session = new Session(undefined, { maxQueue: 100_000, maxPayload: MiB, sessionTtl: 60_000, ...limits }, events)
+  const session = new Session(
+    undefined,
+    { maxQueue: 100_000, maxPayload: MiB, sessionTtl: 60_000, rateLimit: false, maxPendingRequests: 1000, ...limits },
+    events,
+  )
   const messages = () => events.message.mock.calls.map(([data]) => data)
   /** Attaches a fresh connection as a new session would be, and forgets the welcome. */
   const connect = (clientAck = 0, resumed = false) => {
@@ -604,5 +608,44 @@ describe('requests', () => {
     await tick()
     expect(conn.raw).toEqual([])
     expect(session.pending).toBe(0)
+  })
+})
+
+describe('limits', () => {
+  it('a client over the rate limit is closed with 1013 (come back later); what it sent beyond was not delivered', () => {
+    vi.useFakeTimers()
+    const t = setup({ rateLimit: { rate: 10, burst: 5 } })
+    t.connect()
+    t.session.receive({ t: 'msg', s: 1, d: [1, 2, 3, 4, 5] })
+    expect(t.messages()).toEqual([1, 2, 3, 4, 5])
+    let error: unknown
+    try {
+      t.session.receive({ t: 'msg', s: 6, d: [6] })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(FrameError)
+    expect((error as FrameError).closeCode).toBe(1013)
+    expect(t.messages()).toEqual([1, 2, 3, 4, 5])
+    // The bucket refills at `rate` per second: after 100 ms one more message is allowed.
+    vi.advanceTimersByTime(100)
+    t.session.receive({ t: 'msg', s: 6, d: [6] })
+    expect(t.messages()).toEqual([1, 2, 3, 4, 5, 6])
+    vi.useRealTimers()
+  })
+
+  it('more requests awaiting replies than maxPendingRequests closes with 1008', () => {
+    const t = setup({ maxPendingRequests: 2 }, () => new Promise(() => {}))
+    t.connect()
+    t.session.receive({ t: 'req', s: 1, id: 1, d: 'a' })
+    t.session.receive({ t: 'req', s: 2, id: 2, d: 'b' })
+    let error: unknown
+    try {
+      t.session.receive({ t: 'req', s: 3, id: 3, d: 'c' })
+    } catch (e) {
+      error = e
+    }
+    expect((error as FrameError).closeCode).toBe(1008)
+    expect(t.events.request).toHaveBeenCalledTimes(2)
   })
 })
