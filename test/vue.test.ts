@@ -120,7 +120,6 @@ describe('useTetherSocket (Vue)', () => {
     const states: string[] = []
     const Status = defineComponent({
       setup() {
-        // biome-ignore lint/correctness/useHookAtTopLevel: a Vue composable in setup(), not a React hook
         const { state } = useTetherSocket<string, string>(server.url, raw())
         watch(state, (s) => states.push(s), { flush: 'sync' })
         return () => h('p', state.value)
@@ -142,7 +141,6 @@ describe('useTetherSocket (Vue)', () => {
     let sent: Promise<void> | undefined
     const Sender = defineComponent({
       setup() {
-        // biome-ignore lint/correctness/useHookAtTopLevel: a Vue composable in setup(), not a React hook
         const chat = useTetherSocket<string, string>(server.url, raw())
         during = chat.socket.value
         sent = chat.send('hello from setup')
@@ -161,7 +159,6 @@ describe('useTetherSocket (Vue)', () => {
     let chat!: UseTetherSocketReturn<string, string>
     const Comp = defineComponent({
       setup() {
-        // biome-ignore lint/correctness/useHookAtTopLevel: a Vue composable in setup(), not a React hook
         chat = useTetherSocket<string, string>(server.url, raw())
         return () => h('p', chat.state.value)
       },
@@ -335,7 +332,6 @@ describe('useTetherSocket (Vue)', () => {
     const { WebSocket, counts } = countingWebSocket()
     const App = defineComponent({
       setup() {
-        // biome-ignore lint/correctness/useHookAtTopLevel: a Vue composable in setup(), not a React hook
         const { state, socket } = useTetherSocket('ws://vue.test/ssr', { mode: 'raw', WebSocket })
         return () => h('p', `${state.value}:${socket.value === null}`)
       },
