@@ -36,6 +36,7 @@ import {
   type TetherSocketOptions,
   type UrlProvider,
 } from './index.js'
+import { reportLater } from './report.js'
 
 /**
  * Options of {@link useTetherSocket}: every `TetherSocket` option, plus the hook's own.
@@ -127,16 +128,6 @@ const noop = () => {}
 
 // Layout effects warn during server rendering in React 18; there they would not run anyway.
 const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEffect : useLayoutEffect
-
-/** Reports an error thrown by a user callback without letting it break the socket's dispatch. */
-function reportLater(error: unknown): void {
-  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError
-  if (report) report(error)
-  else
-    queueMicrotask(() => {
-      throw error
-    })
-}
 
 /**
  * Wraps a function option so that each call goes to the function of the latest render (or to

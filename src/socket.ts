@@ -33,6 +33,7 @@ import { type Entry, Outbox, type Payload } from './outbox.js'
 import { RawProtocol } from './protocol/raw.js'
 import { type SessionInfo, TetherProtocol } from './protocol/tether.js'
 import type { Protocol, ProtocolHost, WireData } from './protocol/types.js'
+import { reportLater } from './report.js'
 import { timer } from './timers.js'
 
 /** The connection states. `closed` is also where a socket ends when it gives up reconnecting. */
@@ -600,10 +601,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         try {
           this.emit('message', message)
         } catch (error) {
-          // A throwing listener must not break sequencing mid-frame: report it as uncaught, later.
-          queueMicrotask(() => {
-            throw error
-          })
+          // A throwing listener must not break sequencing mid-frame.
+          reportLater(error)
         }
       },
       report: (error) => this.emit('error', error),

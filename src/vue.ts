@@ -41,6 +41,7 @@ import {
   type TetherSocketOptions,
   type UrlProvider,
 } from './index.js'
+import { reportLater } from './report.js'
 
 /**
  * Where {@link useTetherSocket} connects: a string or `URL`, a ref or computed of one, or a
@@ -117,16 +118,6 @@ const noop = () => {}
 
 const isThenable = (value: unknown): value is Promise<string | URL> =>
   typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
-
-/** Reports an error thrown by a user callback without letting it break the socket's dispatch. */
-function reportLater(error: unknown): void {
-  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError
-  if (report) report(error)
-  else
-    queueMicrotask(() => {
-      throw error
-    })
-}
 
 /**
  * Owns one {@link TetherSocket} for the current effect scope and mirrors its state into refs.

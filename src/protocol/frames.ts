@@ -140,6 +140,37 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
 /** Encodes a control frame (everything but `msg`, `req` and `res`, which carry pre-encoded payloads). */
 export const encodeFrame = (frame: ClientFrame | ServerFrame): string => JSON.stringify(frame)
 
+/** Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"d":[…]}`. */
+export const MSG_OVERHEAD = 64
+
+/**
+ * Collects consecutive messages into `msg` frames of at most `maxBytes`, for the writer given.
+ * `add` takes a payload already JSON-encoded with its sequence number and UTF-8 size; `end`
+ * writes what is collected (call it before writing any other frame, and when done).
+ */
+export function msgBatcher(
+  maxBytes: number,
+  write: (frame: string) => void,
+): { add(seq: number, payload: string, size: number): void; end(): void } {
+  let payloads: string[] = []
+  let first = 0
+  let bytes = MSG_OVERHEAD
+  const end = () => {
+    if (payloads.length) write(msgFrame(first, payloads))
+    payloads = []
+    bytes = MSG_OVERHEAD
+  }
+  return {
+    add(seq, payload, size) {
+      if (payloads.length && bytes + size + 1 > maxBytes) end()
+      if (!payloads.length) first = seq
+      payloads.push(payload)
+      bytes += size + 1
+    },
+    end,
+  }
+}
+
 /** A `msg` frame from payloads already JSON-encoded. */
 export const msgFrame = (seq: number, payloads: string[]): string => `{"t":"msg","s":${seq},"d":[${payloads.join(',')}]}`
 

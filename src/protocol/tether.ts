@@ -19,7 +19,8 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
-  msgFrame,
+  MSG_OVERHEAD,
+  msgBatcher,
   reqFrame,
   type ServerFrame,
   SUBPROTOCOL,
@@ -34,8 +35,6 @@ export interface SessionInfo {
   previous: string | undefined
 }
 
-/** Room kept in a frame for everything but the payloads (`{"t":"msg","s":…,"d":[…]}`). */
-const FRAME_OVERHEAD = 64
 /** A timer that fires this much later than asked was throttled or frozen: re-probe before judging. */
 const LATE = 1000
 
@@ -289,18 +288,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
    */
   private write(limit: number, resendOnly: boolean): void {
     const { outbox } = this.host
-    const batch: string[] = []
-    let batchSeq = 0
-    let batchBytes = FRAME_OVERHEAD
-    const send = () => {
-      if (batch.length) this.host.write(msgFrame(batchSeq, batch))
-      batch.length = 0
-      batchBytes = FRAME_OVERHEAD
-    }
+    const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame))
     for (let entry = outbox.cursor; entry && limit > 0; entry = outbox.cursor) {
       if (entry.seq === 0) {
         if (resendOnly) break
-        if (entry.size + FRAME_OVERHEAD > this.maxPayload) {
+        if (entry.size + MSG_OVERHEAD > this.maxPayload) {
           outbox.fail(
             entry,
             new DeliveryError(
@@ -315,17 +307,14 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       outbox.markSent(entry)
       limit--
       if (entry.requestId !== undefined) {
-        send()
+        batch.end()
         this.requestsInFlight.set(entry.requestId, entry)
         this.host.write(reqFrame(entry.seq, entry.requestId, entry.payload as string))
         continue
       }
-      if (batch.length && batchBytes + entry.size + 1 > this.maxPayload) send()
-      if (!batch.length) batchSeq = entry.seq
-      batch.push(entry.payload as string)
-      batchBytes += entry.size + 1
+      batch.add(entry.seq, entry.payload as string, entry.size)
     }
-    send()
+    batch.end()
   }
 
   private queueAck(): void {

@@ -12,7 +12,7 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
-  msgFrame,
+  msgBatcher,
   type ReplyError,
   resFrame,
 } from '../protocol/frames.js'
@@ -276,29 +276,18 @@ export class Session {
     const connection = this.connection
     if (!connection) return
     const { outbox } = this
-    const max = this.limits.maxPayload - 64
-    let batch: string[] = []
-    let batchSeq = 0
-    let bytes = 0
-    const send = () => {
-      if (batch.length) connection.send(msgFrame(batchSeq, batch))
-      batch = []
-      bytes = 0
-    }
+    const batch = msgBatcher(this.limits.maxPayload, (frame) => connection.send(frame))
     for (let i = this.head + this.written; i < outbox.length; i++) {
       const entry = outbox[i]
       this.written++
       if (entry.reply) {
-        send()
+        batch.end()
         connection.send(entry.payload)
         continue
       }
-      if (batch.length && bytes + entry.size > max) send()
-      if (!batch.length) batchSeq = entry.seq
-      batch.push(entry.payload)
-      bytes += entry.size + 1
+      batch.add(entry.seq, entry.payload, entry.size)
     }
-    send()
+    batch.end()
   }
 
   private queueAck(): void {
