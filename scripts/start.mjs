@@ -44,6 +44,10 @@ server.on('message', (msg) => {
   server.broadcast(clean)
 })
 
+// request() from a client: a little status, so the examples have something to ask.
+server.onRequest(() => ({ sessions: server.sessions.size, messages: history.length, time: new Date().toISOString() }))
+server.on('error', (error) => console.error(`server error: ${error.message}`))
+
 http.listen(port, host, () => console.log(`tethersocket demo: open http://${host}:${port}  (Ctrl-C to stop)`))
 const stop = () => server.close().then(() => http.close(() => process.exit(0)))
 process.once('SIGINT', stop)
