@@ -62,8 +62,8 @@ for (const result of results)
   if (result.status === 'rejected') console.log(`not delivered: ${result.reason.name}: ${result.reason.message}`)
 const sendTime = Date.now() - started
 
-// A request gets its own reply. The demo server of `npm start` sets no request handler, so
-// there it comes back as a ReplyError: an answer all the same.
+// A request gets its own reply (the demo server of `npm start` answers with a status). An
+// error reply comes back as a ReplyError: an answer all the same.
 let answer = 'no answer'
 if (acknowledged > 0) {
   try {
