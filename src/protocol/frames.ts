@@ -48,7 +48,7 @@ export type ClientFrame =
 
 /** Frames a server sends. */
 export type ServerFrame =
-  | { t: 'welcome'; sid: string; resumed: boolean; ack: number; max: number }
+  | { t: 'welcome'; sid: string; resumed: boolean; ack: number; max: number; reqs?: number }
   | { t: 'msg'; s: number; d: unknown[] }
   | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyError }
   | { t: 'ack'; s: number }
@@ -117,6 +117,7 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       if (typeof frame.resumed !== 'boolean') throw bad('resumed')
       if (!isSeq(frame.ack)) throw bad('ack')
       if (!isSeq(frame.max) || frame.max === 0) throw bad('max')
+      if (frame.reqs !== undefined && (!isSeq(frame.reqs) || frame.reqs === 0)) throw bad('reqs')
       break
     case 'res': {
       if (from !== 'server') return undefined

@@ -57,6 +57,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private nextRequestId = 1
   /** Requests written to the server, by id, until their reply arrives. */
   private readonly requestsInFlight = new Map<number, Entry>()
+  /** Most requests the server accepts awaiting replies (from `welcome`); further ones wait, in order. */
+  private maxRequests = Number.POSITIVE_INFINITY
   /** Timers of requests acknowledged but not yet answered (their outbox deadline no longer applies). */
   private readonly replyTimers = new Map<number, ReturnType<typeof setTimeout> | undefined>()
   // heartbeat: judged by wall-clock time, so throttled timers cannot cause false timeouts
@@ -212,6 +214,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     }
     this.sessionId = frame.sid
     this.maxPayload = frame.max
+    this.maxRequests = frame.reqs ?? Number.POSITIVE_INFINITY
     this.phase = 'ready'
     // What was in flight goes again first, in order; only then may anything new be written.
     this.write(Number.POSITIVE_INFINITY, true)
@@ -256,6 +259,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     outbox.remove(entry)
     if (outcome instanceof TetherError) outbox.fail(entry, outcome)
     else outbox.succeed(entry, outcome.value)
+    // A request held back by the server's limit may go now.
+    if (outbox.cursor) this.flush()
   }
 
   /** Fails the requests that were acknowledged and wait for a reply (those still in the outbox are the outbox's). */
@@ -292,6 +297,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     for (let entry = outbox.cursor; entry && limit > 0; entry = outbox.cursor) {
       if (entry.seq === 0) {
         if (resendOnly) break
+        // The server takes so many requests awaiting replies; the rest waits here, in order.
+        if (entry.requestId !== undefined && this.requestsInFlight.size >= this.maxRequests) break
         if (entry.size + MSG_OVERHEAD > this.maxPayload) {
           outbox.fail(
             entry,

@@ -56,7 +56,11 @@ export interface TetherServerOptions {
    * is lost. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
    */
   rateLimit?: RateLimit | false
-  /** Most requests per session awaiting the handler's reply; one more closes the connection with 1008. Default `100`. */
+  /**
+   * Most requests per session awaiting the handler's reply, announced to clients in `welcome`
+   * (the reference client holds further requests until replies come). A client that sends more
+   * is closed with 1013 and resumes later. Default `100`.
+   */
   maxPendingRequests?: number
   /** Protocol-level ping to every connection at this interval in ms; one that misses a pong is terminated. `0` disables. Default `30000`. */
   heartbeatInterval?: number

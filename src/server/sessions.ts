@@ -149,7 +149,16 @@ export class Session {
     this.connection?.close(1000, 'replaced by a newer connection of the same session')
     this.connection = connection
     this.acknowledge(clientAck)
-    connection.send(encodeFrame({ t: 'welcome', sid: this.id, resumed, ack: this.rxSeq, max: this.limits.maxPayload }))
+    connection.send(
+      encodeFrame({
+        t: 'welcome',
+        sid: this.id,
+        resumed,
+        ack: this.rxSeq,
+        max: this.limits.maxPayload,
+        reqs: this.limits.maxPendingRequests,
+      }),
+    )
     this.written = 0
     this.flush()
   }
@@ -179,9 +188,10 @@ export class Session {
         if (this.accept(frame.s, 1) > 0) return
         this.limitRate(1)
         if (this.pendingRequests >= this.limits.maxPendingRequests) {
+          // The client was told the limit in welcome; one that ignores it is asked to come back later.
           throw new FrameError(
             `more than ${this.limits.maxPendingRequests} requests awaiting replies (maxPendingRequests)`,
-            CloseCode.POLICY,
+            CloseCode.TRY_AGAIN_LATER,
           )
         }
         this.rxSeq = frame.s

@@ -279,3 +279,18 @@ describe('request/reply', () => {
     expect(errors).toEqual([])
   })
 })
+
+describe('many requests at once', () => {
+  it('150 concurrent request() calls (server maxPendingRequests 100) all get their reply: the client holds the rest', async () => {
+    const server = await startTether()
+    server.onRequest(async (n) => {
+      await sleep(50)
+      return n
+    })
+    const { sock } = tetherClient<unknown, number>(urlOf(server))
+    await waitFor(() => sock.state === 'open', 3000, 'open')
+    const settled = await withTimeout(Promise.allSettled(Array.from({ length: 150 }, (_, i) => sock.request<number>(i))), 10000, 'replies')
+    expect(settled.map((s) => (s.status === 'fulfilled' ? s.value : 'rejected'))).toEqual(Array.from({ length: 150 }, (_, i) => i))
+    expect(sock.state).toBe('open')
+  })
+})

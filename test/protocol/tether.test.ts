@@ -421,6 +421,28 @@ describe('receiving', () => {
 })
 
 describe('requests', () => {
+  it('beyond the server limit announced in welcome (reqs) wait, in order, until a reply frees a place', async () => {
+    const t = setup()
+    await t.connect({ reqs: 2 })
+    t.clear()
+    const replies = [t.request('q1'), t.request('q2'), t.request('q3')]
+    t.send('after')
+    await tick()
+    expect(t.frames()).toEqual([
+      { t: 'req', s: 1, id: 1, d: 'q1' },
+      { t: 'req', s: 2, id: 2, d: 'q2' },
+    ])
+    t.clear()
+    t.server({ t: 'res', s: 1, id: 1, d: 'a1' })
+    await tick()
+    expect(replies[0]).toEqual({ status: 'resolved', value: 'a1' })
+    // q3 goes now, and the message queued behind it keeps its place.
+    expect(t.frames().filter((f) => f.t !== 'ack')).toEqual([
+      { t: 'req', s: 3, id: 3, d: 'q3' },
+      { t: 'msg', s: 4, d: ['after'] },
+    ])
+  })
+
   it('are written as req frames in sequence with the messages around them', async () => {
     const t = setup()
     await t.connect()

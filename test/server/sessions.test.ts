@@ -109,7 +109,7 @@ describe('session identity and welcome', () => {
   it('attach writes welcome with the session id, the resume flag, the last client seq and the max payload', () => {
     const { session, connect } = setup({ maxPayload: 4096 })
     const conn = connect()
-    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096 }])
+    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096, reqs: 1000 }])
     expect(session.connected).toBe(true)
   })
 
@@ -119,7 +119,7 @@ describe('session identity and welcome', () => {
     session.receive(msg(1, 'a', 'b', 'c'))
     session.detach(first)
     const second = connect(0, true)
-    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB })
+    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB, reqs: 1000 })
   })
 
   it('a hello acknowledging more than was ever sent is a protocol error', () => {
@@ -261,7 +261,7 @@ describe('send()', () => {
     const second = connect(0, true)
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000 },
       { t: 'msg', s: 1, d: ['while away'] },
     ])
     session.receive(ack(1))
@@ -279,7 +279,7 @@ describe('send()', () => {
     const second = connect(3, true) // the client got up to 3; our ack for 2 and 3 was lost
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000 },
       { t: 'msg', s: 4, d: ['d'] },
     ])
     expect(sent.map((p) => p.status)).toEqual(['resolved', 'resolved', 'resolved', 'pending'])
@@ -591,7 +591,7 @@ describe('requests', () => {
     const second = connect(0, true)
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB, reqs: 1000 },
       { t: 'res', s: 1, id: 2, d: 'late' },
     ])
   })
@@ -634,7 +634,7 @@ describe('limits', () => {
     vi.useRealTimers()
   })
 
-  it('more requests awaiting replies than maxPendingRequests closes with 1008', () => {
+  it('more requests awaiting replies than maxPendingRequests (announced in welcome) closes with 1013: come back later', () => {
     const t = setup({ maxPendingRequests: 2 }, () => new Promise(() => {}))
     t.connect()
     t.session.receive({ t: 'req', s: 1, id: 1, d: 'a' })
@@ -645,7 +645,7 @@ describe('limits', () => {
     } catch (e) {
       error = e
     }
-    expect((error as FrameError).closeCode).toBe(1008)
+    expect((error as FrameError).closeCode).toBe(1013)
     expect(t.events.request).toHaveBeenCalledTimes(2)
   })
 })
