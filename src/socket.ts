@@ -103,6 +103,8 @@ interface Connection {
 
 const OPEN = 1
 const noop = () => {}
+/** The result of every send() finished at once (a settled promise can be shared). */
+const WRITTEN: Promise<unknown> = Promise.resolve()
 /** Close code this client uses when it drops a connection on purpose (timeouts, reconnect(), a failed hook). */
 export const CLIENT_DROP = 4000
 
@@ -564,6 +566,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const key = options?.key
     if (!(timeout > 0) || !(ttl > 0) || (key !== undefined && typeof key !== 'string')) {
       return this.rejectNow(new OptionError('send options: timeout and ttl must be numbers > 0, key a string', { data }))
+    }
+    // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
+    if (!options && !request && !first && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
+      return WRITTEN
     }
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
     const requestId = request ? this.protocol.nextId?.() : undefined

@@ -50,6 +50,10 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
     this.host.deliver(message)
   }
 
+  writeNow(payload: Payload): boolean {
+    return this.host.write(payload)
+  }
+
   flush(limit = Number.POSITIVE_INFINITY): void {
     const { outbox } = this.host
     for (let entry = outbox.cursor; entry && limit-- > 0; entry = outbox.cursor) {

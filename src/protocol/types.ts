@@ -49,6 +49,8 @@ export interface Protocol<Out> {
   flush(limit?: number): void
   /** The current connection is gone. */
   detach(): void
+  /** Writes a message at once, bypassing the outbox, when the protocol has nothing to wait for (raw mode). */
+  writeNow?(payload: Payload): boolean
   /** An id for a new request (protocols with requests). */
   nextId?(): number
   /** Checks at once that the connection is alive (the page became visible, the network came back). */
