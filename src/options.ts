@@ -165,7 +165,11 @@ function fail(option: string, expected: string, value: unknown): never {
   try {
     shown = typeof value === 'function' ? 'a function' : (JSON.stringify(value) ?? String(value))
   } catch {
-    shown = String(value)
+    try {
+      shown = String(value)
+    } catch {
+      shown = Object.prototype.toString.call(value)
+    }
   }
   throw new OptionError(`options${option ? `.${option}` : ''} must be ${expected}; got ${shown}`)
 }
@@ -270,6 +274,9 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
   }
 }
 
+/** A URL as error messages show it: without its query and fragment, where tokens tend to be. */
+export const redactUrl = (url: string | URL): string => String(url).replace(/[?#].*$/s, '?…')
+
 /**
  * Checks a URL and normalizes it to a ws: or wss: string. http(s) URLs are mapped to ws(s),
  * and a relative URL resolves against the page's location in a browser.
@@ -280,7 +287,7 @@ export function normalizeUrl(url: string | URL): string {
     const base = (globalThis as { location?: { href: string } }).location?.href
     parsed = new URL(String(url), base)
   } catch (cause) {
-    throw new OptionError(`invalid URL ${JSON.stringify(String(url))}: expected an absolute ws://, wss://, http:// or https:// URL`, {
+    throw new OptionError(`invalid URL ${JSON.stringify(redactUrl(url))}: expected an absolute ws://, wss://, http:// or https:// URL`, {
       cause,
     })
   }
@@ -288,7 +295,7 @@ export function normalizeUrl(url: string | URL): string {
   if (scheme === 'http:' || scheme === 'https:') parsed.protocol = scheme === 'http:' ? 'ws:' : 'wss:'
   else if (scheme !== 'ws:' && scheme !== 'wss:') {
     throw new OptionError(
-      `unsupported URL scheme ${JSON.stringify(scheme)} in ${JSON.stringify(String(url))}: use ws://, wss://, http:// or https://`,
+      `unsupported URL scheme ${JSON.stringify(scheme)} in ${JSON.stringify(redactUrl(url))}: use ws://, wss://, http:// or https://`,
     )
   }
   parsed.hash = ''

@@ -24,6 +24,7 @@ import {
   normalizeUrl,
   type RequestOptions,
   type ResolvedOptions,
+  redactUrl,
   resolveOptions,
   type SendOptions,
   type TetherSocketOptions,
@@ -346,9 +347,12 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       ws = new this.options.WebSocket(url, protocols) as unknown as Connection
     } catch (cause) {
       this.attemptFailed(
-        new ConnectionError(`could not create a WebSocket for ${url}: ${cause instanceof Error ? cause.message : String(cause)}`, {
-          cause,
-        }),
+        new ConnectionError(
+          `could not create a WebSocket for ${redactUrl(url)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+          {
+            cause,
+          },
+        ),
       )
       return
     }

@@ -176,26 +176,30 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
 
   private readonly upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const { path, allowedOrigins, authenticate } = this.options
-    if (path !== undefined && new URL(request.url ?? '/', 'http://localhost').pathname !== path) {
+    // The request target is the client's text: split it, never parse it with URL (which throws).
+    if (path !== undefined && (request.url ?? '/').split('?')[0] !== path) {
       // Attached to a user's server: other paths may belong to someone else's upgrade handler.
       if (this.owned) refuse(socket, 404, 'Not Found')
       return
     }
-    const origin = request.headers.origin
-    if (
-      allowedOrigins &&
-      !(typeof allowedOrigins === 'function' ? allowedOrigins(origin) : origin !== undefined && allowedOrigins.includes(origin))
-    ) {
+    if (allowedOrigins && !originAllowed(allowedOrigins, request.headers.origin)) {
       refuse(socket, 403, 'Forbidden')
       return
     }
     Promise.resolve()
       .then(() => (authenticate ? authenticate(request) : true))
-      .catch(() => false)
+      .then(
+        (who) => who,
+        (error: unknown) => {
+          // A throw is a failure to decide (the auth backend is down), not a refusal: come back later.
+          this.emit('error', error instanceof Error ? error : new Error(String(error)))
+          return 'retry' as const
+        },
+      )
       .then((who) => {
         this.wss.handleUpgrade(request, socket, head, (ws) => {
-          if (!who) {
-            ws.close(4401, 'unauthorized')
+          if (who === 'retry' || !who) {
+            ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
             return
           }
           this.sockets.add(ws)
@@ -246,6 +250,15 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     },
     opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
     closed: (session, code) => this.emit('disconnect', session, code),
+  }
+}
+
+/** An origin check that cannot crash the server: a throwing predicate refuses. */
+function originAllowed(allowed: string[] | ((origin: string | undefined) => boolean), origin: string | undefined): boolean {
+  try {
+    return typeof allowed === 'function' ? allowed(origin) === true : origin !== undefined && allowed.includes(origin)
+  } catch {
+    return false
   }
 }
 

@@ -13,7 +13,7 @@ export interface RateLimit {
   burst: number
 }
 
-/** A token bucket; `take(n)` is false when `n` tokens are not available. */
+/** A token bucket of messages. */
 export class TokenBucket {
   private tokens: number
   private updated = Date.now()
@@ -22,12 +22,13 @@ export class TokenBucket {
     this.tokens = limit.burst
   }
 
-  take(count: number): boolean {
+  /** Takes up to `count` tokens; returns how many it took. */
+  take(count: number): number {
     const now = Date.now()
     this.tokens = Math.min(this.limit.burst, this.tokens + ((now - this.updated) * this.limit.rate) / 1000)
     this.updated = now
-    if (this.tokens < count) return false
-    this.tokens -= count
-    return true
+    const taken = Math.min(count, Math.floor(this.tokens))
+    this.tokens -= taken
+    return taken
   }
 }

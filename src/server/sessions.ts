@@ -123,9 +123,9 @@ export class Session {
 
   /** `send()` for a payload already JSON-encoded (broadcast encodes once for all sessions). */
   sendEncoded(payload: string): Promise<void> {
-    if (this.ended) return Promise.reject(new ClosedError('session has ended'))
+    if (this.ended) return handledRejection(new ClosedError('session has ended'))
     if (this.pending >= this.limits.maxQueue) {
-      return Promise.reject(
+      return handledRejection(
         new QueueFullError(
           `session ${this.id} has ${this.pending} unacknowledged messages (maxQueue); the client is not keeping up or is away`,
         ),
@@ -177,16 +177,21 @@ export class Session {
     switch (frame.t) {
       case 'msg': {
         const first = this.accept(frame.s, frame.d.length)
-        this.limitRate(frame.d.length - first)
-        for (let i = first; i < frame.d.length; i++) {
+        // Over the rate limit, the messages within it are delivered and the rest refused (1013):
+        // each resume makes progress, however big the client's frames.
+        const end = first + this.allowance(frame.d.length - first)
+        for (let i = first; i < end; i++) {
           this.rxSeq = frame.s + i
           this.events.message(frame.d[i], this)
         }
+        if (end < frame.d.length) this.overLimit('rate limit exceeded; slow down and resume')
         return
       }
       case 'req': {
         if (this.accept(frame.s, 1) > 0) return
-        this.limitRate(1)
+        if (this.allowance(1) < 1) this.overLimit('rate limit exceeded; slow down and resume')
+        // Replies wait in the outbox like messages, so they count against maxQueue too.
+        if (this.pending + this.pendingRequests >= this.limits.maxQueue) this.overLimit('too many unacknowledged replies (maxQueue)')
         if (this.pendingRequests >= this.limits.maxPendingRequests) {
           // The client was told the limit in welcome; one that ignores it is asked to come back later.
           throw new FrameError(
@@ -209,6 +214,7 @@ export class Session {
         this.acknowledge(frame.s)
         return
       case 'ping':
+        if (this.allowance(1) < 1) this.overLimit('rate limit exceeded; slow down and resume')
         this.connection?.send('{"t":"pong"}')
         return
       case 'hello':
@@ -229,11 +235,14 @@ export class Session {
     this.events.expire(this)
   }
 
-  /** Throws (close 1013, come back later) when the client sends faster than the rate limit. */
-  private limitRate(count: number): void {
-    if (count > 0 && this.bucket && !this.bucket.take(count)) {
-      throw new FrameError('rate limit exceeded; slow down and resume', CloseCode.TRY_AGAIN_LATER)
-    }
+  /** How many of `count` items the rate limit lets through now. */
+  private allowance(count: number): number {
+    return this.bucket ? this.bucket.take(count) : count
+  }
+
+  /** Closes with 1013: come back later (what was refused is not acknowledged, so it is resent). */
+  private overLimit(reason: string): never {
+    throw new FrameError(reason, CloseCode.TRY_AGAIN_LATER)
   }
 
   private reply(id: number, value: unknown, error?: ReplyError): void {
@@ -308,6 +317,12 @@ export class Session {
       this.connection?.send(`{"t":"ack","s":${this.rxSeq}}`)
     })
   }
+}
+
+function handledRejection(error: TetherError): Promise<void> {
+  const promise = Promise.reject(error)
+  promise.catch(noop)
+  return promise
 }
 
 /**

@@ -4,6 +4,7 @@
  * and unguessable session ids.
  */
 import type { IncomingMessage } from 'node:http'
+import * as net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { DeliveryError } from '../../src/index.js'
@@ -94,13 +95,6 @@ describe('authenticate', () => {
   const refusals: [string, TetherServerOptions['authenticate']][] = [
     ['returns false', () => false],
     ['returns nothing', () => undefined],
-    [
-      'throws',
-      () => {
-        throw new Error('bad token')
-      },
-    ],
-    ['rejects', async () => Promise.reject(new Error('bad token'))],
     ['resolves false', async () => false],
   ]
 
@@ -127,6 +121,32 @@ describe('authenticate', () => {
     expect(handled).toEqual([])
     expect(server.sessions.size).toBe(0)
   })
+
+  it.each([
+    [
+      'throws',
+      () => {
+        throw new Error('auth backend unreachable')
+      },
+    ],
+    ['rejects', async () => Promise.reject(new Error('auth backend unreachable'))],
+  ] as [string, TetherServerOptions['authenticate']][])(
+    '%s: not a refusal but a failure to decide: close 1013, and the client tries again later',
+    async (_name, authenticate) => {
+      let calls = 0
+      const server = await startTether({
+        authenticate: (request) => {
+          calls++
+          return authenticate!(request)
+        },
+      })
+      server.on('error', () => {})
+      const { sock, closes } = tetherClient(urlOf(server), { reconnect: { minDelay: 10, maxDelay: 50, busyDelay: 20 } })
+      await waitFor(() => calls >= 2, 3000, 'a second attempt')
+      expect(closes[0]).toMatchObject({ code: 1013, willReconnect: true })
+      expect(sock.state).not.toBe('closed')
+    },
+  )
 
   it('gets the upgrade request, and a session belongs to the principal that created it', async () => {
     const userOf = (request: IncomingMessage) => new URL(request.url ?? '/', 'http://x').searchParams.get('user') ?? false
@@ -232,5 +252,78 @@ describe('session ids', () => {
     const result = await rawHello(urlOf(server), 'AAAAAAAAAAAAAAAAAAAAAA')
     expect(result.welcome?.resumed).toBe(false)
     expect(result.welcome?.sid).not.toBe('AAAAAAAAAAAAAAAAAAAAAA')
+  })
+})
+
+describe('hostile upgrade requests cannot crash the server', () => {
+  const rawUpgrade = (port: number, target: string, headers = '') =>
+    withTimeout(
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () =>
+          socket.write(
+            `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+              `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tether.v1\r\n${headers}\r\n`,
+          ),
+        )
+        socket.once('data', (data) => {
+          resolve(String(data).split('\r\n')[0])
+          socket.destroy()
+        })
+        socket.once('error', reject)
+      }),
+      3000,
+      'an answer to the upgrade',
+    )
+
+  it('a request target that is no URL path (GET //) is refused, and the server goes on', async () => {
+    const server = await startTether({ path: '/ws' })
+    expect(await rawUpgrade(server.port, '//')).toMatch(/^HTTP\/1.1 404/)
+    expect(await rawUpgrade(server.port, '/ws')).toMatch(/^HTTP\/1.1 101/)
+  })
+
+  it('an allowedOrigins predicate that throws refuses with 403 instead of crashing', async () => {
+    const server = await startTether({ allowedOrigins: (origin) => new URL(origin ?? '').hostname === 'app.example' })
+    expect(await rawUpgrade(server.port, '/', 'Origin: null\r\n')).toMatch(/^HTTP\/1.1 403/)
+    expect(await rawUpgrade(server.port, '/', 'Origin: https://app.example\r\n')).toMatch(/^HTTP\/1.1 101/)
+  })
+
+  it('an authenticate hook that throws (backend down) closes with 1013, so clients come back later, and is reported', async () => {
+    const server = await startTether({
+      authenticate: () => {
+        throw new Error('auth backend unreachable')
+      },
+    })
+    const errors: Error[] = []
+    server.on('error', (error) => errors.push(error))
+    const ws = new WebSocket(urlOf(server), ['tether.v1'])
+    defer(() => ws.terminate())
+    const code = await withTimeout(new Promise<number>((resolve) => ws.once('close', resolve)), 3000, 'close')
+    expect(code).toBe(1013)
+    expect(errors.map((e) => e.message)).toEqual(['auth backend unreachable'])
+  })
+
+  it('broadcast to a session whose outbox is full raises no unhandled rejection', async () => {
+    const server = await startTether({ maxQueue: 2 })
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    defer(() => process.off('unhandledRejection', onUnhandled))
+    const { sock } = tetherClient(urlOf(server))
+    await waitFor(() => server.sessions.size === 1 && sock.state === 'open', 3000, 'a session')
+    await sock.close()
+    for (let i = 0; i < 3; i++) server.broadcast({ i })
+    await sleep(50)
+    expect(unhandled).toEqual([])
+  })
+
+  it('a client whose frames carry more messages than the rate-limit burst still gets them all through, over resumes', async () => {
+    const server = await startTether({ rateLimit: { rate: 1000, burst: 5 } })
+    const received: unknown[] = []
+    server.on('message', (data) => received.push(data))
+    const { sock } = tetherClient<unknown, number>(urlOf(server), { reconnect: { minDelay: 10, maxDelay: 50, busyDelay: 20 } })
+    await waitFor(() => sock.state === 'open', 3000, 'open')
+    const sends = Array.from({ length: 10 }, (_, i) => sock.send(i))
+    await withTimeout(Promise.all(sends), 5000, 'all sends acknowledged')
+    expect(received).toEqual(Array.from({ length: 10 }, (_, i) => i))
   })
 })

@@ -649,3 +649,35 @@ describe('limits', () => {
     expect(t.events.request).toHaveBeenCalledTimes(2)
   })
 })
+
+describe('limits on what a client can make the server hold', () => {
+  const closeCodeOf = (fn: () => void): number | undefined => {
+    try {
+      fn()
+    } catch (error) {
+      return (error as FrameError).closeCode
+    }
+    return undefined
+  }
+
+  it('pings count against the rate limit: a ping flood is closed with 1013 instead of buffering pongs', () => {
+    vi.useFakeTimers()
+    const t = setup({ rateLimit: { rate: 1, burst: 3 } })
+    t.connect()
+    for (let i = 0; i < 3; i++) expect(closeCodeOf(() => t.session.receive({ t: 'ping' }))).toBeUndefined()
+    expect(closeCodeOf(() => t.session.receive({ t: 'ping' }))).toBe(1013)
+    vi.useRealTimers()
+  })
+
+  it('replies count against maxQueue: a client that never acknowledges replies is refused (1013) new requests', async () => {
+    const t = setup({ maxQueue: 2 })
+    t.connect()
+    t.session.receive({ t: 'req', s: 1, id: 1, d: 'a' })
+    t.session.receive({ t: 'req', s: 2, id: 2, d: 'b' })
+    await Promise.resolve()
+    await Promise.resolve()
+    expect(t.session.pending).toBe(2) // two replies, never acknowledged
+    expect(closeCodeOf(() => t.session.receive({ t: 'req', s: 3, id: 3, d: 'c' }))).toBe(1013)
+    expect(t.events.request).toHaveBeenCalledTimes(2)
+  })
+})

@@ -1,0 +1,434 @@
+// @vitest-environment node
+/**
+ * Property-based tests (fast-check) of the reference server's per-connection handler:
+ * `attachConnection` (src/server/ws.ts) on a fake `ws` socket, wired to the hooks of a real
+ * TetherServer (sessions, principal binding, handler error wrapping), fed whatever a client
+ * could send. For any input the handler never throws, pollutes no prototype, writes only
+ * well-formed server frames, and ends in exactly one of: normal processing (as a reference
+ * model of docs/PROTOCOL.md §2–§5 predicts: what reaches `message`, acks, pongs, replies), or
+ * a close with the documented code (1002 protocol error, 1007 not JSON text, 1013 over the
+ * rate limit or over the pending-request limit the welcome announced).
+ */
+import { EventEmitter } from 'node:events'
+import { createServer } from 'node:http'
+import fc from 'fast-check'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { WebSocket } from 'ws'
+import { type ClientFrame, decodeFrame } from '../../src/protocol/frames.js'
+import { createTetherServer, RequestError, type Session, type TetherServer } from '../../src/server/index.js'
+import { attachConnection, type ConnectionHooks } from '../../src/server/ws.js'
+import { anyString, expectNoPollution, hostileJsonText, hostileKeys, prototypeSnapshot, wireData } from '../support/hostile.js'
+
+// Each property runs a few hundred cases: a couple of seconds, more on a loaded machine.
+vi.setConfig({ testTimeout: 15_000 })
+
+/** Close codes attachConnection may use (1009 is sent by `ws` itself, before a frame reaches it). */
+const DOCUMENTED = [1002, 1007, 1013]
+const BURST = 12
+const MAX_PENDING = 2
+
+let server: TetherServer
+let hooks: ConnectionHooks
+/** Per session id: what the server's `message` event delivered. */
+const delivered = new Map<string, unknown[]>()
+const serverErrors: Error[] = []
+
+beforeAll(async () => {
+  // Attached to an HTTP server that never listens: the hooks are real, no network is involved.
+  server = await createTetherServer({
+    server: createServer(),
+    heartbeatInterval: 0,
+    sessionTtl: 60_000,
+    // Refills by a token per 1000 s: within a run the bucket is exactly BURST minus what was taken.
+    rateLimit: { rate: 0.001, burst: BURST },
+    maxPendingRequests: MAX_PENDING,
+  })
+  hooks = (server as unknown as { hooks: ConnectionHooks }).hooks
+  server.on('message', (data, session) => {
+    const list = delivered.get(session.id) ?? []
+    list.push(data)
+    delivered.set(session.id, list)
+    if (data === 'boom') throw new Error('a message handler that throws')
+  })
+  server.on('error', (error) => serverErrors.push(error))
+  server.onRequest(async (data) => {
+    if (data === 'bad') throw new RequestError('E_BAD', 'refused on purpose')
+    if (data === 'crash') throw new Error('secret internal detail')
+    return { echo: data }
+  })
+})
+
+afterAll(async () => {
+  await server.close()
+})
+
+const snapshot = prototypeSnapshot()
+afterEach(() => {
+  expectNoPollution(snapshot)
+  serverErrors.length = 0
+})
+
+/** A fake `ws` WebSocket: an EventEmitter that records what is sent and how it was closed. */
+function fakeSocket(protocol = 'tether.v1') {
+  const emitter = new EventEmitter()
+  const sent: string[] = []
+  const closes: { code: number; reason: string }[] = []
+  const ws = Object.assign(emitter, {
+    protocol,
+    send: (frame: string) => {
+      sent.push(frame)
+    },
+    close: (code: number, reason: string) => {
+      closes.push({ code, reason })
+    },
+  })
+  return { ws: ws as unknown as WebSocket, emitter, sent, closes }
+}
+
+type Fake = ReturnType<typeof fakeSocket>
+
+/** What can arrive in a `message` event: text or binary, as `ws` hands it over (a Buffer and a flag). */
+type Incoming = { text: string } | { bytes: Uint8Array; binary: boolean }
+
+/** The string the handler decodes (text frames are UTF-8, as `ws` delivers them), or the Buffer of a binary one. */
+const asReceived = (input: Incoming): string | Buffer =>
+  'text' in input ? Buffer.from(input.text).toString() : input.binary ? Buffer.from(input.bytes) : Buffer.from(input.bytes).toString()
+
+/** Emits one message; the handler must not throw. Returns the close it caused, if any. */
+function feed(fake: Fake, input: Incoming): { code: number; reason: string } | undefined {
+  const before = fake.closes.length
+  const [data, binary] = 'text' in input ? [Buffer.from(input.text), false] : [Buffer.from(input.bytes), input.binary]
+  expect(() => fake.emitter.emit('message', data, binary)).not.toThrow()
+  const close = fake.closes[before]
+  if (close) {
+    expect(DOCUMENTED).toContain(close.code)
+    expect(Buffer.byteLength(close.reason)).toBeLessThanOrEqual(123)
+  }
+  return close
+}
+
+/** How the grammar sees what the handler receives: the frame, undefined (ignored), or the close code. */
+function parse(input: Incoming): ClientFrame | undefined | number {
+  try {
+    return decodeFrame(asReceived(input), 'client')
+  } catch (error) {
+    return (error as { closeCode: number }).closeCode
+  }
+}
+
+function expectWellFormed(sent: string[]): void {
+  for (const frame of sent) expect(decodeFrame(frame, 'server'), frame).toBeDefined()
+}
+
+/** Lets every queued microtask run (coalesced flushes and acks, request handlers and their replies). */
+const microtasks = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+// ── inputs ────────────────────────────────────────────────────────────────────
+
+const hostileObjects = fc.object({ key: fc.constantFrom(...hostileKeys), maxDepth: 2 }).map((o) => JSON.stringify(o))
+
+/** Anything a client could send, as text or binary. */
+const anyIncoming: fc.Arbitrary<Incoming> = fc.oneof(
+  fc.record({ text: anyString }),
+  fc.record({ text: hostileJsonText }),
+  fc.record({ text: hostileObjects }),
+  fc.record({ text: fc.jsonValue().map((v) => JSON.stringify(v)) }),
+  fc.record({ bytes: wireData.bytes, binary: fc.boolean() }),
+  fc.record({
+    text: fc
+      .record(
+        {
+          t: fc.constantFrom('hello', 'msg', 'req', 'ack', 'ping', 'welcome', 'res', 'pong'),
+          sid: fc.oneof(fc.constant(null), anyString, fc.constantFrom(...hostileKeys)),
+          ack: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom(-1, 1.5, '0', null)),
+          s: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom(-1, 1.5, '1', null)),
+          id: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom(-1, 'x')),
+          d: fc.oneof(fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 })),
+        },
+        { requiredKeys: ['t'] },
+      )
+      .map((frame) => JSON.stringify(frame)),
+  }),
+)
+
+/**
+ * One step of a conversation after the hello. Sequenced frames carry their number relative to
+ * what the server has (`rel` 1 is the next one, ≤ 0 a duplicate, ≥ 2 a gap).
+ */
+type Step =
+  | { kind: 'msg'; rel: number; d: unknown[] }
+  | { kind: 'req'; rel: number; d: unknown }
+  | { kind: 'ack'; s: number }
+  | { kind: 'ping' }
+  | { kind: 'raw'; input: Incoming }
+
+const rel = fc.oneof(
+  { weight: 12, arbitrary: fc.constant(1) },
+  { weight: 6, arbitrary: fc.integer({ min: -2, max: 0 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) },
+)
+const payload = fc.oneof(
+  { weight: 4, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+  { weight: 1, arbitrary: fc.constantFrom('boom', 'bad', 'crash') },
+)
+const step: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('msg' as const), rel, d: fc.array(payload, { minLength: 1, maxLength: 6 }) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('req' as const), rel, d: payload }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('ack' as const),
+      s: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 3 }) }, { weight: 1, arbitrary: fc.integer({ min: 4, max: 6 }) }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: 'ping' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('raw' as const), input: anyIncoming }) },
+)
+
+/** The data of a step, given the last client seq the server delivered; request ids are the step's index. */
+function render(item: Step, rxSeq: number, index: number): Incoming {
+  const s = Math.max(1, rxSeq + ('rel' in item ? item.rel : 0))
+  switch (item.kind) {
+    case 'msg':
+      return { text: JSON.stringify({ t: 'msg', s, d: item.d }) }
+    case 'req':
+      return { text: JSON.stringify({ t: 'req', s, id: index, d: item.d }) }
+    case 'ack':
+      return { text: JSON.stringify({ t: 'ack', s: item.s }) }
+    case 'ping':
+      return { text: '{"t":"ping"}' }
+    case 'raw':
+      return item.input
+  }
+}
+
+/** Opens a connection on a fake socket and says hello; returns the new session. */
+function connect(principal?: string) {
+  const fake = fakeSocket()
+  attachConnection(fake.ws, principal, hooks)
+  let session: Session | undefined
+  const onSession = (s: Session) => {
+    session = s
+  }
+  server.once('session', onSession)
+  feed(fake, { text: '{"t":"hello","sid":null,"ack":0}' })
+  server.off('session', onSession)
+  expect(session).toBeDefined()
+  return { fake, session: session! }
+}
+
+describe('the first frame of a connection', () => {
+  it('a hello opens a session; anything else is ignored (unknown type) or closes with its documented code', () => {
+    fc.assert(
+      fc.property(anyIncoming, (input) => {
+        const fake = fakeSocket()
+        attachConnection(fake.ws, undefined, hooks)
+        const sessionsBefore = server.sessions.size
+        const frame = parse(input)
+        const close = feed(fake, input)
+        if (typeof frame === 'number') {
+          expect(close?.code).toBe(frame)
+        } else if (frame === undefined) {
+          expect(close).toBeUndefined()
+        } else if (frame.t === 'hello') {
+          // Any sid a stranger can name (unknown, '__proto__', 'constructor', …) gets a new session; its ack is ignored.
+          expect(close).toBeUndefined()
+          expect(server.sessions.size).toBe(sessionsBefore + 1)
+          const welcome = JSON.parse(fake.sent[0])
+          expect(welcome).toMatchObject({ t: 'welcome', resumed: false, ack: 0 })
+          expect(welcome.sid).not.toBe(frame.sid)
+          server.sessions.get(welcome.sid)?.end()
+        } else {
+          expect(close?.code).toBe(1002)
+          expect(close?.reason).toMatch(/before "hello"/)
+        }
+        if (!(typeof frame === 'object' && frame.t === 'hello')) {
+          expect(fake.sent).toEqual([])
+          expect(server.sessions.size).toBe(sessionsBefore)
+        }
+        expectWellFormed(fake.sent)
+        fake.emitter.emit('close', 1006)
+      }),
+      { numRuns: 400 },
+    )
+  })
+
+  it("a hello naming another principal's session gets a new session and leaves the owner's connection alone", () => {
+    fc.assert(
+      fc.property(fc.nat(5), fc.constantFrom('mallory', undefined), (ack, principal) => {
+        const alice = connect('alice')
+        const sends = alice.fake.sent.length
+        const mallory = fakeSocket()
+        attachConnection(mallory.ws, principal, hooks)
+        const close = feed(mallory, { text: JSON.stringify({ t: 'hello', sid: alice.session.id, ack }) })
+        expect(close).toBeUndefined()
+        const welcome = JSON.parse(mallory.sent[0])
+        expect(welcome).toMatchObject({ t: 'welcome', resumed: false, ack: 0 })
+        expect(welcome.sid).not.toBe(alice.session.id)
+        expect(alice.fake.closes).toEqual([])
+        expect(alice.fake.sent).toHaveLength(sends)
+        expect(server.sessions.get(welcome.sid)?.principal).toBe(principal)
+        server.sessions.get(welcome.sid)?.end()
+        alice.session.end()
+      }),
+      { numRuns: 50 },
+    )
+  })
+
+  it('a resume by the owner replaces the old connection (1000); a bogus ack closes the newcomer with 1002 instead', () => {
+    fc.assert(
+      fc.property(fc.nat(3), fc.nat(6), (sent, ack) => {
+        const owner = connect('alice')
+        for (let i = 0; i < sent; i++) owner.session.send(i)
+        const again = fakeSocket()
+        attachConnection(again.ws, 'alice', hooks)
+        const close = feed(again, { text: JSON.stringify({ t: 'hello', sid: owner.session.id, ack }) })
+        if (ack > sent) {
+          expect(close?.code).toBe(1002)
+          expect(owner.fake.closes).toEqual([])
+          expect(owner.session.connected).toBe(true)
+        } else {
+          expect(close).toBeUndefined()
+          expect(JSON.parse(again.sent[0])).toMatchObject({ t: 'welcome', sid: owner.session.id, resumed: true, ack: 0, max: 1024 * 1024 })
+          expect(owner.fake.closes).toEqual([{ code: 1000, reason: 'replaced by a newer connection of the same session' }])
+          expect(owner.session.pending).toBe(sent - ack)
+        }
+        owner.session.end()
+      }),
+      { numRuns: 50 },
+    )
+  })
+})
+
+describe('after the hello', () => {
+  it('any conversation: never throws; delivery, acks, pongs and replies follow the reference model, or a documented close', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 16 }), async (steps) => {
+        const { fake, session } = connect()
+        // Three messages the client has not acknowledged: acks up to 3 are valid.
+        const txSeq = 3
+        for (let i = 1; i <= txSeq; i++) session.send(`to client ${i}`)
+        await microtasks()
+        fake.sent.length = 0
+        // The reference model.
+        let rxSeq = 0
+        let tokens = BURST
+        let pendingRequests = 0
+        let pongs = 0
+        const expected: unknown[] = []
+        const requests: { id: number; d: unknown }[] = []
+        let closed: number | undefined
+        for (const [index, item] of steps.entries()) {
+          const input = render(item, rxSeq, index)
+          const frame = parse(input)
+          let expectClose: number | undefined
+          let because: RegExp | undefined
+          if (typeof frame === 'number') expectClose = frame
+          else if (frame) {
+            switch (frame.t) {
+              case 'hello':
+                expectClose = 1002
+                break
+              case 'ping':
+                // Pings count against the rate limit too (a ping flood buffers pongs).
+                if (tokens < 1) [expectClose, because] = [1013, /rate limit/]
+                else {
+                  tokens--
+                  pongs++
+                }
+                break
+              case 'ack':
+                if (frame.s > txSeq) expectClose = 1002
+                break
+              case 'msg': {
+                if (frame.s > rxSeq + 1) {
+                  expectClose = 1002
+                  break
+                }
+                const fresh = frame.d.slice(rxSeq + 1 - frame.s)
+                // What the bucket allows is delivered; the rest is refused with 1013 (resent later).
+                const allowed = Math.min(fresh.length, Math.floor(tokens))
+                tokens -= allowed
+                expected.push(...fresh.slice(0, allowed))
+                rxSeq += allowed
+                if (allowed < fresh.length) [expectClose, because] = [1013, /rate limit/]
+                break
+              }
+              case 'req':
+                if (frame.s > rxSeq + 1) expectClose = 1002
+                else if (frame.s === rxSeq + 1) {
+                  // The token is taken before the pending-request limit is checked; both ask the client to come back later.
+                  if (tokens < 1) [expectClose, because] = [1013, /rate limit/]
+                  else if (tokens-- && pendingRequests >= MAX_PENDING) [expectClose, because] = [1013, /maxPendingRequests/]
+                  else {
+                    rxSeq = frame.s
+                    pendingRequests++
+                    requests.push({ id: frame.id, d: frame.d })
+                  }
+                }
+                break
+            }
+          }
+          const close = feed(fake, input)
+          expect(close?.code, `${JSON.stringify(asReceived(input))}`).toBe(expectClose)
+          if (close) {
+            if (because) expect(close.reason).toMatch(because)
+            closed = close.code
+            break // the connection is closing: the test stops here
+          }
+        }
+        const pongsSent = fake.sent.filter((f) => f === '{"t":"pong"}').length
+        expect(pongsSent).toBe(pongs)
+        await microtasks()
+        expect(delivered.get(session.id) ?? []).toEqual(expected)
+        // A throwing message handler is reported as a server error, never to the client.
+        const internal = serverErrors.filter((e) => e.message === 'a message handler that throws' || e.message === 'secret internal detail')
+        expect(internal).toHaveLength(serverErrors.length)
+        expectWellFormed(fake.sent)
+        const frames = fake.sent.map((f) => JSON.parse(f) as Record<string, unknown>)
+        expect(frames.some((f) => f.t === 'welcome')).toBe(false)
+        if (closed === undefined) {
+          // The last ack names the last item delivered; each accepted request got exactly one reply.
+          const acks = frames.filter((f) => f.t === 'ack')
+          if (rxSeq > 0) expect(acks.at(-1)).toEqual({ t: 'ack', s: rxSeq })
+          const replies = frames.filter((f) => f.t === 'res')
+          expect(replies.map((r) => r.s)).toEqual(replies.map((_, i) => txSeq + 1 + i))
+          expect(replies.map((r) => r.id).sort()).toEqual(requests.map((r) => r.id).sort())
+          for (const reply of replies) {
+            const request = requests.find((r) => r.id === reply.id)!
+            if (request.d === 'bad')
+              expect(reply).toEqual({ t: 'res', s: reply.s, id: reply.id, err: { code: 'E_BAD', message: 'refused on purpose' } })
+            else if (request.d === 'crash') {
+              expect(reply).toEqual({
+                t: 'res',
+                s: reply.s,
+                id: reply.id,
+                err: { code: 'ERR_INTERNAL', message: 'the request handler failed' },
+              })
+            } else expect(reply).toEqual({ t: 'res', s: reply.s, id: reply.id, d: { echo: request.d } })
+          }
+          // No internals reach the client.
+          expect(fake.sent.join('\n')).not.toMatch(/secret internal detail|at .*\.ts:\d+/)
+        }
+        fake.emitter.emit('close', closed ?? 1000)
+        expect(session.connected).toBe(false)
+        session.end()
+      }),
+      { numRuns: 250 },
+    )
+  })
+
+  it('after a close, frames that still arrive (ws delivers until the close frame) neither throw nor use undocumented codes', () => {
+    fc.assert(
+      fc.property(fc.array(anyIncoming, { minLength: 1, maxLength: 10 }), (inputs) => {
+        const { fake, session } = connect()
+        for (const input of inputs) feed(fake, input)
+        fake.emitter.emit('close', 1002)
+        expect(session.connected).toBe(false)
+        expectWellFormed(fake.sent)
+        session.end()
+      }),
+      { numRuns: 200 },
+    )
+  })
+})
