@@ -56,7 +56,7 @@ export default [
     ['d.ts', 'd.cts'].map((ext) => ({
       input,
       external: bindings.includes(name) ? [...external, client] : external,
-      plugins: [dts({ tsconfig: './tsconfig.build.json', compilerOptions: { removeComments: false } })],
+      plugins: [dts({ tsconfig: './tsconfig.build.json', compilerOptions: { removeComments: false, stripInternal: true } })],
       output: { file: `dist/${name}.${ext}`, format: 'es', paths: { [client]: ext === 'd.ts' ? './index.js' : './index.cjs' } },
     })),
   ),

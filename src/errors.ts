@@ -5,7 +5,7 @@
  * @example
  * ```ts
  * try { await sock.send(msg) } catch (err) {
- *   if (err instanceof TetherSocket.QueueFullError) showOfflineBanner()
+ *   if (err instanceof QueueFullError) showOfflineBanner() // import { QueueFullError } from 'tethersocket'
  * }
  * ```
  * @module
@@ -37,7 +37,11 @@ export class TetherError extends Error {
   }
 }
 
-/** A message was given up on: reconnection stopped (retries exhausted or `shouldReconnect` said no). */
+/**
+ * A message was given up on: reconnection stopped (retries exhausted, `shouldReconnect` said no,
+ * or the server does not speak tether.v1), the server session ended before a request's reply,
+ * or the message is bigger than the server accepts.
+ */
 export class DeliveryError extends TetherError {
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'DeliveryError', 'ERR_DELIVERY')
@@ -79,7 +83,7 @@ export class AbortError extends TetherError {
   }
 }
 
-/** A connection attempt failed before the socket opened: the URL or protocols provider threw, or the WebSocket constructor refused the URL. */
+/** A connection attempt failed before the socket opened: the URL or protocols provider threw, the WebSocket constructor refused the URL, or the `onOpen` hook failed. */
 export class ConnectionError extends TetherError {
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'ConnectionError', 'ERR_CONNECTION')

@@ -37,11 +37,11 @@ export interface CloseInfo {
 export interface ReconnectOptions {
   /** Upper bound of the first retry's delay, in ms. Default `1000`. */
   minDelay?: number
-  /** Largest delay between attempts, in ms. Default `30000`. */
+  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger). */
   maxDelay?: number
   /** Growth of the delay bound per failed attempt. Default `2`. */
   factor?: number
-  /** Share of the delay that is randomized, 0..1. Default `1` (full jitter: uniform in `[0, bound)`). */
+  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`). */
   jitter?: number
   /** Failed attempts in a row after which reconnection is given up. Default `Infinity`. */
   maxRetries?: number

@@ -28,7 +28,7 @@ export const CloseCode = {
   CLIENT_PROTOCOL_ERROR: 4002,
   /** Authentication failed; the client must not retry with the same credentials. */
   UNAUTHORIZED: 4401,
-  /** The connection broke a server limit (rate, unacknowledged requests). */
+  /** Policy violation; reserved (the reference server uses TRY_AGAIN_LATER for its limits, so clients resume). */
   POLICY: 1008,
 } as const
 

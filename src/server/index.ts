@@ -34,7 +34,10 @@ export interface TetherServerOptions {
   host?: string
   /** An existing HTTP(S) server to attach to, instead of listening on a port. */
   server?: Server | HttpsServer
-  /** Only upgrades on this path are handled. Default: any path (standalone), `'/'`… none (attached: all). */
+  /**
+   * Only upgrades on this path (the request target before any `?`) are handled. Default: every path.
+   * Attached to your server, other paths are left to your other upgrade handlers; standalone, they get 404.
+   */
   path?: string
   /** How long a disconnected session is kept for resume, in ms. Default `120000`. */
   sessionTtl?: number
@@ -46,8 +49,13 @@ export interface TetherServerOptions {
   allowedOrigins?: string[] | ((origin: string | undefined) => boolean)
   /**
    * Decides who may connect, per upgrade request. Return a principal id (string), or `true`
-   * for an anonymous client; `false`, nothing, or a throw refuses with close code 4401.
-   * A session can only be resumed by the principal that created it.
+   * for an anonymous client; `false` or nothing refuses with close code 4401 (clients stop).
+   * A throw or rejection means "cannot decide now" (the auth backend is down): close 1013, and
+   * clients come back later. A session can only be resumed by the principal that created it.
+   * @example
+   * ```ts
+   * authenticate: async (req) => (await sessions.verify(cookie(req, 'sid')))?.userId ?? false
+   * ```
    */
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**

@@ -5,7 +5,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { ClosedError, DeliveryError, QueueFullError, type TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, QueueFullError, TetherError } from '../errors.js'
 import {
   type ClientFrame,
   CloseCode,
@@ -115,13 +115,15 @@ export class Session {
     let payload: string
     try {
       payload = encodePayload(data)
-    } catch (error) {
-      return Promise.reject(error)
+    } catch (cause) {
+      return handledRejection(
+        new TetherError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }, 'TetherError', 'ERR_ENCODE'),
+      )
     }
     return this.sendEncoded(payload)
   }
 
-  /** `send()` for a payload already JSON-encoded (broadcast encodes once for all sessions). */
+  /** `send()` for a payload already JSON-encoded (broadcast encodes once for all sessions). @internal */
   sendEncoded(payload: string): Promise<void> {
     if (this.ended) return handledRejection(new ClosedError('session has ended'))
     if (this.pending >= this.limits.maxQueue) {
@@ -140,7 +142,7 @@ export class Session {
     return promise
   }
 
-  /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. */
+  /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. @internal */
   attach(connection: SessionConnection, clientAck: number, resumed: boolean): void {
     if (clientAck > this.txSeq)
       throw new FrameError(`hello acknowledges ${clientAck} but only ${this.txSeq} were sent`, CloseCode.PROTOCOL_ERROR)
@@ -163,7 +165,7 @@ export class Session {
     this.flush()
   }
 
-  /** The connection is gone; the session waits `sessionTtl` for the client to resume it. */
+  /** The connection is gone; the session waits `sessionTtl` for the client to resume it. @internal */
   detach(connection: SessionConnection): void {
     if (this.connection !== connection) return
     this.connection = undefined
@@ -172,7 +174,7 @@ export class Session {
       this.expiry = setTimeout(() => this.end(new DeliveryError('session expired before the client acknowledged')), this.limits.sessionTtl)
   }
 
-  /** Handles one frame from the attached connection (after the hello). Throws FrameError for protocol violations. */
+  /** Handles one frame from the attached connection (after the hello). Throws FrameError for protocol violations. @internal */
   receive(frame: ClientFrame): void {
     switch (frame.t) {
       case 'msg': {

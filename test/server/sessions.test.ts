@@ -241,12 +241,12 @@ describe('send()', () => {
     expect(frameError(() => session.receive(ack(2))).closeCode).toBe(1002)
   })
 
-  it('rejects what JSON cannot carry, at once', async () => {
+  it('rejects what JSON cannot carry, at once, with a TetherError (ERR_ENCODE)', async () => {
     const { session, connect } = setup()
     const conn = connect()
     conn.clear()
-    await expect(session.send(undefined)).rejects.toThrow(TypeError)
-    await expect(session.send(1n)).rejects.toThrow(TypeError)
+    await expect(session.send(undefined)).rejects.toMatchObject({ name: 'TetherError', code: 'ERR_ENCODE' })
+    await expect(session.send(1n)).rejects.toMatchObject({ name: 'TetherError', code: 'ERR_ENCODE' })
     await tick()
     expect(conn.raw).toEqual([])
     expect(session.pending).toBe(0)

@@ -1,12 +1,12 @@
 /**
  * Launching headless Chromium with playwright-core: the executable (`CHROME_PATH`, or Debian's
- * /usr/bin/chromium) and the flags these machines need (see the design's STACK.md). No vitest
+ * /usr/bin/chromium) and the flags headless Chromium needs in a container. No vitest
  * import here: the project's globalSetup uses it too.
  */
 import { existsSync } from 'node:fs'
 import { type Browser, type BrowserServer, chromium } from 'playwright-core'
 
-/** The launch flags these machines need (see the design's STACK.md). */
+/** The flags headless Chromium needs in a container without a desktop or outside network. */
 export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
