@@ -198,17 +198,19 @@ export class Outbox {
 
   /** Fails every entry (close, or reconnection given up) and empties the outbox. */
   failAll(makeError: (entry: Entry) => TetherError): void {
-    for (let entry = this.head; entry; ) {
+    const head = this.head
+    // Emptied first: an onFail listener that sends adds to an empty outbox, not to a list being dropped.
+    this.head = this.tail = this.cursor = undefined
+    this.size = this.queued = this.bytes = 0
+    this.keyed.clear()
+    this.disarm()
+    for (let entry = head; entry; ) {
       const next: Entry | undefined = entry.next
       // Unlinked, so a late succeed/fail/remove of this entry finds it out and changes nothing.
       entry.prev = entry.next = undefined
       this.finish(entry, makeError(entry))
       entry = next
     }
-    this.head = this.tail = this.cursor = undefined
-    this.size = this.queued = this.bytes = 0
-    this.keyed.clear()
-    this.disarm()
   }
 
   /** Stops the deadline timer (the outbox stays usable). */

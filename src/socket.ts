@@ -150,12 +150,12 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (typeof url !== 'function') normalizeUrl(url)
     this.url = url
     this.options = resolveOptions(options)
-    this.outbox = new Outbox(this.options.queue, (error) => this.emit('error', error))
+    this.outbox = new Outbox(this.options.queue, (error) => this.notify('error', error))
     const host = this.host()
     if (this.options.mode === 'raw') {
       this.protocol = new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize)
     } else {
-      this.protocol = this.tether = new TetherProtocol<In, Out>(host, this.options.heartbeat, (info) => this.emit('session', info))
+      this.protocol = this.tether = new TetherProtocol<In, Out>(host, this.options.heartbeat, (info) => this.notify('session', info))
     }
     if (this.options.autoConnect) this.connect()
   }
@@ -247,7 +247,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (dropped) {
       const id = ++this.attemptId
       this.counters.lastCloseCode = CLIENT_DROP
-      this.emit('close', { code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false, willReconnect: true })
+      this.notify('close', { code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false, willReconnect: true })
       if (id !== this.attemptId) return // a listener closed the socket
     }
     this.attempt()
@@ -294,11 +294,26 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
 
   // ── the connection's life ────────────────────────────────────────────────
 
+  /**
+   * Emits an event. A listener that throws is reported (as uncaught, later) instead of breaking
+   * the state machine or the sequencing halfway through a transition.
+   */
+  private notify<E extends EventEmitter.EventNames<TetherSocketEvents<In>>>(
+    event: E,
+    ...args: EventEmitter.EventArgs<TetherSocketEvents<In>, E>
+  ): void {
+    try {
+      this.emit(event, ...args)
+    } catch (error) {
+      reportLater(error)
+    }
+  }
+
   private setState(next: SocketState): void {
     const prev = this.current
     if (prev === next) return
     this.current = next
-    this.emit('state', next, prev)
+    this.notify('state', next, prev)
   }
 
   private clearTimer(): void {
@@ -386,7 +401,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     let result: void | Promise<void>
     try {
       result = hook({
-        send: (data) => this.enqueue(data, undefined, false, true) as Promise<void>,
+        send: (data) =>
+          (id === this.attemptId && this.ws === ws
+            ? this.enqueue(data, undefined, false, true)
+            : this.rejectNow(new ConnectionError('onOpen send(): the connection this hook ran for is gone', { data }))) as Promise<void>,
         connection: this.counters.opened + 1,
       })
     } catch (cause) {
@@ -413,13 +431,13 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.counters.opened++
     this.setState('open')
     if (this.current !== 'open') return // a state listener closed or reconnected the socket
-    this.emit('open')
+    this.notify('open')
     if (this.current === 'open') this.protocol.flush()
   }
 
   /** An attempt failed before it opened (timeout, provider, constructor, hook). */
   private attemptFailed(error: TetherError): void {
-    this.emit('error', error)
+    this.notify('error', error)
     this.discard(CLIENT_DROP, error.message.slice(0, 120))
     this.lost({ code: 1006, reason: error.message, wasClean: false })
   }
@@ -459,7 +477,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.connectionGone()
     if (this.current === 'closing') {
       this.counters.lastCloseCode = info.code
-      this.emit('close', { ...info, willReconnect: false })
+      this.notify('close', { ...info, willReconnect: false })
       this.shutDown()
       return
     }
@@ -477,10 +495,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       try {
         retry = reconnect.shouldReconnect(info)
       } catch (cause) {
-        this.emit('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
+        this.notify('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
       }
     }
-    this.emit('close', { ...info, willReconnect: retry })
+    this.notify('close', { ...info, willReconnect: retry })
     if (id !== this.attemptId || this.current === 'closed') return // a listener called close() or reconnect()
     if (!retry) {
       this.giveUp(info)
@@ -498,7 +516,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (!reconnect) return
     const delay = backoffDelay(reconnect, this.failures, code)
     const id = this.attemptId
-    this.emit('reconnecting', { attempt: this.failures, delay })
+    this.notify('reconnecting', { attempt: this.failures, delay })
     if (id !== this.attemptId || this.current !== 'reconnecting') return // a listener closed or reconnected
     this.timer = timer(() => {
       this.timer = undefined
@@ -539,6 +557,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.unwatch?.()
     this.unwatch = undefined
     this.setState('closed')
+    this.failEverything(TetherSocket.closedError) // sends made by listeners meanwhile
     const waiters = this.closeWaiters
     this.closeWaiters = []
     for (const resolve of waiters) resolve()
@@ -592,7 +611,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private rejectNow<T>(error: TetherError): Promise<T> {
     const promise = Promise.reject(error)
     promise.catch(noop)
-    this.emit('error', error)
+    this.notify('error', error)
     return promise
   }
 
@@ -607,21 +626,17 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         return true
       },
       ready: () => this.ready(),
-      deliver: (message) => {
-        try {
-          this.emit('message', message)
-        } catch (error) {
-          // A throwing listener must not break sequencing mid-frame.
-          reportLater(error)
-        }
-      },
-      report: (error) => this.emit('error', error),
+      deliver: (message) => this.notify('message', message),
+      report: (error) => this.notify('error', error),
       drop: (code, reason, error, final) => {
-        if (error) this.emit('error', error)
-        if (!this.ws) return
+        if (error) this.notify('error', error)
+        if (!this.ws || this.current === 'closing') return
         this.discard(code, reason)
-        if (final) this.giveUp({ code, reason, wasClean: false })
-        else this.lost({ code, reason, wasClean: false })
+        if (final) {
+          this.counters.lastCloseCode = code
+          this.notify('close', { code, reason, wasClean: false, willReconnect: false })
+          this.giveUp({ code, reason, wasClean: false })
+        } else this.lost({ code, reason, wasClean: false })
       },
     }
   }

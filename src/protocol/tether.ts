@@ -53,6 +53,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private maxPayload = Number.POSITIVE_INFINITY
   private phase: 'detached' | 'handshake' | 'ready' = 'detached'
   private flushQueued = false
+  /** Between welcome and the socket's first full flush (its onOpen hook runs): the backlog waits. */
+  private held = false
   private ackQueued = false
   private nextRequestId = 1
   /** Requests written to the server, by id, until their reply arrives. */
@@ -115,6 +117,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   }
 
   receive(data: WireData): void {
+    if (this.phase === 'detached') return // the socket is closing or has moved on
     this.lastReceived = Date.now()
     this.pingSentAt = 0
     let frame: ServerFrame | undefined
@@ -191,6 +194,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     const { outbox } = this.host
     if (frame.resumed && frame.sid === this.sessionId) {
       this.acknowledge(frame.ack)
+      // Items numbered after frame.ack that left the outbox unacknowledged (close() failed them)
+      // never reached the server: their numbers are free again.
+      let last = frame.ack
+      for (let entry = outbox.head; entry; entry = entry.next) last = Math.max(last, entry.seq)
+      this.txSeq = last
     } else {
       // A new session: the server knows none of our sequence numbers. Everything not yet
       // acknowledged is renumbered and sent again (at-least-once across this boundary).
@@ -199,7 +207,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
         const next = entry.next
         // One whose caller already got a rejection (timeout, abort) is not sent to the new session.
         if (entry.done) outbox.remove(entry)
-        else entry.seq = 0
+        else {
+          entry.seq = 0
+          // written to the old session, not acknowledged: written again below, counted again then
+          if (entry.requestId !== undefined) this.requestsInFlight.delete(entry.requestId)
+        }
         entry = next
       }
       this.txSeq = this.rxSeq = 0
@@ -210,7 +222,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
           }),
       )
       this.sessionId = frame.sid
+      this.phase = 'ready'
       this.onSession({ id: frame.sid, previous })
+      if (this.phase !== 'ready') return // a listener closed or reconnected the socket
     }
     this.sessionId = frame.sid
     this.maxPayload = frame.max
@@ -218,6 +232,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.phase = 'ready'
     // What was in flight goes again first, in order; only then may anything new be written.
     this.write(Number.POSITIVE_INFINITY, true)
+    this.held = true
     this.host.ready()
   }
 
@@ -260,7 +275,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     if (outcome instanceof TetherError) outbox.fail(entry, outcome)
     else outbox.succeed(entry, outcome.value)
     // A request held back by the server's limit may go now.
-    if (outbox.cursor) this.flush()
+    if (outbox.cursor && !this.held) this.flush()
   }
 
   /** Fails the requests that were acknowledged and wait for a reply (those still in the outbox are the outbox's). */
@@ -274,6 +289,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
 
   flush(limit?: number): void {
     if (this.phase !== 'ready') return
+    if (limit === undefined) this.held = false
     if (limit !== undefined) {
       this.write(limit, false)
       return
@@ -294,7 +310,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private write(limit: number, resendOnly: boolean): void {
     const { outbox } = this.host
     const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame))
-    for (let entry = outbox.cursor; entry && limit > 0; entry = outbox.cursor) {
+    for (let entry = outbox.cursor; entry && limit > 0 && this.phase === 'ready'; entry = outbox.cursor) {
       if (entry.seq === 0) {
         if (resendOnly) break
         // The server takes so many requests awaiting replies; the rest waits here, in order.
@@ -307,6 +323,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
               { data: entry.data },
             ),
           )
+          limit-- // it took its turn: flush(1) from the hook must not write the next (backlog) entry
           continue
         }
         entry.seq = ++this.txSeq
