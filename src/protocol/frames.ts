@@ -141,6 +141,22 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
 /** Encodes a control frame (everything but `msg`, `req` and `res`, which carry pre-encoded payloads). */
 export const encodeFrame = (frame: ClientFrame | ServerFrame): string => JSON.stringify(frame)
 
+/**
+ * Coalescing, as both sides do it for `msg` batches and `ack`s: the function returned runs
+ * `fn` once at the end of the current tick, however often it is called before then.
+ */
+export function perTick(fn: () => void): () => void {
+  let queued = false
+  return () => {
+    if (queued) return
+    queued = true
+    queueMicrotask(() => {
+      queued = false
+      fn()
+    })
+  }
+}
+
 /** Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"d":[…]}`. */
 export const MSG_OVERHEAD = 64
 

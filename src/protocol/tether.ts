@@ -21,6 +21,7 @@ import {
   FrameError,
   MSG_OVERHEAD,
   msgBatcher,
+  perTick,
   reqFrame,
   type ServerFrame,
   SUBPROTOCOL,
@@ -52,10 +53,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   /** The server's maximum frame size, learned from `welcome`. */
   private maxPayload = Number.POSITIVE_INFINITY
   private phase: 'detached' | 'handshake' | 'ready' = 'detached'
-  private flushQueued = false
   /** Between welcome and the socket's first full flush (its onOpen hook runs): the backlog waits. */
   private held = false
-  private ackQueued = false
   private nextRequestId = 1
   /** Requests written to the server, by id, until their reply arrives. */
   private readonly requestsInFlight = new Map<number, Entry>()
@@ -294,14 +293,13 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       this.write(limit, false)
       return
     }
-    // Coalesce: everything sent in this tick goes out in as few frames as possible.
-    if (this.flushQueued) return
-    this.flushQueued = true
-    queueMicrotask(() => {
-      this.flushQueued = false
-      if (this.phase === 'ready') this.write(Number.POSITIVE_INFINITY, false)
-    })
+    this.flushSoon()
   }
+
+  /** Everything sent in this tick goes out together, in as few frames as possible. */
+  private readonly flushSoon = perTick(() => {
+    if (this.phase === 'ready') this.write(Number.POSITIVE_INFINITY, false)
+  })
 
   /**
    * Writes queued entries in order, batching consecutive messages into `msg` frames no
@@ -341,14 +339,10 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     batch.end()
   }
 
-  private queueAck(): void {
-    if (this.ackQueued) return
-    this.ackQueued = true
-    queueMicrotask(() => {
-      this.ackQueued = false
-      if (this.phase === 'ready') this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
-    })
-  }
+  /** One cumulative ack for everything received in this tick. */
+  private readonly queueAck = perTick(() => {
+    if (this.phase === 'ready') this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
+  })
 
   /** Checks liveness now (the page became visible, the network came back): a ping, then the timeout. */
   probe(): void {

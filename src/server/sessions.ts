@@ -13,6 +13,7 @@ import {
   encodePayload,
   FrameError,
   msgBatcher,
+  perTick,
   type ReplyError,
   resFrame,
 } from '../protocol/frames.js'
@@ -75,8 +76,6 @@ export class Session {
   private written = 0
   private connection: SessionConnection | undefined
   private expiry: ReturnType<typeof setTimeout> | undefined
-  private flushQueued = false
-  private ackQueued = false
   private ended = false
   private readonly bucket: TokenBucket | undefined
   /** Requests handed to the handler and not yet answered. */
@@ -283,14 +282,8 @@ export class Session {
     }
   }
 
-  private queueFlush(): void {
-    if (this.flushQueued || !this.connection) return
-    this.flushQueued = true
-    queueMicrotask(() => {
-      this.flushQueued = false
-      this.flush()
-    })
-  }
+  /** Everything sent in this tick goes out together, batched. */
+  private readonly queueFlush = perTick(() => this.flush())
 
   /** Writes what the current connection has not had yet, batching messages into `msg` frames. */
   private flush(): void {
@@ -311,14 +304,8 @@ export class Session {
     batch.end()
   }
 
-  private queueAck(): void {
-    if (this.ackQueued) return
-    this.ackQueued = true
-    queueMicrotask(() => {
-      this.ackQueued = false
-      this.connection?.send(`{"t":"ack","s":${this.rxSeq}}`)
-    })
-  }
+  /** One cumulative ack for everything received in this tick. */
+  private readonly queueAck = perTick(() => this.connection?.send(`{"t":"ack","s":${this.rxSeq}}`))
 }
 
 function handledRejection(error: TetherError): Promise<void> {
