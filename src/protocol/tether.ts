@@ -52,9 +52,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private rxSeq = 0
   /** The server's maximum frame size, learned from `welcome`. */
   private maxPayload = Number.POSITIVE_INFINITY
-  private phase: 'detached' | 'handshake' | 'ready' = 'detached'
-  /** Between welcome and the socket's first full flush (its onOpen hook runs): the backlog waits. */
-  private held = false
+  /**
+   * The connection as the protocol sees it: no connection; hello sent, waiting for welcome;
+   * welcomed (in-flight items rewritten, the socket's onOpen hook runs: only its messages go);
+   * open (the socket flushed its backlog: everything goes).
+   */
+  private phase: 'detached' | 'handshake' | 'welcomed' | 'open' = 'detached'
   private nextRequestId = 1
   /** Requests written to the server, by id, until their reply arrives. */
   private readonly requestsInFlight = new Map<number, Entry>()
@@ -88,6 +91,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     } catch (cause) {
       throw new TetherError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }, 'TetherError', 'ERR_ENCODE')
     }
+  }
+
+  /** Welcomed or open: frames flow on this connection. */
+  private get live(): boolean {
+    return this.phase === 'welcomed' || this.phase === 'open'
   }
 
   /** Request ids are assigned here so replies can be matched. */
@@ -164,7 +172,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
         for (let i = first; i < frame.d.length; i++) {
           this.rxSeq = frame.s + i
           this.host.deliver(frame.d[i] as In)
-          if (this.phase !== 'ready') return // a listener closed or reconnected the socket
+          if (!this.live) return // a listener closed or reconnected the socket
         }
         return
       }
@@ -221,17 +229,16 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
           }),
       )
       this.sessionId = frame.sid
-      this.phase = 'ready'
+      this.phase = 'welcomed'
       this.onSession({ id: frame.sid, previous })
-      if (this.phase !== 'ready') return // a listener closed or reconnected the socket
+      if (this.phase !== 'welcomed') return // a listener closed or reconnected the socket
     }
     this.sessionId = frame.sid
     this.maxPayload = frame.max
     this.maxRequests = frame.reqs ?? Number.POSITIVE_INFINITY
-    this.phase = 'ready'
+    this.phase = 'welcomed'
     // What was in flight goes again first, in order; only then may anything new be written.
     this.write(Number.POSITIVE_INFINITY, true)
-    this.held = true
     this.host.ready()
   }
 
@@ -274,7 +281,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     if (outcome instanceof TetherError) outbox.fail(entry, outcome)
     else outbox.succeed(entry, outcome.value)
     // A request held back by the server's limit may go now.
-    if (outbox.cursor && !this.held) this.flush()
+    if (outbox.cursor && this.phase === 'open') this.flush()
   }
 
   /** Fails the requests that were acknowledged and wait for a reply (those still in the outbox are the outbox's). */
@@ -287,8 +294,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   }
 
   flush(limit?: number): void {
-    if (this.phase !== 'ready') return
-    if (limit === undefined) this.held = false
+    if (!this.live) return
+    if (limit === undefined) this.phase = 'open'
     if (limit !== undefined) {
       this.write(limit, false)
       return
@@ -298,7 +305,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
 
   /** Everything sent in this tick goes out together, in as few frames as possible. */
   private readonly flushSoon = perTick(() => {
-    if (this.phase === 'ready') this.write(Number.POSITIVE_INFINITY, false)
+    if (this.phase === 'open') this.write(Number.POSITIVE_INFINITY, false)
   })
 
   /**
@@ -308,7 +315,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private write(limit: number, resendOnly: boolean): void {
     const { outbox } = this.host
     const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame))
-    for (let entry = outbox.cursor; entry && limit > 0 && this.phase === 'ready'; entry = outbox.cursor) {
+    for (let entry = outbox.cursor; entry && limit > 0 && this.live; entry = outbox.cursor) {
       if (entry.seq === 0) {
         if (resendOnly) break
         // The server takes so many requests awaiting replies; the rest waits here, in order.
@@ -341,12 +348,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
 
   /** One cumulative ack for everything received in this tick. */
   private readonly queueAck = perTick(() => {
-    if (this.phase === 'ready') this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
+    if (this.live) this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
   })
 
   /** Checks liveness now (the page became visible, the network came back): a ping, then the timeout. */
   probe(): void {
-    if (this.phase !== 'ready' || !this.heartbeat || this.pingSentAt) return
+    if (!this.live || !this.heartbeat || this.pingSentAt) return
     this.ping()
   }
 
