@@ -286,7 +286,7 @@ describe('shouldReconnect', () => {
 
   it.each([1000, 1001, 1011, 4000, 4500])('by default retries after close code %i', async (code) => {
     const server = createDroppingServer(code)
-    const sock = rawSocket(server.url)
+    const sock = rawSocket(server.url, { reconnect: { jitter: 0 } }) // a delay of exactly 1000 ms: still waiting after flush()
     const closes = collect(sock, 'close')
     await flush()
     expect(sock.state).toBe('reconnecting')
