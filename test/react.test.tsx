@@ -3,73 +3,17 @@
  * `waitFor`). Connection counts are taken both at the server and at the WebSocket constructor.
  */
 import { act, cleanup, render, renderHook, screen, waitFor } from '@testing-library/react'
-import { type Client, WebSocket as MockWebSocket, Server } from 'mock-socket'
+import { WebSocket as MockWebSocket } from 'mock-socket'
 import { StrictMode, useEffect } from 'react'
 import { renderToString } from 'react-dom/server'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { ClosedError, OptionError, type TetherSocket, type TetherSocketOptions } from '../src/index.js'
 import { type UseTetherSocketOptions, type UseTetherSocketResult, useTetherEvent, useTetherSocket } from '../src/react.js'
-import { createTetherServer, type TetherServer } from '../src/server/index.js'
+import { createTetherServer } from '../src/server/index.js'
+import { countingWebSocket, sleep, startServer, stopServers, tetherServers } from './support/bindings.js'
 
 // ── helpers ──────────────────────────────────────────────────────────────────
-
-let serial = 0
-const servers: Server[] = []
-const tetherServers: TetherServer[] = []
-
-interface TestServer {
-  url: string
-  connections: Client[]
-  received: unknown[]
-  /** Connections the client closed, in order. */
-  closed: number
-  /** Connections currently open. */
-  open(): number
-  broadcast(data: string): void
-}
-
-function startServer(): TestServer {
-  const url = `ws://react.test/socket-${++serial}`
-  const server = new Server(url, { mock: false })
-  servers.push(server)
-  const record: TestServer = {
-    url,
-    connections: [],
-    received: [],
-    closed: 0,
-    open: () => record.connections.filter((c) => c.readyState === MockWebSocket.OPEN).length,
-    broadcast: (data) => {
-      for (const c of record.connections) if (c.readyState === MockWebSocket.OPEN) c.send(data)
-    },
-  }
-  server.on('connection', (client) => {
-    record.connections.push(client)
-    client.on('message', (data) => record.received.push(data))
-    client.on('close', () => {
-      record.closed++
-    })
-  })
-  return record
-}
-
-/** mock-socket's WebSocket, counting constructions and the most ever open at the same time. */
-function countingWebSocket() {
-  const counts = { created: 0, maxOpen: 0 }
-  const all: MockWebSocket[] = []
-  class Counting extends MockWebSocket {
-    constructor(url: string | URL, protocols?: string | string[]) {
-      super(url, protocols)
-      counts.created++
-      all.push(this)
-      this.addEventListener('open', () => {
-        // close() moves a socket to CLOSING at once, so an old socket being replaced does not count.
-        counts.maxOpen = Math.max(counts.maxOpen, all.filter((ws) => ws.readyState === MockWebSocket.OPEN).length)
-      })
-    }
-  }
-  return { WebSocket: Counting, counts }
-}
 
 const raw = <In = string, Out = string>(extra: UseTetherSocketOptions<In, Out> = {}): UseTetherSocketOptions<In, Out> => ({
   mode: 'raw',
@@ -77,8 +21,6 @@ const raw = <In = string, Out = string>(extra: UseTetherSocketOptions<In, Out> =
   reconnect: { minDelay: 10, maxDelay: 50 },
   ...extra,
 })
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** A hook render that reads the fields during render, as a component would. */
 function useProbe<In = string, Out = string>(url: string | null, options: UseTetherSocketOptions<In, Out>) {
@@ -151,8 +93,7 @@ beforeEach(() => {
 afterEach(async () => {
   cleanup()
   await sleep(20)
-  for (const server of servers.splice(0)) server.stop()
-  for (const server of tetherServers.splice(0)) await server.close()
+  await stopServers()
   expect(consoleError).not.toHaveBeenCalled()
   vi.restoreAllMocks()
 })
@@ -161,7 +102,7 @@ afterEach(async () => {
 
 describe('useTetherSocket (React)', () => {
   it('renders idle, then re-renders through connecting to open', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const seen: string[] = []
     render(<Status url={server.url} seen={seen} />)
     expect(seen[0]).toBe('idle')
@@ -172,7 +113,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('opens exactly one connection under StrictMode, closing the first effect’s socket', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const { WebSocket, counts } = countingWebSocket()
     const sockets = new Set<TetherSocket<string, string>>()
     const { result } = renderHook(
@@ -195,7 +136,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('closes the socket on unmount', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const { result, unmount } = renderHook(() => useProbe(server.url, raw()))
     await waitFor(() => expect(result.current.state).toBe('open'), { timeout: 2000 })
     const socket = result.current.socket!
@@ -206,8 +147,8 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('reconnects once when the url changes, not when an equal url or new options object is passed', async () => {
-    const a = startServer()
-    const b = startServer()
+    const a = startServer('react.test')
+    const b = startServer('react.test')
     const { WebSocket, counts } = countingWebSocket()
     const { result, rerender } = renderHook(({ url }) => useProbe(url, raw({ WebSocket })), {
       initialProps: { url: a.url },
@@ -231,7 +172,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('calls the latest inline callbacks without reconnecting', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const calls: string[] = []
     const { result, rerender } = renderHook(
       ({ label }) =>
@@ -252,7 +193,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('creates a new socket when a deps value changes, and only then', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const { result, rerender } = renderHook(({ room }) => useProbe(server.url, raw({ deps: [room] })), {
       initialProps: { room: 'a' },
     })
@@ -267,7 +208,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('re-renders pending as messages are queued and sent; send resolves', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const pendings: number[] = []
     const { result } = renderHook(() => {
       const r = useProbe(server.url, raw({ autoConnect: false }))
@@ -292,7 +233,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('keeps send and request stable across renders', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const sends = new Set<unknown>()
     const requests = new Set<unknown>()
     const { result, rerender } = renderHook(() => {
@@ -312,7 +253,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('re-renders for messages only the components that read lastMessage', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const renders = { stateOnly: 0, withMessage: 0 }
     render(
       <>
@@ -334,7 +275,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('lets a child send from its mount effect, before the parent’s socket exists', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const outcome: string[] = []
     render(<Parent url={server.url} outcome={outcome} />)
     await waitFor(() => expect(server.received).toEqual(['hello']), { timeout: 2000 })
@@ -342,7 +283,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('connects nothing while the url is null, rejecting sends, and connects once it is set', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const { result, rerender } = renderHook(({ url }: { url: string | null }) => useProbe(url, raw()), {
       initialProps: { url: null as string | null },
     })
@@ -366,7 +307,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('rejects sends after unmount with ClosedError', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const { result, unmount } = renderHook(() => useProbe(server.url, raw()))
     await waitFor(() => expect(result.current.state).toBe('open'), { timeout: 2000 })
     const { send } = result.current
@@ -377,7 +318,7 @@ describe('useTetherSocket (React)', () => {
   })
 
   it('useTetherEvent calls the latest listener and unsubscribes on unmount', async () => {
-    const server = startServer()
+    const server = startServer('react.test')
     const calls: string[] = []
     const { result, rerender, unmount } = renderHook(
       ({ label }) => {

@@ -3,67 +3,19 @@
  * polling): in components mounted with @vue/test-utils, in bare effect scopes, and in SSR.
  */
 import { mount } from '@vue/test-utils'
-import { type Client, WebSocket as MockWebSocket, Server } from 'mock-socket'
+import { WebSocket as MockWebSocket } from 'mock-socket'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createSSRApp, defineComponent, type EffectScope, effectScope, h, nextTick, ref, watch } from 'vue'
 import { renderToString } from 'vue/server-renderer'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { ClosedError, OptionError } from '../src/index.js'
-import { createTetherServer, type TetherServer } from '../src/server/index.js'
+import { createTetherServer } from '../src/server/index.js'
 import { type TetherUrlSource, type UseTetherSocketOptions, type UseTetherSocketReturn, useTetherSocket } from '../src/vue.js'
+import { countingWebSocket, sleep, startServer, stopServers, tetherServers } from './support/bindings.js'
 
 // ── helpers ──────────────────────────────────────────────────────────────────
 
-let serial = 0
-const servers: Server[] = []
 const scopes: EffectScope[] = []
-const tetherServers: TetherServer[] = []
-
-interface TestServer {
-  url: string
-  connections: Client[]
-  received: unknown[]
-  /** Connections the client closed. */
-  closed: number
-  open(): number
-  broadcast(data: string): void
-}
-
-function startServer(): TestServer {
-  const url = `ws://vue.test/socket-${++serial}`
-  const server = new Server(url, { mock: false })
-  servers.push(server)
-  const record: TestServer = {
-    url,
-    connections: [],
-    received: [],
-    closed: 0,
-    open: () => record.connections.filter((c) => c.readyState === MockWebSocket.OPEN).length,
-    broadcast: (data) => {
-      for (const c of record.connections) if (c.readyState === MockWebSocket.OPEN) c.send(data)
-    },
-  }
-  server.on('connection', (client) => {
-    record.connections.push(client)
-    client.on('message', (data) => record.received.push(data))
-    client.on('close', () => {
-      record.closed++
-    })
-  })
-  return record
-}
-
-/** mock-socket's WebSocket, counting constructions. */
-function countingWebSocket() {
-  const counts = { created: 0 }
-  class Counting extends MockWebSocket {
-    constructor(url: string | URL, protocols?: string | string[]) {
-      super(url, protocols)
-      counts.created++
-    }
-  }
-  return { WebSocket: Counting, counts }
-}
 
 const raw = <In = string, Out = string>(extra: UseTetherSocketOptions<In, Out> = {}): UseTetherSocketOptions<In, Out> => ({
   mode: 'raw',
@@ -71,8 +23,6 @@ const raw = <In = string, Out = string>(extra: UseTetherSocketOptions<In, Out> =
   reconnect: { minDelay: 10, maxDelay: 50 },
   ...extra,
 })
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Polls `check` until it stops throwing; fails after `timeout` ms. */
 async function until(check: () => void, timeout = 2000): Promise<void> {
@@ -106,8 +56,7 @@ beforeEach(() => {
 afterEach(async () => {
   for (const scope of scopes.splice(0)) scope.stop()
   await sleep(20)
-  for (const server of servers.splice(0)) server.stop()
-  for (const server of tetherServers.splice(0)) await server.close()
+  await stopServers()
   expect(warn).not.toHaveBeenCalled()
   vi.restoreAllMocks()
 })
@@ -116,7 +65,7 @@ afterEach(async () => {
 
 describe('useTetherSocket (Vue)', () => {
   it('mirrors the state into refs that re-render a component', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     const states: string[] = []
     const Status = defineComponent({
       setup() {
@@ -136,7 +85,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('creates the socket on mount, delivering a send made during setup', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     let during: UseTetherSocketReturn<string, string>['socket']['value'] | undefined
     let sent: Promise<void> | undefined
     const Sender = defineComponent({
@@ -155,7 +104,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('closes the socket when the component unmounts', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     let chat!: UseTetherSocketReturn<string, string>
     const Comp = defineComponent({
       setup() {
@@ -175,7 +124,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('works in a bare effectScope: connects at once, scope.stop() closes', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     const { scope, result } = inScope(server.url, raw())
     expect(result.socket.value).not.toBeNull()
     await until(() => expect(result.state.value).toBe('open'))
@@ -187,7 +136,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('updates pending as messages are queued and sent; send resolves', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     const { result } = inScope(server.url, raw({ autoConnect: false }))
     const one = result.send('one')
     const two = result.send('two')
@@ -201,9 +150,9 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('reconnects once when a ref url changes, and not for an equal value', async () => {
-    const a = startServer()
-    const b = startServer()
-    const c = startServer()
+    const a = startServer('vue.test')
+    const b = startServer('vue.test')
+    const c = startServer('vue.test')
     const { WebSocket, counts } = countingWebSocket()
     const url = ref<string | URL>(a.url)
     const { result } = inScope(url, raw({ WebSocket }))
@@ -226,8 +175,8 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('watches a getter url and calls it again before every attempt', async () => {
-    const lobby = startServer()
-    const dev = startServer()
+    const lobby = startServer('vue.test')
+    const dev = startServer('vue.test')
     const rooms: Record<string, string> = { lobby: lobby.url, dev: dev.url }
     const room = ref('lobby')
     let calls = 0
@@ -247,7 +196,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('accepts an async getter (a token fetched before each attempt)', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     let fetched = 0
     const { result } = inScope(async () => {
       fetched++
@@ -262,7 +211,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('connects nothing while the url is null, rejecting sends, and connects once it is set', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     const url = ref<string | null>(null)
     const { result } = inScope(url, raw())
     expect(result.socket.value).toBeNull()
@@ -277,7 +226,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('calls onMessage for every message and keeps the latest in lastMessage', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     const got: string[] = []
     const { result } = inScope(server.url, raw({ onMessage: (msg) => got.push(msg) }))
     await until(() => expect(result.state.value).toBe('open'))
@@ -298,7 +247,7 @@ describe('useTetherSocket (Vue)', () => {
   })
 
   it('close() closes and reconnect() reopens the socket', async () => {
-    const server = startServer()
+    const server = startServer('vue.test')
     const { result } = inScope(server.url, raw())
     await until(() => expect(result.state.value).toBe('open'))
     await result.close()

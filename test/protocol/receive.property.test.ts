@@ -17,6 +17,7 @@ import { decodeFrame, encodeFrame, type ServerFrame } from '../../src/protocol/f
 import { type SessionInfo, TetherProtocol } from '../../src/protocol/tether.js'
 import type { ProtocolHost, WireData } from '../../src/protocol/types.js'
 import { anyString, expectNoPollution, hostileJsonText, hostileKeys, prototypeSnapshot, wireData } from '../support/hostile.js'
+import { type Tracked, track } from '../support/track.js'
 
 // Each property runs a few hundred cases: a couple of seconds, more on a loaded machine.
 vi.setConfig({ testTimeout: 15_000 })
@@ -27,21 +28,6 @@ interface Drop {
   code: number
   error: TetherError | undefined
   final: boolean | undefined
-}
-
-interface Tracked {
-  status: 'pending' | 'resolved' | 'rejected'
-  value?: unknown
-  error?: unknown
-}
-
-function track(promise: Promise<unknown>): Tracked {
-  const tracked: Tracked = { status: 'pending' }
-  promise.then(
-    (value) => Object.assign(tracked, { status: 'resolved', value }),
-    (error: unknown) => Object.assign(tracked, { status: 'rejected', error }),
-  )
-  return tracked
 }
 
 /** Lets the protocol's coalesced flushes and acks (microtasks) and promise callbacks run. */

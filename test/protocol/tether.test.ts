@@ -8,27 +8,12 @@ import type { HeartbeatOptions } from '../../src/options.js'
 import { Outbox, type Payload } from '../../src/outbox.js'
 import { type SessionInfo, TetherProtocol } from '../../src/protocol/tether.js'
 import type { ProtocolHost } from '../../src/protocol/types.js'
+import { track } from '../support/track.js'
 
 type Frame = Record<string, unknown>
 
 const MiB = 1024 * 1024
 const utf8 = new TextEncoder()
-
-/** A promise's outcome, observable synchronously once microtasks have run. */
-interface Tracked {
-  status: 'pending' | 'resolved' | 'rejected'
-  value?: unknown
-  error?: unknown
-}
-
-function track(promise: Promise<unknown>): Tracked {
-  const tracked: Tracked = { status: 'pending' }
-  promise.then(
-    (value) => Object.assign(tracked, { status: 'resolved', value }),
-    (error: unknown) => Object.assign(tracked, { status: 'rejected', error }),
-  )
-  return tracked
-}
 
 /** Lets queued microtasks run (flushes and acks are coalesced per tick). */
 const tick = () => vi.advanceTimersByTimeAsync(0)

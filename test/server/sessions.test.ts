@@ -7,26 +7,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ClosedError, DeliveryError, QueueFullError } from '../../src/errors.js'
 import { type ClientFrame, FrameError } from '../../src/protocol/frames.js'
 import { RequestError, Session, type SessionConnection, type SessionEvents, type SessionLimits } from '../../src/server/sessions.js'
+import { track } from '../support/track.js'
 
 type Frame = Record<string, unknown>
 
 const MiB = 1024 * 1024
 const utf8 = new TextEncoder()
-
-interface Tracked {
-  status: 'pending' | 'resolved' | 'rejected'
-  value?: unknown
-  error?: unknown
-}
-
-function track(promise: Promise<unknown>): Tracked {
-  const tracked: Tracked = { status: 'pending' }
-  promise.then(
-    (value) => Object.assign(tracked, { status: 'resolved', value }),
-    (error: unknown) => Object.assign(tracked, { status: 'rejected', error }),
-  )
-  return tracked
-}
 
 /** Lets queued microtasks (coalesced flushes and acks, request handlers) run. */
 async function tick(): Promise<void> {

@@ -12,7 +12,7 @@ import { createServer as createNetServer, connect as netConnect, type Socket } f
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createTetherServer, type TetherServer, type TetherServerOptions } from '../../src/server/index.js'
-import { withTimeout } from './servers.js'
+import { listen, withTimeout } from './servers.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 /** The build to serve: dist/, or TETHERSOCKET_DIST (a copy, when something else may rebuild dist/ during the run). */
@@ -90,22 +90,6 @@ export interface PageServer {
   dropConnections(): number
   /** Crash-like stop: connections cut without a close frame, sessions gone, port released. Idempotent. */
   close(): Promise<void>
-}
-
-function listen(http: Server, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => {
-      http.off('listening', onListening)
-      reject(error)
-    }
-    const onListening = () => {
-      http.off('error', onError)
-      resolve()
-    }
-    http.once('error', onError)
-    http.once('listening', onListening)
-    http.listen(port, '127.0.0.1')
-  })
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

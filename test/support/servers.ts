@@ -71,7 +71,8 @@ export interface TestServer {
 const servers = new Set<TestServer>()
 const sockets = new Set<{ close(): unknown }>()
 
-function listen(http: HttpServer, port: number): Promise<void> {
+/** Listens on 127.0.0.1:`port`; rejects with the listen error (such as EADDRINUSE). */
+export function listen(http: HttpServer, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => {
       http.off('listening', onListening)
