@@ -156,6 +156,8 @@ export interface ResolvedOptions<In, Out> {
 }
 
 const NEVER_RETRY = 1008
+/** `reconnect.connectTimeout`'s default, also in force with `reconnect: false` (it bounds every attempt and close). */
+export const DEFAULT_CONNECT_TIMEOUT = 10000
 
 /** The default `shouldReconnect`: no retry on 1008 and 4400–4499, retry otherwise. */
 export const defaultShouldReconnect = ({ code }: CloseInfo): boolean => code !== NEVER_RETRY && !(code >= 4400 && code <= 4499)
@@ -230,7 +232,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
       factor: number('reconnect.factor', r.factor, 2, 1),
       jitter: number('reconnect.jitter', r.jitter, 1),
       maxRetries: number('reconnect.maxRetries', r.maxRetries, Number.POSITIVE_INFINITY, 0, true),
-      connectTimeout: number('reconnect.connectTimeout', r.connectTimeout, 10000, 1),
+      connectTimeout: number('reconnect.connectTimeout', r.connectTimeout, DEFAULT_CONNECT_TIMEOUT, 1),
       resetAfter: number('reconnect.resetAfter', r.resetAfter, 5000),
       busyDelay: number('reconnect.busyDelay', r.busyDelay, 5000),
       shouldReconnect: fn('reconnect.shouldReconnect', r.shouldReconnect) ?? defaultShouldReconnect,

@@ -21,6 +21,7 @@ import { isOnline, watchEnvironment } from './environment.js'
 import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from './errors.js'
 import {
   type CloseInfo,
+  DEFAULT_CONNECT_TIMEOUT,
   normalizeUrl,
   type RequestOptions,
   type ResolvedOptions,
@@ -160,6 +161,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.options.autoConnect) this.connect()
   }
 
+  private get connectTimeout(): number {
+    const { reconnect } = this.options
+    return reconnect ? reconnect.connectTimeout : DEFAULT_CONNECT_TIMEOUT
+  }
+
   /** The connection state. */
   get state(): SocketState {
     return this.current
@@ -275,11 +281,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const ws = this.ws
     if (ws) {
       this.setState('closing')
-      const { reconnect } = this.options
       // A dead network may never deliver the close event: closing is bounded like connecting.
       this.timer = timer(
         () => this.connectionEnded(ws, { code: 1006, reason: 'close handshake timed out', wasClean: false }),
-        reconnect ? reconnect.connectTimeout : 10000,
+        this.connectTimeout,
       )
       try {
         ws.close(code, reason)
@@ -328,8 +333,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.setState('connecting')
     if (id !== this.attemptId) return // a state listener closed or reconnected the socket
     this.counters.attempts++
-    const { reconnect } = this.options
-    const timeout = reconnect ? reconnect.connectTimeout : 10000
+    const timeout = this.connectTimeout
     this.timer = timer(
       () => this.attemptFailed(new TimeoutError(`connection attempt not open after ${timeout} ms (reconnect.connectTimeout)`)),
       timeout,
