@@ -36,34 +36,94 @@ export interface EntryOptions {
   requestId?: number
 }
 
-/** One message in the outbox. Fields are written by the outbox and the wire protocol only. */
-export interface Entry {
-  /** The message as the user passed it. */
-  readonly data: unknown
-  /** The message encoded by the protocol, ready for the wire. */
-  readonly payload: Payload
-  readonly size: number
+/**
+ * What only some messages carry: a deadline, a key, a request id, a signal, the open hook's
+ * place in line. A plain `send()` has none, so its entry holds no object for them.
+ */
+interface Extras {
   readonly key: string | undefined
   readonly requestId: number | undefined
   readonly deadline: number
   readonly staleAt: number
-  /** Sequence number given by the protocol on first transmission; 0 while never written. */
-  seq: number
-  /** Written to the current connection (behind the cursor). */
-  sent: boolean
-  /** Added with `first` (by the open hook): goes ahead of queued messages, behind earlier `first` ones. */
   readonly first: boolean
-  /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
-  done: boolean
-  prev: Entry | undefined
-  next: Entry | undefined
-  resolve(value: unknown): void
-  reject(error: TetherError): void
-  promise: Promise<unknown>
   unlisten: (() => void) | undefined
 }
 
+/**
+ * One message in the outbox. Fields are written by the outbox and the wire protocol only.
+ *
+ * Kept small because a queue can hold many: the rare options live in {@link Extras}, and a
+ * settled entry drops its promise and resolver (an entry in flight outlives its promise
+ * when the caller's timeout passed first).
+ */
+export class Entry {
+  /** Sequence number given by the protocol on first transmission; 0 while never written. */
+  seq = 0
+  /** Written to the current connection (behind the cursor). */
+  sent = false
+  prev: Entry | undefined = undefined
+  next: Entry | undefined = undefined
+
+  constructor(
+    /** The message as the user passed it (errors carry it back). */
+    readonly data: unknown,
+    /** The message encoded by the protocol, ready for the wire. */
+    readonly payload: Payload,
+    readonly size: number,
+    /** The caller's promise, until it settles. */
+    public promise: Promise<unknown> | undefined,
+    /**
+     * Settles `promise`, until it has. There is no reject function: a rejection resolves with a
+     * thenable that rejects, so each queued message keeps one closure instead of two.
+     */
+    public resolve: ((value: unknown) => void) | undefined,
+    readonly extras: Extras | undefined,
+  ) {}
+
+  /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
+  get done(): boolean {
+    return this.promise === undefined
+  }
+
+  get key(): string | undefined {
+    return this.extras?.key
+  }
+
+  get requestId(): number | undefined {
+    return this.extras?.requestId
+  }
+
+  /** Absolute time (ms) by which it must be finished, or Infinity. */
+  get deadline(): number {
+    return this.extras ? this.extras.deadline : Number.POSITIVE_INFINITY
+  }
+
+  /** Absolute time (ms) after which, never written, it is dropped; or Infinity. */
+  get staleAt(): number {
+    return this.extras ? this.extras.staleAt : Number.POSITIVE_INFINITY
+  }
+
+  /** Added with `first` (by the open hook): goes ahead of queued messages, behind earlier `first` ones. */
+  get first(): boolean {
+    return this.extras?.first === true
+  }
+}
+
 const noop = () => {}
+
+/**
+ * Marks an entry settled and returns its resolver (undefined if it had settled already): the
+ * entry lets go of its promise, and of its abort listener.
+ */
+function settle(entry: Entry): ((value: unknown) => void) | undefined {
+  const { resolve, extras } = entry
+  entry.promise = entry.resolve = undefined
+  if (extras?.unlisten) {
+    extras.unlisten()
+    extras.unlisten = undefined
+  }
+  return resolve
+}
 
 /** Byte length of a payload; for strings the UTF-8 length, counted without encoding. */
 export function payloadSize(payload: Payload): number {
@@ -117,46 +177,28 @@ export class Outbox {
    */
   add(data: unknown, payload: Payload, options: EntryOptions, first = false): Promise<unknown> {
     let resolve!: (value: unknown) => void
-    let reject!: (error: TetherError) => void
-    const promise = new Promise<unknown>((res, rej) => {
+    const promise = new Promise<unknown>((res) => {
       resolve = res
-      reject = rej
     })
-    const entry: Entry = {
-      data,
-      payload,
-      size: payloadSize(payload),
-      key: options.key,
-      requestId: options.requestId,
-      deadline: options.deadline,
-      staleAt: options.staleAt,
-      seq: 0,
-      sent: false,
-      first,
-      done: false,
-      prev: undefined,
-      next: undefined,
-      resolve,
-      reject,
-      promise,
-      unlisten: undefined,
-    }
-    const { signal } = options
+    const { signal, key, requestId, deadline, staleAt } = options
+    const plain = !signal && !first && key === undefined && requestId === undefined && deadline === Number.POSITIVE_INFINITY && staleAt === Number.POSITIVE_INFINITY
+    const extras: Extras | undefined = plain ? undefined : { key, requestId, deadline, staleAt, first, unlisten: undefined }
+    const entry = new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
     if (signal?.aborted) {
       this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
       return promise
     }
-    const replaced = entry.key === undefined ? undefined : this.keyed.get(entry.key)
+    const replaced = key === undefined ? undefined : this.keyed.get(key)
     if (replaced) this.supersede(replaced, entry)
     if (!this.makeRoom(entry)) return promise
     this.link(entry, first)
-    if (signal) {
+    if (signal && extras) {
       const onAbort = () => this.fail(entry, new AbortError('send was aborted by its signal', { cause: signal.reason, data }))
       signal.addEventListener('abort', onAbort, { once: true })
-      entry.unlisten = () => signal.removeEventListener('abort', onAbort)
+      extras.unlisten = () => signal.removeEventListener('abort', onAbort)
     }
-    if (entry.key !== undefined) this.keyed.set(entry.key, entry)
-    const expiry = Math.min(entry.deadline, entry.staleAt)
+    if (key !== undefined) this.keyed.set(key, entry)
+    const expiry = Math.min(deadline, staleAt)
     if (expiry < this.timerAt) this.arm(expiry)
     return promise
   }
@@ -179,11 +221,7 @@ export class Outbox {
   /** Finishes an entry successfully and removes it. */
   succeed(entry: Entry, value?: unknown): void {
     this.remove(entry)
-    if (!entry.done) {
-      entry.done = true
-      entry.unlisten?.()
-      entry.resolve(value)
-    }
+    settle(entry)?.(value)
   }
 
   /**
@@ -221,22 +259,21 @@ export class Outbox {
   }
 
   private finish(entry: Entry, error: TetherError): void {
-    if (entry.done) return
-    entry.done = true
-    entry.unlisten?.()
+    const { promise } = entry
+    const resolve = settle(entry)
+    if (!resolve) return
     // Marks the rejection handled, so a caller who ignores the promise gets no unhandled rejection.
-    entry.promise.catch(noop)
-    entry.reject(error)
+    promise?.catch(noop)
+    resolve({ then: (_: unknown, reject: (reason: TetherError) => void) => reject(error) })
     this.onFail(error)
   }
 
   /** A newer message with the same key replaces a queued one; the old promise follows the new one. */
   private supersede(old: Entry, replacement: Entry): void {
     this.remove(old)
-    old.done = true
-    old.unlisten?.()
-    old.promise.catch(noop)
-    replacement.promise.then(old.resolve, old.reject)
+    const { promise } = old
+    promise?.catch(noop)
+    settle(old)?.(replacement.promise)
   }
 
   /** Enforces the bounds for a new entry; false (and the entry rejected) when it cannot be queued. */

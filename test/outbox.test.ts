@@ -1147,6 +1147,54 @@ describe('Outbox: promises nobody awaits', () => {
   })
 })
 
+describe('Outbox: what an entry holds (a queue can hold many)', () => {
+  it('a plain message carries no per-message options object; one with options does', () => {
+    const { outbox } = setup()
+    add(outbox, 'plain')
+    add(outbox, 'keyed', { key: 'k' })
+    add(outbox, 'timed', { deadline: Date.now() + 1000 })
+    add(outbox, 'hook', {}, true)
+    expect(entryOf(outbox, 'plain').extras).toBeUndefined()
+    expect(entryOf(outbox, 'plain').deadline).toBe(Number.POSITIVE_INFINITY)
+    expect(entryOf(outbox, 'keyed').key).toBe('k')
+    expect(entryOf(outbox, 'timed').deadline).toBeLessThan(Number.POSITIVE_INFINITY)
+    expect(entryOf(outbox, 'hook').first).toBe(true)
+  })
+
+  it('an entry that stays in flight after its promise settled no longer holds the promise or its resolver', async () => {
+    const { outbox } = setup()
+    const promise = add(outbox, 'a')
+    const entry = transmit(outbox)
+    outbox.fail(entry, new TimeoutError('gave up waiting'))
+    expect(entries(outbox)).toEqual([entry]) // still in flight: the server may have it
+    expect(entry.done).toBe(true)
+    expect(entry.promise).toBeUndefined()
+    expect(entry.resolve).toBeUndefined()
+    expect((await rejection(promise)).message).toBe('gave up waiting')
+  })
+
+  it('a settled message stops listening to its signal', () => {
+    const { outbox } = setup()
+    const controller = new AbortController()
+    const removed = vi.spyOn(controller.signal, 'removeEventListener')
+    add(outbox, 'a', { signal: controller.signal })
+    outbox.succeed(transmit(outbox))
+    expect(removed).toHaveBeenCalledWith('abort', expect.any(Function))
+  })
+
+  it('a rejection carries the very error reported, and a success the value given', async () => {
+    const { outbox, failures } = setup()
+    const failed = add(outbox, 'a')
+    const succeeded = add(outbox, 'b')
+    const error = new TimeoutError('x')
+    outbox.fail(entryOf(outbox, 'a'), error)
+    outbox.succeed(entryOf(outbox, 'b'), 42)
+    expect(await rejection(failed)).toBe(error)
+    expect(failures).toEqual([error])
+    expect(await succeeded).toBe(42)
+  })
+})
+
 // ── consistency under any sequence of operations ─────────────────────────────
 
 describe('Outbox: counters and links stay consistent through every operation', () => {
