@@ -181,7 +181,13 @@ export class Outbox {
       resolve = res
     })
     const { signal, key, requestId, deadline, staleAt } = options
-    const plain = !signal && !first && key === undefined && requestId === undefined && deadline === Number.POSITIVE_INFINITY && staleAt === Number.POSITIVE_INFINITY
+    const plain =
+      !signal &&
+      !first &&
+      key === undefined &&
+      requestId === undefined &&
+      deadline === Number.POSITIVE_INFINITY &&
+      staleAt === Number.POSITIVE_INFINITY
     const extras: Extras | undefined = plain ? undefined : { key, requestId, deadline, staleAt, first, unlisten: undefined }
     const entry = new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
     if (signal?.aborted) {
@@ -264,6 +270,7 @@ export class Outbox {
     if (!resolve) return
     // Marks the rejection handled, so a caller who ignores the promise gets no unhandled rejection.
     promise?.catch(noop)
+    // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose, it rejects the promise it resolves (see Entry.resolve)
     resolve({ then: (_: unknown, reject: (reason: TetherError) => void) => reject(error) })
     this.onFail(error)
   }
