@@ -59,9 +59,15 @@ export interface TetherServerOptions {
    */
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**
-   * Incoming messages and requests per session: `rate` per second sustained, `burst` at once.
-   * A client over it is closed with 1013 (Try Again Later) and resumes after backing off; nothing
-   * is lost. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
+   * Incoming messages, requests and pings per session: `rate` per second sustained, `burst` at
+   * once. A client over it is slowed down, not disconnected: the server delivers what the limit
+   * allows, stops reading from the connection, delivers the rest in order as the limit allows
+   * (acknowledging as it goes; a pong may come late), then reads again. It holds only what it
+   * can deliver within 10 s, and at most `max(4 × maxPayload, 1 MiB)` of frames. Work beyond
+   * that is refused: once the held work is delivered, the connection is closed with 1013 (Try
+   * Again Later), and the client resends what was not acknowledged when it resumes, so nothing
+   * is lost. Below a `rate` of 0.1/s, work over a drained bucket is thus refused at once.
+   * `false` disables. Default `{ rate: 1000, burst: 10000 }`.
    */
   rateLimit?: RateLimit | false
   /**
@@ -126,6 +132,11 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       // A connection that has not answered the previous ping (nor sent anything) is dead.
       this.heartbeat = setInterval(() => {
         for (const ws of this.sockets) {
+          if (ws.isPaused) {
+            // Reading is paused (rate-limit backpressure, at most 10 s): its pong cannot be read yet.
+            this.unanswered.delete(ws)
+            continue
+          }
           if (this.unanswered.has(ws)) {
             ws.terminate()
             continue

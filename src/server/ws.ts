@@ -2,6 +2,10 @@
  * The `ws` adapter: one accepted WebSocket, from its first frame (`hello`, which finds or
  * creates the session) to its close. Frames are decoded and validated here; protocol
  * violations close the connection with the code docs/PROTOCOL.md names.
+ *
+ * Backpressure: the session pauses reading while it holds work over the rate limit. `ws`'s
+ * `pause()` only stops reading from the TCP socket: frames of a chunk already read are still
+ * parsed and emitted, in order, and the session holds those too (bounded, see limits.ts).
  * @module
  */
 import type { RawData, WebSocket } from 'ws'
@@ -24,16 +28,28 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     return
   }
   let session: Session | undefined
+  let closing = false
+  const close = (code: number, reason: string) => {
+    closing = true
+    ws.close(code, reason.slice(0, 120)) // close reasons are limited to 123 bytes
+    // A paused socket would never read the client's close frame: the handshake would hang.
+    ws.resume()
+  }
   const connection: SessionConnection = {
     send: (frame) => ws.send(frame),
-    close: (code, reason) => ws.close(code, reason),
+    close,
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
   }
   ws.on('message', (data: RawData, isBinary: boolean) => {
+    // Frames still arriving on a connection being closed are not processed (nor acknowledged):
+    // the client resends them when it resumes.
+    if (closing) return
     try {
       const frame = decodeFrame(isBinary ? data : data.toString(), 'client')
       if (!frame) return
       if (session) {
-        session.receive(frame)
+        session.receive(frame, byteLength(data))
         return
       }
       if (frame.t !== 'hello') throw new FrameError(`"${frame.t}" frame before "hello"`, CloseCode.PROTOCOL_ERROR)
@@ -45,8 +61,9 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
       hooks.opened(session, found !== undefined)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
-      // Close reasons are limited to 123 bytes.
-      ws.close(error.closeCode, error.message.slice(0, 120))
+      close(error.closeCode, error.message)
+      // The session is done with this connection now: nothing it held for it is delivered later.
+      session?.detach(connection)
     }
   })
   ws.on('error', () => {}) // a close event follows; ws closes with 1009 on oversized frames itself
@@ -56,3 +73,6 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     hooks.closed(session, code)
   })
 }
+
+const byteLength = (data: RawData): number =>
+  Array.isArray(data) ? data.reduce((total, chunk) => total + chunk.length, 0) : data.byteLength

@@ -5,11 +5,22 @@
  */
 import type { IncomingMessage } from 'node:http'
 import * as net from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { WebSocket } from 'ws'
 import { DeliveryError } from '../../src/index.js'
 import type { Session, TetherServerOptions } from '../../src/server/index.js'
-import { cleanupTether, defer, sleep, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+import {
+  cleanupTether,
+  defer,
+  fast,
+  serverSockets,
+  sleep,
+  startTether,
+  tetherClient,
+  urlOf,
+  waitFor,
+  withTimeout,
+} from '../support/tether.js'
 
 afterEach(cleanupTether)
 
@@ -316,14 +327,57 @@ describe('hostile upgrade requests cannot crash the server', () => {
     expect(unhandled).toEqual([])
   })
 
-  it('a client whose frames carry more messages than the rate-limit burst still gets them all through, over resumes', async () => {
-    const server = await startTether({ rateLimit: { rate: 1000, burst: 5 } })
+  it('a client sending far more than the rate-limit burst is slowed down, not disconnected: every message arrives once, in order, on one connection', async () => {
+    const rate = 2000
+    const burst = 50
+    // The server's heartbeat is faster than the hold: a connection it stopped reading is not taken for dead.
+    // Small frames: the client writes several at once, which typically reach the server in one TCP
+    // chunk; ws emits the rest of a chunk even after pause(), and the session holds those frames too.
+    const server = await startTether({ rateLimit: { rate, burst }, heartbeatInterval: 200, maxPayload: 4096 })
     const received: unknown[] = []
     server.on('message', (data) => received.push(data))
-    const { sock } = tetherClient<unknown, number>(urlOf(server), { reconnect: { minDelay: 10, maxDelay: 50, busyDelay: 20 } })
+    const disconnects: number[] = []
+    server.on('disconnect', (_session, code) => disconnects.push(code))
+    const { sock, closes } = tetherClient<unknown, number>(urlOf(server), { reconnect: { ...fast, busyDelay: 20 } })
     await waitFor(() => sock.state === 'open', 3000, 'open')
-    const sends = Array.from({ length: 10 }, (_, i) => sock.send(i))
-    await withTimeout(Promise.all(sends), 5000, 'all sends acknowledged')
-    expect(received).toEqual(Array.from({ length: 10 }, (_, i) => i))
+    const [ws] = serverSockets(server)
+    const pause = vi.spyOn(ws, 'pause')
+    const resume = vi.spyOn(ws, 'resume')
+    const total = 4000
+    const started = Date.now()
+    const sends = Array.from({ length: total }, (_, i) => sock.send(i))
+    await withTimeout(Promise.all(sends), 10_000, 'all sends acknowledged')
+    const elapsed = Date.now() - started
+    expect(received).toEqual(Array.from({ length: total }, (_, i) => i))
+    // One connection throughout.
+    expect(closes).toEqual([])
+    expect(disconnects).toEqual([])
+    expect(sock.stats.attempts).toBe(1)
+    expect(serverSockets(server)).toEqual([ws])
+    // Reading was paused while messages were held, and resumed after each hold.
+    expect(pause).toHaveBeenCalled()
+    expect(resume).toHaveBeenCalledTimes(pause.mock.calls.length)
+    expect(ws.isPaused).toBe(false)
+    // At the rate: what the burst did not cover took (total - burst) / rate seconds.
+    expect(elapsed).toBeGreaterThanOrEqual(((total - burst) / rate) * 1000 - 50)
+  })
+
+  it('a connection closed with 1013 while its reading is paused still completes the close handshake at once', async () => {
+    // A held request released over maxPendingRequests: the server closes a connection it had paused.
+    const server = await startTether({ rateLimit: { rate: 10, burst: 1 }, maxPendingRequests: 1 })
+    server.onRequest(() => new Promise(() => {}))
+    const ws = new WebSocket(urlOf(server), ['tether.v1'])
+    defer(() => ws.terminate())
+    ws.on('error', () => {})
+    await withTimeout(new Promise((resolve) => ws.once('open', resolve)), 3000, 'open')
+    ws.send(JSON.stringify({ t: 'hello', sid: null, ack: 0 }))
+    ws.send(JSON.stringify({ t: 'req', s: 1, id: 1, d: 'a' }))
+    ws.send(JSON.stringify({ t: 'req', s: 2, id: 2, d: 'b' }))
+    await waitFor(() => serverSockets(server)[0]?.isPaused, 3000, 'reading paused')
+    const [paused] = serverSockets(server)
+    const closed = new Promise<number>((resolve) => ws.once('close', resolve))
+    // Without reading the client's close frame the server would wait 30 s for it (ws's close timeout).
+    expect(await withTimeout(closed, 3000, 'the close handshake')).toBe(1013)
+    await waitFor(() => paused.readyState === WebSocket.CLOSED, 1000, 'the server side closed')
   })
 })

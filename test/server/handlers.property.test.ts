@@ -6,8 +6,13 @@
  * could send. For any input the handler never throws, pollutes no prototype, writes only
  * well-formed server frames, and ends in exactly one of: normal processing (as a reference
  * model of docs/PROTOCOL.md §2–§5 predicts: what reaches `message`, acks, pongs, replies), or
- * a close with the documented code (1002 protocol error, 1007 not JSON text, 1013 over the
- * rate limit or over the pending-request limit the welcome announced).
+ * a close with the documented code (1002 protocol error, 1007 not JSON text, 1013 for work over
+ * the rate limit that could not be delivered within MAX_HOLD, or over the pending-request limit
+ * the welcome announced).
+ *
+ * Over the rate limit the server holds work and pauses reading (backpressure): a second model,
+ * on fake time, predicts what is delivered at once, what is held (and that reading is paused
+ * exactly while something is), what follows as the bucket refills, and when holding is refused.
  */
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:http'
@@ -16,6 +21,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import type { WebSocket } from 'ws'
 import { type ClientFrame, decodeFrame } from '../../src/protocol/frames.js'
 import { createTetherServer, RequestError, type Session, type TetherServer } from '../../src/server/index.js'
+import { MAX_HOLD } from '../../src/server/limits.js'
 import { attachConnection, type ConnectionHooks } from '../../src/server/ws.js'
 import { anyString, expectNoPollution, hostileJsonText, hostileKeys, prototypeSnapshot, wireData } from '../support/hostile.js'
 
@@ -68,11 +74,12 @@ afterEach(() => {
   serverErrors.length = 0
 })
 
-/** A fake `ws` WebSocket: an EventEmitter that records what is sent and how it was closed. */
+/** A fake `ws` WebSocket: an EventEmitter that records what is sent, how it was closed, and whether reading is paused. */
 function fakeSocket(protocol = 'tether.v1') {
   const emitter = new EventEmitter()
   const sent: string[] = []
   const closes: { code: number; reason: string }[] = []
+  const reading = { paused: false, pauses: 0 }
   const ws = Object.assign(emitter, {
     protocol,
     send: (frame: string) => {
@@ -81,8 +88,15 @@ function fakeSocket(protocol = 'tether.v1') {
     close: (code: number, reason: string) => {
       closes.push({ code, reason })
     },
+    pause: () => {
+      reading.paused = true
+      reading.pauses++
+    },
+    resume: () => {
+      reading.paused = false
+    },
   })
-  return { ws: ws as unknown as WebSocket, emitter, sent, closes }
+  return { ws: ws as unknown as WebSocket, emitter, sent, closes, reading }
 }
 
 type Fake = ReturnType<typeof fakeSocket>
@@ -185,7 +199,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('raw' as const), input: anyIncoming }) },
 )
 
-/** The data of a step, given the last client seq the server delivered; request ids are the step's index. */
+/** The data of a step, given the last client seq the server has; request ids are the step's index. */
 function render(item: Step, rxSeq: number, index: number): Incoming {
   const s = Math.max(1, rxSeq + ('rel' in item ? item.rel : 0))
   switch (item.kind) {
@@ -203,16 +217,16 @@ function render(item: Step, rxSeq: number, index: number): Incoming {
 }
 
 /** Opens a connection on a fake socket and says hello; returns the new session. */
-function connect(principal?: string) {
+function connect(principal?: string, target: { server: TetherServer; hooks: ConnectionHooks } = { server, hooks }) {
   const fake = fakeSocket()
-  attachConnection(fake.ws, principal, hooks)
+  attachConnection(fake.ws, principal, target.hooks)
   let session: Session | undefined
   const onSession = (s: Session) => {
     session = s
   }
-  server.once('session', onSession)
+  target.server.once('session', onSession)
   feed(fake, { text: '{"t":"hello","sid":null,"ack":0}' })
-  server.off('session', onSession)
+  target.server.off('session', onSession)
   expect(session).toBeDefined()
   return { fake, session: session! }
 }
@@ -330,7 +344,8 @@ describe('after the hello', () => {
                 expectClose = 1002
                 break
               case 'ping':
-                // Pings count against the rate limit too (a ping flood buffers pongs).
+                // Pings count against the rate limit too. At this rate the next token is 1000 s
+                // away, beyond MAX_HOLD: whatever does not fit now is refused, not held.
                 if (tokens < 1) [expectClose, because] = [1013, /rate limit/]
                 else {
                   tokens--
@@ -346,7 +361,7 @@ describe('after the hello', () => {
                   break
                 }
                 const fresh = frame.d.slice(rxSeq + 1 - frame.s)
-                // What the bucket allows is delivered; the rest is refused with 1013 (resent later).
+                // What the bucket allows is delivered; the rest could not be within MAX_HOLD, so it is refused with 1013 (resent later).
                 const allowed = Math.min(fresh.length, Math.floor(tokens))
                 tokens -= allowed
                 expected.push(...fresh.slice(0, allowed))
@@ -427,6 +442,224 @@ describe('after the hello', () => {
         expect(session.connected).toBe(false)
         expectWellFormed(fake.sent)
         session.end()
+      }),
+      { numRuns: 200 },
+    )
+  })
+})
+
+describe('backpressure over the rate limit', () => {
+  /** Tokens per second, and at once. */
+  const RATE = 2
+  const BP_BURST = 6
+  /** Most items held at once: what RATE releases within MAX_HOLD (from a drained bucket). */
+  const HOLD_CAP = (RATE * MAX_HOLD) / 1000
+  /** Time enough to release everything held and refill the bucket to its burst. */
+  const DRAIN = MAX_HOLD + (BP_BURST * 1000) / RATE + 1000
+
+  let bp: TetherServer
+  let bpHooks: ConnectionHooks
+  /** Per session id: what reached the handlers, in order. */
+  const handled = new Map<string, [string, unknown][]>()
+  const record = (session: Session, entry: [string, unknown]) => {
+    const list = handled.get(session.id) ?? []
+    list.push(entry)
+    handled.set(session.id, list)
+  }
+
+  beforeAll(async () => {
+    bp = await createTetherServer({
+      server: createServer(),
+      heartbeatInterval: 0,
+      sessionTtl: 60_000,
+      rateLimit: { rate: RATE, burst: BP_BURST },
+      // Out of the way: the release of held requests is what is under test here.
+      maxPendingRequests: 1000,
+    })
+    bpHooks = (bp as unknown as { hooks: ConnectionHooks }).hooks
+    bp.on('message', (data, session) => {
+      record(session, ['msg', data])
+      if (data === 'boom') throw new Error('a message handler that throws')
+    })
+    bp.on('error', () => {})
+    bp.onRequest(async (data, session) => {
+      record(session, ['req', data])
+      if (data === 'bad') throw new RequestError('E_BAD', 'refused on purpose')
+      if (data === 'crash') throw new Error('secret internal detail')
+      return { echo: data }
+    })
+  })
+
+  afterAll(async () => {
+    await bp.close()
+  })
+
+  type Wait = { kind: 'wait' }
+  type Work = { kind: 'msg'; s: number; d: unknown } | { kind: 'req'; s: number; id: number; d: unknown } | { kind: 'ping' }
+  const steps = fc.array(fc.oneof({ weight: 6, arbitrary: step }, { weight: 1, arbitrary: fc.constant<Wait>({ kind: 'wait' }) }), {
+    minLength: 1,
+    maxLength: 24,
+  })
+  const heldItemsOf = (session: Session) => (session as unknown as { heldItems: number }).heldItems
+
+  it('delivered at once up to the bucket, the rest held in order with reading paused and released as it refills, or refused beyond MAX_HOLD; exactly once, in order, bounded', async () => {
+    await fc.assert(
+      fc.asyncProperty(steps, async (conversation) => {
+        vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
+        try {
+          const { fake, session } = connect(undefined, { server: bp, hooks: bpHooks })
+          const txSeq = 3
+          for (let i = 1; i <= txSeq; i++) session.send(`to client ${i}`)
+          await microtasks()
+          fake.sent.length = 0
+          // The model. Time stands still between waits, so the bucket holds whole tokens.
+          let accepted = 0 // last client seq delivered or held
+          let rxSeq = 0 // last client seq delivered
+          let sentSeq = txSeq // last server seq (messages, then replies)
+          let tokens = BP_BURST
+          let held: Work[] = []
+          /** Work beyond what may be held arrived: later work is ignored, and 1013 follows once the held work is delivered. */
+          let refusing = false
+          let pongs = 0
+          const expected: [string, unknown][] = []
+          const requests: number[] = []
+          const deliver = (work: Work) => {
+            if (work.kind === 'ping') pongs++
+            else {
+              rxSeq = work.s
+              expected.push([work.kind, work.d])
+              if (work.kind === 'req') requests.push(work.id)
+            }
+          }
+          const release = () => {
+            while (held.length > 0 && tokens >= 1) {
+              tokens--
+              deliver(held.shift()!)
+            }
+          }
+          /** Takes work in order: what fits in the bucket now, then what it delivers within MAX_HOLD; true means 1013 now. */
+          const admit = (work: Work[]): boolean => {
+            const idle = held.length === 0
+            const room = tokens + HOLD_CAP - held.length
+            if (work.length > room) {
+              refusing = true
+              work = work.slice(0, room)
+            }
+            held.push(...work)
+            if (idle) release()
+            return refusing && held.length === 0
+          }
+          const pongsSent = () => fake.sent.filter((f) => f === '{"t":"pong"}').length
+          let closed: { code: number; reason: string } | undefined
+          /** A long wait: held work is released as tokens accrue, the bucket refills, replies go out; then a refusal closes. */
+          const wait = async () => {
+            const before = fake.closes.length
+            await vi.advanceTimersByTimeAsync(DRAIN)
+            await microtasks()
+            while (held.length > 0) deliver(held.shift()!)
+            tokens = BP_BURST
+            sentSeq = txSeq + requests.length
+            expect(fake.closes.slice(before)).toEqual(refusing ? [{ code: 1013, reason: expect.stringMatching(/rate limit/) }] : [])
+            closed = fake.closes[before]
+          }
+          for (const [index, item] of conversation.entries()) {
+            if (item.kind === 'wait') await wait()
+            else {
+              const input = render(item, accepted, index)
+              const frame = parse(input)
+              let expectClose: number | undefined
+              let because: RegExp | undefined
+              const refuse = () => {
+                ;[expectClose, because] = [1013, /rate limit/]
+              }
+              if (typeof frame === 'number') expectClose = frame
+              else if (frame && refusing && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) {
+                // Ignored (never acknowledged): the client resends it after the 1013 that is coming.
+              } else if (frame) {
+                switch (frame.t) {
+                  case 'hello':
+                    expectClose = 1002
+                    break
+                  case 'ack':
+                    if (frame.s > sentSeq) expectClose = 1002
+                    break
+                  case 'ping':
+                    if (admit([{ kind: 'ping' }])) refuse()
+                    break
+                  case 'msg': {
+                    if (frame.s > accepted + 1) {
+                      expectClose = 1002
+                      break
+                    }
+                    const first = accepted + 1 - frame.s
+                    const fresh = frame.d.slice(first).map((d, i): Work => ({ kind: 'msg', s: accepted + 1 + i, d }))
+                    accepted = Math.max(accepted, frame.s + frame.d.length - 1)
+                    if (admit(fresh)) refuse()
+                    break
+                  }
+                  case 'req':
+                    if (frame.s > accepted + 1) expectClose = 1002
+                    else if (frame.s === accepted + 1) {
+                      accepted = frame.s
+                      if (admit([{ kind: 'req', s: frame.s, id: frame.id, d: frame.d }])) refuse()
+                    }
+                    break
+                }
+              }
+              closed = feed(fake, input)
+              expect(closed?.code, `${JSON.stringify(asReceived(input))}`).toBe(expectClose)
+              if (closed && because) expect(closed.reason).toMatch(because)
+            }
+            // A closed connection's held work is discarded, never delivered.
+            if (closed) held = []
+            // After every step: what the handlers got, the pongs, what is held (bounded), and whether reading is paused.
+            expect(handled.get(session.id) ?? []).toEqual(expected)
+            expect(pongsSent()).toBe(pongs)
+            expect(heldItemsOf(session)).toBe(held.length)
+            expect(heldItemsOf(session)).toBeLessThanOrEqual(HOLD_CAP)
+            if (closed) break
+            expect(fake.reading.paused).toBe(held.length > 0)
+          }
+          if (!closed) await wait()
+          else {
+            // Time passing changes nothing for a closed connection.
+            await vi.advanceTimersByTimeAsync(DRAIN)
+            await microtasks()
+            expect(handled.get(session.id) ?? []).toEqual(expected)
+            expect(pongsSent()).toBe(pongs)
+          }
+          expect(heldItemsOf(session)).toBe(0)
+          expect(fake.reading.paused).toBe(false)
+          // No release timer is left behind; a session whose connection was closed waits for a resume (sessionTtl).
+          expect(session.connected).toBe(!closed)
+          expect(vi.getTimerCount()).toBe(closed ? 1 : 0)
+          expectWellFormed(fake.sent)
+          const frames = fake.sent.map((f) => JSON.parse(f) as Record<string, unknown>)
+          const acks = frames.filter((f) => f.t === 'ack').map((f) => f.s as number)
+          // What was delivered is acknowledged (on a closed connection perhaps only in the next welcome), nothing more.
+          expect(Math.max(0, ...acks)).toBeLessThanOrEqual(rxSeq)
+          if (!closed) {
+            expect(Math.max(0, ...acks)).toBe(rxSeq)
+            // Every request delivered got exactly one reply, in the server sequence.
+            const replies = frames.filter((f) => f.t === 'res')
+            expect(replies.map((r) => r.s)).toEqual(replies.map((_, i) => txSeq + 1 + i))
+            expect(replies.map((r) => r.id as number).sort()).toEqual([...requests].sort())
+          }
+          fake.emitter.emit('close', closed?.code ?? 1000)
+          expect(session.connected).toBe(false)
+          // Resuming, the client learns exactly what was delivered and resends from there: nothing
+          // held and dropped is lost, nothing delivered is delivered twice, and the new connection starts clean.
+          const again = fakeSocket()
+          attachConnection(again.ws, undefined, bpHooks)
+          feed(again, { text: JSON.stringify({ t: 'hello', sid: session.id, ack: 0 }) })
+          expect(JSON.parse(again.sent[0])).toMatchObject({ t: 'welcome', sid: session.id, resumed: true, ack: rxSeq })
+          expect(feed(again, { text: JSON.stringify({ t: 'msg', s: rxSeq + 1, d: ['resent'] }) })).toBeUndefined()
+          expect(handled.get(session.id)?.at(-1)).toEqual(['msg', 'resent'])
+          expect(again.reading.paused).toBe(false)
+          session.end()
+        } finally {
+          vi.useRealTimers()
+        }
       }),
       { numRuns: 200 },
     )

@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ClosedError, DeliveryError, QueueFullError } from '../../src/errors.js'
 import { type ClientFrame, FrameError } from '../../src/protocol/frames.js'
+import { MAX_HOLD, type RateLimit } from '../../src/server/limits.js'
 import { RequestError, Session, type SessionConnection, type SessionEvents, type SessionLimits } from '../../src/server/sessions.js'
 import { track } from '../support/track.js'
 
@@ -19,7 +20,7 @@ async function tick(): Promise<void> {
   for (let i = 0; i < 5; i++) await vi.advanceTimersByTimeAsync(0)
 }
 
-/** A fake connection: what the session writes to it, parsed, and how it was closed. */
+/** A fake connection: what the session writes to it, parsed, how it was closed, and when reading was paused. */
 function connection() {
   const raw: string[] = []
   const conn = {
@@ -32,6 +33,8 @@ function connection() {
       raw.push(frame)
     }),
     close: vi.fn(),
+    pause: vi.fn(),
+    resume: vi.fn(),
   } satisfies SessionConnection & Record<string, unknown>
   return conn
 }
@@ -598,28 +601,6 @@ describe('requests', () => {
 })
 
 describe('limits', () => {
-  it('a client over the rate limit is closed with 1013 (come back later); what it sent beyond was not delivered', () => {
-    vi.useFakeTimers()
-    const t = setup({ rateLimit: { rate: 10, burst: 5 } })
-    t.connect()
-    t.session.receive({ t: 'msg', s: 1, d: [1, 2, 3, 4, 5] })
-    expect(t.messages()).toEqual([1, 2, 3, 4, 5])
-    let error: unknown
-    try {
-      t.session.receive({ t: 'msg', s: 6, d: [6] })
-    } catch (e) {
-      error = e
-    }
-    expect(error).toBeInstanceOf(FrameError)
-    expect((error as FrameError).closeCode).toBe(1013)
-    expect(t.messages()).toEqual([1, 2, 3, 4, 5])
-    // The bucket refills at `rate` per second: after 100 ms one more message is allowed.
-    vi.advanceTimersByTime(100)
-    t.session.receive({ t: 'msg', s: 6, d: [6] })
-    expect(t.messages()).toEqual([1, 2, 3, 4, 5, 6])
-    vi.useRealTimers()
-  })
-
   it('more requests awaiting replies than maxPendingRequests (announced in welcome) closes with 1013: come back later', () => {
     const t = setup({ maxPendingRequests: 2 }, () => new Promise(() => {}))
     t.connect()
@@ -646,15 +627,6 @@ describe('limits on what a client can make the server hold', () => {
     return undefined
   }
 
-  it('pings count against the rate limit: a ping flood is closed with 1013 instead of buffering pongs', () => {
-    vi.useFakeTimers()
-    const t = setup({ rateLimit: { rate: 1, burst: 3 } })
-    t.connect()
-    for (let i = 0; i < 3; i++) expect(closeCodeOf(() => t.session.receive({ t: 'ping' }))).toBeUndefined()
-    expect(closeCodeOf(() => t.session.receive({ t: 'ping' }))).toBe(1013)
-    vi.useRealTimers()
-  })
-
   it('replies count against maxQueue: a client that never acknowledges replies is refused (1013) new requests', async () => {
     const t = setup({ maxQueue: 2 })
     t.connect()
@@ -665,5 +637,321 @@ describe('limits on what a client can make the server hold', () => {
     expect(t.session.pending).toBe(2) // two replies, never acknowledged
     expect(closeCodeOf(() => t.session.receive({ t: 'req', s: 3, id: 3, d: 'c' }))).toBe(1013)
     expect(t.events.request).toHaveBeenCalledTimes(2)
+  })
+})
+
+describe('the rate limit slows a client down (backpressure)', () => {
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+
+  /** A session over `rateLimit` with a connection whose welcome is forgotten. */
+  function limited(rateLimit: RateLimit | false, limits: Partial<SessionLimits> = {}, handler?: Handler) {
+    const t = setup({ rateLimit, ...limits }, handler)
+    const conn = t.connect()
+    conn.clear()
+    return { ...t, conn }
+  }
+
+  const acks = (conn: ReturnType<typeof connection>) => conn.frames().flatMap((f) => (f.t === 'ack' ? [f.s as number] : []))
+
+  /** What reached the handlers and which pongs were written, in the order it happened. */
+  function timeline(t: ReturnType<typeof limited>): string[] {
+    const entries: [number, string][] = [
+      ...t.events.message.mock.calls.map(([data], i): [number, string] => [t.events.message.mock.invocationCallOrder[i], `msg ${data}`]),
+      ...t.events.request.mock.calls.map(([data], i): [number, string] => [t.events.request.mock.invocationCallOrder[i], `req ${data}`]),
+      ...t.conn.send.mock.calls.flatMap(([frame], i): [number, string][] =>
+        frame === '{"t":"pong"}' ? [[t.conn.send.mock.invocationCallOrder[i], 'pong']] : [],
+      ),
+    ]
+    return entries.sort(([a], [b]) => a - b).map(([, what]) => what)
+  }
+
+  it('over the limit, what the bucket allows is delivered, the rest is held and reading paused; it follows as the bucket refills, then reading resumes', async () => {
+    const t = limited({ rate: 10, burst: 5 })
+    t.session.receive(msg(1, ...range(1, 8)))
+    expect(t.messages()).toEqual(range(1, 5))
+    expect(t.conn.pause).toHaveBeenCalledTimes(1)
+    expect(t.conn.resume).not.toHaveBeenCalled()
+    await tick()
+    expect(acks(t.conn)).toEqual([5]) // held messages are not acknowledged
+    // 10 per second: one more every 100 ms.
+    await vi.advanceTimersByTimeAsync(99)
+    expect(t.messages()).toHaveLength(5)
+    await vi.advanceTimersByTimeAsync(1)
+    expect(t.messages()).toEqual(range(1, 6))
+    expect(t.conn.resume).not.toHaveBeenCalled()
+    await vi.advanceTimersByTimeAsync(200)
+    expect(t.messages()).toEqual(range(1, 8))
+    expect(acks(t.conn)).toEqual([5, 6, 7, 8])
+    expect(t.conn.resume).toHaveBeenCalledTimes(1)
+    expect(t.conn.resume.mock.invocationCallOrder[0]).toBeGreaterThan(Math.max(...t.events.message.mock.invocationCallOrder))
+    expect(t.conn.pause).toHaveBeenCalledTimes(1)
+    expect(t.conn.close).not.toHaveBeenCalled()
+    expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it('frames arriving while work is held (ws still emits what it had read) wait behind it, in order: messages, pings, requests', async () => {
+    const t = limited({ rate: 10, burst: 2 })
+    t.session.receive(msg(1, 'a', 'b', 'c'))
+    t.session.receive({ t: 'ping' })
+    t.session.receive(req(4, 1, 'r'))
+    t.session.receive(msg(5, 'd'))
+    expect(timeline(t)).toEqual(['msg a', 'msg b'])
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(timeline(t)).toEqual(['msg a', 'msg b', 'msg c', 'pong', 'req r', 'msg d'])
+    expect(acks(t.conn).at(-1)).toBe(5)
+    expect(t.conn.frames()).toContainEqual({ t: 'res', s: 1, id: 1, d: { echo: 'r' } })
+    expect(t.conn.pause).toHaveBeenCalledTimes(1)
+    expect(t.conn.resume).toHaveBeenCalledTimes(1)
+  })
+
+  it('one timer at a time, armed for when the next batch is allowed: no timer per message, no polling', async () => {
+    const t = limited({ rate: 1000, burst: 10 })
+    const start = Date.now()
+    t.session.receive(msg(1, ...range(1, 510)))
+    expect(t.messages()).toHaveLength(10)
+    let fired = 0
+    while (t.messages().length < 510 && fired < 1000) {
+      expect(vi.getTimerCount()).toBe(1)
+      const before = t.messages().length
+      await vi.advanceTimersToNextTimerAsync()
+      fired++
+      expect(t.messages().length).toBeGreaterThan(before) // every wake-up delivers
+    }
+    // 500 held messages at 1,000/s: 500 ms, in steps of 10 ms (10 messages each).
+    expect(t.messages()).toEqual(range(1, 510))
+    expect(Date.now() - start).toBe(500)
+    expect(fired).toBe(50)
+    expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it('at a low rate the timer waits for the next token itself', async () => {
+    const t = limited({ rate: 1, burst: 1 })
+    const start = Date.now()
+    t.session.receive(msg(1, 'a', 'b', 'c'))
+    expect(t.messages()).toEqual(['a'])
+    await vi.advanceTimersToNextTimerAsync()
+    expect([Date.now() - start, t.messages()]).toEqual([1000, ['a', 'b']])
+    await vi.advanceTimersToNextTimerAsync()
+    expect([Date.now() - start, t.messages()]).toEqual([2000, ['a', 'b', 'c']])
+    expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it('the connection dropping discards held work and its timer; the resumed connection starts clean and gets everything once, in order', async () => {
+    const t = limited({ rate: 10, burst: 3 })
+    t.session.receive(msg(1, 1, 2, 3, 4, 5))
+    await tick()
+    t.session.detach(t.conn)
+    expect(vi.getTimerCount()).toBe(1) // only the sessionTtl expiry
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual([1, 2, 3])
+    const again = t.connect(0, true)
+    expect(again.frames()[0]).toMatchObject({ t: 'welcome', resumed: true, ack: 3 })
+    // The client resends what was not acknowledged, and more; the bucket has refilled meanwhile.
+    t.session.receive(msg(4, 4, 5, 6))
+    expect(t.messages()).toEqual([1, 2, 3, 4, 5, 6])
+    expect(again.pause).not.toHaveBeenCalled()
+    expect(t.conn.resume).not.toHaveBeenCalled()
+  })
+
+  it('a newer connection replacing one with held work starts clean too', async () => {
+    const t = limited({ rate: 10, burst: 2 })
+    t.session.receive(msg(1, 'a', 'b', 'c', 'd'))
+    const second = t.connect(0, true)
+    expect(t.conn.close).toHaveBeenCalledWith(1000, expect.any(String))
+    expect(second.frames()[0]).toMatchObject({ t: 'welcome', ack: 2 })
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual(['a', 'b'])
+    t.session.receive(msg(3, 'c', 'd'))
+    expect(t.messages()).toEqual(['a', 'b', 'c', 'd'])
+  })
+
+  it('the session ending discards held work and its timer', async () => {
+    const t = limited({ rate: 10, burst: 1 })
+    t.session.receive(msg(1, 'a', 'b'))
+    t.session.end()
+    expect(vi.getTimerCount()).toBe(0)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual(['a'])
+  })
+
+  it('a handler ending the session while held work is released stops the release', async () => {
+    const t = limited({ rate: 10, burst: 1 })
+    t.events.message.mockImplementation((data, session) => {
+      if (data === 3) session.end()
+    })
+    t.session.receive(msg(1, 1, 2, 3, 4, 5))
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual([1, 2, 3])
+    expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it('held work is sequenced: a resend overlapping it adds only what is new, and the next frame continues after it', async () => {
+    const t = limited({ rate: 10, burst: 2 })
+    t.session.receive(msg(1, 'a', 'b', 'c', 'd'))
+    t.session.receive(msg(3, 'c', 'd', 'e'))
+    t.session.receive(msg(6, 'f'))
+    t.session.receive(msg(2, 'b'))
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual(['a', 'b', 'c', 'd', 'e', 'f'])
+    await tick()
+    expect(acks(t.conn).at(-1)).toBe(6)
+  })
+
+  it('a protocol error while work is held closes as before, and the held work is discarded (not acknowledged)', async () => {
+    const t = limited({ rate: 10, burst: 2 })
+    t.session.receive(msg(1, 'a', 'b', 'c', 'd'))
+    expect(frameError(() => t.session.receive(msg(6, 'f'))).closeCode).toBe(1002)
+    expect(vi.getTimerCount()).toBe(0)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual(['a', 'b'])
+    await tick()
+    expect(acks(t.conn)).toEqual([2])
+  })
+
+  it("the client's acks are handled at once, even while work is held", async () => {
+    const t = limited({ rate: 1, burst: 1 })
+    const sent = track(t.session.send('to client'))
+    await tick()
+    t.session.receive(msg(1, 'a', 'b'))
+    t.session.receive(ack(1))
+    expect(t.session.pending).toBe(0)
+    await tick()
+    expect(sent.status).toBe('resolved')
+    expect(t.messages()).toEqual(['a'])
+  })
+
+  it(`pings count against the limit too: over it, pongs come at the rate, and a flood cannot buffer pongs (reading stops)`, async () => {
+    const t = limited({ rate: 1, burst: 3 })
+    for (let i = 0; i < 5; i++) t.session.receive({ t: 'ping' })
+    const pongs = () => t.conn.raw.filter((frame) => frame === '{"t":"pong"}').length
+    expect(pongs()).toBe(3)
+    expect(t.conn.pause).toHaveBeenCalledTimes(1)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(pongs()).toBe(4)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(pongs()).toBe(5)
+    expect(t.conn.resume).toHaveBeenCalledTimes(1)
+  })
+
+  it('a held request is checked against maxPendingRequests when released: beyond it the connection is closed with 1013 and what followed is discarded', async () => {
+    const t = limited({ rate: 10, burst: 1 }, { maxPendingRequests: 1 }, () => new Promise(() => {}))
+    t.session.receive(req(1, 1, 'a'))
+    t.session.receive(req(2, 2, 'b'))
+    t.session.receive(msg(3, 'm'))
+    expect(t.events.request).toHaveBeenCalledTimes(1)
+    await vi.advanceTimersByTimeAsync(100)
+    expect(t.conn.close).toHaveBeenCalledExactlyOnceWith(1013, expect.stringMatching(/maxPendingRequests/))
+    expect(t.events.request).toHaveBeenCalledTimes(1)
+    expect(t.session.connected).toBe(false) // done with that connection at once
+    expect(vi.getTimerCount()).toBe(1) // only the sessionTtl expiry
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(t.messages()).toEqual([])
+    expect(t.conn.resume).not.toHaveBeenCalled()
+  })
+
+  describe('the rule: only what the bucket delivers within MAX_HOLD (10 s) is held; beyond it, 1013 once that is delivered', () => {
+    it(`a frame whose excess takes exactly ${MAX_HOLD / 1000} s is held whole`, async () => {
+      const t = limited({ rate: 10, burst: 5 })
+      t.session.receive(msg(1, ...range(1, 105)))
+      expect(t.messages()).toEqual(range(1, 5))
+      await vi.advanceTimersByTimeAsync(MAX_HOLD)
+      expect(t.messages()).toEqual(range(1, 105))
+      expect(t.conn.close).not.toHaveBeenCalled()
+      expect(t.conn.resume).toHaveBeenCalledTimes(1)
+    })
+
+    it('of a frame beyond it, what fits is delivered at the rate, then the connection is closed with 1013; later work is ignored, unacknowledged, and all of it goes through on resume', async () => {
+      const t = limited({ rate: 10, burst: 5 })
+      // 5 now, 100 within 10 s; the 106th and what follows are refused.
+      t.session.receive(msg(1, ...range(1, 110)))
+      t.session.receive(msg(111, 111))
+      t.session.receive({ t: 'ping' })
+      expect(t.messages()).toEqual(range(1, 5))
+      expect(t.conn.pause).toHaveBeenCalledTimes(1)
+      await vi.advanceTimersByTimeAsync(MAX_HOLD - 1)
+      expect(t.conn.close).not.toHaveBeenCalled()
+      await vi.advanceTimersByTimeAsync(1)
+      expect(t.messages()).toEqual(range(1, 105))
+      expect(t.conn.close).toHaveBeenCalledExactlyOnceWith(1013, expect.stringMatching(/rate limit/))
+      expect(t.conn.raw).not.toContain('{"t":"pong"}')
+      await tick()
+      expect(Math.max(...acks(t.conn))).toBeLessThanOrEqual(105) // nothing refused is acknowledged
+      expect(t.session.connected).toBe(false)
+      // The client comes back after its busyDelay and resends from 106; the bucket has refilled to its burst.
+      await vi.advanceTimersByTimeAsync(5000)
+      const again = t.connect(0, true)
+      expect(again.frames()[0]).toMatchObject({ ack: 105 })
+      t.session.receive(msg(106, ...range(106, 111)))
+      expect(t.messages()).toEqual(range(1, 110))
+      await vi.advanceTimersByTimeAsync(100)
+      expect(t.messages()).toEqual(range(1, 111))
+      expect(again.close).not.toHaveBeenCalled()
+    })
+
+    it('once refusing, later work is ignored even when the bucket has room again: nothing after the refused message is delivered', async () => {
+      const t = limited({ rate: 10, burst: 5 })
+      t.session.receive(msg(1, ...range(1, 110)))
+      await vi.advanceTimersByTimeAsync(5000)
+      expect(t.messages()).toEqual(range(1, 55))
+      t.session.receive(msg(111, 111, 112))
+      t.session.receive(req(113, 1, 'r'))
+      await vi.advanceTimersByTimeAsync(MAX_HOLD)
+      expect(t.messages()).toEqual(range(1, 105))
+      expect(t.events.request).not.toHaveBeenCalled()
+      expect(t.conn.close).toHaveBeenCalledExactlyOnceWith(1013, expect.stringMatching(/rate limit/))
+    })
+
+    it('work arriving behind held work beyond it is refused too (here: one message past 10 s)', async () => {
+      const t = limited({ rate: 10, burst: 5 })
+      t.session.receive(msg(1, ...range(1, 105)))
+      t.session.receive(msg(106, 106, 107))
+      await vi.advanceTimersByTimeAsync(MAX_HOLD)
+      expect(t.messages()).toEqual(range(1, 105))
+      expect(t.conn.close).toHaveBeenCalledExactlyOnceWith(1013, expect.stringMatching(/rate limit/))
+      expect(t.conn.resume).not.toHaveBeenCalled()
+    })
+
+    it('at a rate of 0.1/s one message over the limit waits 10 s: held', async () => {
+      const t = limited({ rate: 0.1, burst: 1 })
+      t.session.receive(msg(1, 'a', 'b'))
+      await vi.advanceTimersByTimeAsync(9_999)
+      expect(t.messages()).toEqual(['a'])
+      await vi.advanceTimersByTimeAsync(1)
+      expect(t.messages()).toEqual(['a', 'b'])
+      expect(t.conn.close).not.toHaveBeenCalled()
+    })
+
+    it('below 0.1/s (here one token per 20 s) nothing over a drained bucket can be held: 1013 at once, as for a ping; it goes through once the bucket has refilled', async () => {
+      const t = limited({ rate: 0.05, burst: 3 })
+      expect(frameError(() => t.session.receive(msg(1, 'a', 'b', 'c', 'd'))).closeCode).toBe(1013)
+      expect(t.messages()).toEqual(['a', 'b', 'c'])
+      expect(frameError(() => t.session.receive({ t: 'ping' })).closeCode).toBe(1013)
+      expect(t.conn.pause).not.toHaveBeenCalled()
+      expect(vi.getTimerCount()).toBe(0)
+      t.session.detach(t.conn)
+      await vi.advanceTimersByTimeAsync(20_000)
+      t.connect(0, true)
+      t.session.receive(msg(4, 'd'))
+      expect(t.messages()).toEqual(['a', 'b', 'c', 'd'])
+    })
+
+    it('at most max(4 × maxPayload, 1 MiB) of frames is held: a frame beyond it is refused the same way', async () => {
+      const t = limited({ rate: 1, burst: 1 }, { maxPayload: MiB })
+      t.session.receive(msg(1, 'a', 'b'), MiB)
+      for (let i = 0; i < 3; i++) t.session.receive({ t: 'ping' }, MiB) // 4 MiB held
+      t.session.receive(msg(3, 'c'), 1)
+      await vi.advanceTimersByTimeAsync(4000)
+      expect(t.messages()).toEqual(['a', 'b'])
+      expect(t.conn.raw.filter((frame) => frame === '{"t":"pong"}')).toHaveLength(3)
+      expect(t.conn.close).toHaveBeenCalledExactlyOnceWith(1013, expect.stringMatching(/rate limit/))
+    })
+  })
+
+  it('without a rate limit nothing is ever held', () => {
+    const t = limited(false)
+    t.session.receive(msg(1, ...range(1, 50_000)))
+    expect(t.messages()).toHaveLength(50_000)
+    expect(t.conn.pause).not.toHaveBeenCalled()
+    expect(vi.getTimerCount()).toBe(0)
   })
 })
