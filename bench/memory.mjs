@@ -19,6 +19,22 @@ const contenders = {
     const queue = []
     return { client: queue, send: (data) => queue.push(JSON.stringify(data)) }
   },
+  // The floor of any send() that returns a promise: the JSON strings and, for each, the one
+  // resolver a queue must keep to settle that promise later (the resolver keeps the promise).
+  'payload strings and a promise each': async () => {
+    const queue = []
+    return {
+      client: queue,
+      send: (data) => {
+        let settle
+        const promise = new Promise((resolve) => {
+          settle = resolve
+        })
+        queue.push(JSON.stringify(data), settle)
+        return promise
+      },
+    }
+  },
   'tethersocket, tether mode': async (target) => {
     const sock = await tethersocket(target, {})
     return { client: sock, send: (data) => sock.send(data) }
