@@ -202,12 +202,12 @@ function object<T>(option: string, value: T | undefined): T | undefined {
 /** Applies defaults and validates; throws {@link OptionError} naming the first bad option. */
 export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
   object('', options)
-  const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
+  // undefined, and only undefined, means "the default" (null is refused like any other wrong value).
+  const WebSocketImpl = options.WebSocket === undefined ? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket : options.WebSocket
   if (typeof WebSocketImpl !== 'function') {
+    if (options.WebSocket !== undefined) fail('WebSocket', 'a WebSocket constructor', options.WebSocket)
     throw new OptionError(
-      options.WebSocket === undefined
-        ? 'no WebSocket implementation found: this environment has no global WebSocket. In Node, install ws and pass it: new TetherSocket(url, { WebSocket })  (import { WebSocket } from "ws")'
-        : `options.WebSocket must be a WebSocket constructor; got ${typeof options.WebSocket}`,
+      'no WebSocket implementation found: this environment has no global WebSocket. In Node, install ws and pass it: new TetherSocket(url, { WebSocket })  (import { WebSocket } from "ws")',
     )
   }
   const { protocols } = options
@@ -219,7 +219,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
   ) {
     fail('protocols', 'a string, an array of strings or a function returning one', protocols)
   }
-  const mode = options.mode ?? 'tether'
+  const mode = options.mode === undefined ? 'tether' : options.mode
   if (mode !== 'tether' && mode !== 'raw') fail('mode', "'tether' or 'raw'", mode)
 
   let reconnect: ResolvedOptions<In, Out>['reconnect'] = false
@@ -241,7 +241,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
   }
 
   const q = object('queue', options.queue) ?? {}
-  const overflow = q.overflow ?? 'reject'
+  const overflow = q.overflow === undefined ? 'reject' : q.overflow
   if (overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
 
   let heartbeat: ResolvedOptions<In, Out>['heartbeat'] = false
@@ -252,7 +252,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
       timeout: number('heartbeat.timeout', h.timeout, 10000, 1),
     }
   }
-  const autoConnect = options.autoConnect ?? true
+  const autoConnect = options.autoConnect === undefined ? true : options.autoConnect
   if (typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
 
   return {

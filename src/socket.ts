@@ -588,11 +588,19 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
             ),
       )
     }
-    const timeout = options?.timeout ?? (request ? this.options.requestTimeout : this.options.ackTimeout)
-    const ttl = options?.ttl ?? this.options.queue.ttl
+    const timeout = options?.timeout === undefined ? (request ? this.options.requestTimeout : this.options.ackTimeout) : options.timeout
+    const ttl = options?.ttl === undefined ? this.options.queue.ttl : options.ttl
     const key = options?.key
-    if (!(timeout > 0) || !(ttl > 0) || (key !== undefined && typeof key !== 'string')) {
-      return this.rejectNow(new OptionError('send options: timeout and ttl must be numbers > 0, key a string', { data }))
+    const signal = options?.signal
+    if (
+      !(timeout > 0) ||
+      !(ttl > 0) ||
+      (key !== undefined && typeof key !== 'string') ||
+      (signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function')
+    ) {
+      return this.rejectNow(
+        new OptionError('send options: timeout and ttl must be numbers > 0, key a string, signal an AbortSignal', { data }),
+      )
     }
     // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
     if (!options && !request && !first && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
@@ -603,7 +611,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const promise = this.outbox.add(
       data,
       payload,
-      { deadline: now + timeout, staleAt: now + ttl, signal: options?.signal, key, requestId },
+      { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId },
       first,
     )
     if (first) this.protocol.flush(1)

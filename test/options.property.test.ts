@@ -101,14 +101,13 @@ const oneOf =
 
 /**
  * What the documentation (README options table, options.ts) allows for each option, besides
- * `undefined` (the default). `path` places the value: 'reconnect.minDelay' → { reconnect: { minDelay } }.
- * `nullDefault`: options read with `??`, where null also means the default (the others refuse
- * null); an inconsistency, reported, pinned here so that a change is noticed.
+ * `undefined` (the default; null is refused like any other undocumented value). `path` places
+ * the value: 'reconnect.minDelay' → { reconnect: { minDelay } }.
  */
-const documented: Record<string, { valid: Check; numeric?: { min: number; integer?: boolean }; nullDefault?: unknown }> = {
+const documented: Record<string, { valid: Check; numeric?: { min: number; integer?: boolean } }> = {
   WebSocket: { valid: isFunction },
   protocols: { valid: (v) => typeof v === 'string' || isFunction(v) || (Array.isArray(v) && v.every((p) => typeof p === 'string')) },
-  mode: { valid: oneOf('tether', 'raw'), nullDefault: 'tether' },
+  mode: { valid: oneOf('tether', 'raw') },
   reconnect: { valid: (v) => v === false || isObject(v) },
   'reconnect.minDelay': { valid: isNumber(0), numeric: { min: 0 } },
   // The default minDelay is 1000, and maxDelay may not be below minDelay.
@@ -123,14 +122,14 @@ const documented: Record<string, { valid: Check; numeric?: { min: number; intege
   queue: { valid: isObject },
   'queue.maxMessages': { valid: isNumber(1, true), numeric: { min: 1, integer: true } },
   'queue.maxBytes': { valid: isNumber(1), numeric: { min: 1 } },
-  'queue.overflow': { valid: oneOf('reject', 'drop-oldest'), nullDefault: 'reject' },
+  'queue.overflow': { valid: oneOf('reject', 'drop-oldest') },
   'queue.ttl': { valid: isNumber(1), numeric: { min: 1 } },
   ackTimeout: { valid: isNumber(1), numeric: { min: 1 } },
   requestTimeout: { valid: isNumber(1), numeric: { min: 1 } },
   heartbeat: { valid: (v) => v === false || isObject(v) },
   'heartbeat.interval': { valid: isNumber(1), numeric: { min: 1 } },
   'heartbeat.timeout': { valid: isNumber(1), numeric: { min: 1 } },
-  autoConnect: { valid: (v) => typeof v === 'boolean', nullDefault: true },
+  autoConnect: { valid: (v) => typeof v === 'boolean' },
   onOpen: { valid: isFunction },
   serialize: { valid: isFunction },
   deserialize: { valid: isFunction },
@@ -161,7 +160,7 @@ function construct(path: string, value: unknown): TetherSocket | OptionError {
 
 describe('every option, any value: accepted only when documented-valid, else an OptionError naming it', () => {
   it.each(Object.keys(documented))('%s', async (path) => {
-    const { valid, numeric, nullDefault } = documented[path]
+    const { valid, numeric } = documented[path]
     const closing: Promise<void>[] = []
     fc.assert(
       fc.property(anyValue, (value) => {
@@ -176,10 +175,6 @@ describe('every option, any value: accepted only when documented-valid, else an 
           return
         }
         closing.push(outcome.close())
-        if (value === null && nullDefault !== undefined) {
-          expect(resolvedValue(outcome, path)).toBe(nullDefault)
-          return
-        }
         expect(value === undefined || valid(value), `${path} accepted an undocumented value`).toBe(true)
         if (numeric && value !== undefined) {
           const resolved = resolvedValue(outcome, path)

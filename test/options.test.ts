@@ -213,6 +213,13 @@ describe('resolveOptions: every bad value is an OptionError naming the option', 
     ['autoConnect', { autoConnect: 1 }],
     ['WebSocket', { WebSocket: 'ws' }],
     ['WebSocket', { WebSocket: {} }],
+    // null is a wrong value like any other: only undefined means "the default"
+    ['WebSocket', { WebSocket: null }],
+    ['mode', { mode: null }],
+    ['queue.overflow', { queue: { overflow: null } }],
+    ['autoConnect', { autoConnect: null }],
+    ['ackTimeout', { ackTimeout: null }],
+    ['heartbeat', { heartbeat: null }],
   ]
 
   it.each(cases)('%s: %j', (name, options) => {

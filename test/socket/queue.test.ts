@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { AbortError, QueueFullError, TetherError, TimeoutError } from '../../src/index.js'
+import { AbortError, OptionError, QueueFullError, TetherError, TimeoutError } from '../../src/index.js'
 import { collect, createServer, flush, rawSocket, rejection, settled, uniqueUrl, useMockEnvironment } from '../support/mock.js'
 
 useMockEnvironment()
@@ -136,6 +136,27 @@ describe('send() in raw mode', () => {
     const sock = rawSocket(uniqueUrl(), { autoConnect: false })
     const error = await rejection(sock.send('x', { ttl: -1 }))
     expect((error as TetherError).code).toBe('ERR_INVALID_OPTION')
+    expect(sock.pending).toBe(0)
+  })
+
+  it.each([
+    ['timeout', { timeout: null }],
+    ['timeout', { timeout: '5s' }],
+    ['ttl', { ttl: null }],
+    ['key', { key: null }],
+    ['key', { key: 7 }],
+    ['signal', { signal: null }],
+    ['signal', { signal: {} }],
+    ['signal', { signal: 'abort' }],
+  ])('rejects a bad per-call %s (%j) with OptionError, and never throws', async (_, options) => {
+    const sock = rawSocket(uniqueUrl(), { autoConnect: false })
+    let sent: Promise<void> | undefined
+    expect(() => {
+      sent = sock.send('x', options as never)
+    }).not.toThrow()
+    const error = await rejection(sent as Promise<void>)
+    expect(error).toBeInstanceOf(OptionError)
+    expect((error as OptionError).message).toMatch(/timeout and ttl must be numbers > 0, key a string, signal an AbortSignal/)
     expect(sock.pending).toBe(0)
   })
 })
