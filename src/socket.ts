@@ -608,12 +608,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
     const requestId = request ? this.protocol.nextId?.() : undefined
-    const promise = this.outbox.add(
-      data,
-      payload,
-      { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId },
-      first,
-    )
+    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId }, first)
     if (first) this.protocol.flush(1)
     else if (this.current === 'open') this.protocol.flush()
     return promise
