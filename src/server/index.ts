@@ -59,15 +59,16 @@ export interface TetherServerOptions {
    */
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**
-   * Incoming messages, requests and pings per session: `rate` per second sustained, `burst` at
-   * once. A client over it is slowed down, not disconnected: the server delivers what the limit
-   * allows, stops reading from the connection, delivers the rest in order as the limit allows
-   * (acknowledging as it goes; a pong may come late), then reads again. It holds only what it
-   * can deliver within 10 s, and at most `max(4 × maxPayload, 1 MiB)` of frames. Work beyond
-   * that is refused: once the held work is delivered, the connection is closed with 1013 (Try
-   * Again Later), and the client resends what was not acknowledged when it resumes, so nothing
-   * is lost. Below a `rate` of 0.1/s, work over a drained bucket is thus refused at once.
-   * `false` disables. Default `{ rate: 1000, burst: 10000 }`.
+   * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
+   * above 0), `burst` at once (at least 1). A client over it is slowed down, not disconnected:
+   * the server delivers what the limit allows and holds the rest, delivering it in order at
+   * `rate` (acknowledging as it goes; a pong may come late). It goes on reading meanwhile, so the
+   * client's acks and its close are handled at once; reading stops only while
+   * `max(4 × maxPayload, 1 MiB)` of frames are held, until less than half of that is. It holds
+   * only what it can deliver within 10 s: work beyond that is refused, and once the held work is
+   * delivered the connection is closed with 1013 (Try Again Later); the client resends what was
+   * not acknowledged when it resumes, so nothing is lost. Below a `rate` of 0.1/s, work over a
+   * drained bucket is thus refused at once. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
    */
   rateLimit?: RateLimit | false
   /**
@@ -133,7 +134,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       this.heartbeat = setInterval(() => {
         for (const ws of this.sockets) {
           if (ws.isPaused) {
-            // Reading is paused (rate-limit backpressure, at most 10 s): its pong cannot be read yet.
+            // Reading is paused (rate-limit backpressure while maxHeldBytes are held, at most 10 s): its pong cannot be read yet.
             this.unanswered.delete(ws)
             continue
           }
@@ -300,8 +301,11 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     maxPendingRequests: options.maxPendingRequests ?? 100,
   }
   const { rateLimit } = settings
-  if (rateLimit !== false && (typeof rateLimit !== 'object' || !(rateLimit.rate > 0) || !(rateLimit.burst >= 1))) {
-    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate > 0, burst >= 1 }')
+  if (
+    rateLimit !== false &&
+    (typeof rateLimit !== 'object' || !(Number.isFinite(rateLimit.rate) && rateLimit.rate > 0) || !(rateLimit.burst >= 1))
+  ) {
+    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
   }
   for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval', 'maxPendingRequests'] as const) {
     const value = settings[key]

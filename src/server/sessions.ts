@@ -24,10 +24,21 @@ import { MAX_HOLD, maxHeldBytes, type RateLimit, TokenBucket } from './limits.js
 export interface SessionConnection {
   send(frame: string): void
   close(code: number, reason: string): void
-  /** Stops reading from the connection (backpressure). Frames already read may still arrive. */
+  /**
+   * Stops reading from the connection (backpressure, once `maxHeldBytes` of frames are held).
+   * Frames already read may still arrive, and are held too; a frame that would bring the held
+   * bytes beyond twice `maxHeldBytes` is refused (1013), which only a connection without
+   * `pause()` reaches.
+   */
   pause?(): void
-  /** Reads again after `pause()`. */
+  /** Reads again after `pause()`. Must be harmless on a closed connection. */
   resume?(): void
+  /**
+   * Whether the connection is still open: false once it is closing (the peer's close frame was
+   * read, or the server is closing it). Held work is not delivered on a connection that is not
+   * open. Without this method, an attached connection counts as open until it is detached.
+   */
+  isOpen?(): boolean
 }
 
 /** What sessions report to the server that owns them. */
@@ -45,7 +56,7 @@ export interface SessionLimits {
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
   sessionTtl: number
-  /** Incoming messages and requests per second (sustained and burst), or false for no limit. */
+  /** Incoming messages, requests and pings per second (sustained and burst), or false for no limit. */
   rateLimit: RateLimit | false
   /** Most requests awaiting the handler's reply at once. */
   maxPendingRequests: number
@@ -65,18 +76,28 @@ interface Outgoing {
 /** Client frames that are work for the server, and cost a token of the rate limit each item. */
 type Work = Extract<ClientFrame, { t: 'msg' | 'req' | 'ping' }>
 
-/** A frame (or the rest of one) held over the rate limit. */
-interface Held {
-  frame: Work
-  /** What is still to deliver, from `next` to `end` (indexes into `frame.d`; 0 and 1 for a request or ping). */
-  next: number
-  end: number
-  /** Bytes of the frame as received. */
-  size: number
-}
+/**
+ * A frame (or the rest of one) held over the rate limit, with only what is still to deliver: of
+ * a `msg` frame, the items from `next` on (`s` is the sequence number of `items[0]`; delivered
+ * ones are let go at once). `size` is the bytes of the frame as received.
+ */
+type Held =
+  | { t: 'msg'; s: number; items: unknown[]; next: number; size: number }
+  | { t: 'req'; frame: Extract<Work, { t: 'req' }>; size: number }
+  | { t: 'ping'; size: number }
+
+/** Items of a held entry still to deliver. */
+const remaining = (entry: Held): number => (entry.t === 'msg' ? entry.items.length - entry.next : 1)
 
 /** Held work is released in steps of about this many ms' worth of the rate: no timer per message. */
 const RELEASE_STEP = 10
+
+/**
+ * A frame that would bring the held bytes beyond this many times `maxHeldBytes` is refused.
+ * Reading stops at `maxHeldBytes`, and what was already read is far less than as much again:
+ * only a connection that cannot stop reading gets here.
+ */
+const HELD_BYTES_CEILING = 2
 
 const noop = () => {}
 
@@ -92,6 +113,8 @@ export class Session {
   private rxSeq = 0
   /** Last client sequence number accepted on this connection: delivered, or held over the rate limit. */
   private rxAccepted = 0
+  /** Something was received since the last ack written: an ack is due (at the end of the tick, or before a close). */
+  private ackDue = false
   private txSeq = 0
   /** Unacknowledged outgoing messages from `head`; `written` of them went on the current connection. */
   private outbox: Outgoing[] = []
@@ -104,8 +127,9 @@ export class Session {
   /** Requests handed to the handler and not yet answered. */
   private pendingRequests = 0
   /**
-   * Work of the current connection over the rate limit, in arrival order from `heldHead`; reading
-   * from the connection is paused while there is any (limits.ts has the rule).
+   * Work of the current connection over the rate limit, in arrival order from `heldHead`. Reading
+   * from the connection goes on (acks are handled at once) until `maxHeldBytes` of frames are
+   * held (limits.ts has the rule).
    */
   private held: Held[] = []
   private heldHead = 0
@@ -115,13 +139,14 @@ export class Session {
   /** Changes whenever held work is discarded, so a release in progress knows it is void. */
   private holdEpoch = 0
   private releaseTimer: ReturnType<typeof setTimeout> | undefined
+  /** Reading from the connection is paused: `maxHeldBytes` were held, and not yet under half of it again. */
   private paused = false
   /**
    * Set when work beyond what may be held arrived: the close reason. Later work on the connection
    * is ignored (never acknowledged), and it is closed with 1013 once what is held is delivered.
    */
-  private refusing: string | undefined
-  /** Tokens a release waits for: about RELEASE_STEP ms of the rate, at most the burst. */
+  private refusal: string | undefined
+  /** Tokens a release waits for: about RELEASE_STEP ms of the rate (the burst does not cap it: held work is owed what accrues). */
   private readonly releaseBatch: number
 
   /**
@@ -134,9 +159,7 @@ export class Session {
   ) {
     const { rateLimit } = limits
     this.bucket = rateLimit ? new TokenBucket(rateLimit) : undefined
-    this.releaseBatch = rateLimit
-      ? Math.max(1, Math.min(Math.floor(rateLimit.burst), Math.ceil((rateLimit.rate * RELEASE_STEP) / 1000)))
-      : 1
+    this.releaseBatch = rateLimit ? Math.max(1, Math.ceil((rateLimit.rate * RELEASE_STEP) / 1000)) : 1
   }
 
   /** Whether a connection is attached now. */
@@ -213,25 +236,32 @@ export class Session {
     this.flush()
   }
 
-  /** The connection is gone; the session waits `sessionTtl` for the client to resume it. @internal */
+  /**
+   * The connection is gone, or about to be closed: the ack of what was delivered is written now
+   * (a closed connection ignores it), held work is discarded, and the session waits `sessionTtl`
+   * for the client to resume it. @internal
+   */
   detach(connection: SessionConnection): void {
     if (this.connection !== connection) return
+    this.writeAck()
+    this.discardHeld()
     this.connection = undefined
     this.written = 0
-    this.discardHeld()
     if (!this.ended)
       this.expiry = setTimeout(() => this.end(new DeliveryError('session expired before the client acknowledged')), this.limits.sessionTtl)
   }
 
   /**
    * Handles one frame from the attached connection (after the hello); `size` is its length in
-   * bytes. Throws FrameError for protocol violations and limits (the connection is then closed,
-   * and whatever it had held is discarded). @internal
+   * bytes, what it costs against `maxHeldBytes` if it is held. Throws FrameError for protocol
+   * violations and limits: the ack of what was delivered is written first, whatever the
+   * connection had held is discarded, and the caller closes the connection. @internal
    */
-  receive(frame: ClientFrame, size = 0): void {
+  receive(frame: ClientFrame, size: number): void {
     try {
       this.receiveFrame(frame, size)
     } catch (error) {
+      if (error instanceof FrameError) this.writeAck()
       this.discardHeld()
       throw error
     }
@@ -239,18 +269,21 @@ export class Session {
 
   private receiveFrame(frame: ClientFrame, size: number): void {
     // Refusing: the client resends this work when it resumes, after the 1013 that is coming.
-    if (this.refusing !== undefined && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) return
+    if (this.refusal !== undefined && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) return
     switch (frame.t) {
       case 'msg': {
         const first = this.accept(frame.s, frame.d.length)
-        if (first < frame.d.length) this.admit({ frame, next: first, end: frame.d.length, size })
+        if (first < frame.d.length) {
+          // Only the new items are kept (not the frame): a resend overlapping delivered ones holds none of those.
+          this.admit({ t: 'msg', s: frame.s + first, items: first === 0 ? frame.d : frame.d.slice(first), next: 0, size })
+        }
         return
       }
       case 'req':
-        if (this.accept(frame.s, 1) === 0) this.admit({ frame, next: 0, end: 1, size })
+        if (this.accept(frame.s, 1) === 0) this.admit({ t: 'req', frame, size })
         return
       case 'ping':
-        this.admit({ frame, next: 0, end: 1, size })
+        this.admit({ t: 'ping', size })
         return
       case 'ack':
         // Not work (it concerns the other direction): handled at once, even while work is held.
@@ -279,96 +312,141 @@ export class Session {
 
   /**
    * Takes new work in arrival order: what the rate limit allows now is done at once; the rest
-   * waits, reading from the connection is paused, and a timer releases it as tokens come. Only
-   * what the bucket can deliver within MAX_HOLD (and up to maxHeldBytes) is held: beyond that,
-   * the work is refused, and the connection closed with 1013 once what is held is delivered.
+   * waits, and a timer releases it, in order, as tokens come. Reading from the connection goes on
+   * (acks are handled at once) until `maxHeldBytes` of frames are held. Only what the bucket can
+   * deliver within MAX_HOLD is held: beyond that, the work is refused, and the connection closed
+   * with 1013 once what is held is delivered.
    */
   private admit(entry: Held): void {
-    const idle = this.heldItems === 0
+    // Work is waiting: the tokens accruing now are owed to it, not capped at the burst (limits.ts).
+    const backlogged = this.heldItems > 0
     const room =
-      this.heldBytes + entry.size > maxHeldBytes(this.limits.maxPayload)
+      this.heldBytes + entry.size > HELD_BYTES_CEILING * maxHeldBytes(this.limits.maxPayload)
         ? 0
         : this.bucket
-          ? Math.max(0, this.bucket.tokensWithin(MAX_HOLD) - this.heldItems)
+          ? Math.max(0, this.bucket.tokensWithin(MAX_HOLD, backlogged) - this.heldItems)
           : Number.POSITIVE_INFINITY
-    if (entry.end - entry.next > room) {
-      this.refusing = 'rate limit exceeded; slow down and resume'
-      entry.end = entry.next + room
+    if (remaining(entry) > room) {
+      this.refusal = 'rate limit exceeded; slow down and resume'
       // Nothing after what is held is accepted: the client resends it after the 1013.
-      if (entry.frame.t !== 'ping') this.rxAccepted = entry.frame.s + entry.end - 1
+      if (entry.t === 'msg') {
+        entry.items = entry.items.slice(0, room)
+        this.rxAccepted = entry.s + room - 1
+      } else if (entry.t === 'req') this.rxAccepted = entry.frame.s - 1
     }
-    if (entry.end > entry.next) {
+    if (room > 0) {
       this.held.push(entry)
-      this.heldItems += entry.end - entry.next
+      this.heldItems += remaining(entry)
       this.heldBytes += entry.size
       // Nothing was waiting before: go as far as the bucket allows now. Otherwise the timer is armed.
-      if (idle) this.drain()
+      if (!backlogged) {
+        this.drain(false)
+        // Of a frame delivered in part, only the rest is kept.
+        if (entry.t === 'msg' && entry.next > 0 && entry.next < entry.items.length) {
+          entry.items = entry.items.slice(entry.next)
+          entry.s += entry.next
+          entry.next = 0
+        }
+      }
     }
     if (this.heldItems === 0) {
-      if (this.refusing !== undefined) this.overLimit(this.refusing)
+      if (this.refusal !== undefined) this.overLimit(this.refusal)
       return
     }
-    if (!this.paused) {
-      this.paused = true
-      this.connection?.pause?.()
-    }
+    this.updateReading()
     this.armRelease()
   }
 
   /**
-   * Does held work from the front as far as the rate limit allows. Throws FrameError when a
-   * request is over `maxQueue` or `maxPendingRequests`.
+   * Does held work from the front as far as the rate limit allows (`owed`: the work has waited
+   * since the last take, see TokenBucket). Throws FrameError when a request is over `maxQueue`
+   * or `maxPendingRequests`.
    */
-  private drain(): void {
+  private drain(owed: boolean): void {
     const epoch = this.holdEpoch
     const { held } = this
-    while (this.heldHead < held.length) {
+    // The tokens for this round, taken at once: what is left over is capped at the burst only
+    // when every held item got one (the backlog is over).
+    let budget = this.allowance(this.heldItems, owed)
+    while (budget > 0 && this.heldHead < held.length) {
       const entry = held[this.heldHead]
-      const { frame } = entry
-      if (frame.t === 'msg') {
-        const allowed = this.allowance(entry.end - entry.next)
-        if (allowed > 0) this.queueAck()
-        for (let n = 0; n < allowed; n++) {
+      if (entry.t === 'msg') {
+        const { items } = entry
+        const end = Math.min(items.length, entry.next + budget)
+        budget -= end - entry.next
+        // Queued before delivering, not after: perTick defers the write to the end of the tick, when
+        // rxSeq is what these deliveries left it, so it goes out even if a handler throws halfway.
+        this.queueAck()
+        while (entry.next < end) {
           const i = entry.next++
+          const data = items[i]
+          items[i] = undefined // delivered: not kept for the rest of the hold
           this.heldItems--
-          this.rxSeq = frame.s + i
-          this.events.message(frame.d[i], this)
+          this.rxSeq = entry.s + i
+          this.events.message(data, this)
           if (this.holdEpoch !== epoch) return // a handler ended the session: the rest is void
         }
-        if (entry.next < entry.end) return
+        if (entry.next < items.length) return
       } else {
-        if (this.allowance(1) < 1) return
+        budget--
         this.heldItems--
-        if (frame.t === 'ping') this.connection?.send('{"t":"pong"}')
+        if (entry.t === 'ping') this.connection?.send('{"t":"pong"}')
         else {
-          this.request(frame)
+          this.request(entry.frame)
           if (this.holdEpoch !== epoch) return // the handler ended the session
         }
       }
       this.heldHead++
       this.heldBytes -= entry.size
     }
-    this.held = []
-    this.heldHead = 0
+    if (this.heldHead === held.length) {
+      this.held = []
+      this.heldHead = 0
+    } else if (this.heldHead > 1024 && this.heldHead * 2 > held.length) {
+      // A backlog that goes on and on: compact now and then rather than shifting per entry.
+      this.held = held.slice(this.heldHead)
+      this.heldHead = 0
+    }
+  }
+
+  /**
+   * Stops reading from the connection once `maxHeldBytes` of frames are held, and reads again
+   * once less than half of that is (not at every frame released: no flapping).
+   */
+  private updateReading(): void {
+    const limit = maxHeldBytes(this.limits.maxPayload)
+    if (!this.paused && this.heldBytes >= limit) {
+      this.paused = true
+      this.connection?.pause?.()
+    } else if (this.paused && this.heldBytes < limit / 2) {
+      this.paused = false
+      this.connection?.resume?.()
+    }
   }
 
   /** Arms the one release timer, for when the next batch of tokens will be there. */
   private armRelease(): void {
     if (this.releaseTimer || !this.bucket) return
-    const wait = this.bucket.msUntil(Math.min(this.heldItems, this.releaseBatch))
+    const wait = this.bucket.msUntil(Math.min(this.heldItems, this.releaseBatch), true)
     this.releaseTimer = setTimeout(this.release, Math.ceil(wait))
   }
 
   /**
-   * The release timer: more held work is done. Once none is left, reading resumes, or the
-   * connection is closed with 1013 if work was refused.
+   * The release timer: more held work is done, unless the connection is closing (then none is).
+   * Once none is left, the connection is closed with 1013 if work was refused.
    */
   private readonly release = (): void => {
     this.releaseTimer = undefined
+    if (this.connection?.isOpen?.() === false) {
+      // The client's close frame was read (or the server is closing it): the client will resend
+      // what was not acknowledged, so nothing more is delivered on this connection.
+      this.discardHeld()
+      return
+    }
     const epoch = this.holdEpoch
     try {
-      this.drain()
-      if (this.heldItems === 0 && this.refusing !== undefined) this.overLimit(this.refusing)
+      this.drain(true)
+      if (this.heldItems === 0 && this.refusal !== undefined) this.overLimit(this.refusal)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
       // As if a frame had just arrived: the connection is closed, what it still held discarded.
@@ -379,20 +457,19 @@ export class Session {
       }
     } finally {
       if (this.holdEpoch === epoch) {
+        this.updateReading()
         if (this.heldItems > 0) this.armRelease()
-        else if (this.paused) {
-          this.paused = false
-          this.connection?.resume?.()
-        }
       }
     }
   }
 
   /**
    * Forgets held work (the connection is gone or being closed): it was never acknowledged, so the
-   * client resends it on resume. The caller closes the connection; it is not resumed.
+   * client resends it on resume. Reading resumes if it was paused (harmless on a closed
+   * connection); the caller closes the connection.
    */
   private discardHeld(): void {
+    const wasPaused = this.paused
     this.holdEpoch++
     this.held = []
     this.heldHead = 0
@@ -400,9 +477,10 @@ export class Session {
     this.heldBytes = 0
     this.rxAccepted = this.rxSeq
     this.paused = false
-    this.refusing = undefined
+    this.refusal = undefined
     clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
+    if (wasPaused) this.connection?.resume?.()
   }
 
   /** Hands a request to the handler, within the limits on replies; throws FrameError (1013) beyond them. */
@@ -426,9 +504,9 @@ export class Session {
     )
   }
 
-  /** How many of `count` items the rate limit lets through now. */
-  private allowance(count: number): number {
-    return this.bucket ? this.bucket.take(count) : count
+  /** How many of `count` items the rate limit lets through now (`owed`: see TokenBucket.take). */
+  private allowance(count: number, owed: boolean): number {
+    return this.bucket ? this.bucket.take(count, owed) : count
   }
 
   /** Closes with 1013: come back later (what was refused is not acknowledged, so it is resent). */
@@ -499,8 +577,23 @@ export class Session {
     batch.end()
   }
 
-  /** One cumulative ack for everything received in this tick. */
-  private readonly queueAck = perTick(() => this.connection?.send(`{"t":"ack","s":${this.rxSeq}}`))
+  /** One cumulative ack for everything received in this tick, written at its end. */
+  private queueAck(): void {
+    this.ackDue = true
+    this.ackAtEndOfTick()
+  }
+
+  private readonly ackAtEndOfTick = perTick(() => this.writeAck())
+
+  /**
+   * Writes the due ack now: at the end of the tick, or at once before the connection is closed
+   * (so that the client learns what was delivered on it before the close, not only on resume).
+   */
+  private writeAck(): void {
+    if (!this.ackDue) return
+    this.ackDue = false
+    this.connection?.send(`{"t":"ack","s":${this.rxSeq}}`)
+  }
 }
 
 function handledRejection(error: TetherError): Promise<void> {

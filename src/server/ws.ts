@@ -3,12 +3,15 @@
  * creates the session) to its close. Frames are decoded and validated here; protocol
  * violations close the connection with the code docs/PROTOCOL.md names.
  *
- * Backpressure: the session pauses reading while it holds work over the rate limit. `ws`'s
- * `pause()` only stops reading from the TCP socket: frames of a chunk already read are still
- * parsed and emitted, in order, and the session holds those too (bounded, see limits.ts).
+ * Backpressure: the session holds work over the rate limit while reading goes on, so the
+ * client's acks, and its close frame, are handled at once; it pauses reading only when
+ * `maxHeldBytes` of frames are held. `ws`'s `pause()` only stops reading from the TCP socket:
+ * frames of a chunk already read are still parsed and emitted, in order, and the session holds
+ * those too (bounded, see limits.ts). Once the connection is closing (the client's close frame
+ * was read, or the server closes it), the session delivers nothing more of what it holds.
  * @module
  */
-import type { RawData, WebSocket } from 'ws'
+import { type RawData, WebSocket } from 'ws'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import type { Session, SessionConnection } from './sessions.js'
 
@@ -40,6 +43,7 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     close,
     pause: () => ws.pause(),
     resume: () => ws.resume(),
+    isOpen: () => !closing && ws.readyState === WebSocket.OPEN,
   }
   ws.on('message', (data: RawData, isBinary: boolean) => {
     // Frames still arriving on a connection being closed are not processed (nor acknowledged):
@@ -61,9 +65,10 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
       hooks.opened(session, found !== undefined)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
-      close(error.closeCode, error.message)
-      // The session is done with this connection now: nothing it held for it is delivered later.
+      // The session is done with this connection now: it acknowledges what it delivered (before the
+      // close frame), and nothing it held for the connection is delivered later.
       session?.detach(connection)
+      close(error.closeCode, error.message)
     }
   })
   ws.on('error', () => {}) // a close event follows; ws closes with 1009 on oversized frames itself

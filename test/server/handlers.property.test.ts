@@ -10,9 +10,11 @@
  * the rate limit that could not be delivered within MAX_HOLD, or over the pending-request limit
  * the welcome announced).
  *
- * Over the rate limit the server holds work and pauses reading (backpressure): a second model,
- * on fake time, predicts what is delivered at once, what is held (and that reading is paused
- * exactly while something is), what follows as the bucket refills, and when holding is refused.
+ * Over the rate limit the server holds work (backpressure): a second model, on fake time,
+ * predicts what is delivered at once, what is held, that reading goes on (acks handled at once)
+ * and is paused exactly once maxHeldBytes of frames are held (until under half of it), what
+ * follows as the bucket refills, that nothing more is delivered once the client's close frame
+ * was read, and when holding is refused.
  */
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:http'
@@ -21,7 +23,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import type { WebSocket } from 'ws'
 import { type ClientFrame, decodeFrame } from '../../src/protocol/frames.js'
 import { createTetherServer, RequestError, type Session, type TetherServer } from '../../src/server/index.js'
-import { MAX_HOLD } from '../../src/server/limits.js'
+import { MAX_HOLD, maxHeldBytes } from '../../src/server/limits.js'
 import { attachConnection, type ConnectionHooks } from '../../src/server/ws.js'
 import { anyString, expectNoPollution, hostileJsonText, hostileKeys, prototypeSnapshot, wireData } from '../support/hostile.js'
 
@@ -74,7 +76,10 @@ afterEach(() => {
   serverErrors.length = 0
 })
 
-/** A fake `ws` WebSocket: an EventEmitter that records what is sent, how it was closed, and whether reading is paused. */
+/**
+ * A fake `ws` WebSocket: an EventEmitter that records what is sent, how it was closed, and
+ * whether reading is paused; `readyState` is OPEN until it is closed (by either side).
+ */
 function fakeSocket(protocol = 'tether.v1') {
   const emitter = new EventEmitter()
   const sent: string[] = []
@@ -82,11 +87,13 @@ function fakeSocket(protocol = 'tether.v1') {
   const reading = { paused: false, pauses: 0 }
   const ws = Object.assign(emitter, {
     protocol,
+    readyState: 1 as number,
     send: (frame: string) => {
       sent.push(frame)
     },
     close: (code: number, reason: string) => {
       closes.push({ code, reason })
+      ws.readyState = 2 // CLOSING
     },
     pause: () => {
       reading.paused = true
@@ -454,6 +461,10 @@ describe('backpressure over the rate limit', () => {
   const BP_BURST = 6
   /** Most items held at once: what RATE releases within MAX_HOLD (from a drained bucket). */
   const HOLD_CAP = (RATE * MAX_HOLD) / 1000
+  /** Small enough that a few big frames reach maxHeldBytes (1 MiB, its floor). */
+  const BP_MAX_PAYLOAD = 256 * 1024
+  /** Reading stops once this many bytes of frames are held, and resumes under half of it. */
+  const HELD_BYTES = maxHeldBytes(BP_MAX_PAYLOAD)
   /** Time enough to release everything held and refill the bucket to its burst. */
   const DRAIN = MAX_HOLD + (BP_BURST * 1000) / RATE + 1000
 
@@ -473,6 +484,7 @@ describe('backpressure over the rate limit', () => {
       heartbeatInterval: 0,
       sessionTtl: 60_000,
       rateLimit: { rate: RATE, burst: BP_BURST },
+      maxPayload: BP_MAX_PAYLOAD,
       // Out of the way: the release of held requests is what is under test here.
       maxPendingRequests: 1000,
     })
@@ -495,173 +507,275 @@ describe('backpressure over the rate limit', () => {
   })
 
   type Wait = { kind: 'wait' }
-  type Work = { kind: 'msg'; s: number; d: unknown } | { kind: 'req'; s: number; id: number; d: unknown } | { kind: 'ping' }
-  const steps = fc.array(fc.oneof({ weight: 6, arbitrary: step }, { weight: 1, arbitrary: fc.constant<Wait>({ kind: 'wait' }) }), {
-    minLength: 1,
-    maxLength: 24,
-  })
+  /** Time for one token (1000 / RATE ms): one held item is released, or the bucket gains a token. */
+  type Tick = { kind: 'tick' }
+  /** A message frame of `n` items, 250 KiB in all (maxPayload is 256): five of them reach maxHeldBytes. */
+  type Big = { kind: 'big'; n: number }
+  const PAD = ' '.repeat(250 * 1024)
+  /** The client closes: its close frame is read (the socket is CLOSING), the `close` event comes later. */
+  type Bye = { kind: 'bye' }
+  /** Work held, and the frame (step index) it came in, whose bytes are held as long as any of its work is. */
+  type Work = ({ kind: 'msg'; s: number; d: unknown } | { kind: 'req'; s: number; id: number; d: unknown } | { kind: 'ping' }) & {
+    frame: number
+  }
+  const wait = fc.constant<Wait>({ kind: 'wait' })
+  const tick = fc.constant<Tick>({ kind: 'tick' })
+  const bye = fc.constant<Bye>({ kind: 'bye' })
+  const big = fc.record<Big>({ kind: fc.constant('big'), n: fc.integer({ min: 1, max: 2 }) })
+  type Item = Step | Wait | Tick | Big | Bye
+  /** Anything a client could send, now and then a big frame. */
+  const steps: fc.Arbitrary<Item[]> = fc.array(
+    fc.oneof(
+      { weight: 10, arbitrary: step },
+      { weight: 1, arbitrary: wait },
+      { weight: 2, arbitrary: tick },
+      { weight: 3, arbitrary: big },
+      { weight: 1, arbitrary: bye },
+    ),
+    { minLength: 1, maxLength: 24 },
+  )
+  /**
+   * A well-behaved client flooding the server with big frames, so that the held bytes reach
+   * maxHeldBytes (and beyond), then time passing, so that they fall under half of it again.
+   */
+  const flood: fc.Arbitrary<Item[]> = fc
+    .tuple(
+      fc.array(
+        fc.oneof(
+          { weight: 6, arbitrary: big },
+          {
+            weight: 1,
+            arbitrary: fc.record({
+              kind: fc.constant('msg' as const),
+              rel: fc.constant(1),
+              d: fc.array(payload, { minLength: 1, maxLength: 4 }),
+            }),
+          },
+          { weight: 1, arbitrary: fc.record({ kind: fc.constant('ack' as const), s: fc.integer({ min: 0, max: 3 }) }) },
+          { weight: 1, arbitrary: fc.constant({ kind: 'ping' as const }) },
+          { weight: 1, arbitrary: tick },
+        ),
+        { minLength: 8, maxLength: 20 },
+      ),
+      fc.array(fc.oneof({ weight: 8, arbitrary: tick }, { weight: 1, arbitrary: big }), { maxLength: 24 }),
+      fc.constantFrom<Item[]>([], [{ kind: 'bye' }], [{ kind: 'wait' }]),
+    )
+    .map(([flooding, draining, end]) => [...flooding, ...draining, ...end])
   const heldItemsOf = (session: Session) => (session as unknown as { heldItems: number }).heldItems
 
-  it('delivered at once up to the bucket, the rest held in order with reading paused and released as it refills, or refused beyond MAX_HOLD; exactly once, in order, bounded', async () => {
-    await fc.assert(
-      fc.asyncProperty(steps, async (conversation) => {
-        vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
-        try {
-          const { fake, session } = connect(undefined, { server: bp, hooks: bpHooks })
-          const txSeq = 3
-          for (let i = 1; i <= txSeq; i++) session.send(`to client ${i}`)
-          await microtasks()
-          fake.sent.length = 0
-          // The model. Time stands still between waits, so the bucket holds whole tokens.
-          let accepted = 0 // last client seq delivered or held
-          let rxSeq = 0 // last client seq delivered
-          let sentSeq = txSeq // last server seq (messages, then replies)
-          let tokens = BP_BURST
-          let held: Work[] = []
-          /** Work beyond what may be held arrived: later work is ignored, and 1013 follows once the held work is delivered. */
-          let refusing = false
-          let pongs = 0
-          const expected: [string, unknown][] = []
-          const requests: number[] = []
-          const deliver = (work: Work) => {
-            if (work.kind === 'ping') pongs++
-            else {
-              rxSeq = work.s
-              expected.push([work.kind, work.d])
-              if (work.kind === 'req') requests.push(work.id)
-            }
-          }
-          const release = () => {
-            while (held.length > 0 && tokens >= 1) {
-              tokens--
-              deliver(held.shift()!)
-            }
-          }
-          /** Takes work in order: what fits in the bucket now, then what it delivers within MAX_HOLD; true means 1013 now. */
-          const admit = (work: Work[]): boolean => {
-            const idle = held.length === 0
-            const room = tokens + HOLD_CAP - held.length
-            if (work.length > room) {
-              refusing = true
-              work = work.slice(0, room)
-            }
-            held.push(...work)
-            if (idle) release()
-            return refusing && held.length === 0
-          }
-          const pongsSent = () => fake.sent.filter((f) => f === '{"t":"pong"}').length
-          let closed: { code: number; reason: string } | undefined
-          /** A long wait: held work is released as tokens accrue, the bucket refills, replies go out; then a refusal closes. */
-          const wait = async () => {
-            const before = fake.closes.length
-            await vi.advanceTimersByTimeAsync(DRAIN)
-            await microtasks()
-            while (held.length > 0) deliver(held.shift()!)
-            tokens = BP_BURST
-            sentSeq = txSeq + requests.length
-            expect(fake.closes.slice(before)).toEqual(refusing ? [{ code: 1013, reason: expect.stringMatching(/rate limit/) }] : [])
-            closed = fake.closes[before]
-          }
-          for (const [index, item] of conversation.entries()) {
-            if (item.kind === 'wait') await wait()
-            else {
-              const input = render(item, accepted, index)
-              const frame = parse(input)
-              let expectClose: number | undefined
-              let because: RegExp | undefined
-              const refuse = () => {
-                ;[expectClose, because] = [1013, /rate limit/]
-              }
-              if (typeof frame === 'number') expectClose = frame
-              else if (frame && refusing && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) {
-                // Ignored (never acknowledged): the client resends it after the 1013 that is coming.
-              } else if (frame) {
-                switch (frame.t) {
-                  case 'hello':
-                    expectClose = 1002
-                    break
-                  case 'ack':
-                    if (frame.s > sentSeq) expectClose = 1002
-                    break
-                  case 'ping':
-                    if (admit([{ kind: 'ping' }])) refuse()
-                    break
-                  case 'msg': {
-                    if (frame.s > accepted + 1) {
-                      expectClose = 1002
-                      break
-                    }
-                    const first = accepted + 1 - frame.s
-                    const fresh = frame.d.slice(first).map((d, i): Work => ({ kind: 'msg', s: accepted + 1 + i, d }))
-                    accepted = Math.max(accepted, frame.s + frame.d.length - 1)
-                    if (admit(fresh)) refuse()
-                    break
-                  }
-                  case 'req':
-                    if (frame.s > accepted + 1) expectClose = 1002
-                    else if (frame.s === accepted + 1) {
-                      accepted = frame.s
-                      if (admit([{ kind: 'req', s: frame.s, id: frame.id, d: frame.d }])) refuse()
-                    }
-                    break
-                }
-              }
-              closed = feed(fake, input)
-              expect(closed?.code, `${JSON.stringify(asReceived(input))}`).toBe(expectClose)
-              if (closed && because) expect(closed.reason).toMatch(because)
-            }
-            // A closed connection's held work is discarded, never delivered.
-            if (closed) held = []
-            // After every step: what the handlers got, the pongs, what is held (bounded), and whether reading is paused.
-            expect(handled.get(session.id) ?? []).toEqual(expected)
-            expect(pongsSent()).toBe(pongs)
-            expect(heldItemsOf(session)).toBe(held.length)
-            expect(heldItemsOf(session)).toBeLessThanOrEqual(HOLD_CAP)
-            if (closed) break
-            expect(fake.reading.paused).toBe(held.length > 0)
-          }
-          if (!closed) await wait()
-          else {
-            // Time passing changes nothing for a closed connection.
-            await vi.advanceTimersByTimeAsync(DRAIN)
-            await microtasks()
-            expect(handled.get(session.id) ?? []).toEqual(expected)
-            expect(pongsSent()).toBe(pongs)
-          }
-          expect(heldItemsOf(session)).toBe(0)
-          expect(fake.reading.paused).toBe(false)
-          // No release timer is left behind; a session whose connection was closed waits for a resume (sessionTtl).
-          expect(session.connected).toBe(!closed)
-          expect(vi.getTimerCount()).toBe(closed ? 1 : 0)
-          expectWellFormed(fake.sent)
-          const frames = fake.sent.map((f) => JSON.parse(f) as Record<string, unknown>)
-          const acks = frames.filter((f) => f.t === 'ack').map((f) => f.s as number)
-          // What was delivered is acknowledged (on a closed connection perhaps only in the next welcome), nothing more.
-          expect(Math.max(0, ...acks)).toBeLessThanOrEqual(rxSeq)
-          if (!closed) {
-            expect(Math.max(0, ...acks)).toBe(rxSeq)
-            // Every request delivered got exactly one reply, in the server sequence.
-            const replies = frames.filter((f) => f.t === 'res')
-            expect(replies.map((r) => r.s)).toEqual(replies.map((_, i) => txSeq + 1 + i))
-            expect(replies.map((r) => r.id as number).sort()).toEqual([...requests].sort())
-          }
-          fake.emitter.emit('close', closed?.code ?? 1000)
-          expect(session.connected).toBe(false)
-          // Resuming, the client learns exactly what was delivered and resends from there: nothing
-          // held and dropped is lost, nothing delivered is delivered twice, and the new connection starts clean.
-          const again = fakeSocket()
-          attachConnection(again.ws, undefined, bpHooks)
-          feed(again, { text: JSON.stringify({ t: 'hello', sid: session.id, ack: 0 }) })
-          expect(JSON.parse(again.sent[0])).toMatchObject({ t: 'welcome', sid: session.id, resumed: true, ack: rxSeq })
-          expect(feed(again, { text: JSON.stringify({ t: 'msg', s: rxSeq + 1, d: ['resent'] }) })).toBeUndefined()
-          expect(handled.get(session.id)?.at(-1)).toEqual(['msg', 'resent'])
-          expect(again.reading.paused).toBe(false)
-          session.end()
-        } finally {
-          vi.useRealTimers()
+  /**
+   * Plays a conversation against the model: what reaches the handlers, pongs, acks and replies,
+   * what is held and whether reading is paused after every step; then a resume.
+   */
+  const follows = async (conversation: Item[]) => {
+    // The bucket's clock is performance.now(): fake too, so time stands still between waits.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] })
+    try {
+      const { fake, session } = connect(undefined, { server: bp, hooks: bpHooks })
+      const txSeq = 3
+      for (let i = 1; i <= txSeq; i++) session.send(`to client ${i}`)
+      await microtasks()
+      fake.sent.length = 0
+      // The model. Time stands still between waits, so the bucket holds whole tokens.
+      let accepted = 0 // last client seq delivered or held
+      let rxSeq = 0 // last client seq delivered
+      let sentSeq = txSeq // last server seq (messages, then replies)
+      let tokens = BP_BURST
+      let held: Work[] = []
+      /** Bytes of each frame (by step index) that had work held: held as long as any of its work is. */
+      const frameBytes = new Map<number, number>()
+      const heldBytes = () => [...new Set(held.map((work) => work.frame))].reduce((total, frame) => total + frameBytes.get(frame)!, 0)
+      /** Reading is paused: HELD_BYTES were held, and not yet under half of it again. */
+      let paused = false
+      /** Work beyond what may be held arrived: later work is ignored, and 1013 follows once the held work is delivered. */
+      let refusing = false
+      let pongs = 0
+      const expected: [string, unknown][] = []
+      const requests: number[] = []
+      const deliver = (work: Work) => {
+        if (work.kind === 'ping') pongs++
+        else {
+          rxSeq = work.s
+          expected.push([work.kind, work.d])
+          if (work.kind === 'req') requests.push(work.id)
         }
-      }),
-      { numRuns: 200 },
-    )
+      }
+      const release = () => {
+        while (held.length > 0 && tokens >= 1) {
+          tokens--
+          deliver(held.shift()!)
+        }
+      }
+      /**
+       * Takes work in order: what fits in the bucket now, then what it delivers within MAX_HOLD
+       * (nothing of a frame that would bring the held bytes beyond twice HELD_BYTES); true means 1013 now.
+       */
+      const admit = (work: Work[], size: number): boolean => {
+        const idle = held.length === 0
+        const room = heldBytes() + size > 2 * HELD_BYTES ? 0 : tokens + HOLD_CAP - held.length
+        if (work.length > room) {
+          refusing = true
+          work = work.slice(0, room)
+        }
+        for (const { frame } of work) frameBytes.set(frame, size)
+        held.push(...work)
+        if (idle) release()
+        if (!paused && heldBytes() >= HELD_BYTES) paused = true
+        return refusing && held.length === 0
+      }
+      const pongsSent = () => fake.sent.filter((f) => f === '{"t":"pong"}').length
+      let closed: { code: number; reason: string } | undefined
+      /** A long wait: held work is released as tokens accrue, the bucket refills, replies go out; then a refusal closes. */
+      const wait = async () => {
+        const before = fake.closes.length
+        await vi.advanceTimersByTimeAsync(DRAIN)
+        await microtasks()
+        while (held.length > 0) deliver(held.shift()!)
+        paused = false
+        tokens = BP_BURST
+        sentSeq = txSeq + requests.length
+        expect(fake.closes.slice(before)).toEqual(refusing ? [{ code: 1013, reason: expect.stringMatching(/rate limit/) }] : [])
+        closed = fake.closes[before]
+      }
+      /** The client closed: its close frame was read. */
+      let bye = false
+      /** One token's time: the release timer fires exactly then (every step and timer is at a multiple of it). */
+      const tickOnce = async () => {
+        const before = fake.closes.length
+        await vi.advanceTimersByTimeAsync(1000 / RATE)
+        await microtasks()
+        if (held.length > 0) {
+          // Owed to the held work, whatever the burst.
+          tokens++
+          release()
+        } else tokens = Math.min(BP_BURST, tokens + 1)
+        if (paused && heldBytes() < HELD_BYTES / 2) paused = false
+        sentSeq = txSeq + requests.length
+        const refusedNow = refusing && held.length === 0
+        expect(fake.closes.slice(before)).toEqual(refusedNow ? [{ code: 1013, reason: expect.stringMatching(/rate limit/) }] : [])
+        closed = fake.closes[before]
+      }
+      for (const [index, item] of conversation.entries()) {
+        if (item.kind === 'bye') {
+          // ws emits nothing more once it has read the close frame; the close event comes later.
+          ;(fake.ws as unknown as { readyState: number }).readyState = 2 // CLOSING
+          bye = true
+          held = [] // never delivered (the client resends it if it resumes)
+          break
+        }
+        if (item.kind === 'wait') await wait()
+        else if (item.kind === 'tick') await tickOnce()
+        else {
+          const bigFrame: ClientFrame | undefined =
+            item.kind === 'big'
+              ? { t: 'msg', s: accepted + 1, d: Array.from({ length: item.n }, (_, i) => `big ${index}.${i}`) }
+              : undefined
+          // A big frame's bytes are whitespace, which costs JSON.parse next to nothing.
+          const input: Incoming = bigFrame ? { text: `${JSON.stringify(bigFrame)}${PAD}` } : render(item as Step, accepted, index)
+          const size = 'text' in input ? Buffer.byteLength(input.text) : input.bytes.byteLength
+          const frame = bigFrame ?? parse(input)
+          let expectClose: number | undefined
+          let because: RegExp | undefined
+          const refuse = () => {
+            ;[expectClose, because] = [1013, /rate limit/]
+          }
+          if (typeof frame === 'number') expectClose = frame
+          else if (frame && refusing && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) {
+            // Ignored (never acknowledged): the client resends it after the 1013 that is coming.
+          } else if (frame) {
+            switch (frame.t) {
+              case 'hello':
+                expectClose = 1002
+                break
+              case 'ack':
+                if (frame.s > sentSeq) expectClose = 1002
+                break
+              case 'ping':
+                if (admit([{ kind: 'ping', frame: index }], size)) refuse()
+                break
+              case 'msg': {
+                if (frame.s > accepted + 1) {
+                  expectClose = 1002
+                  break
+                }
+                const first = accepted + 1 - frame.s
+                const fresh = frame.d.slice(first).map((d, i): Work => ({ kind: 'msg', s: accepted + 1 + i, d, frame: index }))
+                accepted = Math.max(accepted, frame.s + frame.d.length - 1)
+                if (fresh.length > 0 && admit(fresh, size)) refuse()
+                break
+              }
+              case 'req':
+                if (frame.s > accepted + 1) expectClose = 1002
+                else if (frame.s === accepted + 1) {
+                  accepted = frame.s
+                  if (admit([{ kind: 'req', s: frame.s, id: frame.id, d: frame.d, frame: index }], size)) refuse()
+                }
+                break
+            }
+          }
+          closed = feed(fake, input)
+          expect(closed?.code, `${JSON.stringify(asReceived(input))}`).toBe(expectClose)
+          if (closed && because) expect(closed.reason).toMatch(because)
+        }
+        // A closed connection's held work is discarded, never delivered.
+        if (closed) held = []
+        // After every step: what the handlers got, the pongs, what is held (bounded), and whether reading is paused.
+        expect(handled.get(session.id) ?? []).toEqual(expected)
+        expect(pongsSent()).toBe(pongs)
+        expect(heldItemsOf(session)).toBe(held.length)
+        expect(heldItemsOf(session)).toBeLessThanOrEqual(HOLD_CAP)
+        if (closed) break
+        expect(fake.reading.paused).toBe(paused)
+      }
+      if (!closed && !bye) await wait()
+      else {
+        // Time passing changes nothing for a closed connection, nor for one the client is closing.
+        const before = fake.closes.length
+        await vi.advanceTimersByTimeAsync(DRAIN)
+        await microtasks()
+        expect(handled.get(session.id) ?? []).toEqual(expected)
+        expect(pongsSent()).toBe(pongs)
+        expect(fake.closes.length).toBe(before)
+      }
+      expect(heldItemsOf(session)).toBe(0)
+      expect(fake.reading.paused).toBe(false)
+      // No release timer is left behind; a session whose connection was closed waits for a resume (sessionTtl).
+      expect(session.connected).toBe(!closed)
+      expect(vi.getTimerCount()).toBe(closed ? 1 : 0)
+      expectWellFormed(fake.sent)
+      const frames = fake.sent.map((f) => JSON.parse(f) as Record<string, unknown>)
+      const acks = frames.filter((f) => f.t === 'ack').map((f) => f.s as number)
+      // What was delivered is acknowledged, before any close; nothing more.
+      expect(Math.max(0, ...acks)).toBe(rxSeq)
+      if (!closed && !bye) {
+        expect(Math.max(0, ...acks)).toBe(rxSeq)
+        // Every request delivered got exactly one reply, in the server sequence.
+        const replies = frames.filter((f) => f.t === 'res')
+        expect(replies.map((r) => r.s)).toEqual(replies.map((_, i) => txSeq + 1 + i))
+        expect(replies.map((r) => r.id as number).sort()).toEqual([...requests].sort())
+      }
+      fake.emitter.emit('close', closed?.code ?? 1000)
+      expect(session.connected).toBe(false)
+      // Resuming, the client learns exactly what was delivered and resends from there: nothing
+      // held and dropped is lost, nothing delivered is delivered twice, and the new connection starts clean.
+      const again = fakeSocket()
+      attachConnection(again.ws, undefined, bpHooks)
+      feed(again, { text: JSON.stringify({ t: 'hello', sid: session.id, ack: 0 }) })
+      expect(JSON.parse(again.sent[0])).toMatchObject({ t: 'welcome', sid: session.id, resumed: true, ack: rxSeq })
+      expect(feed(again, { text: JSON.stringify({ t: 'msg', s: rxSeq + 1, d: ['resent'] }) })).toBeUndefined()
+      expect(handled.get(session.id)?.at(-1)).toEqual(['msg', 'resent'])
+      expect(again.reading.paused).toBe(false)
+      session.end()
+    } finally {
+      vi.useRealTimers()
+    }
+  }
+
+  it('delivered at once up to the bucket, the rest held in order and released as it refills, or refused beyond MAX_HOLD; nothing after the client closed; exactly once, in order, bounded', async () => {
+    await fc.assert(fc.asyncProperty(steps, follows), { numRuns: 200 })
+  })
+
+  it('reading goes on while work is held, stops once maxHeldBytes are held and resumes under half of it; a frame beyond twice that is refused', async () => {
+    await fc.assert(fc.asyncProperty(flood, follows), { numRuns: 50 })
   })
 })

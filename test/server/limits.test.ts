@@ -1,10 +1,13 @@
 // @vitest-environment node
 /**
  * The token bucket of the server's rate limit, on an injected clock: what `take()` grants and
- * when `msUntil()` says tokens will be there.
+ * when `msUntil()` says tokens will be there; its default (monotonic) clock; and the rate limit
+ * createTetherServer accepts.
  */
+import { createServer } from 'node:http'
 import fc from 'fast-check'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { createTetherServer } from '../../src/server/index.js'
 import { maxHeldBytes, TokenBucket } from '../../src/server/limits.js'
 
 /** A bucket on a clock the test moves. */
@@ -113,6 +116,120 @@ describe('TokenBucket', () => {
       ),
       { numRuns: 500 },
     )
+  })
+})
+
+describe('TokenBucket: work owed what accrues (while held work waits)', () => {
+  it('what accrued since the last take is not capped at the burst; what is left over after the take is', () => {
+    const { b, advance } = bucket(1000, 1)
+    expect(b.take(1)).toBe(1)
+    advance(50)
+    // Held work waited 50 ms: 50 tokens at 1,000/s, though the burst is 1.
+    expect(b.msUntil(50, true)).toBe(0)
+    expect(b.msUntil(60, true)).toBe(10)
+    expect(b.tokensWithin(100, true)).toBe(150)
+    expect(b.take(100, true)).toBe(50)
+    advance(50)
+    expect(b.take(10, true)).toBe(10)
+    // The other 40 were not owed to anything: capped at the burst.
+    expect(b.take(5)).toBe(1)
+  })
+
+  it('without owed, the burst caps what accrued, as ever', () => {
+    const { b, advance } = bucket(1000, 1)
+    b.take(1)
+    advance(50)
+    expect(b.msUntil(50)).toBe(49)
+    expect(b.tokensWithin(100)).toBe(101)
+    expect(b.take(100)).toBe(1)
+  })
+
+  it('taken as they accrue, owed tokens come at the rate whatever the burst and however late the timer', () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 1, max: 100_000, noNaN: true }),
+        fc.integer({ min: 1, max: 100 }),
+        fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 20 }),
+        (rate, burst, steps) => {
+          const { b, advance } = bucket(rate, burst)
+          b.take(burst)
+          let taken = 0
+          let elapsed = 0
+          for (const ms of steps) {
+            advance(ms)
+            elapsed += ms
+            taken += b.take(Number.MAX_SAFE_INTEGER, true)
+          }
+          expect(taken).toBe(Math.floor((elapsed * rate) / 1000 + 1e-9))
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  it('waiting (rounded up to whole ms) as long as msUntil(n, true) says lets take(n, true) have them, for any n', () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.01, max: 100_000, noNaN: true }),
+        fc.integer({ min: 1, max: 100 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        (rate, burst, n) => {
+          const { b, advance } = bucket(rate, burst)
+          b.take(burst)
+          advance(Math.ceil(b.msUntil(n, true)))
+          expect(b.take(n, true)).toBe(n)
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+})
+
+describe('TokenBucket: its default clock', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('is monotonic: the wall clock set back an hour neither stalls the refill nor grants the hour again', () => {
+    vi.useFakeTimers()
+    const b = new TokenBucket({ rate: 10, burst: 5 })
+    expect(b.take(5)).toBe(5)
+    vi.setSystemTime(Date.now() - 3_600_000)
+    vi.advanceTimersByTime(100)
+    expect(b.take(5)).toBe(1)
+    vi.setSystemTime(Date.now() + 3_600_000)
+    expect(b.take(5)).toBe(0)
+  })
+})
+
+describe('TokenBucket: an infinite rate', () => {
+  it('is never NaN, not even when no time has passed (0 ms × Infinity)', () => {
+    const b = new TokenBucket({ rate: Number.POSITIVE_INFINITY, burst: 5 }, () => 0)
+    expect(b.take(3)).toBe(3)
+    expect(b.take(3)).toBe(2)
+    expect(b.take(1, true)).toBe(0)
+    expect(b.msUntil(1)).toBe(0)
+    expect(b.tokensWithin(0)).toBe(0)
+  })
+})
+
+describe("createTetherServer's rateLimit option", () => {
+  it.each([
+    ['an infinite rate', { rate: Number.POSITIVE_INFINITY, burst: 5 }],
+    ['a NaN rate', { rate: Number.NaN, burst: 5 }],
+    ['a rate of 0', { rate: 0, burst: 5 }],
+    ['a burst below 1', { rate: 10, burst: 0.5 }],
+  ])('refuses %s with a TypeError', async (_name, rateLimit) => {
+    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(
+      /options\.rateLimit must be false or \{ rate: a finite number > 0, burst >= 1 \}/,
+    )
+  })
+
+  it('accepts a finite rate above 0 and a burst of at least 1, or false', async () => {
+    for (const rateLimit of [{ rate: 0.5, burst: 1 }, false as const]) {
+      const server = await createTetherServer({ server: createServer(), rateLimit, heartbeatInterval: 0 })
+      await server.close()
+    }
   })
 })
 
