@@ -17,6 +17,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
+import { ClosedError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import type { RateLimit } from './limits.js'
 import { RequestError, Session } from './sessions.js'
@@ -68,7 +69,8 @@ export interface TetherServerOptions {
    * only what it can deliver within 10 s: work beyond that is refused, and once the held work is
    * delivered the connection is closed with 1013 (Try Again Later); the client resends what was
    * not acknowledged when it resumes, so nothing is lost. Below a `rate` of 0.1/s, work over a
-   * drained bucket is thus refused at once. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
+   * drained bucket is thus refused at once. Held work is released every 10 ms or so, so the
+   * burst in effect is at least `rate / 100`. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
    */
   rateLimit?: RateLimit | false
   /**
@@ -178,8 +180,11 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     this.closing ??= new Promise<void>((resolve) => {
       clearInterval(this.heartbeat)
       this.http.off('upgrade', this.upgrade)
-      for (const ws of this.sockets) ws.close(1001, 'server shutting down')
-      for (const session of [...this.sessions.values()]) session.end()
+      // Sessions first: each acknowledges what it delivered before its connection closes.
+      for (const session of [...this.sessions.values()]) {
+        session.endWith(new ClosedError('the server shut down'), 1001, 'server shutting down')
+      }
+      for (const ws of this.sockets) ws.close(1001, 'server shutting down') // those before their hello
       // Clients that do not complete the close handshake within a second are cut.
       const deadline = setTimeout(() => {
         for (const ws of this.sockets) ws.terminate()

@@ -298,6 +298,11 @@ export class Session {
 
   /** Ends the session now: pending sends reject, the connection closes, the server forgets it. */
   end(error: TetherError = new ClosedError('session closed by the server')): void {
+    this.endWith(error, 1000, 'session ended')
+  }
+
+  /** `end()`, closing the connection with `code` (the server's shutdown says 1001). @internal */
+  endWith(error: TetherError, code: number, reason: string): void {
     if (this.ended) return
     this.ended = true
     clearTimeout(this.expiry)
@@ -305,7 +310,10 @@ export class Session {
     for (let i = this.head; i < this.outbox.length; i++) this.outbox[i].reject?.(error)
     this.outbox = []
     this.head = 0
-    this.connection?.close(1000, 'session ended')
+    // What was delivered is acknowledged before the close (a handler may end the session while
+    // its message is being delivered): otherwise the client sends it again, to a new session.
+    this.writeAck()
+    this.connection?.close(code, reason)
     this.connection = undefined
     this.events.expire(this)
   }

@@ -261,6 +261,38 @@ describe('server API', () => {
     expect(refused).not.toBe('open')
   })
 
+  it('a handler that ends the session gets its message once: it is acknowledged before the close, not resent to a new session', async () => {
+    const server = await startTether()
+    const log = watch(server)
+    const received: unknown[] = []
+    server.on('message', (data, session) => {
+      received.push(data)
+      if (data === 'logout') session.end()
+    })
+    const client = tetherClient(urlOf(server))
+    await withTimeout(client.sock.send('logout'), 3000, 'the logout send')
+    // The client reconnects after the server's 1000 and gets a new session; nothing is resent.
+    await waitFor(() => log.created.length === 2 && client.sock.state === 'open', 3000, 'a new session')
+    await sleep(200)
+    expect(received).toEqual(['logout'])
+    expect(client.errors).toEqual([])
+  })
+
+  it('close() acknowledges what the handlers got before it closes the connections', async () => {
+    const server = await startTether()
+    let sent: Promise<void> | undefined
+    server.on('message', () => {
+      sent ??= withTimeout(server.close(), 3000, 'server.close()')
+    })
+    const client = tetherClient(urlOf(server), { reconnect: false })
+    await waitFor(() => client.sock.state === 'open', 3000, 'open')
+    // Delivered in the tick in which the server shuts down: acknowledged, so it resolves.
+    await withTimeout(client.sock.send('last words'), 3000, 'the send to resolve')
+    await sent
+    await waitFor(() => client.closes.length > 0, 2000, 'the close')
+    expect(client.closes[0].code).toBe(1001)
+  })
+
   it('close() resolves promptly even when a client never answers the close handshake', async () => {
     const server = await startTether()
     const client = new WebSocket(urlOf(server), 'tether.v1')

@@ -414,6 +414,44 @@ describe('limits and lifetime', () => {
     expect(session.pending).toBe(0)
   })
 
+  it('a message handler that ends the session: what was delivered is acknowledged before the close, so it is not sent again', () => {
+    const { session, events, connect } = setup()
+    events.message.mockImplementation((data) => {
+      if (data === 'logout') session.end()
+    })
+    const conn = connect()
+    conn.clear()
+    receive(session, msg(1, 'a', 'logout', 'after'))
+    // 'after' was never delivered: not acknowledged, and no frame follows the close
+    expect(conn.frames()).toEqual([{ t: 'ack', s: 2 }])
+    expect(conn.send.mock.invocationCallOrder[0]).toBeLessThan(conn.close.mock.invocationCallOrder[0])
+    expect(conn.close).toHaveBeenCalledWith(1000, 'session ended')
+    expect(events.message.mock.calls.map(([data]) => data)).toEqual(['a', 'logout'])
+  })
+
+  it('a request handler that ends the session: the request is acknowledged before the close', async () => {
+    const { session, connect } = setup({}, async (_, s) => {
+      s.end()
+      return 'bye'
+    })
+    const conn = connect()
+    conn.clear()
+    receive(session, req(1, 7, 'logout'))
+    await tick()
+    expect(conn.frames()).toEqual([{ t: 'ack', s: 1 }])
+    expect(conn.close).toHaveBeenCalledTimes(1)
+  })
+
+  it('endWith closes with the given code, after acknowledging (the server shutdown uses 1001)', () => {
+    const { session, connect } = setup()
+    const conn = connect()
+    conn.clear()
+    receive(session, msg(1, 'a'))
+    session.endWith(new ClosedError('the server shut down'), 1001, 'server shutting down')
+    expect(conn.frames()).toEqual([{ t: 'ack', s: 1 }])
+    expect(conn.close).toHaveBeenCalledWith(1001, 'server shutting down')
+  })
+
   it('end(error) rejects pending sends with that error', async () => {
     const { session } = setup()
     const sent = track(session.send(1))
