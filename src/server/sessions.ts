@@ -408,7 +408,8 @@ export class Session {
       this.heldBytes -= entry.size
     }
     if (this.heldHead === held.length) {
-      this.held = []
+      // Emptied in place: every frame passes through here, so no new array per frame.
+      held.length = 0
       this.heldHead = 0
     } else if (this.heldHead > 1024 && this.heldHead * 2 > held.length) {
       // A backlog that goes on and on: compact now and then rather than shifting per entry.
