@@ -203,10 +203,14 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     const { path, allowedOrigins, authenticate } = this.options
     // The request target is the client's text: split it, never parse it with URL (which throws).
     if (path !== undefined && (request.url ?? '/').split('?')[0] !== path) {
-      // Attached to a user's server: other paths may belong to someone else's upgrade handler.
-      if (this.owned) refuse(socket, 404, 'Not Found')
+      // Attached to a user's server, another path may belong to the user's own upgrade handler:
+      // leave it alone then. With no other handler nobody would answer, and the client would hang.
+      if (this.owned || this.http.listenerCount('upgrade') <= 1) refuse(socket, 404, 'Not Found')
       return
     }
+    // Node's HTTP server removes its own listeners from an upgraded socket: from here on this
+    // server owns it, and an 'error' without a listener (a client's reset) would end the process.
+    guard(socket)
     if (allowedOrigins && !originAllowed(allowedOrigins, request.headers.origin)) {
       refuse(socket, 403, 'Forbidden')
       return
@@ -222,6 +226,11 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
         },
       )
       .then((who) => {
+        // The client may have gone while authenticate ran: there is nothing left to upgrade.
+        if (socket.destroyed || !socket.writable) {
+          socket.destroy()
+          return
+        }
         this.wss.handleUpgrade(request, socket, head, (ws) => {
           if (who === 'retry' || !who) {
             ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
@@ -287,8 +296,21 @@ function originAllowed(allowed: string[] | ((origin: string | undefined) => bool
   }
 }
 
+/**
+ * Gives a socket taken over from the HTTP server an 'error' listener. A failing socket (a reset,
+ * a write after the peer left) is destroyed by Node itself; there is nothing worth reporting.
+ */
+function guard(socket: Duplex): void {
+  if (!socket.listeners('error').includes(ignoreSocketError)) socket.on('error', ignoreSocketError)
+}
+
+function ignoreSocketError(): void {}
+
+/** Answers an upgrade with an HTTP error and closes the connection once the answer is written. */
 function refuse(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  guard(socket)
+  // Destroyed once written: a client that never closes its side cannot keep the socket open.
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy())
 }
 
 /**
