@@ -37,7 +37,8 @@ export interface TetherServerOptions {
   server?: Server | HttpsServer
   /**
    * Only upgrades on this path (the request target before any `?`) are handled. Default: every path.
-   * Attached to your server, other paths are left to your other upgrade handlers; standalone, they get 404.
+   * Standalone, other paths get HTTP 404. Attached to your server, they are left to your other
+   * `upgrade` listeners, and get 404 when there is none.
    */
   path?: string
   /** How long a disconnected session is kept for resume, in ms. Default `120000`. */
