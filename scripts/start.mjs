@@ -1,5 +1,6 @@
 // The demo: builds the package if needed, then serves the script-tag chat example and the
-// reference server on one port. `npm start`, then open http://127.0.0.1:8080.
+// reference server on one port: the page at http://127.0.0.1:8080, tether.v1 at ws://127.0.0.1:8080/ws.
+// `npm start`, then open the page; PORT and HOST change where it listens.
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -48,7 +49,22 @@ server.on('message', (msg) => {
 server.onRequest(() => ({ sessions: server.sessions.size, messages: history.length, time: new Date().toISOString() }))
 server.on('error', (error) => console.error(`server error: ${error.message}`))
 
-http.listen(port, host, () => console.log(`tethersocket demo: open http://${host}:${port}  (Ctrl-C to stop)`))
+// A busy or forbidden port is the user's to fix: say so in one line, without a stack trace.
+http.once('error', (error) => {
+  const next = port < 65535 ? port + 1 : 8080
+  const why =
+    error.code === 'EADDRINUSE'
+      ? `port ${port} is in use: set PORT to another port, e.g. PORT=${next} npm start`
+      : error.code === 'EACCES'
+        ? `no permission to listen on port ${port}: set PORT to a port above 1023, e.g. PORT=8080 npm start`
+        : `cannot listen on ${host}:${port} (${error.message}): check HOST and PORT`
+  console.error(`tethersocket demo: ${why}`)
+  process.exit(1)
+})
+http.listen(port, host, () => {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${http.address().port}`
+  console.log(`tethersocket demo: open http://${where}  (WebSocket endpoint: ws://${where}/ws; Ctrl-C to stop)`)
+})
 const stop = () => server.close().then(() => http.close(() => process.exit(0)))
 process.once('SIGINT', stop)
 process.once('SIGTERM', stop)

@@ -37,7 +37,14 @@ async function main(): Promise<void> {
   const sessionTtl = Number(values['session-ttl'])
   if (!Number.isInteger(port) || port < 0 || port > 65535) return fail(`--port must be a port number; got ${values.port}`)
   if (!(sessionTtl > 0)) return fail(`--session-ttl must be a positive number of milliseconds; got ${values['session-ttl']}`)
-  const server = await createTetherServer({ port, host: values.host, static: values.static, sessionTtl })
+  let server: Awaited<ReturnType<typeof createTetherServer>>
+  try {
+    server = await createTetherServer({ port, host: values.host, static: values.static, sessionTtl })
+  } catch (error) {
+    // A busy or forbidden port is the user's to fix: one line that says how, no stack trace.
+    console.error(`tethersocket-server: ${listenFailure(error as NodeJS.ErrnoException, port, values.host)}`)
+    process.exit(1)
+  }
   const log = values.quiet ? () => {} : (line: string) => console.log(`${new Date().toISOString()} ${line}`)
   server.on('session', (s) => log(`session ${s.id.slice(0, 8)} opened (${server.sessions.size} sessions)`))
   server.on('resume', (s) => log(`session ${s.id.slice(0, 8)} resumed`))
@@ -68,6 +75,12 @@ function parse() {
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values
+}
+
+function listenFailure(error: NodeJS.ErrnoException, port: number, host: string): string {
+  if (error.code === 'EADDRINUSE') return `port ${port} is in use: pass another with --port, e.g. --port ${port < 65535 ? port + 1 : 8080}`
+  if (error.code === 'EACCES') return `no permission to listen on port ${port}: pass a port above 1023 with --port, e.g. --port 8080`
+  return `cannot listen on ${host}:${port} (${error.message}): check --host and --port`
 }
 
 function fail(message: string): void {
