@@ -233,6 +233,9 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           return
         }
         this.wss.handleUpgrade(request, socket, head, (ws) => {
+          // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
+          // itself: a listener must exist from the start, on connections refused below too.
+          ws.on('error', ignoreSocketError)
           if (who === 'retry' || !who) {
             ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
             return
@@ -247,6 +250,11 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           })
           attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
         })
+      })
+      .catch((error: unknown) => {
+        // Not expected; but a rejection nobody handles would end the process (Node's default).
+        socket.destroy()
+        this.emit('error', error instanceof Error ? error : new Error(String(error)))
       })
   }
 

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import * as net from 'node:net'
 import type { Duplex } from 'node:stream'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { createTetherServer, type TetherServer } from '../../src/server/index.js'
 import { cleanupTether, defer, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
@@ -24,6 +24,9 @@ beforeAll(() => {
 })
 afterAll(() => {
   process.off('uncaughtException', record)
+})
+beforeEach(() => {
+  uncaught.length = 0 // each test asserts on its own
 })
 
 /** Every TCP socket the HTTP server accepts, and whether it has closed. */
@@ -236,5 +239,57 @@ describe('attached to a user HTTP server, an upgrade on another path', () => {
     })
     expect(await handshake(`ws://127.0.0.1:${port}/other`)).toBe(418)
     expect(await handshake(`ws://127.0.0.1:${port}/ws`)).toBe('open')
+  })
+})
+
+describe('a client that sends a broken frame right after the upgrade', () => {
+  /** Sends an upgrade request followed at once by an unmasked frame, which a server must refuse. */
+  async function upgradeWithBrokenFrame(port: number, protocol: string | undefined) {
+    const socket = net.connect(port, '127.0.0.1')
+    defer(() => socket.destroy())
+    socket.on('error', () => {})
+    let response = ''
+    socket.on('data', (chunk) => {
+      response += String(chunk)
+    })
+    await withTimeout(once(socket, 'connect'), 3000, 'the raw client connecting')
+    const request = [
+      'GET / HTTP/1.1',
+      'Host: 127.0.0.1',
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      'Sec-WebSocket-Version: 13',
+      ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []),
+      '',
+      '',
+    ].join('\r\n')
+    socket.write(Buffer.concat([Buffer.from(request), Buffer.from([0x81, 0x02, 0x68, 0x69])])) // "hi", unmasked
+    await waitFor(() => socket.destroyed || socket.readableEnded || uncaught.length > 0, 3000, 'the server closing the connection')
+    return response
+  }
+
+  it('does not crash the server when authenticate refused the client (4401)', async () => {
+    const server = await startTether({ authenticate: (request) => request.headers['x-user'] === 'ok' })
+    const answered = await upgradeWithBrokenFrame(server.port, 'tether.v1')
+    expect(answered).toMatch(/^HTTP\/1.1 101/)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(uncaught).toEqual([])
+    const WS = class extends WebSocket {
+      constructor(address: string | URL, protocols?: string | string[]) {
+        super(address, protocols, { headers: { 'x-user': 'ok' } })
+      }
+    }
+    const { sock } = tetherClient(urlOf(server), { WebSocket: WS as typeof WebSocket })
+    await withTimeout(sock.send('after'), 3000, 'a message acknowledged after the broken frame')
+  })
+
+  it('does not crash the server when the client did not offer tether.v1', async () => {
+    const server = await startTether()
+    const answered = await upgradeWithBrokenFrame(server.port, undefined)
+    expect(answered).toMatch(/^HTTP\/1.1 101/)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(uncaught).toEqual([])
+    await stillServes(urlOf(server))
   })
 })
