@@ -37,8 +37,8 @@ export interface TetherServerOptions {
   server?: Server | HttpsServer
   /**
    * Only upgrades on this path (the request target before any `?`) are handled. Default: every path.
-   * Standalone, other paths get HTTP 404. Attached to your server, they are left to your other
-   * `upgrade` listeners, and get 404 when there is none.
+   * Standalone, other paths get HTTP 404. Attached to your server, they are left to your own
+   * `upgrade` listeners, and get 404 when there is none (other tether servers aside).
    */
   path?: string
   /** How long a disconnected session is kept for resume, in ms. Default `120000`. */
@@ -200,63 +200,67 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     return this.closing
   }
 
-  private readonly upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const { path, allowedOrigins, authenticate } = this.options
-    // The request target is the client's text: split it, never parse it with URL (which throws).
-    if (path !== undefined && (request.url ?? '/').split('?')[0] !== path) {
-      // Attached to a user's server, another path may belong to the user's own upgrade handler:
-      // leave it alone then. With no other handler nobody would answer, and the client would hang.
-      if (this.owned || this.http.listenerCount('upgrade') <= 1) refuse(socket, 404, 'Not Found')
-      return
-    }
-    // Node's HTTP server removes its own listeners from an upgraded socket: from here on this
-    // server owns it, and an 'error' without a listener (a client's reset) would end the process.
-    guard(socket)
-    if (allowedOrigins && !originAllowed(allowedOrigins, request.headers.origin)) {
-      refuse(socket, 403, 'Forbidden')
-      return
-    }
-    Promise.resolve()
-      .then(() => (authenticate ? authenticate(request) : true))
-      .then(
-        (who) => who,
-        (error: unknown) => {
-          // A throw is a failure to decide (the auth backend is down), not a refusal: come back later.
-          this.emit('error', error instanceof Error ? error : new Error(String(error)))
-          return 'retry' as const
-        },
-      )
-      .then((who) => {
-        // The client may have gone while authenticate ran: there is nothing left to upgrade.
-        if (socket.destroyed || !socket.writable) {
-          socket.destroy()
-          return
-        }
-        this.wss.handleUpgrade(request, socket, head, (ws) => {
-          // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
-          // itself: a listener must exist from the start, on connections refused below too.
-          ws.on('error', ignoreSocketError)
-          if (who === 'retry' || !who) {
-            ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
+  private readonly upgrade = tetherListener(
+    () => this.options.path,
+    (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      const { path, allowedOrigins, authenticate } = this.options
+      // The request target is the client's text: split it, never parse it with URL (which throws).
+      const target = (request.url ?? '/').split('?')[0]
+      if (path !== undefined && target !== path) {
+        // Attached to a user's server, another path may belong to the user's own upgrade handler:
+        // leave it alone then. With no other handler nobody would answer, and the client would hang.
+        if (this.owned || unclaimed(this.http, this.upgrade, target)) refuse(socket, 404, 'Not Found')
+        return
+      }
+      // Node's HTTP server removes its own listeners from an upgraded socket: from here on this
+      // server owns it, and an 'error' without a listener (a client's reset) would end the process.
+      guard(socket)
+      if (allowedOrigins && !originAllowed(allowedOrigins, request.headers.origin)) {
+        refuse(socket, 403, 'Forbidden')
+        return
+      }
+      Promise.resolve()
+        .then(() => (authenticate ? authenticate(request) : true))
+        .then(
+          (who) => who,
+          (error: unknown) => {
+            // A throw is a failure to decide (the auth backend is down), not a refusal: come back later.
+            this.emit('error', error instanceof Error ? error : new Error(String(error)))
+            return 'retry' as const
+          },
+        )
+        .then((who) => {
+          // The client may have gone while authenticate ran: there is nothing left to upgrade.
+          if (socket.destroyed || !socket.writable) {
+            socket.destroy()
             return
           }
-          this.sockets.add(ws)
-          const answered = () => this.unanswered.delete(ws)
-          ws.on('pong', answered)
-          ws.on('message', answered)
-          ws.once('close', () => {
-            this.sockets.delete(ws)
-            answered()
+          this.wss.handleUpgrade(request, socket, head, (ws) => {
+            // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
+            // itself: a listener must exist from the start, on connections refused below too.
+            ws.on('error', ignoreSocketError)
+            if (who === 'retry' || !who) {
+              ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
+              return
+            }
+            this.sockets.add(ws)
+            const answered = () => this.unanswered.delete(ws)
+            ws.on('pong', answered)
+            ws.on('message', answered)
+            ws.once('close', () => {
+              this.sockets.delete(ws)
+              answered()
+            })
+            attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
           })
-          attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
         })
-      })
-      .catch((error: unknown) => {
-        // Not expected; but a rejection nobody handles would end the process (Node's default).
-        socket.destroy()
-        this.emit('error', error instanceof Error ? error : new Error(String(error)))
-      })
-  }
+        .catch((error: unknown) => {
+          // Not expected; but a rejection nobody handles would end the process (Node's default).
+          socket.destroy()
+          this.emit('error', error instanceof Error ? error : new Error(String(error)))
+        })
+    },
+  )
 
   private readonly hooks: ConnectionHooks = {
     findSession: (id, principal) => {
@@ -294,6 +298,31 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
     closed: (session, code) => this.emit('disconnect', session, code),
   }
+}
+
+type UpgradeListener = (request: IncomingMessage, socket: Duplex, head: Buffer) => void
+
+/** The upgrade listeners of tether servers, with the path each serves: servers attached to one HTTP server know each other's. */
+const tetherPaths = new WeakMap<UpgradeListener, () => string | undefined>()
+
+function tetherListener(path: () => string | undefined, listener: UpgradeListener): UpgradeListener {
+  tetherPaths.set(listener, path)
+  return listener
+}
+
+/**
+ * Whether an upgrade for `target` is left unanswered by every upgrade listener of `http`: they
+ * are all tether servers, none serving `target`. Only the last of them (`self`) answers it.
+ */
+function unclaimed(http: Server | HttpsServer, self: UpgradeListener, target: string): boolean {
+  const listeners = http.listeners('upgrade') as UpgradeListener[]
+  return (
+    listeners.at(-1) === self &&
+    listeners.every((listener) => {
+      const path = tetherPaths.get(listener)?.()
+      return path !== undefined && path !== target
+    })
+  )
 }
 
 /** An origin check that cannot crash the server: a throwing predicate refuses. */

@@ -232,6 +232,34 @@ describe('attached to a user HTTP server, an upgrade on another path', () => {
     expect(await handshake(`ws://127.0.0.1:${port}/ws`)).toBe('open')
   })
 
+  it('is refused with 404, once, when only tether servers listen and none serves that path', async () => {
+    const http = createServer()
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    const chat = await createTetherServer({ server: http, path: '/chat' })
+    const presence = await createTetherServer({ server: http, path: '/presence' })
+    defer(async () => {
+      await Promise.all([chat.close(), presence.close()])
+      http.closeAllConnections()
+      await new Promise((resolve) => http.close(resolve))
+    })
+    const { port } = http.address() as net.AddressInfo
+    expect(await handshake(`ws://127.0.0.1:${port}/chat`)).toBe('open')
+    expect(await handshake(`ws://127.0.0.1:${port}/presence`)).toBe('open')
+    expect(await handshake(`ws://127.0.0.1:${port}/other`)).toBe(404)
+    // One answer, not one per tether server.
+    const socket = net.connect(port, '127.0.0.1')
+    defer(() => socket.destroy())
+    socket.on('error', () => {})
+    socket.write('GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+    let response = ''
+    socket.on('data', (chunk) => {
+      response += String(chunk)
+    })
+    await withTimeout(once(socket, 'close'), 3000, 'the refused connection closing')
+    expect(response.match(/HTTP\/1.1 /g)).toEqual(['HTTP/1.1 '])
+    expect(response).toMatch(/^HTTP\/1.1 404/)
+  })
+
   it("is left to the user's own upgrade listener", async () => {
     const port = await attachedWith((request, socket) => {
       if (request.url !== '/other') return
