@@ -318,7 +318,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           this.budget.remove(s)
           this.emit('expire', s, reason)
         },
-        memory: (s) => this.budget.update(s),
+        memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
       })
       this.sessions.set(session.id, session)
       return session

@@ -3,13 +3,14 @@
  *
  * A session counts, for each message it holds (sent, not yet acknowledged by the client), the
  * UTF-8 bytes of its payload plus a fixed overhead for the bookkeeping around it (figures
- * measured with Node 20 on x64, see docs/SECURITY.md). A broadcast's payload is held once for
- * every session, but each session counts it in full: the bounds hold even if every message is
- * distinct, and a session's count is what it will write to its client.
+ * measured with Node 20 on x64, see docs/SECURITY.md). `maxQueueBytes` bounds one session's
+ * count, broadcasts included in full: it is what the session will write to its client.
  *
- * `maxQueueBytes` bounds one session's count. `maxDisconnectedBytes` bounds the sum, over the
- * sessions without a connection, of their count plus {@link SESSION_BYTES} each: when it is
- * reached, the sessions disconnected longest are ended (`expire` with reason `'evicted'`).
+ * `maxDisconnectedBytes` bounds what the sessions without a connection hold, as it is in
+ * memory: {@link SESSION_BYTES} each, plus their count, except that a broadcast's payload,
+ * held once for all sessions, is counted once while any disconnected session holds it (each
+ * session counts {@link SHARED_ENTRY_BYTES} for its reference). When it is reached, the
+ * sessions disconnected longest are ended (`expire` with reason `'evicted'`).
  * @module
  */
 import type { Session } from './sessions.js'
@@ -35,8 +36,9 @@ export const WRITE_BUFFER_BYTES = 1024 * 1024
 
 /**
  * The budget for what disconnected sessions hold, server-wide: each counts {@link SESSION_BYTES}
- * plus its `queuedBytes`. Sessions are kept in the order they disconnected; over the limit, the
- * first (disconnected longest) are evicted until the rest fit.
+ * plus its `ownBytes`, and the payloads of broadcasts they hold count once. Sessions are kept in
+ * the order they disconnected; over the limit, the first (disconnected longest) are evicted
+ * until the rest fit.
  */
 export class DisconnectedBudget {
   /** Disconnected sessions, in the order they disconnected, with what each counts now. */
@@ -60,16 +62,18 @@ export class DisconnectedBudget {
   }
 
   /**
-   * Takes note of a session's state: a connected one leaves the budget; a disconnected one
-   * joins it at the end (disconnected last) or, if it is already in, is counted anew in place.
-   * Over the limit, evicts from the front.
+   * Takes note of a session's state (see `SessionEvents.memory`): one no longer `parked` leaves
+   * the budget; a parked one joins it at the end (disconnected last) or, if it is already in, is
+   * counted anew in place. `sharedBytes` of broadcast payloads are counted, or let go. Over the
+   * limit, evicts from the front.
    */
-  update(session: Session): void {
-    if (session.connected) {
+  update(session: Session, parked: boolean, sharedBytes: number): void {
+    this.total += sharedBytes
+    if (!parked) {
       this.remove(session)
       return
     }
-    const counted = SESSION_BYTES + session.queuedBytes
+    const counted = SESSION_BYTES + session.ownBytes
     this.total += counted - (this.parked.get(session) ?? 0)
     this.parked.set(session, counted)
     this.enforce()
@@ -85,7 +89,7 @@ export class DisconnectedBudget {
 
   private enforce(): void {
     // Re-entrant: an `expire` listener may send to another disconnected session, which comes back here.
-    while (this.total > this.limit) {
+    while (this.total > this.limit && this.parked.size > 0) {
       const oldest = this.parked.keys().next().value as Session
       this.remove(oldest)
       this.evict(oldest)

@@ -63,9 +63,12 @@ export interface SessionEvents {
   expire(session: Session, reason: ExpireReason): void
   /**
    * What the session holds, as the server-wide budget sees it, changed: it disconnected, it
-   * reconnected, or, while disconnected, it queued more (`connected`, `queuedBytes`).
+   * reconnected or ended, or, while disconnected, it queued more. `parked`: it is disconnected
+   * and counts against the budget (`ownBytes`). `sharedBytes`: payload bytes of broadcasts that
+   * this change made held (positive) or no longer held (negative) by any disconnected session,
+   * since the budget counts each broadcast's payload once.
    */
-  memory?(session: Session): void
+  memory?(session: Session, parked: boolean, sharedBytes: number): void
 }
 
 /** Limits of one session. */
@@ -98,10 +101,13 @@ interface Outgoing {
   readonly promise?: Promise<void>
   readonly resolve?: () => void
   readonly reject?: (error: TetherError) => void
+  /** Only for a shared message: how many disconnected sessions hold it. */
+  parked?: number
 }
 
 /** A message encoded once for many sessions (a broadcast): each queues this same object, without a promise. @internal */
 export interface SharedMessage extends Outgoing {
+  parked: number
   readonly reply?: undefined
   readonly promise?: undefined
   readonly resolve?: undefined
@@ -109,7 +115,7 @@ export interface SharedMessage extends Outgoing {
 }
 
 /** Makes a {@link SharedMessage} of a payload already JSON-encoded. @internal */
-export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload) })
+export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload), parked: 0 })
 
 /** Bytes an outbox entry counts against `maxQueueBytes` (memory.ts has the figures). */
 const cost = (entry: Outgoing): number =>
@@ -170,6 +176,10 @@ export class Session {
   private written = 0
   /** What the unacknowledged messages count against `maxQueueBytes`. */
   private outboxBytes = 0
+  /** Of those, the payload bytes of shared messages (broadcasts), which the server-wide budget counts once for all sessions. */
+  private sharedBytes = 0
+  /** Disconnected and counted by the server-wide budget: the shared messages in the outbox count this session among their holders. */
+  private parked = false
   /** The connection the session stopped writing to (WRITE_BUFFER_BYTES were buffered), until what it buffered was handed on. */
   private writeBlocked: SessionConnection | undefined
   private connection: SessionConnection | undefined
@@ -229,6 +239,11 @@ export class Session {
     return this.outboxBytes
   }
 
+  /** What the session counts against `maxDisconnectedBytes` besides its fixed overhead: `queuedBytes` without the shared payloads. @internal */
+  get ownBytes(): number {
+    return this.outboxBytes - this.sharedBytes
+  }
+
   /**
    * Sends a message to the client. Resolves when the client acknowledged it; while the client
    * is away it waits (bounded by `maxQueue` and `maxQueueBytes`) and goes out on resume.
@@ -276,6 +291,30 @@ export class Session {
     return true
   }
 
+  /**
+   * Counts this session among the holders of the shared messages in its outbox (`by` 1), or no
+   * longer (-1). Returns the payload bytes of those it was the first, or the last, disconnected
+   * holder of (negative when they are let go).
+   */
+  private holdShared(by: 1 | -1): number {
+    let bytes = 0
+    const { outbox } = this
+    for (let i = this.head; i < outbox.length; i++) {
+      const entry = outbox[i]
+      if (entry.parked === undefined) continue
+      entry.parked += by
+      if (entry.parked === (by > 0 ? 1 : 0)) bytes += by * entry.size
+    }
+    return bytes
+  }
+
+  /** Leaves the server-wide budget (connected again, or ended); returns the shared payload bytes let go (negative). */
+  private unpark(): number {
+    if (!this.parked) return 0
+    this.parked = false
+    return this.holdShared(-1)
+  }
+
   /** Why a message counting `bytes` cannot be queued now, or undefined if it can. */
   private fullFor(bytes: number): QueueFullError | undefined {
     const { maxQueue, maxQueueBytes } = this.limits
@@ -297,9 +336,10 @@ export class Session {
     this.txSeq++
     this.outbox.push(entry)
     this.outboxBytes += cost(entry)
+    if (entry.parked !== undefined) this.sharedBytes += entry.size
     this.queueFlush()
     // Disconnected: what it holds counts against the server-wide budget (which may end this session).
-    if (!this.connection) this.events.memory?.(this)
+    if (this.parked) this.events.memory?.(this, true, entry.parked !== undefined && entry.parked++ === 0 ? entry.size : 0)
   }
 
   /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. @internal */
@@ -324,7 +364,7 @@ export class Session {
       }),
     )
     this.written = 0
-    this.events.memory?.(this)
+    this.events.memory?.(this, false, this.unpark())
     this.flush()
   }
 
@@ -345,7 +385,8 @@ export class Session {
       () => this.endWith(new DeliveryError('session expired before the client acknowledged'), 'ttl'),
       this.limits.sessionTtl,
     )
-    this.events.memory?.(this)
+    this.parked = true
+    this.events.memory?.(this, true, this.holdShared(1))
   }
 
   /**
@@ -411,10 +452,12 @@ export class Session {
     this.ended = true
     clearTimeout(this.expiry)
     this.discardHeld()
+    const sharedBytes = this.unpark()
     const { outbox, head } = this
     this.outbox = []
     this.head = 0
     this.outboxBytes = 0
+    this.sharedBytes = 0
     this.writeBlocked = undefined
     for (let i = head; i < outbox.length; i++) {
       const entry = outbox[i]
@@ -428,6 +471,7 @@ export class Session {
     this.writeAck()
     this.connection?.close(close.code, close.reason)
     this.connection = undefined
+    this.events.memory?.(this, false, sharedBytes)
     this.events.expire(this, reason)
   }
 
@@ -671,6 +715,7 @@ export class Session {
       // Let go now (a broadcast's payload is shared): only a compaction would drop it otherwise.
       outbox[this.head++] = RELEASED
       this.outboxBytes -= cost(entry)
+      if (entry.parked !== undefined) this.sharedBytes -= entry.size
       if (this.written > 0) this.written--
       entry.resolve?.()
     }

@@ -92,6 +92,9 @@ async function server(options: TetherServerOptions = {}) {
   return { tether, expired, connect, abandoned }
 }
 
+/** The server's budget of disconnected sessions (private), to read what it counts. */
+const budgetOf = (tether: TetherServer) => (tether as unknown as { budget: { bytes: number; sessions: number } }).budget
+
 const outboxOf = (session: Session): unknown[] => {
   const s = session as unknown as { outbox: unknown[]; head: number }
   return s.outbox.slice(s.head)
@@ -164,18 +167,36 @@ describe('maxQueueBytes: the byte bound of one session', () => {
 
 describe('maxDisconnectedBytes: the budget of disconnected sessions, server-wide', () => {
   it('when broadcasts bring it over, the sessions disconnected longest are ended first, with reason "evicted"; connected ones are never counted', async () => {
-    const perSession = SESSION_BYTES + 10 * (100 + SHARED_ENTRY_BYTES)
-    // Room for 5 disconnected sessions with 10 broadcasts each.
-    const { tether, expired, connect, abandoned } = await server({ maxDisconnectedBytes: 5 * perSession + 10 })
+    // 8 disconnected sessions, 10 broadcasts of 1,000 bytes (counted once): 3,000 bytes too many.
+    const limit = 8 * (SESSION_BYTES + 10 * SHARED_ENTRY_BYTES) + 10 * 1000 - 3000
+    const { tether, expired, connect, abandoned } = await server({ maxDisconnectedBytes: limit })
     const connected = connect()
     const order = Array.from({ length: 8 }, () => abandoned())
-    const payload = 'b'.repeat(98) // 100 bytes as JSON
+    expect(expired).toEqual([])
+    const payload = 'b'.repeat(998) // 1,000 bytes as JSON
     for (let i = 0; i < 10; i++) tether.broadcast(payload)
-    // 8 × perSession does not fit: the three that disconnected first went, in that order.
-    expect(expired).toEqual(order.slice(0, 3).map((s) => ({ id: s.id, reason: 'evicted' })))
-    expect([...tether.sessions.values()]).toEqual([connected.session, ...order.slice(3)])
+    // Each eviction frees a session's share: two are enough, the two that disconnected first, in that order.
+    expect(expired).toEqual(order.slice(0, 2).map((s) => ({ id: s.id, reason: 'evicted' })))
+    expect([...tether.sessions.values()]).toEqual([connected.session, ...order.slice(2)])
     expect(connected.session.pending).toBe(10)
-    for (const session of order.slice(3)) expect(session.pending).toBe(10)
+    for (const session of order.slice(2)) expect(session.pending).toBe(10)
+    expect(budgetOf(tether).bytes).toBeLessThanOrEqual(limit)
+  })
+
+  it("a broadcast's payload counts once, however many disconnected sessions hold it, until the last of them reconnects", async () => {
+    const { tether, connect } = await server()
+    const clients = Array.from({ length: 100 }, () => connect())
+    for (const { session, connection } of clients) session.detach(connection)
+    tether.broadcast('c'.repeat(9998)) // 10,000 bytes as JSON
+    const budget = budgetOf(tether)
+    expect(budget.bytes).toBe(100 * (SESSION_BYTES + SHARED_ENTRY_BYTES) + 10_000)
+    // Each session still counts the payload in full against its own maxQueueBytes.
+    expect(clients[0].session.queuedBytes).toBe(10_000 + SHARED_ENTRY_BYTES)
+    for (const { session } of clients.slice(1)) session.attach(quickConnection(), 0, true)
+    expect(budget.bytes).toBe(SESSION_BYTES + SHARED_ENTRY_BYTES + 10_000)
+    clients[0].session.end()
+    expect(budget.bytes).toBe(0)
+    expect(budget.sessions).toBe(0)
   })
 
   it('a session that reconnects leaves the budget, and joins it again at the end when it disconnects again', async () => {
@@ -205,14 +226,21 @@ describe('maxDisconnectedBytes: the budget of disconnected sessions, server-wide
     const { tether, expired, abandoned } = await server({ maxDisconnectedBytes: limit })
     for (let i = 0; i < 2000; i++) abandoned()
     // 2,000 × SESSION_BYTES alone is over 1 MiB: the oldest went as they disconnected.
-    const budget = (tether as unknown as { budget: { bytes: number; sessions: number } }).budget
+    const budget = budgetOf(tether)
     expect(budget.bytes).toBeLessThanOrEqual(limit)
-    for (let i = 0; i < 300; i++) tether.broadcast({ i, text: 'a broadcast of about a hundred bytes, give or take a few of them, here' })
+    let payloads = 0
+    for (let i = 0; i < 300; i++) {
+      const data = { i, text: 'a broadcast of about a hundred bytes, give or take a few of them, here' }
+      payloads += JSON.stringify(data).length
+      tether.broadcast(data)
+    }
     expect(budget.bytes).toBeLessThanOrEqual(limit)
     expect(budget.sessions).toBe(tether.sessions.size)
     let counted = 0
-    for (const session of tether.sessions.values()) counted += SESSION_BYTES + session.queuedBytes
-    expect(counted).toBe(budget.bytes)
+    for (const session of tether.sessions.values()) counted += SESSION_BYTES + session.ownBytes
+    // Every kept session has every broadcast (the sessions had gone before them), so each payload counts once.
+    for (const session of tether.sessions.values()) expect(session.pending).toBe(300)
+    expect(budget.bytes).toBe(counted + payloads)
     expect(expired.length).toBe(2000 - tether.sessions.size)
     expect(new Set(expired.map((e) => e.reason))).toEqual(new Set(['evicted']))
   })
