@@ -101,13 +101,13 @@ interface Outgoing {
   readonly promise?: Promise<void>
   readonly resolve?: () => void
   readonly reject?: (error: TetherError) => void
-  /** Only for a shared message: how many disconnected sessions hold it. */
-  parked?: number
+  /** Only for a shared message: how many disconnected (parked) sessions hold it. */
+  holdersAway?: number
 }
 
 /** A message encoded once for many sessions (a broadcast): each queues this same object, without a promise. @internal */
 export interface SharedMessage extends Outgoing {
-  parked: number
+  holdersAway: number
   readonly reply?: undefined
   readonly promise?: undefined
   readonly resolve?: undefined
@@ -115,7 +115,7 @@ export interface SharedMessage extends Outgoing {
 }
 
 /** Makes a {@link SharedMessage} of a payload already JSON-encoded. @internal */
-export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload), parked: 0 })
+export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload), holdersAway: 0 })
 
 /** Bytes an outbox entry counts against `maxQueueBytes` (memory.ts has the figures). */
 const cost = (entry: Outgoing): number =>
@@ -301,9 +301,9 @@ export class Session {
     const { outbox } = this
     for (let i = this.head; i < outbox.length; i++) {
       const entry = outbox[i]
-      if (entry.parked === undefined) continue
-      entry.parked += by
-      if (entry.parked === (by > 0 ? 1 : 0)) bytes += by * entry.size
+      if (entry.holdersAway === undefined) continue
+      entry.holdersAway += by
+      if (entry.holdersAway === (by > 0 ? 1 : 0)) bytes += by * entry.size
     }
     return bytes
   }
@@ -336,10 +336,10 @@ export class Session {
     this.txSeq++
     this.outbox.push(entry)
     this.outboxBytes += cost(entry)
-    if (entry.parked !== undefined) this.sharedBytes += entry.size
+    if (entry.holdersAway !== undefined) this.sharedBytes += entry.size
     this.queueFlush()
     // Disconnected: what it holds counts against the server-wide budget (which may end this session).
-    if (this.parked) this.events.memory?.(this, true, entry.parked !== undefined && entry.parked++ === 0 ? entry.size : 0)
+    if (this.parked) this.events.memory?.(this, true, entry.holdersAway !== undefined && entry.holdersAway++ === 0 ? entry.size : 0)
   }
 
   /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. @internal */
@@ -715,7 +715,7 @@ export class Session {
       // Let go now (a broadcast's payload is shared): only a compaction would drop it otherwise.
       outbox[this.head++] = RELEASED
       this.outboxBytes -= cost(entry)
-      if (entry.parked !== undefined) this.sharedBytes -= entry.size
+      if (entry.holdersAway !== undefined) this.sharedBytes -= entry.size
       if (this.written > 0) this.written--
       entry.resolve?.()
     }
