@@ -63,7 +63,8 @@ export interface TetherServerOptions {
   /**
    * Server-wide budget for what disconnected sessions hold: the sum of their `maxQueueBytes`
    * counts plus 2048 bytes per session. When it is reached, the sessions disconnected longest
-   * are ended (`expire` with reason `'evicted'`; their pending sends reject with
+   * are ended (`expire` with reason `'evicted'`, emitted at once from the `broadcast()`,
+   * `session.send()` or disconnect that went over; their pending sends reject with
    * `DeliveryError`) until the rest fit. Default `67108864` (64 MiB).
    */
   maxDisconnectedBytes?: number
