@@ -17,15 +17,16 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { ClosedError } from '../errors.js'
+import { ClosedError, DeliveryError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
-import type { RateLimit } from './limits.js'
-import { RequestError, Session } from './sessions.js'
+import { MAX_HOLD, type RateLimit } from './limits.js'
+import { DisconnectedBudget } from './memory.js'
+import { type ExpireReason, RequestError, Session, sharedMessage } from './sessions.js'
 import { serveStatic } from './static.js'
 import { attachConnection, type ConnectionHooks } from './ws.js'
 
 export type { RateLimit } from './limits.js'
-export { RequestError, Session } from './sessions.js'
+export { type ExpireReason, RequestError, Session } from './sessions.js'
 
 /** Options of {@link createTetherServer}. */
 export interface TetherServerOptions {
@@ -45,8 +46,29 @@ export interface TetherServerOptions {
   sessionTtl?: number
   /** Largest frame accepted from a client, in bytes; bigger closes the connection with 1009. Default `1048576`. */
   maxPayload?: number
-  /** Most unacknowledged messages held per session; `session.send()` beyond rejects. Default `10000`. */
+  /**
+   * Most unacknowledged messages held per session; `session.send()` beyond rejects with
+   * `QueueFullError` (a broadcast skips the session). Default: `rateLimit.burst + rateLimit.rate × 10`
+   * (what the rate limit lets a client have delivered at once plus 10 s at its rate, so an app
+   * that answers every message is not refused while the client's acks come back): `20000` with
+   * the default `rateLimit`, and `20000` when `rateLimit` is `false`.
+   */
   maxQueue?: number
+  /**
+   * Most bytes of unacknowledged messages held per session: UTF-8 payload bytes plus a fixed
+   * overhead per message (320 for `session.send()`, 16 per broadcast, 64 per reply; a broadcast's
+   * payload is held once but counted by every session). Beyond, `session.send()` rejects with
+   * `QueueFullError` (a broadcast skips the session). Default `16777216` (16 MiB).
+   */
+  maxQueueBytes?: number
+  /**
+   * Server-wide budget for what disconnected sessions hold: the sum of their `maxQueueBytes`
+   * counts plus 2048 bytes per session. When it is reached, the sessions disconnected longest
+   * are ended (`expire` with reason `'evicted'`, emitted at once from the `broadcast()`,
+   * `session.send()` or disconnect that went over; their pending sends reject with
+   * `DeliveryError`) until the rest fit. Default `67108864` (64 MiB).
+   */
+  maxDisconnectedBytes?: number
   /** Origins allowed to connect (the `Origin` header), or a predicate. Others are refused with HTTP 403. Default: all. */
   allowedOrigins?: string[] | ((origin: string | undefined) => boolean)
   /**
@@ -94,8 +116,12 @@ export interface TetherServerEvents {
   resume: (session: Session) => void
   /** A session's connection closed; the session waits `sessionTtl` for a resume. */
   disconnect: (session: Session, code: number) => void
-  /** A session ended (expired or closed) and was freed. */
-  expire: (session: Session) => void
+  /**
+   * A session ended and was freed: its `sessionTtl` ran out (`'ttl'`), it was evicted to keep
+   * disconnected sessions within `maxDisconnectedBytes` (`'evicted'`), `session.end()` was called
+   * (`'ended'`), or the server closed (`'shutdown'`).
+   */
+  expire: (session: Session, reason: ExpireReason) => void
   /** A client's `send()`: exactly once per message, in order per session. */
   message: (data: unknown, session: Session) => void
   /** A handler threw, or a connection failed in a way worth logging. The server goes on. */
@@ -115,17 +141,35 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   private readonly unanswered = new Set<WebSocket>()
   private readonly heartbeat: ReturnType<typeof setInterval> | undefined
   private closing: Promise<void> | undefined
+  /** What disconnected sessions hold, against `maxDisconnectedBytes`. */
+  private readonly budget: DisconnectedBudget
 
   /** @internal use {@link createTetherServer} */
   constructor(
     private readonly http: Server | HttpsServer,
     private readonly owned: boolean,
     private readonly options: Required<
-      Pick<TetherServerOptions, 'sessionTtl' | 'maxPayload' | 'maxQueue' | 'heartbeatInterval' | 'rateLimit' | 'maxPendingRequests'>
+      Pick<
+        TetherServerOptions,
+        | 'sessionTtl'
+        | 'maxPayload'
+        | 'maxQueue'
+        | 'maxQueueBytes'
+        | 'maxDisconnectedBytes'
+        | 'heartbeatInterval'
+        | 'rateLimit'
+        | 'maxPendingRequests'
+      >
     > &
       TetherServerOptions,
   ) {
     super()
+    this.budget = new DisconnectedBudget(options.maxDisconnectedBytes, (session) =>
+      session.endWith(
+        new DeliveryError('session evicted: disconnected sessions held maxDisconnectedBytes, and it was disconnected longest'),
+        'evicted',
+      ),
+    )
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxPayload,
@@ -170,10 +214,15 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     this.handler = handler
   }
 
-  /** Sends a message to every session (connected or awaiting resume); encoded once for all. */
+  /**
+   * Sends a message to every session (connected or awaiting resume). It is encoded once, and
+   * every session holds that one payload, without a promise: a session at `maxQueue` or
+   * `maxQueueBytes` (or ended) is skipped. Disconnected sessions may be evicted to stay within
+   * `maxDisconnectedBytes`.
+   */
   broadcast(data: unknown): void {
-    const payload = encodePayload(data)
-    for (const session of this.sessions.values()) session.sendEncoded(payload)
+    const message = sharedMessage(encodePayload(data))
+    for (const session of this.sessions.values()) session.sendShared(message)
   }
 
   /** Closes every connection (1001 Going Away), ends every session, and stops listening. */
@@ -183,7 +232,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       this.http.off('upgrade', this.upgrade)
       // Sessions first: each acknowledges what it delivered before its connection closes.
       for (const session of [...this.sessions.values()]) {
-        session.endWith(new ClosedError('the server shut down'), 1001, 'server shutting down')
+        session.endWith(new ClosedError('the server shut down'), 'shutdown', { code: 1001, reason: 'server shutting down' })
       }
       for (const ws of this.sockets) ws.close(1001, 'server shutting down') // those before their hello
       // Clients that do not complete the close handshake within a second are cut.
@@ -287,10 +336,12 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
             throw error
           }
         },
-        expire: (s) => {
+        expire: (s, reason) => {
           this.sessions.delete(s.id)
-          this.emit('expire', s)
+          this.budget.remove(s)
+          this.emit('expire', s, reason)
         },
+        memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
       })
       this.sessions.set(session.id, session)
       return session
@@ -335,6 +386,15 @@ function originAllowed(allowed: string[] | ((origin: string | undefined) => bool
 }
 
 /**
+ * `maxQueue` when none is given: every message the rate limit lets a client have delivered
+ * within MAX_HOLD (its burst, then 10 s at its rate) may be answered with one message before the
+ * client's acks of the answers come back.
+ */
+function defaultMaxQueue(rateLimit: RateLimit | false): number {
+  return rateLimit ? Math.ceil(rateLimit.burst + (rateLimit.rate * MAX_HOLD) / 1000) : 20000
+}
+
+/**
  * Gives a socket taken over from the HTTP server an 'error' listener. A failing socket (a reset,
  * a write after the peer left) is destroyed by Node itself; there is nothing worth reporting.
  */
@@ -356,23 +416,33 @@ function refuse(socket: Duplex, status: number, text: string): void {
  * Resolves once it is listening.
  */
 export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
-  const settings = {
-    ...options,
-    sessionTtl: options.sessionTtl ?? 120000,
-    maxPayload: options.maxPayload ?? 1024 * 1024,
-    maxQueue: options.maxQueue ?? 10000,
-    heartbeatInterval: options.heartbeatInterval ?? 30000,
-    rateLimit: options.rateLimit ?? { rate: 1000, burst: 10000 },
-    maxPendingRequests: options.maxPendingRequests ?? 100,
-  }
-  const { rateLimit } = settings
+  const rateLimit = options.rateLimit ?? { rate: 1000, burst: 10000 }
   if (
     rateLimit !== false &&
     (typeof rateLimit !== 'object' || !(Number.isFinite(rateLimit.rate) && rateLimit.rate > 0) || !(rateLimit.burst >= 1))
   ) {
     throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
   }
-  for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval', 'maxPendingRequests'] as const) {
+  const settings = {
+    ...options,
+    sessionTtl: options.sessionTtl ?? 120000,
+    maxPayload: options.maxPayload ?? 1024 * 1024,
+    maxQueue: options.maxQueue ?? defaultMaxQueue(rateLimit),
+    maxQueueBytes: options.maxQueueBytes ?? 16 * 1024 * 1024,
+    maxDisconnectedBytes: options.maxDisconnectedBytes ?? 64 * 1024 * 1024,
+    heartbeatInterval: options.heartbeatInterval ?? 30000,
+    rateLimit,
+    maxPendingRequests: options.maxPendingRequests ?? 100,
+  }
+  for (const key of [
+    'sessionTtl',
+    'maxPayload',
+    'maxQueue',
+    'maxQueueBytes',
+    'maxDisconnectedBytes',
+    'heartbeatInterval',
+    'maxPendingRequests',
+  ] as const) {
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
       throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)

@@ -19,10 +19,15 @@ import {
   resFrame,
 } from '../protocol/frames.js'
 import { MAX_HOLD, maxHeldBytes, type RateLimit, TokenBucket } from './limits.js'
+import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 
 /** One connection as the session sees it. */
 export interface SessionConnection {
-  send(frame: string): void
+  /**
+   * Writes a frame. `written`, when given, is called once the frame was handed to the network,
+   * or with an error when it never will be (the connection closed).
+   */
+  send(frame: string, written?: (error?: Error) => void): void
   close(code: number, reason: string): void
   /**
    * Stops reading from the connection (backpressure, once `maxHeldBytes` of frames are held).
@@ -39,19 +44,39 @@ export interface SessionConnection {
    * open. Without this method, an attached connection counts as open until it is detached.
    */
   isOpen?(): boolean
+  /**
+   * Bytes written to the connection and not yet handed to the network (`ws`'s `bufferedAmount`).
+   * With it, the session stops writing messages once `WRITE_BUFFER_BYTES` are buffered (a client
+   * that does not read), keeps the rest in its outbox, and writes again when the frames it wrote
+   * were handed on (`send()`'s `written`). Without it, every message is written at once.
+   */
+  bufferedAmount?(): number
 }
+
+/** Why a session ended: its `sessionTtl` ran out, the server evicted it to stay within `maxDisconnectedBytes`, `end()` was called, or the server shut down. */
+export type ExpireReason = 'ttl' | 'evicted' | 'ended' | 'shutdown'
 
 /** What sessions report to the server that owns them. */
 export interface SessionEvents {
   message(data: unknown, session: Session): void
   request(data: unknown, session: Session): Promise<unknown>
-  expire(session: Session): void
+  expire(session: Session, reason: ExpireReason): void
+  /**
+   * What the session holds, as the server-wide budget sees it, changed: it disconnected, it
+   * reconnected or ended, or, while disconnected, it queued more. `parked`: it is disconnected
+   * and counts against the budget (`ownBytes`). `sharedBytes`: payload bytes of broadcasts that
+   * this change made held (positive) or no longer held (negative) by any disconnected session,
+   * since the budget counts each broadcast's payload once.
+   */
+  memory?(session: Session, parked: boolean, sharedBytes: number): void
 }
 
 /** Limits of one session. */
 export interface SessionLimits {
   /** Most messages (sent, not yet acknowledged by the client) held per session. */
   maxQueue: number
+  /** Most bytes of such messages held per session: their UTF-8 payloads plus a fixed overhead each (memory.ts). */
+  maxQueueBytes: number
   /** Largest frame written to the client, in bytes. */
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
@@ -62,16 +87,39 @@ export interface SessionLimits {
   maxPendingRequests: number
 }
 
+/**
+ * A message held for the client. Its sequence number is its place in the outbox (they are
+ * consecutive), so a broadcast's entry carries nothing per session and is shared by all of them.
+ */
 interface Outgoing {
-  seq: number
   /** A `msg` payload (JSON), or a complete `res` frame. */
-  payload: string
+  readonly payload: string
   /** UTF-8 bytes of `payload`. */
-  size: number
-  reply: boolean
-  resolve?: () => void
-  reject?: (error: TetherError) => void
+  readonly size: number
+  readonly reply?: true
+  /** Only for `session.send()`: its promise, and what settles it. */
+  readonly promise?: Promise<void>
+  readonly resolve?: () => void
+  readonly reject?: (error: TetherError) => void
+  /** Only for a shared message: how many disconnected (parked) sessions hold it. */
+  holdersAway?: number
 }
+
+/** A message encoded once for many sessions (a broadcast): each queues this same object, without a promise. @internal */
+export interface SharedMessage extends Outgoing {
+  holdersAway: number
+  readonly reply?: undefined
+  readonly promise?: undefined
+  readonly resolve?: undefined
+  readonly reject?: undefined
+}
+
+/** Makes a {@link SharedMessage} of a payload already JSON-encoded. @internal */
+export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload), holdersAway: 0 })
+
+/** Bytes an outbox entry counts against `maxQueueBytes` (memory.ts has the figures). */
+const cost = (entry: Outgoing): number =>
+  entry.size + (entry.resolve ? SENT_ENTRY_BYTES : entry.reply ? REPLY_ENTRY_BYTES : SHARED_ENTRY_BYTES)
 
 /** Client frames that are work for the server, and cost a token of the rate limit each item. */
 type Work = Extract<ClientFrame, { t: 'msg' | 'req' | 'ping' }>
@@ -101,6 +149,9 @@ const HELD_BYTES_CEILING = 2
 
 const noop = () => {}
 
+/** Takes the place of an acknowledged entry until the outbox is compacted. */
+const RELEASED: Outgoing = { payload: '', size: 0 }
+
 /**
  * A client's session: stable across its reconnects until it stays disconnected longer than
  * `sessionTtl`. Delivery to the server's handlers is exactly once and in order; `send()`
@@ -116,10 +167,21 @@ export class Session {
   /** Something was received since the last ack written: an ack is due (at the end of the tick, or before a close). */
   private ackDue = false
   private txSeq = 0
-  /** Unacknowledged outgoing messages from `head`; `written` of them went on the current connection. */
+  /**
+   * Unacknowledged outgoing messages from `head`, numbered consecutively up to `txSeq`; `written`
+   * of them went on the current connection.
+   */
   private outbox: Outgoing[] = []
   private head = 0
   private written = 0
+  /** What the unacknowledged messages count against `maxQueueBytes`. */
+  private outboxBytes = 0
+  /** Of those, the payload bytes of shared messages (broadcasts), which the server-wide budget counts once for all sessions. */
+  private sharedBytes = 0
+  /** Disconnected and counted by the server-wide budget: the shared messages in the outbox count this session among their holders. */
+  private parked = false
+  /** The connection the session stopped writing to (WRITE_BUFFER_BYTES were buffered), until what it buffered was handed on. */
+  private writeBlocked: SessionConnection | undefined
   private connection: SessionConnection | undefined
   private expiry: ReturnType<typeof setTimeout> | undefined
   private ended = false
@@ -172,9 +234,19 @@ export class Session {
     return this.outbox.length - this.head
   }
 
+  /** What the messages not yet acknowledged count against `maxQueueBytes`: UTF-8 payload bytes plus a fixed overhead each. */
+  get queuedBytes(): number {
+    return this.outboxBytes
+  }
+
+  /** What the session counts against `maxDisconnectedBytes` besides its fixed overhead: `queuedBytes` without the shared payloads. @internal */
+  get ownBytes(): number {
+    return this.outboxBytes - this.sharedBytes
+  }
+
   /**
    * Sends a message to the client. Resolves when the client acknowledged it; while the client
-   * is away it waits (bounded by `maxQueue`) and goes out on resume.
+   * is away it waits (bounded by `maxQueue` and `maxQueueBytes`) and goes out on resume.
    * @example
    * ```ts
    * await session.send({ type: 'welcome', motd })
@@ -192,23 +264,82 @@ export class Session {
     return this.sendEncoded(payload)
   }
 
-  /** `send()` for a payload already JSON-encoded (broadcast encodes once for all sessions). @internal */
+  /** `send()` for a payload already JSON-encoded. @internal */
   sendEncoded(payload: string): Promise<void> {
     if (this.ended) return handledRejection(new ClosedError('session has ended'))
-    if (this.pending >= this.limits.maxQueue) {
-      return handledRejection(
-        new QueueFullError(
-          `session ${this.id} has ${this.pending} unacknowledged messages (maxQueue); the client is not keeping up or is away`,
-        ),
+    const size = Buffer.byteLength(payload)
+    const full = this.fullFor(size + SENT_ENTRY_BYTES)
+    if (full) return handledRejection(full)
+    let resolve = noop
+    let reject: (error: TetherError) => void = noop
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    this.enqueue({ payload, size, promise, resolve, reject })
+    return promise
+  }
+
+  /**
+   * Queues a message shared with other sessions (a broadcast): no promise, and the entry is the
+   * one object every session holds. Returns false, queuing nothing, when the session has ended
+   * or is at `maxQueue` or `maxQueueBytes`. @internal
+   */
+  sendShared(message: SharedMessage): boolean {
+    if (this.ended || this.fullFor(message.size + SHARED_ENTRY_BYTES)) return false
+    this.enqueue(message)
+    return true
+  }
+
+  /**
+   * Counts this session among the holders of the shared messages in its outbox (`by` 1), or no
+   * longer (-1). Returns the payload bytes of those it was the first, or the last, disconnected
+   * holder of (negative when they are let go).
+   */
+  private holdShared(by: 1 | -1): number {
+    let bytes = 0
+    const { outbox } = this
+    for (let i = this.head; i < outbox.length; i++) {
+      const entry = outbox[i]
+      if (entry.holdersAway === undefined) continue
+      entry.holdersAway += by
+      if (entry.holdersAway === (by > 0 ? 1 : 0)) bytes += by * entry.size
+    }
+    return bytes
+  }
+
+  /** Leaves the server-wide budget (connected again, or ended); returns the shared payload bytes let go (negative). */
+  private unpark(): number {
+    if (!this.parked) return 0
+    this.parked = false
+    return this.holdShared(-1)
+  }
+
+  /** Why a message counting `bytes` cannot be queued now, or undefined if it can. */
+  private fullFor(bytes: number): QueueFullError | undefined {
+    const { maxQueue, maxQueueBytes } = this.limits
+    if (this.pending >= maxQueue) {
+      return new QueueFullError(
+        `session ${this.id} has ${this.pending} unacknowledged messages (maxQueue ${maxQueue}); the client is not keeping up or is away`,
       )
     }
-    const promise = new Promise<void>((resolve, reject) => {
-      this.outbox.push({ seq: ++this.txSeq, payload, size: Buffer.byteLength(payload), reply: false, resolve, reject })
-      this.queueFlush()
-    })
-    // An ignored failure (the session expired) must not crash the process as an unhandled rejection.
-    promise.catch(noop)
-    return promise
+    if (this.outboxBytes + bytes > maxQueueBytes) {
+      return new QueueFullError(
+        `session ${this.id} holds ${this.outboxBytes} bytes of unacknowledged messages and this one counts ${bytes} (maxQueueBytes ${maxQueueBytes}); the client is not keeping up or is away`,
+      )
+    }
+    return undefined
+  }
+
+  /** Appends to the outbox (numbered `++txSeq`), counts it, and writes it at the end of the tick. */
+  private enqueue(entry: Outgoing): void {
+    this.txSeq++
+    this.outbox.push(entry)
+    this.outboxBytes += cost(entry)
+    if (entry.holdersAway !== undefined) this.sharedBytes += entry.size
+    this.queueFlush()
+    // Disconnected: what it holds counts against the server-wide budget (which may end this session).
+    if (this.parked) this.events.memory?.(this, true, entry.holdersAway !== undefined && entry.holdersAway++ === 0 ? entry.size : 0)
   }
 
   /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. @internal */
@@ -233,6 +364,7 @@ export class Session {
       }),
     )
     this.written = 0
+    this.events.memory?.(this, false, this.unpark())
     this.flush()
   }
 
@@ -247,8 +379,14 @@ export class Session {
     this.discardHeld()
     this.connection = undefined
     this.written = 0
-    if (!this.ended)
-      this.expiry = setTimeout(() => this.end(new DeliveryError('session expired before the client acknowledged')), this.limits.sessionTtl)
+    this.writeBlocked = undefined
+    if (this.ended) return
+    this.expiry = setTimeout(
+      () => this.endWith(new DeliveryError('session expired before the client acknowledged'), 'ttl'),
+      this.limits.sessionTtl,
+    )
+    this.parked = true
+    this.events.memory?.(this, true, this.holdShared(1))
   }
 
   /**
@@ -296,26 +434,45 @@ export class Session {
     }
   }
 
-  /** Ends the session now: pending sends reject, the connection closes, the server forgets it. */
+  /** Ends the session now: pending sends reject, the connection closes, the server forgets it (`expire`, reason `'ended'`). */
   end(error: TetherError = new ClosedError('session closed by the server')): void {
-    this.endWith(error, 1000, 'session ended')
+    this.endWith(error, 'ended')
   }
 
-  /** `end()`, closing the connection with `code` (the server's shutdown says 1001). @internal */
-  endWith(error: TetherError, code: number, reason: string): void {
+  /**
+   * `end()` for a reason given to `expire`, closing the connection (if any) with `close` (the
+   * server's shutdown says 1001). @internal
+   */
+  endWith(
+    error: TetherError,
+    reason: ExpireReason,
+    close: { code: number; reason: string } = { code: 1000, reason: 'session ended' },
+  ): void {
     if (this.ended) return
     this.ended = true
     clearTimeout(this.expiry)
     this.discardHeld()
-    for (let i = this.head; i < this.outbox.length; i++) this.outbox[i].reject?.(error)
+    const sharedBytes = this.unpark()
+    const { outbox, head } = this
     this.outbox = []
     this.head = 0
+    this.outboxBytes = 0
+    this.sharedBytes = 0
+    this.writeBlocked = undefined
+    for (let i = head; i < outbox.length; i++) {
+      const entry = outbox[i]
+      // An ignored failure must not crash the process as an unhandled rejection. Marked here,
+      // not when sent: a second promise per message would cost as much again.
+      entry.promise?.catch(noop)
+      entry.reject?.(error)
+    }
     // What was delivered is acknowledged before the close (a handler may end the session while
     // its message is being delivered): otherwise the client sends it again, to a new session.
     this.writeAck()
-    this.connection?.close(code, reason)
+    this.connection?.close(close.code, close.reason)
     this.connection = undefined
-    this.events.expire(this)
+    this.events.memory?.(this, false, sharedBytes)
+    this.events.expire(this, reason)
   }
 
   /**
@@ -494,8 +651,9 @@ export class Session {
 
   /** Hands a request to the handler, within the limits on replies; throws FrameError (1013) beyond them. */
   private request(frame: Extract<ClientFrame, { t: 'req' }>): void {
-    // Replies wait in the outbox like messages, so they count against maxQueue too.
+    // Replies wait in the outbox like messages, so they count against maxQueue (and maxQueueBytes) too.
     if (this.pending + this.pendingRequests >= this.limits.maxQueue) this.overLimit('too many unacknowledged replies (maxQueue)')
+    if (this.outboxBytes >= this.limits.maxQueueBytes) this.overLimit('too many bytes of unacknowledged replies (maxQueueBytes)')
     if (this.pendingRequests >= this.limits.maxPendingRequests) {
       // The client was told the limit in welcome; one that ignores it is asked to come back later.
       throw new FrameError(
@@ -532,10 +690,8 @@ export class Session {
     } catch {
       error = { code: 'ERR_REPLY_ENCODING', message: 'the reply could not be encoded as JSON' }
     }
-    const seq = ++this.txSeq
-    const frame = resFrame(seq, id, payload, error)
-    this.outbox.push({ seq, payload: frame, size: Buffer.byteLength(frame), reply: true })
-    this.queueFlush()
+    const frame = resFrame(this.txSeq + 1, id, payload, error)
+    this.enqueue({ payload: frame, size: Buffer.byteLength(frame), reply: true })
   }
 
   /**
@@ -552,8 +708,14 @@ export class Session {
 
   private acknowledge(seq: number): void {
     const { outbox } = this
-    while (this.head < outbox.length && outbox[this.head].seq <= seq) {
-      const entry = outbox[this.head++]
+    // The outbox holds txSeq - pending + 1 … txSeq, in order.
+    let count = Math.min(this.pending, seq - (this.txSeq - this.pending))
+    while (count-- > 0) {
+      const entry = outbox[this.head]
+      // Let go now (a broadcast's payload is shared): only a compaction would drop it otherwise.
+      outbox[this.head++] = RELEASED
+      this.outboxBytes -= cost(entry)
+      if (entry.holdersAway !== undefined) this.sharedBytes -= entry.size
       if (this.written > 0) this.written--
       entry.resolve?.()
     }
@@ -567,23 +729,50 @@ export class Session {
   /** Everything sent in this tick goes out together, batched. */
   private readonly queueFlush = perTick(() => this.flush())
 
-  /** Writes what the current connection has not had yet, batching messages into `msg` frames. */
+  /**
+   * Writes what the current connection has not had yet, batching messages into `msg` frames,
+   * until the connection has WRITE_BUFFER_BYTES buffered (a client that does not read): then the
+   * rest waits in the outbox, and writing goes on once what was written has been handed on.
+   */
   private flush(): void {
     const connection = this.connection
-    if (!connection) return
+    if (!connection || this.writeBlocked === connection) return
     const { outbox } = this
-    const batch = msgBatcher(this.limits.maxPayload, (frame) => connection.send(frame))
-    for (let i = this.head + this.written; i < outbox.length; i++) {
+    const start = this.head + this.written
+    if (start >= outbox.length) return
+    // Only a connection that reports what it buffers can be waited for.
+    const watch = connection.bufferedAmount !== undefined
+    let full = false
+    const written = watch
+      ? (error?: Error) => {
+          if (!error) this.onWritten(connection)
+        }
+      : undefined
+    const write = (frame: string) => {
+      connection.send(frame, written)
+      if (watch && (connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES) full = true
+    }
+    const batch = msgBatcher(this.limits.maxPayload, write)
+    const firstSeq = this.txSeq - this.pending + 1 - this.head
+    for (let i = start; i < outbox.length && !full; i++) {
       const entry = outbox[i]
       this.written++
       if (entry.reply) {
         batch.end()
-        connection.send(entry.payload)
+        write(entry.payload)
         continue
       }
-      batch.add(entry.seq, entry.payload, entry.size)
+      batch.add(firstSeq + i, entry.payload, entry.size)
     }
     batch.end()
+    if (full) this.writeBlocked = connection
+  }
+
+  /** A frame written by flush() was handed to the network: write on if the connection's buffer has emptied. */
+  private onWritten(connection: SessionConnection): void {
+    if (this.writeBlocked !== connection || (connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES / 2) return
+    this.writeBlocked = undefined
+    this.flush()
   }
 
   /** One cumulative ack for everything received in this tick, written at its end. */

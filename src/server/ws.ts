@@ -39,11 +39,13 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     ws.resume()
   }
   const connection: SessionConnection = {
-    send: (frame) => ws.send(frame),
+    // ws calls `written` once the frame is handed to the operating system, or with an error if it never will be.
+    send: (frame, written) => ws.send(frame, written),
     close,
     pause: () => ws.pause(),
     resume: () => ws.resume(),
     isOpen: () => !closing && ws.readyState === WebSocket.OPEN,
+    bufferedAmount: () => ws.bufferedAmount,
   }
   ws.on('message', (data: RawData, isBinary: boolean) => {
     // Frames still arriving on a connection being closed are not processed (nor acknowledged):

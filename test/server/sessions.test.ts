@@ -49,7 +49,15 @@ function setup(limits: Partial<SessionLimits> = {}, handler: Handler = async (da
   }
   const session = new Session(
     undefined,
-    { maxQueue: 100_000, maxPayload: MiB, sessionTtl: 60_000, rateLimit: false, maxPendingRequests: 1000, ...limits },
+    {
+      maxQueue: 100_000,
+      maxQueueBytes: 1024 * MiB,
+      maxPayload: MiB,
+      sessionTtl: 60_000,
+      rateLimit: false,
+      maxPendingRequests: 1000,
+      ...limits,
+    },
     events,
   )
   const messages = () => events.message.mock.calls.map(([data]) => data)
@@ -360,7 +368,7 @@ describe('limits and lifetime', () => {
     expect(events.expire).not.toHaveBeenCalled()
     expect(sent.status).toBe('pending')
     await vi.advanceTimersByTimeAsync(1)
-    expect(events.expire).toHaveBeenCalledExactlyOnceWith(session)
+    expect(events.expire).toHaveBeenCalledExactlyOnceWith(session, 'ttl')
     expect(sent.status).toBe('rejected')
     expect(sent.error).toBeInstanceOf(DeliveryError)
     await expect(session.send('after')).rejects.toBeInstanceOf(ClosedError)
@@ -447,7 +455,7 @@ describe('limits and lifetime', () => {
     const conn = connect()
     conn.clear()
     receive(session, msg(1, 'a'))
-    session.endWith(new ClosedError('the server shut down'), 1001, 'server shutting down')
+    session.endWith(new ClosedError('the server shut down'), 'shutdown', { code: 1001, reason: 'server shutting down' })
     expect(conn.frames()).toEqual([{ t: 'ack', s: 1 }])
     expect(conn.close).toHaveBeenCalledWith(1001, 'server shutting down')
   })
