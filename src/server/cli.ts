@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   server.on('session', (s) => log(`session ${s.id.slice(0, 8)} opened (${server.sessions.size} sessions)`))
   server.on('resume', (s) => log(`session ${s.id.slice(0, 8)} resumed`))
   server.on('disconnect', (s, code) => log(`session ${s.id.slice(0, 8)} disconnected (${code})`))
-  server.on('expire', (s) => log(`session ${s.id.slice(0, 8)} ended`))
+  server.on('expire', (s, reason) => log(`session ${s.id.slice(0, 8)} ended (${reason})`))
   server.on('error', (error) => log(`error: ${error.message}`))
   server.on('message', (data, session) => {
     session.send(data)

@@ -361,10 +361,9 @@ describe('hostile upgrade requests cannot crash the server', () => {
   it('an echo app under the default rate limit, sent a burst well above it: no session.send() is refused, every echo arrives once, in order, on one connection', async () => {
     // The client's acks of the echoes are read while its messages are held, so the server's
     // outbox empties as fast as the client acknowledges: it never holds more than the burst
-    // (delivered at once) and what the client has not acknowledged yet. (maxQueue is above the
-    // burst here: at the default, equal to it, the echoes of the burst alone fill the outbox, and
-    // those of messages delivered before the client's first ack comes back are refused.)
-    const server = await startTether({ maxQueue: 12_000 })
+    // (delivered at once) and what the client has not acknowledged yet. maxQueue is its default
+    // (the burst plus 10 s at the rate): server-echo-defaults.test.ts has the arithmetic.
+    const server = await startTether()
     const refused: Error[] = []
     server.on('message', (data, session) => {
       session.send(data).catch((error: Error) => refused.push(error))
