@@ -199,6 +199,19 @@ function object<T>(option: string, value: T | undefined): T | undefined {
   return value
 }
 
+const isProtocolList = (value: unknown): value is string | string[] =>
+  typeof value === 'string' || (Array.isArray(value) && value.every((p) => typeof p === 'string'))
+
+/**
+ * Checks what a `protocols` function returned, before it reaches the WebSocket constructor
+ * (`ws` and undici would read an object there as their own options, headers included).
+ * @throws {@link OptionError} naming `options.protocols` and the value
+ */
+export function checkProtocols(value: unknown): string | string[] {
+  if (!isProtocolList(value)) fail('protocols', 'a string or an array of strings, also when a function returns it', value)
+  return value
+}
+
 /** Applies defaults and validates; throws {@link OptionError} naming the first bad option. */
 export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
   object('', options)
@@ -211,12 +224,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
     )
   }
   const { protocols } = options
-  if (
-    protocols !== undefined &&
-    typeof protocols !== 'string' &&
-    typeof protocols !== 'function' &&
-    !(Array.isArray(protocols) && protocols.every((p) => typeof p === 'string'))
-  ) {
+  if (protocols !== undefined && typeof protocols !== 'function' && !isProtocolList(protocols)) {
     fail('protocols', 'a string, an array of strings or a function returning one', protocols)
   }
   const mode = options.mode === undefined ? 'tether' : options.mode
