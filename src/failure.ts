@@ -14,7 +14,7 @@ export interface ErrorEventLike {
 
 /** Why an HTTP status refuses a WebSocket upgrade, for the statuses servers commonly answer with. */
 const STATUS_HINTS: Record<number, string> = {
-  400: 'bad request',
+  400: 'bad request (a ws server answers 400 for a path it does not serve)',
   401: 'unauthorized: the server refused the credentials (or found none)',
   403: 'forbidden: the server refused this origin or these credentials',
   404: 'no WebSocket endpoint at this path',
