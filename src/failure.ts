@@ -30,7 +30,7 @@ const NO_DETAIL =
 
 /** The cause of a failed attempt as text, from its error event (if any) and its close. */
 export function describeFailure(event: ErrorEventLike | undefined, close: { code: number; reason: string }): string {
-  if (!event) return `the connection closed before it opened (close code ${close.code}${close.reason ? `, ${close.reason}` : ''})`
+  if (!event) return `the connection closed before the socket was open (close code ${close.code}${close.reason ? `, ${close.reason}` : ''})`
   const inner = event.error instanceof Error ? event.error.message : ''
   const text = typeof event.message === 'string' && event.message ? event.message : inner
   if (!text) return NO_DETAIL

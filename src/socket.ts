@@ -86,13 +86,19 @@ export interface TetherSocketEvents<In> {
   open: () => void
   /** A message from the server (in tether mode: exactly once, in order). */
   message: (data: In) => void
-  /** A connection (or an attempt) ended. */
+  /**
+   * A connection (or an attempt) ended. The final one (`willReconnect: false`) fires once the
+   * state is `closed`, so a listener may call `connect()`.
+   */
   close: (info: CloseEventInfo) => void
-  /** A retry is scheduled. */
+  /** A retry is scheduled: after `delay` ms, or once the network is back (`waitingFor: 'network'`). */
   reconnecting: (info: ReconnectingInfo) => void
   /** The state changed. */
   state: (next: SocketState, prev: SocketState) => void
-  /** Something went wrong; the socket keeps running where it can. */
+  /**
+   * Something went wrong; the socket keeps running where it can. A failed attempt is reported
+   * when it is the first since the socket was open, then only when its message changes.
+   */
   error: (error: TetherError) => void
   /** Tether mode: a new server session began (the first, or one replacing an expired session). */
   session: (info: SessionInfo) => void
@@ -529,7 +535,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.current === 'open') this.protocol.flush()
   }
 
-  /** An attempt failed before it opened (timeout, provider, constructor, hook). */
+  /** An attempt failed before the WebSocket was created or while it was opening (timeout, provider, constructor, hook). */
   private attemptFailed(error: TetherError): void {
     const id = this.attemptId
     this.reportFailure(error)

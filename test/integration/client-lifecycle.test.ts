@@ -67,6 +67,24 @@ describe('no connection is left open at the server', () => {
   })
 })
 
+describe('a protocols function', () => {
+  it('returning an object: the attempt fails naming options.protocols, and nothing of it reaches the server', async () => {
+    const headers: string[] = []
+    const server = await startServer({ onConnection: (_c, request) => headers.push(String(request.headers['x-injected'])) })
+    server.http.on('upgrade', (request) => headers.push(String(request.headers['x-injected'])))
+    const { sock, errors } = rawSocket(server.url, {
+      protocols: () => ({ headers: { 'x-injected': 'yes' } }) as never,
+      reconnect: { maxRetries: 1, minDelay: 10 },
+    })
+    const given = await failure(sock.send('x'), 'the give-up')
+    expect(given).toBeInstanceOf(DeliveryError)
+    const [reported] = errors.filter((e) => e instanceof ConnectionError)
+    expect(reported!.message).toMatch(/options\.protocols must be a string or an array of strings.*\{"headers":\{"x-injected":"yes"\}\}/)
+    expect(server.upgrades).toEqual([])
+    expect(headers).toEqual([])
+  })
+})
+
 describe('close() then connect()', () => {
   it('in the same tick: connected again, the first connection closed at the server', async () => {
     const server = await startServer()
