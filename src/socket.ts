@@ -349,18 +349,17 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const ws = this.ws
     if (ws) {
       this.requestedClose = { code, reason, wasClean: false }
-      const asked = shut(ws, code, reason)
-      this.setState('closing')
-      if ((this.current as SocketState) !== 'closing') return done // a state listener called connect(): the close is complete
-      if (!asked) {
-        this.connectionEnded(ws, this.requestedClose) // it was closed already
-        return done
-      }
       // A dead network may never deliver the close event: closing is bounded like connecting.
       this.timer = timer(
         () => this.connectionEnded(ws, { code: 1006, reason: 'close handshake timed out', wasClean: false }),
         this.connectTimeout,
       )
+      // undici fires `error` from within close() on a connection still connecting, and no close
+      // event after it: its handler then shortens this wait to CLOSE_GRACE.
+      const asked = shut(ws, code, reason)
+      this.setState('closing')
+      if ((this.current as SocketState) !== 'closing') return done // a state listener called connect(): the close is complete
+      if (!asked) this.connectionEnded(ws, this.requestedClose) // it was closed already
     } else {
       this.shutDown()
     }

@@ -3,6 +3,7 @@
  * WebSocket Node 20 and 22 ship; undici fires `error` and never `close` for a refused
  * connection) and `globalThis.WebSocket` where this Node version has one.
  */
+import type { Socket } from 'node:net'
 import { WebSocket as UndiciWebSocket } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket as WsWebSocket } from 'ws'
@@ -63,6 +64,20 @@ describe.each(implementations)('with %s', (_name, WebSocket) => {
     expect(failures).toHaveLength(1) // the same cause four times is reported once
     expect(failures[0]!.message).toContain(`could not connect to ws://127.0.0.1:${port}/`)
     expect((outcome as DeliveryError).cause).toBeInstanceOf(ConnectionError)
+  })
+
+  it('close() while the handshake hangs resolves at once and leaves nothing open', async () => {
+    const server = await startServer()
+    server.http.removeAllListeners('upgrade') // the handshake is never answered
+    const held: Socket[] = []
+    server.http.on('upgrade', (_req, socket: Socket) => held.push(socket))
+    const { sock } = rawSocket(server.url, { reconnect: { connectTimeout: 10_000 } })
+    await waitFor(() => held.length === 1, 3000, 'the upgrade request')
+    const started = Date.now()
+    await withTimeout(sock.close(), 3000, 'close() of a connecting socket')
+    expect(Date.now() - started).toBeLessThan(1000)
+    expect(sock.state).toBe('closed')
+    await waitFor(() => held[0]!.destroyed || held[0]!.readableEnded, 3000, 'the client to drop the TCP connection')
   })
 
   it('queues while the server is down and delivers the backlog in order after it restarts', async () => {
