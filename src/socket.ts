@@ -9,10 +9,13 @@
  *                           ▲   │ attempt failed                     │ connection lost
  *              delay passed │   ▼                                    ▼
  *                         reconnecting ◄──────────────────────────────┘
- *   close() from any state ──► closing ──► closed  (also: retries given up)
+ *   close() from any state ──► closing ──► closed  (also: retries given up; connect() during
+ *                                                   closing completes the close at once)
  * ```
  * Every state change goes through `setState`, which emits `state`. One timer serves the
- * lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`.
+ * lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`, the
+ * close handshake's bound while `closing`, and the short grace after an `error` that no `close`
+ * may follow (undici).
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
