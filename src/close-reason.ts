@@ -8,22 +8,27 @@
 /** The most UTF-8 bytes a close reason may have. */
 export const MAX_REASON_BYTES = 123
 
-const encoder = /* @__PURE__ */ new TextEncoder()
+/** UTF-8 bytes of one code point (a lone surrogate is encoded as U+FFFD: 3 bytes). */
+const size = (char: string): number => {
+  const code = char.codePointAt(0) as number
+  return code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4
+}
 
-/** The length of `text` in UTF-8 bytes. */
-export const utf8Length = (text: string): number => encoder.encode(text).length
-
-/** `text` cut to at most {@link MAX_REASON_BYTES} UTF-8 bytes, never inside a character. */
-export function cutReason(text: string): string {
-  if (text.length * 3 <= MAX_REASON_BYTES || utf8Length(text) <= MAX_REASON_BYTES) return text
-  let bytes = 0
+/** `text` cut to at most `max` UTF-8 bytes, never inside a character. */
+export function cutReason(text: string, max = MAX_REASON_BYTES): string {
   let end = 0
   // Iterating by code point keeps surrogate pairs together.
   for (const char of text) {
-    const size = utf8Length(char)
-    if (bytes + size > MAX_REASON_BYTES) break
-    bytes += size
+    max -= size(char)
+    if (max < 0) break
     end += char.length
   }
   return text.slice(0, end)
+}
+
+/** The length of `text` in UTF-8 bytes. */
+export const utf8Length = (text: string): number => {
+  let bytes = 0
+  for (const char of text) bytes += size(char)
+  return bytes
 }
