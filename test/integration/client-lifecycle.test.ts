@@ -108,7 +108,9 @@ describe('a failed attempt says why', () => {
     const reported = errors.filter((e) => e instanceof ConnectionError)
     expect(reported).toHaveLength(1)
     expect(reported[0]!.message).toMatch(
-      new RegExp(`^could not connect to ws://127\\.0\\.0\\.1:${port}/live: connection refused \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)$`),
+      new RegExp(
+        `^could not connect to ws://127\\.0\\.0\\.1:${port}/live: connection refused \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)$`,
+      ),
     )
     expect((reported[0]!.cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED')
     expect(given).toBeInstanceOf(DeliveryError)
@@ -160,7 +162,9 @@ describe('a failed attempt says why', () => {
       await failure(sock.send('x'), 'the give-up')
       const [reported] = errors.filter((e) => e instanceof ConnectionError)
       expect(reported!.message).toMatch(
-        status === 403 ? /: HTTP 403: forbidden: origin or credentials refused/ : /: HTTP 401: unauthorized: credentials refused or missing/,
+        status === 403
+          ? /: HTTP 403: forbidden: origin or credentials refused/
+          : /: HTTP 401: unauthorized: credentials refused or missing/,
       )
       await server.kill()
     }
