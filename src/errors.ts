@@ -39,8 +39,8 @@ export class TetherError extends Error {
 
 /**
  * A message was given up on: reconnection stopped (retries exhausted, `shouldReconnect` said no,
- * or the server does not speak tether.v1), the server session ended before a request's reply,
- * or the message is bigger than the server accepts.
+ * or the server does not speak tether.v1; `cause` is then the last failed attempt's error), the
+ * server session ended before a request's reply, or the message is bigger than the server accepts.
  */
 export class DeliveryError extends TetherError {
   constructor(message: string, options?: TetherErrorOptions) {
@@ -83,7 +83,12 @@ export class AbortError extends TetherError {
   }
 }
 
-/** A connection attempt failed before the socket opened: the URL or protocols provider threw, the WebSocket constructor refused the URL, or the `onOpen` hook failed. */
+/**
+ * A connection attempt failed before the socket opened: the connection was refused or closed,
+ * the server refused the upgrade (its HTTP status, where the WebSocket implementation tells),
+ * the URL or protocols provider threw or returned a bad value, the WebSocket constructor
+ * refused the URL, or the `onOpen` hook failed. `cause` is the platform's error, if any.
+ */
 export class ConnectionError extends TetherError {
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'ConnectionError', 'ERR_CONNECTION')

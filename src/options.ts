@@ -43,7 +43,11 @@ export interface ReconnectOptions {
   factor?: number
   /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`). */
   jitter?: number
-  /** Failed attempts in a row after which reconnection is given up. Default `Infinity`. */
+  /**
+   * Retries after the first failure before reconnection is given up: `3` allows 4 failed
+   * attempts in a row (1 + 3 retries); `0` never retries. A connection that drops before
+   * `resetAfter` counts as a failed attempt. Default `Infinity`.
+   */
   maxRetries?: number
   /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000`. */
   connectTimeout?: number
@@ -91,7 +95,11 @@ export interface OpenContext<Out> {
 export interface TetherSocketOptions<In = unknown, Out = unknown> {
   /** The WebSocket implementation. Default `globalThis.WebSocket`; in Node pass `WebSocket` from `ws`. */
   WebSocket?: WebSocketConstructor
-  /** Subprotocols to offer (in tether mode `tether.v1` is offered first, before these). */
+  /**
+   * Subprotocols to offer (in tether mode `tether.v1` is offered first, before these). What a
+   * function returns is checked like the option; anything but a string or an array of strings
+   * fails that attempt with a `ConnectionError` naming `options.protocols`.
+   */
   protocols?: ProtocolsProvider
   /** `'tether'` (default): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
   mode?: 'tether' | 'raw'
@@ -199,6 +207,19 @@ function object<T>(option: string, value: T | undefined): T | undefined {
   return value
 }
 
+const isProtocolList = (value: unknown): value is string | string[] =>
+  typeof value === 'string' || (Array.isArray(value) && value.every((p) => typeof p === 'string'))
+
+/**
+ * Checks what a `protocols` function returned, before it reaches the WebSocket constructor
+ * (`ws` and undici would read an object there as their own options, headers included).
+ * @throws {@link OptionError} naming `options.protocols` and the value
+ */
+export function checkProtocols(value: unknown): string | string[] {
+  if (!isProtocolList(value)) fail('protocols', 'a string or an array of strings, also when a function returns it', value)
+  return value
+}
+
 /** Applies defaults and validates; throws {@link OptionError} naming the first bad option. */
 export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
   object('', options)
@@ -211,12 +232,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
     )
   }
   const { protocols } = options
-  if (
-    protocols !== undefined &&
-    typeof protocols !== 'string' &&
-    typeof protocols !== 'function' &&
-    !(Array.isArray(protocols) && protocols.every((p) => typeof p === 'string'))
-  ) {
+  if (protocols !== undefined && typeof protocols !== 'function' && !isProtocolList(protocols)) {
     fail('protocols', 'a string, an array of strings or a function returning one', protocols)
   }
   const mode = options.mode === undefined ? 'tether' : options.mode

@@ -9,18 +9,24 @@
  *                           ▲   │ attempt failed                     │ connection lost
  *              delay passed │   ▼                                    ▼
  *                         reconnecting ◄──────────────────────────────┘
- *   close() from any state ──► closing ──► closed  (also: retries given up)
+ *   close() from any state ──► closing ──► closed  (also: retries given up; connect() during
+ *                                                   closing completes the close at once)
  * ```
  * Every state change goes through `setState`, which emits `state`. One timer serves the
- * lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`.
+ * lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`, the
+ * close handshake's bound while `closing`, and the short grace after an `error` that no `close`
+ * may follow (undici).
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
 import { backoffDelay } from './backoff.js'
+import { cutReason, MAX_REASON_BYTES, utf8Length } from './close-reason.js'
 import { isOnline, watchEnvironment } from './environment.js'
 import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from './errors.js'
+import { describeFailure, type ErrorEventLike } from './failure.js'
 import {
   type CloseInfo,
+  checkProtocols,
   DEFAULT_CONNECT_TIMEOUT,
   normalizeUrl,
   type RequestOptions,
@@ -51,8 +57,13 @@ export interface CloseEventInfo extends CloseInfo {
 export interface ReconnectingInfo {
   /** Failed attempts in a row so far (1 before the first retry). */
   attempt: number
-  /** Milliseconds until the next attempt. */
+  /** Milliseconds until the next attempt; `Infinity` while waiting for the network. */
   delay: number
+  /**
+   * What the next attempt waits for: `'delay'`, the backoff `delay` (a UI may count down), or
+   * `'network'`, the browser to report itself online again (no attempt is made until then).
+   */
+  waitingFor: 'delay' | 'network'
 }
 
 /** A snapshot of counters, for dashboards and debugging. */
@@ -78,13 +89,19 @@ export interface TetherSocketEvents<In> {
   open: () => void
   /** A message from the server (in tether mode: exactly once, in order). */
   message: (data: In) => void
-  /** A connection (or an attempt) ended. */
+  /**
+   * A connection (or an attempt) ended. The final one (`willReconnect: false`) fires once the
+   * state is `closed`, so a listener may call `connect()`.
+   */
   close: (info: CloseEventInfo) => void
-  /** A retry is scheduled. */
+  /** A retry is scheduled: after `delay` ms, or once the network is back (`waitingFor: 'network'`). */
   reconnecting: (info: ReconnectingInfo) => void
   /** The state changed. */
   state: (next: SocketState, prev: SocketState) => void
-  /** Something went wrong; the socket keeps running where it can. */
+  /**
+   * Something went wrong; the socket keeps running where it can. A failed attempt is reported
+   * when it is the first since the socket was open, then only when its message changes.
+   */
   error: (error: TetherError) => void
   /** Tether mode: a new server session began (the first, or one replacing an expired session). */
   session: (info: SessionInfo) => void
@@ -98,13 +115,46 @@ interface Connection {
   onopen: (() => void) | null
   onmessage: ((event: { data: WireData }) => void) | null
   onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null
-  onerror: ((event: { message?: unknown }) => void) | null
+  onerror: ((event: ErrorEventLike) => void) | null
   send(data: Payload): void
   close(code?: number, reason?: string): void
+  /** `ws` only: ends the connection without a close handshake. */
+  terminate?(): void
 }
 
+const CONNECTING = 0
 const OPEN = 1
+/**
+ * How long a connection that reported an error while still connecting may take to report its
+ * close. undici 6 (the WebSocket of Node 20 and 22) never does, so without this every refused
+ * attempt would wait the whole connect timeout. Spec implementations are closed already when
+ * they fire the error, and fire close in the same task.
+ */
+const CLOSE_GRACE = 50
 const noop = () => {}
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+
+/**
+ * Asks a WebSocket to close. An implementation that refuses the code or reason must not keep
+ * the connection open behind our back: it is closed without them, or terminated.
+ * @returns false when every way failed (the connection is closed already)
+ */
+function shut(ws: Connection, code: number, reason: string): boolean {
+  try {
+    ws.close(code, reason)
+    return true
+  } catch {}
+  try {
+    ws.close()
+    return true
+  } catch {}
+  try {
+    ws.terminate?.()
+    return ws.terminate !== undefined
+  } catch {
+    return false
+  }
+}
 /** The result of every send() finished at once (a settled promise can be shared). */
 const WRITTEN: Promise<unknown> = Promise.resolve()
 /** Close code this client uses when it drops a connection on purpose (timeouts, reconnect(), a failed hook). */
@@ -139,6 +189,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private openedAt = 0
   private unwatch: (() => void) | undefined
   private closeWaiters: (() => void)[] = []
+  /** While `closing`: the close `close()` asked for, reported if `connect()` overtakes the handshake. */
+  private requestedClose: CloseInfo = { code: 1000, reason: '', wasClean: false }
+  /** The last failed attempt of the current run of failures (reset by an open), the cause a give-up names. */
+  private lastFailure: TetherError | undefined
   private counters = { attempts: 0, opened: 0, connectedTime: 0, lastCloseCode: undefined as number | undefined }
 
   /**
@@ -228,25 +282,35 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     return this.enqueue(data, options, true) as Promise<R>
   }
 
-  /** Opens the connection when the socket is `idle` (autoConnect: false) or `closed`. Otherwise does nothing. */
+  /**
+   * Opens the connection when the socket is `idle` (autoConnect: false), `closed`, or `closing`
+   * (the close then completes at once, without waiting for the server's close frame; the old
+   * connection still closes). Otherwise does nothing.
+   */
   connect(): void {
+    const ws = this.ws
+    if (this.current === 'closing' && ws) this.connectionEnded(ws, this.requestedClose)
     if (this.current !== 'idle' && this.current !== 'closed') return
     this.failures = 0
+    this.lastFailure = undefined
     this.unwatch ??= watchEnvironment({
       online: () => this.wake(),
-      offline: noop,
+      offline: () => this.offline(),
       visible: () => this.wake(),
     })
     this.attempt()
   }
 
-  /** Drops the current connection (or the backoff wait) and connects again right away, with the backoff reset. */
+  /**
+   * Drops the current connection (or the backoff wait) and connects again right away, with the
+   * backoff reset. When `idle`, `closing` or `closed` it does what `connect()` does.
+   */
   reconnect(): void {
-    if (this.current === 'idle' || this.current === 'closed') {
+    if (this.current === 'idle' || this.current === 'closed' || this.current === 'closing') {
       this.connect()
       return
     }
-    if (this.current === 'closing') return
+    this.lastFailure = undefined
     const dropped = this.ws !== undefined
     this.discard(CLIENT_DROP, 'reconnect requested')
     this.failures = 0
@@ -269,6 +333,13 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
       throw new OptionError(`close code must be 1000 or in 3000-4999; got ${code}`)
     }
+    if (typeof reason !== 'string') throw new OptionError(`close reason must be a string; got ${typeof reason}`)
+    const bytes = utf8Length(reason)
+    if (bytes > MAX_REASON_BYTES) {
+      throw new OptionError(
+        `close reason must be at most ${MAX_REASON_BYTES} UTF-8 bytes (the WebSocket limit); got ${bytes}. Shorten it, or send the details as a message before closing`,
+      )
+    }
     if (this.current === 'closed' || this.current === 'idle') {
       this.shutDown()
       return Promise.resolve()
@@ -280,17 +351,18 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.failEverything(TetherSocket.closedError)
     const ws = this.ws
     if (ws) {
-      this.setState('closing')
+      this.requestedClose = { code, reason, wasClean: false }
       // A dead network may never deliver the close event: closing is bounded like connecting.
       this.timer = timer(
         () => this.connectionEnded(ws, { code: 1006, reason: 'close handshake timed out', wasClean: false }),
         this.connectTimeout,
       )
-      try {
-        ws.close(code, reason)
-      } catch {
-        this.connectionEnded(ws, { code, reason, wasClean: false })
-      }
+      // undici fires `error` from within close() on a connection still connecting, and no close
+      // event after it: its handler then shortens this wait to CLOSE_GRACE.
+      const asked = shut(ws, code, reason)
+      this.setState('closing')
+      if ((this.current as SocketState) !== 'closing') return done // a state listener called connect(): the close is complete
+      if (!asked) this.connectionEnded(ws, this.requestedClose) // it was closed already
     } else {
       this.shutDown()
     }
@@ -344,7 +416,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     Promise.resolve()
       .then(() => Promise.all([typeof url === 'function' ? url() : url, typeof protocols === 'function' ? protocols() : protocols]))
       .then(([target, offered]) => {
-        if (id === this.attemptId) this.open(normalizeUrl(target), offered)
+        if (id === this.attemptId) this.open(normalizeUrl(target), typeof protocols === 'function' ? checkProtocols(offered) : offered)
       })
       .catch((cause: unknown) => {
         if (id === this.attemptId) {
@@ -377,20 +449,45 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     this.ws = ws
     ws.binaryType = 'arraybuffer'
-    let noSubprotocol = false
-    // A close event follows every error. Node's ws says when the server selected no
-    // subprotocol (browsers only report a failed handshake): then it is no tether server.
+    /** The last error event: what the platform says about a failure, if anything. */
+    let failure: ErrorEventLike | undefined
+    const ended = (info: CloseInfo) => {
+      if (this.ws !== ws) return
+      // Node's ws says when the server selected no subprotocol (browsers only report a failed
+      // handshake): then it is no tether server, and retrying cannot help.
+      if (this.tether && /subprotocol/i.test(String(failure?.message))) {
+        this.tether.notTether('the handshake selected no subprotocol')
+        return
+      }
+      if (this.current === 'connecting') {
+        const cause = failure?.error
+        const error = new ConnectionError(
+          `could not connect to ${redactUrl(url)}: ${describeFailure(failure, info)}`,
+          cause === undefined ? undefined : { cause },
+        )
+        const id = this.attemptId
+        this.reportFailure(error)
+        if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+      }
+      this.connectionEnded(ws, info)
+    }
     ws.onerror = (event) => {
-      noSubprotocol ||= this.tether !== undefined && /subprotocol/i.test(String(event?.message))
+      failure = event ?? {}
+      // A close event follows every error, except in undici 6 (Node's built-in WebSocket in
+      // Node 20 and 22): a failed handshake fires error only, and the socket stays CONNECTING.
+      if (this.ws === ws && ws.readyState === CONNECTING) {
+        this.clearTimer()
+        this.timer = timer(() => {
+          ended({ code: 1006, reason: '', wasClean: false })
+          shut(ws, CLIENT_DROP, '')
+        }, CLOSE_GRACE)
+      }
     }
     ws.onopen = () => {
       this.protocol.attach(ws.protocol ?? '')
     }
     ws.onmessage = (event) => this.protocol.receive(event.data)
-    ws.onclose = (event) => {
-      if (noSubprotocol && this.ws === ws) this.tether?.notTether('the handshake selected no subprotocol')
-      else this.connectionEnded(ws, { code: event.code, reason: event.reason, wasClean: event.wasClean })
-    }
+    ws.onclose = (event) => ended({ code: event.code, reason: event.reason, wasClean: event.wasClean })
   }
 
   /** The protocol's handshake is done: run the hook, then become `open` and write the backlog. */
@@ -431,6 +528,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
 
   private becomeOpen(): void {
     this.clearTimer()
+    this.lastFailure = undefined
     this.openedAt = Date.now()
     this.counters.opened++
     this.setState('open')
@@ -439,11 +537,25 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.current === 'open') this.protocol.flush()
   }
 
-  /** An attempt failed before it opened (timeout, provider, constructor, hook). */
+  /** An attempt failed before the WebSocket was created or while it was opening (timeout, provider, constructor, hook). */
   private attemptFailed(error: TetherError): void {
-    this.notify('error', error)
-    this.discard(CLIENT_DROP, error.message.slice(0, 120))
-    this.lost({ code: 1006, reason: error.message, wasClean: false })
+    const id = this.attemptId
+    this.reportFailure(error)
+    if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+    const reason = cutReason(error.message)
+    this.discard(CLIENT_DROP, reason)
+    this.lost({ code: 1006, reason, wasClean: false })
+  }
+
+  /**
+   * Reports a failed attempt as `error`, without flooding while a server stays down: the first
+   * failure after an open (or `connect()`/`reconnect()`), then each one whose message differs
+   * from the previous failure's. Remembered as the cause a give-up names.
+   */
+  private reportFailure(error: TetherError): void {
+    const previous = this.lastFailure
+    this.lastFailure = error
+    if (previous?.message !== error.message) this.notify('error', error)
   }
 
   /** Forgets the current WebSocket (closing it) without waiting for its close event. */
@@ -451,12 +563,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const ws = this.ws
     if (!ws) return
     this.ws = undefined
-    ws.onopen = ws.onmessage = ws.onclose = null
-    try {
-      ws.close(code, reason)
-    } catch {
-      // already closed, or still connecting in an implementation that refuses close then
-    }
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+    shut(ws, code, cutReason(reason))
     this.connectionGone()
   }
 
@@ -477,12 +585,13 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private connectionEnded(ws: Connection, info: CloseInfo): void {
     if (ws !== this.ws) return
     this.ws = undefined
-    ws.onopen = ws.onmessage = ws.onclose = null
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
     this.connectionGone()
     if (this.current === 'closing') {
       this.counters.lastCloseCode = info.code
-      this.notify('close', { ...info, willReconnect: false })
+      // `closed` before the event, so that its listeners see the final state and may connect() again.
       this.shutDown()
+      this.notify('close', { ...info, willReconnect: false })
       return
     }
     this.lost(info)
@@ -494,38 +603,60 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.clearTimer()
     this.counters.lastCloseCode = info.code
     const { reconnect } = this.options
-    let retry = false
-    if (reconnect && this.failures < reconnect.maxRetries) {
+    let stop = 'reconnect is false'
+    if (reconnect && this.failures >= reconnect.maxRetries) {
+      const max = reconnect.maxRetries
+      stop = `gave up reconnecting after ${plural(max + 1, 'failed attempt')} in a row (1 + ${max} ${max === 1 ? 'retry' : 'retries'}, reconnect.maxRetries)`
+    } else if (reconnect) {
       try {
-        retry = reconnect.shouldReconnect(info)
+        if (reconnect.shouldReconnect(info)) stop = ''
+        else stop = 'reconnect.shouldReconnect declined to retry'
       } catch (cause) {
+        stop = 'reconnect.shouldReconnect threw'
         this.notify('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
       }
     }
-    this.notify('close', { ...info, willReconnect: retry })
-    if (id !== this.attemptId || this.current === 'closed') return // a listener called close() or reconnect()
-    if (!retry) {
-      this.giveUp(info)
+    if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+    if (stop) {
+      this.giveUp(info, stop)
       return
     }
+    this.notify('close', { ...info, willReconnect: true })
+    if (id !== this.attemptId || this.current === 'closed') return // a listener called close() or reconnect()
     this.failures++
     this.setState('reconnecting')
     this.scheduleRetry(info.code)
   }
 
   private scheduleRetry(code?: number): void {
-    // Offline: no attempt is spent; the `online` event retries at once.
-    if (!isOnline()) return
     const { reconnect } = this.options
     if (!reconnect) return
+    // Offline: no attempt is spent; the `online` event retries at once.
+    if (!isOnline()) {
+      this.waitForNetwork()
+      return
+    }
     const delay = backoffDelay(reconnect, this.failures, code)
     const id = this.attemptId
-    this.notify('reconnecting', { attempt: this.failures, delay })
+    this.notify('reconnecting', { attempt: this.failures, delay, waitingFor: 'delay' })
     if (id !== this.attemptId || this.current !== 'reconnecting') return // a listener closed or reconnected
     this.timer = timer(() => {
       this.timer = undefined
       if (isOnline()) this.attempt()
+      else this.waitForNetwork()
     }, delay)
+  }
+
+  /** Says that the next attempt waits for the browser's `online` event (see `wake`). */
+  private waitForNetwork(): void {
+    this.notify('reconnecting', { attempt: this.failures, delay: Number.POSITIVE_INFINITY, waitingFor: 'network' })
+  }
+
+  /** The browser went offline: a backoff wait now waits for the network instead. */
+  private offline(): void {
+    if (this.current !== 'reconnecting' || this.timer === undefined || isOnline()) return
+    this.clearTimer()
+    this.waitForNetwork()
   }
 
   /**
@@ -539,10 +670,19 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.attempt()
   }
 
-  private giveUp(info: CloseInfo): void {
-    const reason = `gave up reconnecting after ${this.failures} failed attempt(s); last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
-    this.failEverything((entry) => new DeliveryError(`not delivered: ${reason}`, { data: entry.data }))
+  /**
+   * Stops for good after a connection or attempt ended: what waits fails with DeliveryError,
+   * whose cause is the failure that ended the last attempt (if one did), then the socket is
+   * `closed`, and only then the final `close` event goes out (its listeners may connect() again).
+   */
+  private giveUp(info: CloseInfo, why: string, cause: TetherError | undefined = this.lastFailure): void {
+    const reason = `${why}; last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
+    this.failEverything(
+      (entry) => new DeliveryError(`not delivered: ${reason}`, cause ? { data: entry.data, cause } : { data: entry.data }),
+    )
+    this.counters.lastCloseCode = info.code
     this.shutDown()
+    this.notify('close', { ...info, willReconnect: false })
   }
 
   private failEverything(makeError: (entry: Entry) => TetherError): void {
@@ -635,15 +775,14 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       ready: () => this.ready(),
       deliver: (message) => this.notify('message', message),
       report: (error) => this.notify('error', error),
-      drop: (code, reason, error, final) => {
+      drop: (code, text, error, final) => {
         if (error) this.notify('error', error)
         if (!this.ws || this.current === 'closing') return
+        const reason = cutReason(text)
         this.discard(code, reason)
-        if (final) {
-          this.counters.lastCloseCode = code
-          this.notify('close', { code, reason, wasClean: false, willReconnect: false })
-          this.giveUp({ code, reason, wasClean: false })
-        } else this.lost({ code, reason, wasClean: false })
+        const info = { code, reason, wasClean: false }
+        if (final) this.giveUp(info, error ? error.message : reason, error)
+        else this.lost(info)
       },
     }
   }

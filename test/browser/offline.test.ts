@@ -52,6 +52,12 @@ it('makes no connection attempt while the browser is offline, and delivers the q
   await waitInPage(page, () => window.harness.sock?.state === 'reconnecting', 'the socket to notice the drop')
   const attempts = await page.evaluate(() => window.harness.attempts.length)
   const upgrades = server.upgrades.length
+  // The UI can tell: the socket waits for the network, not for a backoff delay. (Before, no
+  // `reconnecting` event fired while offline; this assertion replaced that silence.)
+  await waitInPage(page, () => window.harness.reconnecting.length > 0, 'a reconnecting event')
+  expect(
+    await page.evaluate(() => window.harness.reconnecting.map(({ attempt, delay, waitingFor }) => ({ attempt, delay, waitingFor }))),
+  ).toEqual([{ attempt: 1, delay: Number.POSITIVE_INFINITY, waitingFor: 'network' }])
   await page.evaluate(() => window.harness.sendRange(0, 5))
   const fromServer = sessions[0].send('queued while offline')
   await sleep(1500)
@@ -107,8 +113,8 @@ it('reconnects as soon as the browser is back online, long before its 30 s backo
   expect(reopened.open - reopened.online).toBeLessThan(3000)
   expect(server.upgrades.length).toBe(upgrades + 1)
   expect(resumes()).toBe(1)
-  // No retry with a short delay was ever scheduled.
-  const delays = await page.evaluate(() => window.harness.reconnecting.map((r) => r.delay))
-  expect(delays.every((delay) => delay >= 30000)).toBe(true)
+  // No retry with a short delay was ever scheduled: the only wait was for the network.
+  const waits = await page.evaluate(() => window.harness.reconnecting.map(({ delay, waitingFor }) => ({ delay, waitingFor })))
+  expect(waits).toEqual([{ delay: Number.POSITIVE_INFINITY, waitingFor: 'network' }])
   expect(errors).toEqual([])
 })

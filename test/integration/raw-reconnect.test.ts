@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import {
+  ConnectionError,
   DeliveryError,
   type ReconnectingInfo,
   type SocketState,
@@ -151,9 +152,9 @@ describe('raw mode against a real ws server', () => {
 
     // the first attempt and 3 retries, with delays 20, 40, 80
     expect(reconnecting).toEqual([
-      { attempt: 1, delay: 20 },
-      { attempt: 2, delay: 40 },
-      { attempt: 3, delay: 80 },
+      { attempt: 1, delay: 20, waitingFor: 'delay' },
+      { attempt: 2, delay: 40, waitingFor: 'delay' },
+      { attempt: 3, delay: 80, waitingFor: 'delay' },
     ])
     expect(server.upgrades).toHaveLength(4)
     expect(server.connections).toHaveLength(0)
@@ -162,6 +163,10 @@ describe('raw mode against a real ws server', () => {
     expect(closes.map((c) => c.willReconnect)).toEqual([true, true, true, false])
     expect(states.at(-1)).toBe('closed')
     expect(errors.filter((e) => e instanceof DeliveryError)).toHaveLength(2)
+    // the refusal is reported once (the same cause four times), and is the give-up's cause
+    const refused = errors.filter((e) => e instanceof ConnectionError)
+    expect(refused.map((e) => e.message)).toEqual([expect.stringMatching(/: HTTP 401: unauthorized/)])
+    expect(((outcomes[0] as PromiseRejectedResult).reason as DeliveryError).cause).toBeInstanceOf(ConnectionError)
   })
 
   it('calls the URL provider before every attempt, and the server sees each fresh token', async () => {

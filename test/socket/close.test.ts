@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { ClosedError, OptionError, type SocketState, type TetherError } from '../../src/index.js'
+import { ClosedError, ConnectionError, OptionError, type SocketState, type TetherError } from '../../src/index.js'
 import {
   collect,
   countingWebSocket,
@@ -66,7 +66,8 @@ describe('close()', () => {
     expect(ea).toBeInstanceOf(ClosedError)
     expect(eb).toBeInstanceOf(ClosedError)
     expect((ea as ClosedError).data).toBe('a')
-    expect(errors.map(([e]) => e)).toEqual([ea, eb])
+    // first the failed attempt's cause, then one error per message
+    expect(errors.map(([e]) => e)).toEqual([expect.any(ConnectionError), ea, eb])
     expect(sock.pending).toBe(0)
   })
 

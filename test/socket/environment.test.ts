@@ -37,7 +37,9 @@ describe('offline (navigator.onLine false)', () => {
     expect(sock.state).toBe('reconnecting')
     expect(sock.stats.attempts).toBe(1)
     expect(server.connections).toHaveLength(1)
-    expect(reconnecting).toEqual([]) // no retry is scheduled while offline
+    // No retry is scheduled while offline: the event says the socket waits for the network
+    // (this test pinned "no reconnecting event while offline" before; a UI needs to know).
+    expect(reconnecting).toEqual([{ attempt: 1, delay: Number.POSITIVE_INFINITY, waitingFor: 'network' }])
   })
 
   it('skips an attempt whose backoff delay ends while offline', async () => {
@@ -74,7 +76,7 @@ describe('offline (navigator.onLine false)', () => {
     const reconnecting: ReconnectingInfo[] = []
     sock.on('reconnecting', (info) => reconnecting.push(info))
     await advanceUntil(() => reconnecting.length === 3)
-    expect(reconnecting[2]).toEqual({ attempt: 3, delay: 4000 })
+    expect(reconnecting[2]).toEqual({ attempt: 3, delay: 4000, waitingFor: 'delay' })
     const offline = goOffline()
     await flush(10_000)
     expect(sock.stats.attempts).toBe(3)
@@ -82,8 +84,10 @@ describe('offline (navigator.onLine false)', () => {
     window.dispatchEvent(new Event('online'))
     expect(sock.stats.attempts).toBe(4)
     await flush()
-    expect(reconnecting).toHaveLength(4)
-    expect(reconnecting[3]).toEqual({ attempt: 1, delay: 1000 })
+    // the wait that ended while offline turned into a wait for the network, then the network came back
+    expect(reconnecting[3]).toEqual({ attempt: 3, delay: Number.POSITIVE_INFINITY, waitingFor: 'network' })
+    expect(reconnecting).toHaveLength(5)
+    expect(reconnecting[4]).toEqual({ attempt: 1, delay: 1000, waitingFor: 'delay' })
   })
 
   it('tries at once on online even before the backoff delay has passed', async () => {
@@ -157,7 +161,7 @@ describe('page visibility', () => {
     await advanceUntil(() => reconnecting.length === 3)
     setVisibility('visible')
     await flush()
-    expect(reconnecting[3]).toEqual({ attempt: 1, delay: 1000 })
+    expect(reconnecting[3]).toEqual({ attempt: 1, delay: 1000, waitingFor: 'delay' })
   })
 
   it('does nothing when the page becomes hidden', async () => {

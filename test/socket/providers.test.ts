@@ -69,7 +69,7 @@ describe('url provider', () => {
     expect(errors[0]![0]).toBeInstanceOf(ConnectionError)
     expect(errors[0]![0].message).toMatch(/token service down/)
     expect((errors[0]![0].cause as Error).message).toBe('token service down')
-    expect(reconnecting).toEqual([[{ attempt: 1, delay: 100 }]])
+    expect(reconnecting).toEqual([[{ attempt: 1, delay: 100, waitingFor: 'delay' }]])
     expect(sock.state).toBe('reconnecting')
     await flush(100)
     expect(sock.state).toBe('open')

@@ -41,7 +41,7 @@ globalThis.makeHarness = (TetherSocket, build) => {
     sock.on('open', () => h.opens.push(now()))
     sock.on('close', (c) => h.closes.push({ code: c.code, willReconnect: c.willReconnect, at: now() }))
     sock.on('session', (s) => h.sessions.push({ id: s.id, previous: s.previous ?? null }))
-    sock.on('reconnecting', (r) => h.reconnecting.push({ attempt: r.attempt, delay: r.delay, at: now() }))
+    sock.on('reconnecting', (r) => h.reconnecting.push({ attempt: r.attempt, delay: r.delay, waitingFor: r.waitingFor, at: now() }))
     sock.on('error', (e) => h.errors.push(`${e.name}: ${e.message}`))
     return sock.state
   }

@@ -108,7 +108,7 @@ export interface Harness {
   closes: { code: number; willReconnect: boolean; at: number }[]
   sessions: { id: string; previous: string | null }[]
   errors: string[]
-  reconnecting: { attempt: number; delay: number; at: number }[]
+  reconnecting: { attempt: number; delay: number; waitingFor: 'delay' | 'network'; at: number }[]
   opens: number[]
   acked: unknown[]
   failed: { value: unknown; error: string }[]
