@@ -22,7 +22,7 @@ import { encodePayload } from '../protocol/frames.js'
 import type { RateLimit } from './limits.js'
 import { RequestError, Session } from './sessions.js'
 import { serveStatic } from './static.js'
-import { attachConnection, type ConnectionHooks } from './ws.js'
+import { attachConnection, type ConnectionHooks, type HeartbeatCheck } from './ws.js'
 
 export type { RateLimit } from './limits.js'
 export { RequestError, Session } from './sessions.js'
@@ -112,6 +112,8 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   private readonly wss: WebSocketServer
   private readonly sockets = new Set<WebSocket>()
   private readonly unanswered = new Set<WebSocket>()
+  /** Each connection's heartbeat check (ws.ts). */
+  private readonly checks = new WeakMap<WebSocket, HeartbeatCheck>()
   private readonly heartbeat: ReturnType<typeof setInterval> | undefined
   private closing: Promise<void> | undefined
 
@@ -132,18 +134,13 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     })
     http.on('upgrade', this.upgrade)
     if (options.heartbeatInterval > 0) {
-      // A connection that has not answered the previous ping (nor sent anything) is dead.
+      // Each connection judges whether its client answered since the last beat (liveness.ts): a
+      // pong, or acks that keep up. Frames it merely sends are no sign that it reads.
       this.heartbeat = setInterval(() => {
         for (const ws of this.sockets) {
-          if (ws.isPaused) {
-            // Reading is paused (rate-limit backpressure while maxHeldBytes are held, at most 10 s): its pong cannot be read yet.
-            this.unanswered.delete(ws)
-            continue
-          }
-          if (this.unanswered.has(ws)) {
-            ws.terminate()
-            continue
-          }
+          const ping = this.checks.get(ws)?.(!this.unanswered.has(ws)) ?? false
+          this.unanswered.delete(ws)
+          if (!ping) continue
           this.unanswered.add(ws)
           ws.ping()
         }
@@ -230,7 +227,6 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           this.sockets.add(ws)
           const answered = () => this.unanswered.delete(ws)
           ws.on('pong', answered)
-          ws.on('message', answered)
           ws.once('close', () => {
             this.sockets.delete(ws)
             answered()
@@ -275,6 +271,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     },
     opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
     closed: (session, code) => this.emit('disconnect', session, code),
+    watch: (ws, check) => this.checks.set(ws, check),
   }
 }
 

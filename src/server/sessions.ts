@@ -19,6 +19,7 @@ import {
   resFrame,
 } from '../protocol/frames.js'
 import { MAX_HOLD, maxHeldBytes, type RateLimit, TokenBucket } from './limits.js'
+import type { AckProgress } from './liveness.js'
 
 /** One connection as the session sees it. */
 export interface SessionConnection {
@@ -116,6 +117,8 @@ export class Session {
   /** Something was received since the last ack written: an ack is due (at the end of the tick, or before a close). */
   private ackDue = false
   private txSeq = 0
+  /** The client's last cumulative ack. */
+  private txAcked = 0
   /** Unacknowledged outgoing messages from `head`; `written` of them went on the current connection. */
   private outbox: Outgoing[] = []
   private head = 0
@@ -170,6 +173,16 @@ export class Session {
   /** Messages sent to the client and not yet acknowledged. */
   get pending(): number {
     return this.outbox.length - this.head
+  }
+
+  /**
+   * How far the client acknowledged what was written to it on `connection` (the heartbeat's
+   * evidence that it reads); undefined if that connection is not the attached one. @internal
+   */
+  ackProgress(connection: SessionConnection): AckProgress | undefined {
+    if (this.connection !== connection) return undefined
+    const last = this.written > 0 ? this.outbox[this.head + this.written - 1].seq : this.txAcked
+    return { acked: this.txAcked, written: last }
   }
 
   /**
@@ -551,6 +564,7 @@ export class Session {
   }
 
   private acknowledge(seq: number): void {
+    this.txAcked = Math.max(this.txAcked, seq)
     const { outbox } = this
     while (this.head < outbox.length && outbox[this.head].seq <= seq) {
       const entry = outbox[this.head++]

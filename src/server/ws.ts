@@ -13,6 +13,7 @@
  */
 import { type RawData, WebSocket } from 'ws'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
+import { Liveness } from './liveness.js'
 import type { Session, SessionConnection } from './sessions.js'
 
 /** What a connection needs from the server. */
@@ -22,7 +23,16 @@ export interface ConnectionHooks {
   newSession(principal: string | undefined): Session
   opened(session: Session, resumed: boolean): void
   closed(session: Session, code: number): void
+  /** Registers the connection's heartbeat check (see {@link HeartbeatCheck}); called once, before any frame. */
+  watch(ws: WebSocket, check: HeartbeatCheck): void
 }
+
+/**
+ * Run by the server's heartbeat every `heartbeatInterval`, with whether the previous ping was
+ * answered: judges the connection (liveness.ts), cuts it if the client is not answering, and
+ * returns whether to ping it again.
+ */
+export type HeartbeatCheck = (answered: boolean) => boolean
 
 /** Serves tether.v1 on one accepted WebSocket. */
 export function attachConnection(ws: WebSocket, principal: string | undefined, hooks: ConnectionHooks): void {
@@ -45,6 +55,17 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     resume: () => ws.resume(),
     isOpen: () => !closing && ws.readyState === WebSocket.OPEN,
   }
+  const liveness = new Liveness()
+  hooks.watch(ws, (answered) => {
+    if (closing || ws.readyState !== WebSocket.OPEN) return false
+    const verdict = liveness.beat({ answered, paused: ws.isPaused, progress: session?.ackProgress(connection) })
+    if (verdict === 'silent') ws.terminate()
+    else if (verdict === 'unacknowledged') {
+      session?.detach(connection)
+      close(CloseCode.TRY_AGAIN_LATER, 'messages received but not acknowledged within the heartbeat interval')
+    }
+    return verdict === 'ping'
+  })
   ws.on('message', (data: RawData, isBinary: boolean) => {
     // Frames still arriving on a connection being closed are not processed (nor acknowledged):
     // the client resends them when it resumes.
