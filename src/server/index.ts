@@ -91,7 +91,12 @@ export interface TetherServerEvents {
   session: (session: Session) => void
   /** A session's client reconnected and resumed it. */
   resume: (session: Session) => void
-  /** A session's connection closed; the session waits `sessionTtl` for a resume. */
+  /**
+   * A session's connection closed; the session waits `sessionTtl` for a resume. Not emitted for
+   * a connection replaced by a newer one of the same session (a resume from elsewhere: `resume`
+   * says so, and the session stays connected); when a session ends while connected (`server.close()`,
+   * `session.end()`), `disconnect` comes before `expire`.
+   */
   disconnect: (session: Session, code: number) => void
   /** A session ended (expired or closed) and was freed. */
   expire: (session: Session) => void
@@ -265,12 +270,12 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           this.sessions.delete(s.id)
           this.emit('expire', s)
         },
+        disconnect: (s, code) => this.emit('disconnect', s, code),
       })
       this.sessions.set(session.id, session)
       return session
     },
     opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
-    closed: (session, code) => this.emit('disconnect', session, code),
     watch: (ws, check) => this.checks.set(ws, check),
   }
 }

@@ -47,6 +47,12 @@ export interface SessionEvents {
   message(data: unknown, session: Session): void
   request(data: unknown, session: Session): Promise<unknown>
   expire(session: Session): void
+  /**
+   * The session let go of its connection (closed, lost, or closed by the server), `code` being
+   * the close code; not when a newer connection of the session replaced it (the session is still
+   * connected then). Before `expire` when the session ends while connected.
+   */
+  disconnect?(session: Session, code: number): void
 }
 
 /** Limits of one session. */
@@ -252,9 +258,11 @@ export class Session {
   /**
    * The connection is gone, or about to be closed: the ack of what was delivered is written now
    * (a closed connection ignores it), held work is discarded, and the session waits `sessionTtl`
-   * for the client to resume it. @internal
+   * for the client to resume it. Nothing happens if `connection` is not the attached one (a newer
+   * connection replaced it). @internal
+   * @param code - the close code, for the `disconnect` event: 1006 (lost, no close frame) unless given
    */
-  detach(connection: SessionConnection): void {
+  detach(connection: SessionConnection, code = 1006): void {
     if (this.connection !== connection) return
     this.writeAck()
     this.discardHeld()
@@ -262,6 +270,7 @@ export class Session {
     this.written = 0
     if (!this.ended)
       this.expiry = setTimeout(() => this.end(new DeliveryError('session expired before the client acknowledged')), this.limits.sessionTtl)
+    this.events.disconnect?.(this, code)
   }
 
   /**
@@ -326,8 +335,13 @@ export class Session {
     // What was delivered is acknowledged before the close (a handler may end the session while
     // its message is being delivered): otherwise the client sends it again, to a new session.
     this.writeAck()
-    this.connection?.close(code, reason)
+    const connection = this.connection
     this.connection = undefined
+    if (connection) {
+      connection.close(code, reason)
+      // Presence tracking sees the connection go before the session does.
+      this.events.disconnect?.(this, code)
+    }
     this.events.expire(this)
   }
 
@@ -474,7 +488,7 @@ export class Session {
       // As if a frame had just arrived: the connection is closed, what it still held discarded.
       const connection = this.connection
       if (connection) {
-        this.detach(connection)
+        this.detach(connection, error.closeCode)
         connection.close(error.closeCode, error.message.slice(0, 120))
       }
     } finally {

@@ -22,7 +22,6 @@ export interface ConnectionHooks {
   findSession(id: string, principal: string | undefined): Session | undefined
   newSession(principal: string | undefined): Session
   opened(session: Session, resumed: boolean): void
-  closed(session: Session, code: number): void
   /** Registers the connection's heartbeat check (see {@link HeartbeatCheck}); called once, before any frame. */
   watch(ws: WebSocket, check: HeartbeatCheck): void
 }
@@ -61,7 +60,7 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     const verdict = liveness.beat({ answered, paused: ws.isPaused, progress: session?.ackProgress(connection) })
     if (verdict === 'silent') ws.terminate()
     else if (verdict === 'unacknowledged') {
-      session?.detach(connection)
+      session?.detach(connection, CloseCode.TRY_AGAIN_LATER)
       close(CloseCode.TRY_AGAIN_LATER, 'messages received but not acknowledged within the heartbeat interval')
     }
     return verdict === 'ping'
@@ -88,16 +87,13 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
       if (!(error instanceof FrameError)) throw error
       // The session is done with this connection now: it acknowledges what it delivered (before the
       // close frame), and nothing it held for the connection is delivered later.
-      session?.detach(connection)
+      session?.detach(connection, error.closeCode)
       close(error.closeCode, error.message)
     }
   })
   ws.on('error', () => {}) // a close event follows; ws closes with 1009 on oversized frames itself
-  ws.once('close', (code: number) => {
-    if (!session) return
-    session.detach(connection)
-    hooks.closed(session, code)
-  })
+  // The session reports the disconnect, unless a newer connection of it replaced this one.
+  ws.once('close', (code: number) => session?.detach(connection, code))
 }
 
 const byteLength = (data: RawData): number =>
