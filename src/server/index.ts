@@ -61,7 +61,8 @@ export interface TetherServerOptions {
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**
    * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
-   * above 0), `burst` at once (at least 1). A client over it is slowed down, not disconnected:
+   * above 0), `burst` at once (at least 1). Every other frame (acks, frames of unknown types)
+   * costs a token too, charged before the frame is decoded. A client over it is slowed down, not disconnected:
    * the server delivers what the limit allows and holds the rest, delivering it in order at
    * `rate` (acknowledging as it goes; a pong may come late). It goes on reading meanwhile, so the
    * client's acks and its close are handled at once; reading stops only while
@@ -79,6 +80,8 @@ export interface TetherServerOptions {
    * is closed with 1013 and resumes later. Default `100`.
    */
   maxPendingRequests?: number
+  /** A connection that has not sent its `hello` within this many ms is closed with 1002. Default `5000`. */
+  helloTimeout?: number
   /** Protocol-level ping to every connection at this interval in ms; one that misses a pong is terminated. `0` disables. Default `30000`. */
   heartbeatInterval?: number
   /** A folder served over plain HTTP on the same port (standalone mode), e.g. the demo page. */
@@ -127,7 +130,10 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     private readonly http: Server | HttpsServer,
     private readonly owned: boolean,
     private readonly options: Required<
-      Pick<TetherServerOptions, 'sessionTtl' | 'maxPayload' | 'maxQueue' | 'heartbeatInterval' | 'rateLimit' | 'maxPendingRequests'>
+      Pick<
+        TetherServerOptions,
+        'sessionTtl' | 'maxPayload' | 'maxQueue' | 'heartbeatInterval' | 'rateLimit' | 'maxPendingRequests' | 'helloTimeout'
+      >
     > &
       TetherServerOptions,
   ) {
@@ -276,6 +282,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       return session
     },
     opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
+    helloTimeout: this.options.helloTimeout,
     watch: (ws, check) => this.checks.set(ws, check),
   }
 }
@@ -306,6 +313,7 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     heartbeatInterval: options.heartbeatInterval ?? 30000,
     rateLimit: options.rateLimit ?? { rate: 1000, burst: 10000 },
     maxPendingRequests: options.maxPendingRequests ?? 100,
+    helloTimeout: options.helloTimeout ?? 5000,
   }
   const { rateLimit } = settings
   if (
@@ -314,12 +322,13 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
   ) {
     throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
   }
-  for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval', 'maxPendingRequests'] as const) {
+  for (const key of ['sessionTtl', 'maxPayload', 'maxQueue', 'heartbeatInterval', 'maxPendingRequests', 'helloTimeout'] as const) {
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
       throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)
     }
   }
+  if (settings.helloTimeout > 2 ** 31 - 1) throw new TypeError('createTetherServer: options.helloTimeout must be at most 2147483647 ms')
   if (options.server) return new TetherServer(options.server, false, settings)
   const staticDir = options.static
   const http = createServer((request, response) => {

@@ -1,8 +1,8 @@
 /**
  * The server half of tether.v1, independent of any WebSocket library: sessions that outlive
  * connections, their sequence numbers and acks, the bounded per-session outbox, and the rate
- * limit's backpressure (limits.ts has the rule). ws.ts feeds it decoded frames from real
- * connections.
+ * limit's backpressure (limits.ts has the rule). ws.ts feeds it the frames of real connections
+ * as received; the session decodes each when the rate limit lets it in.
  * @module
  */
 import { randomBytes } from 'node:crypto'
@@ -10,6 +10,7 @@ import { ClosedError, DeliveryError, QueueFullError, TetherError } from '../erro
 import {
   type ClientFrame,
   CloseCode,
+  decodeFrame,
   encodeFrame,
   encodePayload,
   FrameError,
@@ -63,7 +64,7 @@ export interface SessionLimits {
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
   sessionTtl: number
-  /** Incoming messages, requests and pings per second (sustained and burst), or false for no limit. */
+  /** Incoming messages, requests and pings (every frame at least one) per second (sustained and burst), or false for no limit. */
   rateLimit: RateLimit | false
   /** Most requests awaiting the handler's reply at once. */
   maxPendingRequests: number
@@ -84,17 +85,33 @@ interface Outgoing {
 type Work = Extract<ClientFrame, { t: 'msg' | 'req' | 'ping' }>
 
 /**
- * A frame (or the rest of one) held over the rate limit, with only what is still to deliver: of
- * a `msg` frame, the items from `next` on (`s` is the sequence number of `items[0]`; delivered
- * ones are let go at once). `size` is the bytes of the frame as received.
+ * An entry of the held queue, in arrival order. `size` is the bytes of the frame as received.
+ *
+ * Frames wait there as they came (`raw`: the text, not decoded; `frame`: a small frame, decoded
+ * on arrival) until their turn comes and a token is there for them; only then are they taken in
+ * (decoded, sequenced) and become work: a `msg` frame (or the rest of one) with only what is
+ * still to deliver, the items from `next` on (`s` is the sequence number of `items[0]`;
+ * delivered ones are let go at once), a `req` or a `ping`. A frame that carries no work (an
+ * ack, a frame of an unknown type, a resend of what was delivered) becomes `owed`: the token it
+ * costs, taken in its turn.
  */
 type Held =
+  | { t: 'raw'; text: string | Buffer; size: number }
+  | { t: 'frame'; frame: ClientFrame | undefined; size: number }
+  | { t: 'owed'; size: number }
   | { t: 'msg'; s: number; items: unknown[]; next: number; size: number }
   | { t: 'req'; frame: Extract<Work, { t: 'req' }>; size: number }
   | { t: 'ping'; size: number }
 
-/** Items of a held entry still to deliver. */
+/** Tokens a held entry still needs: its items, for work; one (the least a frame costs) for the rest. */
 const remaining = (entry: Held): number => (entry.t === 'msg' ? entry.items.length - entry.next : 1)
+
+/**
+ * Frames up to this many bytes are decoded as they arrive, held or not: parsing them costs about
+ * what reading them does, and the acks among them (32 bytes at most from the reference client)
+ * are applied at once. Bigger frames are decoded only when the rate limit lets them in.
+ */
+export const DECODE_AT_ONCE = 64
 
 /** Held work is released in steps of about this many ms' worth of the rate: no timer per message. */
 const RELEASE_STEP = 10
@@ -274,14 +291,28 @@ export class Session {
   }
 
   /**
-   * Handles one frame from the attached connection (after the hello); `size` is its length in
-   * bytes, what it costs against `maxHeldBytes` if it is held. Throws FrameError for protocol
+   * Handles one frame from the attached connection (after the hello), as received: its UTF-8
+   * JSON text, and `size`, its length in bytes (what it costs against `maxHeldBytes` while it
+   * waits). Every frame costs at least one token of the rate limit, and is decoded only once the
+   * limit lets it in (small ones, see DECODE_AT_ONCE, at once). Throws FrameError for protocol
    * violations and limits: the ack of what was delivered is written first, whatever the
    * connection had held is discarded, and the caller closes the connection. @internal
    */
-  receive(frame: ClientFrame, size: number): void {
+  receiveText(text: string | Buffer, size: number): void {
+    this.guard(() => {
+      if (size > DECODE_AT_ONCE) this.arrive(text, size)
+      else this.arrive(decodeFrame(typeof text === 'string' ? text : text.toString(), 'client'), size)
+    })
+  }
+
+  /** `receiveText()` for a frame already decoded (`undefined`: a frame of an unknown type). @internal */
+  receive(frame: ClientFrame | undefined, size: number): void {
+    this.guard(() => this.arrive(frame, size))
+  }
+
+  private guard(handle: () => void): void {
     try {
-      this.receiveFrame(frame, size)
+      handle()
     } catch (error) {
       if (error instanceof FrameError) this.writeAck()
       this.discardHeld()
@@ -289,33 +320,82 @@ export class Session {
     }
   }
 
-  private receiveFrame(frame: ClientFrame, size: number): void {
+  /** One frame, in arrival order: an ack is applied at once (its token owed); anything else waits its turn. */
+  private arrive(data: string | Buffer | ClientFrame | undefined, size: number): void {
+    const decoded = data === undefined || (typeof data !== 'string' && !Buffer.isBuffer(data))
+    if (decoded && data?.t === 'ack') {
+      // Not work (it concerns the other direction): applied at once, even while work is held, so
+      // a client that acknowledges what it receives never finds the outbox full.
+      this.applyAck(data)
+      if (this.refusal === undefined) this.admit({ t: 'owed', size })
+      return
+    }
+    if (decoded && data?.t === 'hello') throw new FrameError('second "hello" on one connection', CloseCode.PROTOCOL_ERROR)
     // Refusing: the client resends this work when it resumes, after the 1013 that is coming.
-    if (this.refusal !== undefined && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) return
-    switch (frame.t) {
+    if (this.refusal !== undefined) return
+    this.admit(decoded ? { t: 'frame', frame: data, size } : { t: 'raw', text: data, size })
+  }
+
+  private applyAck(frame: Extract<ClientFrame, { t: 'ack' }>): void {
+    if (frame.s > this.txSeq)
+      throw new FrameError(`ack ${frame.s} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
+    this.acknowledge(frame.s)
+  }
+
+  /**
+   * Takes in the frame at the front of the held queue, its turn come and a token there for it:
+   * decodes and sequences it, and puts in its place the work it carries, or the token it owes.
+   * A `msg` frame carrying more than the bucket delivers within MAX_HOLD (`inHand`: tokens
+   * already taken for this round) is cut there and work is refused from there on: what was held
+   * after it is let go, and the connection closed with 1013 once the rest is delivered.
+   */
+  private takeIn(inHand: number, owed: boolean): void {
+    const { held } = this
+    const entry = held[this.heldHead]
+    if (entry.t !== 'raw' && entry.t !== 'frame') return
+    const frame =
+      entry.t === 'raw' ? decodeFrame(typeof entry.text === 'string' ? entry.text : entry.text.toString(), 'client') : entry.frame
+    const size = entry.size
+    let work: Held | undefined
+    switch (frame?.t) {
       case 'msg': {
         const first = this.accept(frame.s, frame.d.length)
-        if (first < frame.d.length) {
-          // Only the new items are kept (not the frame): a resend overlapping delivered ones holds none of those.
-          this.admit({ t: 'msg', s: frame.s + first, items: first === 0 ? frame.d : frame.d.slice(first), next: 0, size })
-        }
-        return
+        // Only the new items are kept (not the frame): a resend overlapping delivered ones holds none of those.
+        if (first < frame.d.length)
+          work = { t: 'msg', s: frame.s + first, items: first === 0 ? frame.d : frame.d.slice(first), next: 0, size }
+        break
       }
       case 'req':
-        if (this.accept(frame.s, 1) === 0) this.admit({ t: 'req', frame, size })
-        return
+        if (this.accept(frame.s, 1) === 0) work = { t: 'req', frame, size }
+        break
       case 'ping':
-        this.admit({ t: 'ping', size })
-        return
+        work = { t: 'ping', size }
+        break
       case 'ack':
-        // Not work (it concerns the other direction): handled at once, even while work is held.
-        if (frame.s > this.txSeq)
-          throw new FrameError(`ack ${frame.s} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
-        this.acknowledge(frame.s)
-        return
+        this.applyAck(frame)
+        break
       case 'hello':
         throw new FrameError('second "hello" on one connection', CloseCode.PROTOCOL_ERROR)
     }
+    if (!work) {
+      held[this.heldHead] = { t: 'owed', size }
+      return
+    }
+    held[this.heldHead] = work
+    this.heldItems += remaining(work) - 1
+    if (work.t !== 'msg' || !this.bucket) return
+    const room = inHand + this.bucket.tokensWithin(MAX_HOLD, owed)
+    if (work.items.length <= room) return
+    this.refusal = 'rate limit exceeded; slow down and resume'
+    // Nothing after what is held is accepted: the client resends it after the 1013.
+    this.heldItems -= work.items.length - room
+    work.items = work.items.slice(0, room)
+    this.rxAccepted = work.s + room - 1
+    for (let i = this.heldHead + 1; i < held.length; i++) {
+      this.heldItems -= remaining(held[i])
+      this.heldBytes -= held[i].size
+    }
+    held.length = this.heldHead + 1
   }
 
   /** Ends the session now: pending sends reject, the connection closes, the server forgets it. */
@@ -346,13 +426,14 @@ export class Session {
   }
 
   /**
-   * Takes new work in arrival order: what the rate limit allows now is done at once; the rest
-   * waits, and a timer releases it, in order, as tokens come. Reading from the connection goes on
-   * (acks are handled at once) until `maxHeldBytes` of frames are held. Only what the bucket can
-   * deliver within MAX_HOLD is held: beyond that, the work is refused, and the connection closed
-   * with 1013 once what is held is delivered.
+   * Takes a new frame (or an ack's owed token) in arrival order: what the rate limit allows now is
+   * done at once; the rest waits, and a timer releases it, in order, as tokens come. Reading from
+   * the connection goes on (acks are handled at once) until `maxHeldBytes` of frames are held.
+   * Only what the bucket can deliver within MAX_HOLD is held (a frame counts one token until it is
+   * taken in): beyond that, the work is refused, and the connection closed with 1013 once what is
+   * held is delivered.
    */
-  private admit(entry: Held): void {
+  private admit(entry: Extract<Held, { t: 'raw' | 'frame' | 'owed' }>): void {
     // Work is waiting: the tokens accruing now are owed to it, not capped at the burst (limits.ts).
     const backlogged = this.heldItems > 0
     const room =
@@ -361,26 +442,22 @@ export class Session {
         : this.bucket
           ? Math.max(0, this.bucket.tokensWithin(MAX_HOLD, backlogged) - this.heldItems)
           : Number.POSITIVE_INFINITY
-    if (remaining(entry) > room) {
+    if (room < 1) {
+      // Nothing after what is held is accepted (this frame was not sequenced): the client resends it after the 1013.
       this.refusal = 'rate limit exceeded; slow down and resume'
-      // Nothing after what is held is accepted: the client resends it after the 1013.
-      if (entry.t === 'msg') {
-        entry.items = entry.items.slice(0, room)
-        this.rxAccepted = entry.s + room - 1
-      } else if (entry.t === 'req') this.rxAccepted = entry.frame.s - 1
-    }
-    if (room > 0) {
+    } else {
       this.held.push(entry)
-      this.heldItems += remaining(entry)
+      this.heldItems += 1
       this.heldBytes += entry.size
       // Nothing was waiting before: go as far as the bucket allows now. Otherwise the timer is armed.
       if (!backlogged) {
         this.drain(false)
         // Of a frame delivered in part, only the rest is kept.
-        if (entry.t === 'msg' && entry.next > 0 && entry.next < entry.items.length) {
-          entry.items = entry.items.slice(entry.next)
-          entry.s += entry.next
-          entry.next = 0
+        const front = this.held[this.heldHead]
+        if (front?.t === 'msg' && front.next > 0 && front.next < front.items.length) {
+          front.items = front.items.slice(front.next)
+          front.s += front.next
+          front.next = 0
         }
       }
     }
@@ -400,11 +477,20 @@ export class Session {
   private drain(owed: boolean): void {
     const epoch = this.holdEpoch
     const { held } = this
+    if (this.heldHead === held.length) return
+    // A frame at the front is taken in (decoded) only once a token is there for it: a flood costs
+    // no decoding beyond the rate. Taken in before the tokens are, so a frame's items all count.
+    if (this.bucket && this.bucket.tokensWithin(0, owed) < 1) return
+    this.takeIn(0, owed)
     // The tokens for this round, taken at once: what is left over is capped at the burst only
     // when every held item got one (the backlog is over).
     let budget = this.allowance(this.heldItems, owed)
     while (budget > 0 && this.heldHead < held.length) {
       const entry = held[this.heldHead]
+      if (entry.t === 'raw' || entry.t === 'frame') {
+        this.takeIn(budget, true)
+        continue
+      }
       if (entry.t === 'msg') {
         const { items } = entry
         const end = Math.min(items.length, entry.next + budget)
@@ -426,7 +512,7 @@ export class Session {
         budget--
         this.heldItems--
         if (entry.t === 'ping') this.connection?.send('{"t":"pong"}')
-        else {
+        else if (entry.t === 'req') {
           this.request(entry.frame)
           if (this.holdEpoch !== epoch) return // the handler ended the session
         }

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import type { TetherServer } from '../../src/server/index.js'
+import type { Session, TetherServer } from '../../src/server/index.js'
 import { cleanupTether, defer, serverSockets, sleep, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 afterEach(cleanupTether)
@@ -13,9 +13,11 @@ afterEach(cleanupTether)
 /** Every session event, in order, as `event:sessionId`. */
 function record(server: TetherServer) {
   const events: string[] = []
-  for (const name of ['session', 'resume', 'disconnect', 'expire'] as const) {
-    server.on(name, (session: { id: string }) => events.push(`${name}:${session.id}`))
-  }
+  const on = (name: string) => (session: Session) => events.push(`${name}:${session.id}`)
+  server.on('session', on('session'))
+  server.on('resume', on('resume'))
+  server.on('disconnect', on('disconnect'))
+  server.on('expire', on('expire'))
   return events
 }
 
