@@ -172,6 +172,11 @@ export class Session {
    * is ignored (never acknowledged), and it is closed with 1013 once what is held is delivered.
    */
   private refusal: string | undefined
+  /**
+   * Bytes of frames ignored since the refusal: once `maxHeldBytes` of them were, reading stops until
+   * the 1013 (a client flooding on would otherwise be read, for nothing, as fast as it sends).
+   */
+  private refusedBytes = 0
   /** Tokens a release waits for: about RELEASE_STEP ms of the rate (the burst does not cap it: held work is owed what accrues). */
   private readonly releaseBatch: number
 
@@ -332,7 +337,11 @@ export class Session {
     }
     if (decoded && data?.t === 'hello') throw new FrameError('second "hello" on one connection', CloseCode.PROTOCOL_ERROR)
     // Refusing: the client resends this work when it resumes, after the 1013 that is coming.
-    if (this.refusal !== undefined) return
+    if (this.refusal !== undefined) {
+      this.refusedBytes += size
+      this.updateReading()
+      return
+    }
     this.admit(decoded ? { t: 'frame', frame: data, size } : { t: 'raw', text: data, size })
   }
 
@@ -445,6 +454,7 @@ export class Session {
     if (room < 1) {
       // Nothing after what is held is accepted (this frame was not sequenced): the client resends it after the 1013.
       this.refusal = 'rate limit exceeded; slow down and resume'
+      this.refusedBytes += entry.size
     } else {
       this.held.push(entry)
       this.heldItems += 1
@@ -533,14 +543,15 @@ export class Session {
 
   /**
    * Stops reading from the connection once `maxHeldBytes` of frames are held, and reads again
-   * once less than half of that is (not at every frame released: no flapping).
+   * once less than half of that is (not at every frame released: no flapping); or, refusing, once
+   * `maxHeldBytes` of frames were ignored (until the 1013 closes the connection).
    */
   private updateReading(): void {
     const limit = maxHeldBytes(this.limits.maxPayload)
-    if (!this.paused && this.heldBytes >= limit) {
+    if (!this.paused && (this.heldBytes >= limit || this.refusedBytes >= limit)) {
       this.paused = true
       this.connection?.pause?.()
-    } else if (this.paused && this.heldBytes < limit / 2) {
+    } else if (this.paused && this.heldBytes < limit / 2 && this.refusedBytes < limit) {
       this.paused = false
       this.connection?.resume?.()
     }
@@ -600,6 +611,7 @@ export class Session {
     this.rxAccepted = this.rxSeq
     this.paused = false
     this.refusal = undefined
+    this.refusedBytes = 0
     clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
     if (wasPaused) this.connection?.resume?.()

@@ -613,6 +613,9 @@ describe('backpressure over the rate limit', () => {
       let paused = false
       /** Work beyond what may be held arrived: later work is ignored, and 1013 follows once the held work is delivered. */
       let refusing = false
+      /** Bytes of frames ignored while refusing: reading stops once they reach HELD_BYTES (until the 1013). */
+      let refusedBytes = 0
+      const overBytes = () => heldBytes() >= HELD_BYTES || refusedBytes >= HELD_BYTES
       /** The close the model expects next (a frame taken in that breaks the protocol, or a refusal), if any. */
       let closing: number | undefined
       let pongs = 0
@@ -700,14 +703,21 @@ describe('backpressure over the rate limit', () => {
       const admit = (entry: Entry, size: number) => {
         const idle = held.length === 0
         const room = heldBytes() + size > 2 * HELD_BYTES ? 0 : tokens + HOLD_CAP - held.length
-        if (room < 1) refusing = true
-        else {
+        if (room < 1) {
+          refusing = true
+          refusedBytes += size
+        } else {
           frameBytes.set(entry.frame, size)
           held.push(entry)
           if (idle) release()
         }
         if (closing === undefined && refusing && held.length === 0) closing = 1013
-        if (!paused && heldBytes() >= HELD_BYTES) paused = true
+        if (!paused && overBytes()) paused = true
+      }
+      /** Refusing: a frame is ignored (never acknowledged), the client resends it after the 1013 that is coming. */
+      const ignore = (size: number) => {
+        refusedBytes += size
+        if (!paused && overBytes()) paused = true
       }
       const pongsSent = () => fake.sent.filter((f) => f === '{"t":"pong"}').length
       let closed: { code: number; reason: string } | undefined
@@ -728,7 +738,7 @@ describe('backpressure over the rate limit', () => {
           tokens++
           release()
         } else tokens = Math.min(BP_BURST, tokens + 1)
-        if (paused && heldBytes() < HELD_BYTES / 2) paused = false
+        if (paused && heldBytes() < HELD_BYTES / 2 && refusedBytes < HELD_BYTES) paused = false
         sentSeq = txSeq + requests.length
         expectCloses(before)
       }
@@ -779,9 +789,10 @@ describe('backpressure over the rate limit', () => {
             else if (frame?.t === 'ack') {
               if (frame.s > sentSeq) closing = 1002
               else if (!refusing) admit({ kind: 'owed', frame: index }, size)
-            } else if (!refusing) admit({ kind: 'frame', decoded: frame, frame: index }, size)
-          } else if (!refusing) admit({ kind: 'frame', decoded: frame, frame: index }, size)
-          // Refusing: ignored (never acknowledged), the client resends it after the 1013 that is coming.
+            } else if (refusing) ignore(size)
+            else admit({ kind: 'frame', decoded: frame, frame: index }, size)
+          } else if (refusing) ignore(size)
+          else admit({ kind: 'frame', decoded: frame, frame: index }, size)
           const before = fake.closes.length
           feed(fake, input)
           expectCloses(before)

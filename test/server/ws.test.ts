@@ -134,6 +134,27 @@ describe('every frame counts against the rate limit', () => {
   })
 })
 
+describe('refusing', () => {
+  it('stops reading from a client that floods on after its work was refused, once maxHeldBytes of frames were ignored', async () => {
+    const t = await serverWith({ rateLimit: { rate: 10, burst: 1 }, maxPayload: 256 * 1024 })
+    const c = connect(t)
+    // More than 10 s of work: the rest is refused, and 1013 follows once the held work is delivered.
+    c.feed(`{"t":"msg","s":1,"d":[${Array.from({ length: 200 }, (_, i) => i).join(',')}]}`)
+    expect(heldItemsOf(c.session)).toBe(100)
+    const big = (s: number) => `{"t":"msg","s":${s},"d":[0]}${' '.repeat(250 * 1024)}`
+    // maxHeldBytes is 1 MiB: four such frames are ignored and reading goes on (acks are still read) ...
+    for (let s = 102; s < 106; s++) c.feed(big(s))
+    expect((c.ws as unknown as { isPaused: boolean }).isPaused).toBe(false)
+    // ... the fifth stops it.
+    c.feed(big(106))
+    expect((c.ws as unknown as { isPaused: boolean }).isPaused).toBe(true)
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(c.closes.map((close) => close.code)).toEqual([1013])
+    // Resumed for the close handshake.
+    expect((c.ws as unknown as { isPaused: boolean }).isPaused).toBe(false)
+  })
+})
+
 describe('the hello deadline', () => {
   it('closes a connection that has not said hello within helloTimeout (1002), frames of unknown types notwithstanding', async () => {
     const t = await serverWith({ helloTimeout: 3000 })
