@@ -82,7 +82,12 @@ export interface TetherServerOptions {
   maxPendingRequests?: number
   /** A connection that has not sent its `hello` within this many ms is closed with 1002. Default `5000`. */
   helloTimeout?: number
-  /** Protocol-level ping to every connection at this interval in ms; one that misses a pong is terminated. `0` disables. Default `30000`. */
+  /**
+   * Protocol-level ping to every connection at this interval in ms. One that answered neither with
+   * a pong nor with ack progress since the previous beat is terminated (frames it merely sends do
+   * not count); one that pongs but leaves what it received unacknowledged for an interval is closed
+   * with 1013. `0` disables. Default `30000`.
+   */
   heartbeatInterval?: number
   /** A folder served over plain HTTP on the same port (standalone mode), e.g. the demo page. */
   static?: string
