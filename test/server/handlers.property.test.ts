@@ -10,11 +10,13 @@
  * the rate limit that could not be delivered within MAX_HOLD, or over the pending-request limit
  * the welcome announced).
  *
- * Over the rate limit the server holds work (backpressure): a second model, on fake time,
- * predicts what is delivered at once, what is held, that reading goes on (acks handled at once)
- * and is paused exactly once maxHeldBytes of frames are held (until under half of it), what
- * follows as the bucket refills, that nothing more is delivered once the client's close frame
- * was read, and when holding is refused.
+ * Every frame costs a token of the rate limit, charged before it is decoded. Over the limit the
+ * server holds frames (backpressure), decoding each in its turn: a second model, on fake time,
+ * predicts what is delivered at once, what is held, that reading goes on (acks applied at once,
+ * their token owed) and is paused exactly once maxHeldBytes of frames are held (until under half
+ * of it) or, refusing, were ignored, what follows as the bucket refills (a held frame that breaks
+ * the protocol closing then), that nothing more is delivered once the client's close frame was
+ * read, and when holding is refused.
  */
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:http'
