@@ -62,8 +62,8 @@ export interface TetherServerOptions {
   /**
    * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
    * above 0), `burst` at once (at least 1). Every other frame (acks, frames of unknown types)
-   * costs a token too, charged before the frame is decoded. A client over it is slowed down, not disconnected:
-   * the server delivers what the limit allows and holds the rest, delivering it in order at
+   * costs a token too, charged before the frame is decoded. A client over it is slowed down, not
+   * disconnected: the server delivers what the limit allows and holds the rest, delivering it in order at
    * `rate` (acknowledging as it goes; a pong may come late). It goes on reading meanwhile, so the
    * client's acks and its close are handled at once; reading stops only while
    * `max(4 × maxPayload, 1 MiB)` of frames are held, until less than half of that is. It holds
