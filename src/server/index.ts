@@ -23,7 +23,7 @@ import { MAX_HOLD, type RateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { type ExpireReason, RequestError, Session, sharedMessage } from './sessions.js'
 import { serveStatic } from './static.js'
-import { attachConnection, type ConnectionHooks } from './ws.js'
+import { attachConnection, type ConnectionHooks, type HeartbeatCheck } from './ws.js'
 
 export type { RateLimit } from './limits.js'
 export { type ExpireReason, RequestError, Session } from './sessions.js'
@@ -84,8 +84,9 @@ export interface TetherServerOptions {
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**
    * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
-   * above 0), `burst` at once (at least 1). A client over it is slowed down, not disconnected:
-   * the server delivers what the limit allows and holds the rest, delivering it in order at
+   * above 0), `burst` at once (at least 1). Every other frame (acks, frames of unknown types)
+   * costs a token too, charged before the frame is decoded. A client over it is slowed down, not
+   * disconnected: the server delivers what the limit allows and holds the rest, delivering it in order at
    * `rate` (acknowledging as it goes; a pong may come late). It goes on reading meanwhile, so the
    * client's acks and its close are handled at once; reading stops only while
    * `max(4 × maxPayload, 1 MiB)` of frames are held, until less than half of that is. It holds
@@ -102,7 +103,14 @@ export interface TetherServerOptions {
    * is closed with 1013 and resumes later. Default `100`.
    */
   maxPendingRequests?: number
-  /** Protocol-level ping to every connection at this interval in ms; one that misses a pong is terminated. `0` disables. Default `30000`. */
+  /** A connection that has not sent its `hello` within this many ms is closed with 1002. Default `5000`. */
+  helloTimeout?: number
+  /**
+   * Protocol-level ping to every connection at this interval in ms. One that answered neither with
+   * a pong nor with ack progress since the previous beat is terminated (frames it merely sends do
+   * not count); one that pongs but leaves what it received unacknowledged for an interval is closed
+   * with 1013. `0` disables. Default `30000`.
+   */
   heartbeatInterval?: number
   /** A folder served over plain HTTP on the same port (standalone mode), e.g. the demo page. */
   static?: string
@@ -114,7 +122,12 @@ export interface TetherServerEvents {
   session: (session: Session) => void
   /** A session's client reconnected and resumed it. */
   resume: (session: Session) => void
-  /** A session's connection closed; the session waits `sessionTtl` for a resume. */
+  /**
+   * A session's connection closed; the session waits `sessionTtl` for a resume. Not emitted for
+   * a connection replaced by a newer one of the same session (a resume from elsewhere: `resume`
+   * says so, and the session stays connected); when a session ends while connected (`server.close()`,
+   * `session.end()`), `disconnect` comes before `expire`.
+   */
   disconnect: (session: Session, code: number) => void
   /**
    * A session ended and was freed: its `sessionTtl` ran out (`'ttl'`), it was evicted to keep
@@ -139,6 +152,8 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   private readonly wss: WebSocketServer
   private readonly sockets = new Set<WebSocket>()
   private readonly unanswered = new Set<WebSocket>()
+  /** Each connection's heartbeat check (ws.ts). */
+  private readonly checks = new WeakMap<WebSocket, HeartbeatCheck>()
   private readonly heartbeat: ReturnType<typeof setInterval> | undefined
   private closing: Promise<void> | undefined
   /** What disconnected sessions hold, against `maxDisconnectedBytes`. */
@@ -159,6 +174,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
         | 'heartbeatInterval'
         | 'rateLimit'
         | 'maxPendingRequests'
+        | 'helloTimeout'
       >
     > &
       TetherServerOptions,
@@ -177,18 +193,13 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     })
     http.on('upgrade', this.upgrade)
     if (options.heartbeatInterval > 0) {
-      // A connection that has not answered the previous ping (nor sent anything) is dead.
+      // Each connection judges whether its client answered since the last beat (liveness.ts): a
+      // pong, or acks that keep up. Frames it merely sends are no sign that it reads.
       this.heartbeat = setInterval(() => {
         for (const ws of this.sockets) {
-          if (ws.isPaused) {
-            // Reading is paused (rate-limit backpressure while maxHeldBytes are held, at most 10 s): its pong cannot be read yet.
-            this.unanswered.delete(ws)
-            continue
-          }
-          if (this.unanswered.has(ws)) {
-            ws.terminate()
-            continue
-          }
+          const ping = this.checks.get(ws)?.(!this.unanswered.has(ws)) ?? false
+          this.unanswered.delete(ws)
+          if (!ping) continue
           this.unanswered.add(ws)
           ws.ping()
         }
@@ -295,7 +306,6 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
             this.sockets.add(ws)
             const answered = () => this.unanswered.delete(ws)
             ws.on('pong', answered)
-            ws.on('message', answered)
             ws.once('close', () => {
               this.sockets.delete(ws)
               answered()
@@ -342,12 +352,14 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           this.emit('expire', s, reason)
         },
         memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
+        disconnect: (s, code) => this.emit('disconnect', s, code),
       })
       this.sessions.set(session.id, session)
       return session
     },
     opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
-    closed: (session, code) => this.emit('disconnect', session, code),
+    helloTimeout: this.options.helloTimeout,
+    watch: (ws, check) => this.checks.set(ws, check),
   }
 }
 
@@ -433,6 +445,7 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     heartbeatInterval: options.heartbeatInterval ?? 30000,
     rateLimit,
     maxPendingRequests: options.maxPendingRequests ?? 100,
+    helloTimeout: options.helloTimeout ?? 5000,
   }
   for (const key of [
     'sessionTtl',
@@ -442,12 +455,14 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     'maxDisconnectedBytes',
     'heartbeatInterval',
     'maxPendingRequests',
+    'helloTimeout',
   ] as const) {
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
       throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)
     }
   }
+  if (settings.helloTimeout > 2 ** 31 - 1) throw new TypeError('createTetherServer: options.helloTimeout must be at most 2147483647 ms')
   if (options.server) return new TetherServer(options.server, false, settings)
   const staticDir = options.static
   const http = createServer((request, response) => {

@@ -1,14 +1,19 @@
 /**
  * Per-session rate limiting: a token bucket over what a client sends (each message, request and
- * ping costs a token), with backpressure rather than disconnection.
+ * ping costs a token, and every frame at least one: acks, frames of unknown types and resends
+ * included), with backpressure rather than disconnection.
  *
- * Over the limit, what the bucket allows is delivered at once; the rest of the frame, and every
- * later message, request and ping of the connection, is held in order and delivered as the
- * bucket refills, at `rate`. Reading from the connection goes on meanwhile, so the client's acks
- * (and its close) are handled at once; it stops only when {@link maxHeldBytes} of frames are held
- * (the memory bound), and resumes once less than half of that is. Held work is acknowledged only
- * once delivered, and discarded if the connection closes or the session ends (the client resends
- * it when it resumes).
+ * The token is charged before the frame is decoded: over the limit, what the bucket allows is
+ * delivered at once; the rest of the frame, and every later frame of the connection, is held in
+ * order, as received (not decoded: a flood costs no parsing beyond the rate, and what is held
+ * weighs what it weighed on the wire), and is decoded and delivered as the bucket refills, at
+ * `rate`. Frames of at most 64 bytes are decoded on arrival, so that acks among them are applied
+ * at once (their token is owed, taken in their turn). Reading from the connection goes on
+ * meanwhile, so the client's acks (and its close) are handled at once; it stops only when
+ * {@link maxHeldBytes} of frames are held (the memory bound), and resumes once less than half of
+ * that is. Held work is acknowledged only once delivered, and discarded if the connection closes
+ * or the session ends (the client resends it when it resumes). A frame held that turns out to
+ * break the protocol closes the connection when its turn comes, after the work before it.
  *
  * The rule for what may be held: as much work as the bucket will deliver within
  * {@link MAX_HOLD} (10 s). Work beyond that is refused: it is never acknowledged, later work on
@@ -24,7 +29,7 @@
 
 /** Incoming rate limit of one session. */
 export interface RateLimit {
-  /** Sustained messages (and requests, pings) per second: a finite number above 0. */
+  /** Sustained messages (and requests, pings, other frames) per second: a finite number above 0. */
   rate: number
   /** Messages allowed at once on top of the sustained rate (a reconnecting client's backlog): at least 1. */
   burst: number
@@ -49,7 +54,7 @@ export const maxHeldBytes = (maxPayload: number): number => Math.max(4 * maxPayl
 const monotonic = (): number => performance.now()
 
 /**
- * A token bucket: one token per message, request or ping a client sends. It holds at most
+ * A token bucket: one token per message, request or ping a client sends (per frame, at least). It holds at most
  * `burst` tokens and refills at `rate` per second.
  *
  * While work waits for tokens (`owed`), what accrues since the last take belongs to that work

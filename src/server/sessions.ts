@@ -1,8 +1,8 @@
 /**
  * The server half of tether.v1, independent of any WebSocket library: sessions that outlive
  * connections, their sequence numbers and acks, the bounded per-session outbox, and the rate
- * limit's backpressure (limits.ts has the rule). ws.ts feeds it decoded frames from real
- * connections.
+ * limit's backpressure (limits.ts has the rule). ws.ts feeds it the frames of real connections
+ * as received; the session decodes each when the rate limit lets it in.
  * @module
  */
 import { randomBytes } from 'node:crypto'
@@ -10,6 +10,7 @@ import { ClosedError, DeliveryError, QueueFullError, TetherError } from '../erro
 import {
   type ClientFrame,
   CloseCode,
+  decodeFrame,
   encodeFrame,
   encodePayload,
   FrameError,
@@ -19,6 +20,7 @@ import {
   resFrame,
 } from '../protocol/frames.js'
 import { MAX_HOLD, maxHeldBytes, type RateLimit, TokenBucket } from './limits.js'
+import type { AckProgress } from './liveness.js'
 import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 
 /** One connection as the session sees it. */
@@ -62,6 +64,12 @@ export interface SessionEvents {
   request(data: unknown, session: Session): Promise<unknown>
   expire(session: Session, reason: ExpireReason): void
   /**
+   * The session let go of its connection (closed, lost, or closed by the server), `code` being
+   * the close code; not when a newer connection of the session replaced it (the session is still
+   * connected then). Before `expire` when the session ends while connected.
+   */
+  disconnect?(session: Session, code: number): void
+  /**
    * What the session holds, as the server-wide budget sees it, changed: it disconnected, it
    * reconnected or ended, or, while disconnected, it queued more. `parked`: it is disconnected
    * and counts against the budget (`ownBytes`). `sharedBytes`: payload bytes of broadcasts that
@@ -81,7 +89,7 @@ export interface SessionLimits {
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
   sessionTtl: number
-  /** Incoming messages, requests and pings per second (sustained and burst), or false for no limit. */
+  /** Incoming messages, requests and pings (every frame at least one) per second (sustained and burst), or false for no limit. */
   rateLimit: RateLimit | false
   /** Most requests awaiting the handler's reply at once. */
   maxPendingRequests: number
@@ -125,17 +133,33 @@ const cost = (entry: Outgoing): number =>
 type Work = Extract<ClientFrame, { t: 'msg' | 'req' | 'ping' }>
 
 /**
- * A frame (or the rest of one) held over the rate limit, with only what is still to deliver: of
- * a `msg` frame, the items from `next` on (`s` is the sequence number of `items[0]`; delivered
- * ones are let go at once). `size` is the bytes of the frame as received.
+ * An entry of the held queue, in arrival order. `size` is the bytes of the frame as received.
+ *
+ * Frames wait there as they came (`raw`: the text, not decoded; `frame`: a small frame, decoded
+ * on arrival) until their turn comes and a token is there for them; only then are they taken in
+ * (decoded, sequenced) and become work: a `msg` frame (or the rest of one) with only what is
+ * still to deliver, the items from `next` on (`s` is the sequence number of `items[0]`;
+ * delivered ones are let go at once), a `req` or a `ping`. A frame that carries no work (an
+ * ack, a frame of an unknown type, a resend of what was delivered) becomes `owed`: the token it
+ * costs, taken in its turn.
  */
 type Held =
+  | { t: 'raw'; text: string | Buffer; size: number }
+  | { t: 'frame'; frame: ClientFrame | undefined; size: number }
+  | { t: 'owed'; size: number }
   | { t: 'msg'; s: number; items: unknown[]; next: number; size: number }
   | { t: 'req'; frame: Extract<Work, { t: 'req' }>; size: number }
   | { t: 'ping'; size: number }
 
-/** Items of a held entry still to deliver. */
+/** Tokens a held entry still needs: its items, for work; one (the least a frame costs) for the rest. */
 const remaining = (entry: Held): number => (entry.t === 'msg' ? entry.items.length - entry.next : 1)
+
+/**
+ * Frames up to this many bytes are decoded as they arrive, held or not: parsing them costs about
+ * what reading them does, and the acks among them (32 bytes at most from the reference client)
+ * are applied at once. Bigger frames are decoded only when the rate limit lets them in.
+ */
+export const DECODE_AT_ONCE = 64
 
 /** Held work is released in steps of about this many ms' worth of the rate: no timer per message. */
 const RELEASE_STEP = 10
@@ -167,6 +191,8 @@ export class Session {
   /** Something was received since the last ack written: an ack is due (at the end of the tick, or before a close). */
   private ackDue = false
   private txSeq = 0
+  /** The client's last cumulative ack. */
+  private txAcked = 0
   /**
    * Unacknowledged outgoing messages from `head`, numbered consecutively up to `txSeq`; `written`
    * of them went on the current connection.
@@ -208,6 +234,11 @@ export class Session {
    * is ignored (never acknowledged), and it is closed with 1013 once what is held is delivered.
    */
   private refusal: string | undefined
+  /**
+   * Bytes of frames ignored since the refusal: once `maxHeldBytes` of them were, reading stops until
+   * the 1013 (a client flooding on would otherwise be read, for nothing, as fast as it sends).
+   */
+  private refusedBytes = 0
   /** Tokens a release waits for: about RELEASE_STEP ms of the rate (the burst does not cap it: held work is owed what accrues). */
   private readonly releaseBatch: number
 
@@ -242,6 +273,16 @@ export class Session {
   /** What the session counts against `maxDisconnectedBytes` besides its fixed overhead: `queuedBytes` without the shared payloads. @internal */
   get ownBytes(): number {
     return this.outboxBytes - this.sharedBytes
+  }
+
+  /**
+   * How far the client acknowledged what was written to it on `connection` (the heartbeat's
+   * evidence that it reads); undefined if that connection is not the attached one. @internal
+   */
+  ackProgress(connection: SessionConnection): AckProgress | undefined {
+    if (this.connection !== connection) return undefined
+    // Entries are numbered by their place: the last written is `written` after the last acknowledged.
+    return { acked: this.txAcked, written: this.txSeq - this.pending + this.written }
   }
 
   /**
@@ -371,16 +412,20 @@ export class Session {
   /**
    * The connection is gone, or about to be closed: the ack of what was delivered is written now
    * (a closed connection ignores it), held work is discarded, and the session waits `sessionTtl`
-   * for the client to resume it. @internal
+   * for the client to resume it. Nothing happens if `connection` is not the attached one (a newer
+   * connection replaced it). @internal
+   * @param code - the close code, for the `disconnect` event: 1006 (lost, no close frame) unless given
    */
-  detach(connection: SessionConnection): void {
+  detach(connection: SessionConnection, code = 1006): void {
     if (this.connection !== connection) return
     this.writeAck()
     this.discardHeld()
     this.connection = undefined
     this.written = 0
     this.writeBlocked = undefined
-    if (this.ended) return
+    // Presence tracking hears of the connection first: before anything the budget does (an eviction's expire).
+    this.events.disconnect?.(this, code)
+    if (this.ended) return // a disconnect listener ended the session
     this.expiry = setTimeout(
       () => this.endWith(new DeliveryError('session expired before the client acknowledged'), 'ttl'),
       this.limits.sessionTtl,
@@ -390,14 +435,28 @@ export class Session {
   }
 
   /**
-   * Handles one frame from the attached connection (after the hello); `size` is its length in
-   * bytes, what it costs against `maxHeldBytes` if it is held. Throws FrameError for protocol
+   * Handles one frame from the attached connection (after the hello), as received: its UTF-8
+   * JSON text, and `size`, its length in bytes (what it costs against `maxHeldBytes` while it
+   * waits). Every frame costs at least one token of the rate limit, and is decoded only once the
+   * limit lets it in (small ones, see DECODE_AT_ONCE, at once). Throws FrameError for protocol
    * violations and limits: the ack of what was delivered is written first, whatever the
    * connection had held is discarded, and the caller closes the connection. @internal
    */
-  receive(frame: ClientFrame, size: number): void {
+  receiveText(text: string | Buffer, size: number): void {
+    this.guard(() => {
+      if (size > DECODE_AT_ONCE) this.arrive(text, size)
+      else this.arrive(decodeFrame(typeof text === 'string' ? text : text.toString(), 'client'), size)
+    })
+  }
+
+  /** `receiveText()` for a frame already decoded (`undefined`: a frame of an unknown type). @internal */
+  receive(frame: ClientFrame | undefined, size: number): void {
+    this.guard(() => this.arrive(frame, size))
+  }
+
+  private guard(handle: () => void): void {
     try {
-      this.receiveFrame(frame, size)
+      handle()
     } catch (error) {
       if (error instanceof FrameError) this.writeAck()
       this.discardHeld()
@@ -405,33 +464,86 @@ export class Session {
     }
   }
 
-  private receiveFrame(frame: ClientFrame, size: number): void {
+  /** One frame, in arrival order: an ack is applied at once (its token owed); anything else waits its turn. */
+  private arrive(data: string | Buffer | ClientFrame | undefined, size: number): void {
+    const decoded = data === undefined || (typeof data !== 'string' && !Buffer.isBuffer(data))
+    if (decoded && data?.t === 'ack') {
+      // Not work (it concerns the other direction): applied at once, even while work is held, so
+      // a client that acknowledges what it receives never finds the outbox full.
+      this.applyAck(data)
+      if (this.refusal === undefined) this.admit({ t: 'owed', size })
+      return
+    }
+    if (decoded && data?.t === 'hello') throw new FrameError('second "hello" on one connection', CloseCode.PROTOCOL_ERROR)
     // Refusing: the client resends this work when it resumes, after the 1013 that is coming.
-    if (this.refusal !== undefined && (frame.t === 'msg' || frame.t === 'req' || frame.t === 'ping')) return
-    switch (frame.t) {
+    if (this.refusal !== undefined) {
+      this.refusedBytes += size
+      this.updateReading()
+      return
+    }
+    this.admit(decoded ? { t: 'frame', frame: data, size } : { t: 'raw', text: data, size })
+  }
+
+  private applyAck(frame: Extract<ClientFrame, { t: 'ack' }>): void {
+    if (frame.s > this.txSeq)
+      throw new FrameError(`ack ${frame.s} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
+    this.acknowledge(frame.s)
+  }
+
+  /**
+   * Takes in the frame at the front of the held queue, its turn come and a token there for it:
+   * decodes and sequences it, and puts in its place the work it carries, or the token it owes.
+   * A `msg` frame carrying more than the bucket delivers within MAX_HOLD (`inHand`: tokens
+   * already taken for this round) is cut there and work is refused from there on: what was held
+   * after it is let go, and the connection closed with 1013 once the rest is delivered.
+   */
+  private takeIn(inHand: number, owed: boolean): void {
+    const { held } = this
+    const entry = held[this.heldHead]
+    if (entry.t !== 'raw' && entry.t !== 'frame') return
+    const frame =
+      entry.t === 'raw' ? decodeFrame(typeof entry.text === 'string' ? entry.text : entry.text.toString(), 'client') : entry.frame
+    const size = entry.size
+    let work: Held | undefined
+    switch (frame?.t) {
       case 'msg': {
         const first = this.accept(frame.s, frame.d.length)
-        if (first < frame.d.length) {
-          // Only the new items are kept (not the frame): a resend overlapping delivered ones holds none of those.
-          this.admit({ t: 'msg', s: frame.s + first, items: first === 0 ? frame.d : frame.d.slice(first), next: 0, size })
-        }
-        return
+        // Only the new items are kept (not the frame): a resend overlapping delivered ones holds none of those.
+        if (first < frame.d.length)
+          work = { t: 'msg', s: frame.s + first, items: first === 0 ? frame.d : frame.d.slice(first), next: 0, size }
+        break
       }
       case 'req':
-        if (this.accept(frame.s, 1) === 0) this.admit({ t: 'req', frame, size })
-        return
+        if (this.accept(frame.s, 1) === 0) work = { t: 'req', frame, size }
+        break
       case 'ping':
-        this.admit({ t: 'ping', size })
-        return
+        work = { t: 'ping', size }
+        break
       case 'ack':
-        // Not work (it concerns the other direction): handled at once, even while work is held.
-        if (frame.s > this.txSeq)
-          throw new FrameError(`ack ${frame.s} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
-        this.acknowledge(frame.s)
-        return
+        this.applyAck(frame)
+        break
       case 'hello':
         throw new FrameError('second "hello" on one connection', CloseCode.PROTOCOL_ERROR)
     }
+    if (!work) {
+      held[this.heldHead] = { t: 'owed', size }
+      return
+    }
+    held[this.heldHead] = work
+    this.heldItems += remaining(work) - 1
+    if (work.t !== 'msg' || !this.bucket) return
+    const room = inHand + this.bucket.tokensWithin(MAX_HOLD, owed)
+    if (work.items.length <= room) return
+    this.refusal = 'rate limit exceeded; slow down and resume'
+    // Nothing after what is held is accepted: the client resends it after the 1013.
+    this.heldItems -= work.items.length - room
+    work.items = work.items.slice(0, room)
+    this.rxAccepted = work.s + room - 1
+    for (let i = this.heldHead + 1; i < held.length; i++) {
+      this.heldItems -= remaining(held[i])
+      this.heldBytes -= held[i].size
+    }
+    held.length = this.heldHead + 1
   }
 
   /** Ends the session now: pending sends reject, the connection closes, the server forgets it (`expire`, reason `'ended'`). */
@@ -469,20 +581,26 @@ export class Session {
     // What was delivered is acknowledged before the close (a handler may end the session while
     // its message is being delivered): otherwise the client sends it again, to a new session.
     this.writeAck()
-    this.connection?.close(close.code, close.reason)
+    const connection = this.connection
     this.connection = undefined
+    if (connection) {
+      connection.close(close.code, close.reason)
+      // Presence tracking sees the connection go before the session does.
+      this.events.disconnect?.(this, close.code)
+    }
     this.events.memory?.(this, false, sharedBytes)
     this.events.expire(this, reason)
   }
 
   /**
-   * Takes new work in arrival order: what the rate limit allows now is done at once; the rest
-   * waits, and a timer releases it, in order, as tokens come. Reading from the connection goes on
-   * (acks are handled at once) until `maxHeldBytes` of frames are held. Only what the bucket can
-   * deliver within MAX_HOLD is held: beyond that, the work is refused, and the connection closed
-   * with 1013 once what is held is delivered.
+   * Takes a new frame (or an ack's owed token) in arrival order: what the rate limit allows now is
+   * done at once; the rest waits, and a timer releases it, in order, as tokens come. Reading from
+   * the connection goes on (acks are handled at once) until `maxHeldBytes` of frames are held.
+   * Only what the bucket can deliver within MAX_HOLD is held (a frame counts one token until it is
+   * taken in): beyond that, the work is refused, and the connection closed with 1013 once what is
+   * held is delivered.
    */
-  private admit(entry: Held): void {
+  private admit(entry: Extract<Held, { t: 'raw' | 'frame' | 'owed' }>): void {
     // Work is waiting: the tokens accruing now are owed to it, not capped at the burst (limits.ts).
     const backlogged = this.heldItems > 0
     const room =
@@ -491,26 +609,23 @@ export class Session {
         : this.bucket
           ? Math.max(0, this.bucket.tokensWithin(MAX_HOLD, backlogged) - this.heldItems)
           : Number.POSITIVE_INFINITY
-    if (remaining(entry) > room) {
+    if (room < 1) {
+      // Nothing after what is held is accepted (this frame was not sequenced): the client resends it after the 1013.
       this.refusal = 'rate limit exceeded; slow down and resume'
-      // Nothing after what is held is accepted: the client resends it after the 1013.
-      if (entry.t === 'msg') {
-        entry.items = entry.items.slice(0, room)
-        this.rxAccepted = entry.s + room - 1
-      } else if (entry.t === 'req') this.rxAccepted = entry.frame.s - 1
-    }
-    if (room > 0) {
+      this.refusedBytes += entry.size
+    } else {
       this.held.push(entry)
-      this.heldItems += remaining(entry)
+      this.heldItems += 1
       this.heldBytes += entry.size
       // Nothing was waiting before: go as far as the bucket allows now. Otherwise the timer is armed.
       if (!backlogged) {
         this.drain(false)
         // Of a frame delivered in part, only the rest is kept.
-        if (entry.t === 'msg' && entry.next > 0 && entry.next < entry.items.length) {
-          entry.items = entry.items.slice(entry.next)
-          entry.s += entry.next
-          entry.next = 0
+        const front = this.held[this.heldHead]
+        if (front?.t === 'msg' && front.next > 0 && front.next < front.items.length) {
+          front.items = front.items.slice(front.next)
+          front.s += front.next
+          front.next = 0
         }
       }
     }
@@ -530,11 +645,20 @@ export class Session {
   private drain(owed: boolean): void {
     const epoch = this.holdEpoch
     const { held } = this
+    if (this.heldHead === held.length) return
+    // A frame at the front is taken in (decoded) only once a token is there for it: a flood costs
+    // no decoding beyond the rate. Taken in before the tokens are, so a frame's items all count.
+    if (this.bucket && this.bucket.tokensWithin(0, owed) < 1) return
+    this.takeIn(0, owed)
     // The tokens for this round, taken at once: what is left over is capped at the burst only
     // when every held item got one (the backlog is over).
     let budget = this.allowance(this.heldItems, owed)
     while (budget > 0 && this.heldHead < held.length) {
       const entry = held[this.heldHead]
+      if (entry.t === 'raw' || entry.t === 'frame') {
+        this.takeIn(budget, true)
+        continue
+      }
       if (entry.t === 'msg') {
         const { items } = entry
         const end = Math.min(items.length, entry.next + budget)
@@ -556,7 +680,7 @@ export class Session {
         budget--
         this.heldItems--
         if (entry.t === 'ping') this.connection?.send('{"t":"pong"}')
-        else {
+        else if (entry.t === 'req') {
           this.request(entry.frame)
           if (this.holdEpoch !== epoch) return // the handler ended the session
         }
@@ -577,14 +701,15 @@ export class Session {
 
   /**
    * Stops reading from the connection once `maxHeldBytes` of frames are held, and reads again
-   * once less than half of that is (not at every frame released: no flapping).
+   * once less than half of that is (not at every frame released: no flapping); or, refusing, once
+   * `maxHeldBytes` of frames were ignored (until the 1013 closes the connection).
    */
   private updateReading(): void {
     const limit = maxHeldBytes(this.limits.maxPayload)
-    if (!this.paused && this.heldBytes >= limit) {
+    if (!this.paused && (this.heldBytes >= limit || this.refusedBytes >= limit)) {
       this.paused = true
       this.connection?.pause?.()
-    } else if (this.paused && this.heldBytes < limit / 2) {
+    } else if (this.paused && this.heldBytes < limit / 2 && this.refusedBytes < limit) {
       this.paused = false
       this.connection?.resume?.()
     }
@@ -618,7 +743,7 @@ export class Session {
       // As if a frame had just arrived: the connection is closed, what it still held discarded.
       const connection = this.connection
       if (connection) {
-        this.detach(connection)
+        this.detach(connection, error.closeCode)
         connection.close(error.closeCode, error.message.slice(0, 120))
       }
     } finally {
@@ -644,6 +769,7 @@ export class Session {
     this.rxAccepted = this.rxSeq
     this.paused = false
     this.refusal = undefined
+    this.refusedBytes = 0
     clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
     if (wasPaused) this.connection?.resume?.()
@@ -707,6 +833,7 @@ export class Session {
   }
 
   private acknowledge(seq: number): void {
+    this.txAcked = Math.max(this.txAcked, seq)
     const { outbox } = this
     // The outbox holds txSeq - pending + 1 … txSeq, in order.
     let count = Math.min(this.pending, seq - (this.txSeq - this.pending))

@@ -1,7 +1,9 @@
 /**
  * The `ws` adapter: one accepted WebSocket, from its first frame (`hello`, which finds or
- * creates the session) to its close. Frames are decoded and validated here; protocol
- * violations close the connection with the code docs/PROTOCOL.md names.
+ * creates the session, and must come within `helloTimeout`) to its close. The hello is decoded
+ * here; later frames go to the session as received, which decodes each once the rate limit lets
+ * it in. Protocol violations close the connection with the code docs/PROTOCOL.md names. The
+ * server's heartbeat asks the connection, every interval, whether its client answered (liveness.ts).
  *
  * Backpressure: the session holds work over the rate limit while reading goes on, so the
  * client's acks, and its close frame, are handled at once; it pauses reading only when
@@ -13,6 +15,7 @@
  */
 import { type RawData, WebSocket } from 'ws'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
+import { Liveness } from './liveness.js'
 import type { Session, SessionConnection } from './sessions.js'
 
 /** What a connection needs from the server. */
@@ -21,8 +24,18 @@ export interface ConnectionHooks {
   findSession(id: string, principal: string | undefined): Session | undefined
   newSession(principal: string | undefined): Session
   opened(session: Session, resumed: boolean): void
-  closed(session: Session, code: number): void
+  /** How long a connection may take to send its `hello`, in ms, before it is closed with 1002. */
+  readonly helloTimeout: number
+  /** Registers the connection's heartbeat check (see {@link HeartbeatCheck}); called once, before any frame. */
+  watch(ws: WebSocket, check: HeartbeatCheck): void
 }
+
+/**
+ * Run by the server's heartbeat every `heartbeatInterval`, with whether the previous ping was
+ * answered: judges the connection (liveness.ts), cuts it if the client is not answering, and
+ * returns whether to ping it again.
+ */
+export type HeartbeatCheck = (answered: boolean) => boolean
 
 /** Serves tether.v1 on one accepted WebSocket. */
 export function attachConnection(ws: WebSocket, principal: string | undefined, hooks: ConnectionHooks): void {
@@ -47,39 +60,58 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     isOpen: () => !closing && ws.readyState === WebSocket.OPEN,
     bufferedAmount: () => ws.bufferedAmount,
   }
+  const liveness = new Liveness()
+  hooks.watch(ws, (answered) => {
+    if (closing || ws.readyState !== WebSocket.OPEN) return false
+    const verdict = liveness.beat({ answered, paused: ws.isPaused, progress: session?.ackProgress(connection) })
+    if (verdict === 'silent') ws.terminate()
+    else if (verdict === 'unacknowledged') {
+      session?.detach(connection, CloseCode.TRY_AGAIN_LATER)
+      close(CloseCode.TRY_AGAIN_LATER, 'messages received but not acknowledged within the heartbeat interval')
+    }
+    return verdict === 'ping'
+  })
+  // A connection that never says hello would hold its socket (and be read, frame after frame) forever.
+  const helloDeadline = setTimeout(() => {
+    if (!session && !closing) close(CloseCode.PROTOCOL_ERROR, `no "hello" within ${hooks.helloTimeout} ms`)
+  }, hooks.helloTimeout)
   ws.on('message', (data: RawData, isBinary: boolean) => {
     // Frames still arriving on a connection being closed are not processed (nor acknowledged):
     // the client resends them when it resumes.
     if (closing) return
     try {
-      const frame = decodeFrame(isBinary ? data : data.toString(), 'client')
-      if (!frame) return
+      if (isBinary) throw new FrameError('binary frame: tether.v1 frames are JSON text', CloseCode.INVALID_DATA)
+      const text = asBuffer(data)
       if (session) {
-        session.receive(frame, byteLength(data))
+        // Not decoded here: the session decodes a frame once the rate limit lets it in.
+        session.receiveText(text, text.byteLength)
         return
       }
+      const frame = decodeFrame(text.toString(), 'client')
+      if (!frame) return
       if (frame.t !== 'hello') throw new FrameError(`"${frame.t}" frame before "hello"`, CloseCode.PROTOCOL_ERROR)
       const found = frame.sid === null ? undefined : hooks.findSession(frame.sid, principal)
       const target = found ?? hooks.newSession(principal)
       // A client whose session is gone acknowledges sequence numbers of the old one: they mean nothing here.
       target.attach(connection, found ? frame.ack : 0, found !== undefined)
       session = target // only once attached: a refused resume must not detach the session's real connection
+      clearTimeout(helloDeadline)
       hooks.opened(session, found !== undefined)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
       // The session is done with this connection now: it acknowledges what it delivered (before the
       // close frame), and nothing it held for the connection is delivered later.
-      session?.detach(connection)
+      session?.detach(connection, error.closeCode)
       close(error.closeCode, error.message)
     }
   })
   ws.on('error', () => {}) // a close event follows; ws closes with 1009 on oversized frames itself
+  // The session reports the disconnect, unless a newer connection of it replaced this one.
   ws.once('close', (code: number) => {
-    if (!session) return
-    session.detach(connection)
-    hooks.closed(session, code)
+    clearTimeout(helloDeadline)
+    session?.detach(connection, code)
   })
 }
 
-const byteLength = (data: RawData): number =>
-  Array.isArray(data) ? data.reduce((total, chunk) => total + chunk.length, 0) : data.byteLength
+/** A message's bytes as one Buffer (`ws` hands over a Buffer unless told otherwise). */
+const asBuffer = (data: RawData): Buffer => (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data))

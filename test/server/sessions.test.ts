@@ -844,15 +844,21 @@ describe('the rate limit slows a client down (backpressure)', () => {
     expect(acks(t.conn).at(-1)).toBe(6)
   })
 
-  it('a protocol error while work is held closes as before, and the held work is discarded (not acknowledged)', async () => {
+  it('a protocol error in a frame that waits behind held work closes when its turn comes, after the work before it (and acknowledging it)', async () => {
     const t = limited({ rate: 10, burst: 2 })
     receive(t.session, msg(1, 'a', 'b', 'c', 'd'))
-    expect(frameError(() => receive(t.session, msg(6, 'f'))).closeCode).toBe(1002)
-    expect(vi.getTimerCount()).toBe(0)
+    // Frames are taken in (sequenced) in their turn: the gap is found then, not on arrival.
+    receive(t.session, msg(6, 'f'))
+    receive(t.session, msg(7, 'g'))
+    expect(t.conn.close).not.toHaveBeenCalled()
     await vi.advanceTimersByTimeAsync(1000)
-    expect(t.messages()).toEqual(['a', 'b'])
+    expect(t.messages()).toEqual(['a', 'b', 'c', 'd'])
+    expect(t.conn.close).toHaveBeenCalledExactlyOnceWith(1002, 'sequence gap: expected 5, got 6')
+    expect(t.session.connected).toBe(false)
     await tick()
-    expect(acks(t.conn)).toEqual([2])
+    expect(acks(t.conn).at(-1)).toBe(4)
+    // Only the session's expiry is left: what waited behind the bad frame was discarded.
+    expect(vi.getTimerCount()).toBe(1)
   })
 
   it("reading goes on while work is held, so the client's acks are handled at once: an echo app's outbox does not fill up", async () => {
@@ -1158,7 +1164,7 @@ describe('the rate limit slows a client down (backpressure)', () => {
   })
 
   it('the size of a frame is not optional (a missing one would not count against maxHeldBytes)', () => {
-    expectTypeOf<Parameters<Session['receive']>>().toEqualTypeOf<[frame: ClientFrame, size: number]>()
+    expectTypeOf<Parameters<Session['receive']>>().toEqualTypeOf<[frame: ClientFrame | undefined, size: number]>()
   })
 
   it('without a rate limit nothing is ever held', () => {
