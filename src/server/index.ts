@@ -285,7 +285,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
           (who) => who,
           (error: unknown) => {
             // A throw is a failure to decide (the auth backend is down), not a refusal: come back later.
-            this.emit('error', error instanceof Error ? error : new Error(String(error)))
+            this.emit('error', asError(error))
             return 'retry' as const
           },
         )
@@ -316,10 +316,25 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
         .catch((error: unknown) => {
           // Not expected; but a rejection nobody handles would end the process (Node's default).
           socket.destroy()
-          this.emit('error', error instanceof Error ? error : new Error(String(error)))
+          this.emit('error', asError(error))
         })
     },
   )
+
+  /**
+   * Emits an event to the app's listeners. They run inside connection handling: one that throws
+   * is reported as `error`, and the server goes on (an uncaught throw there would end the process).
+   */
+  private notify<E extends Exclude<EventEmitter.EventNames<TetherServerEvents>, 'error'>>(
+    event: E,
+    ...args: EventEmitter.EventArgs<TetherServerEvents, E>
+  ): void {
+    try {
+      this.emit(event, ...args)
+    } catch (error) {
+      this.emit('error', asError(error))
+    }
+  }
 
   private readonly hooks: ConnectionHooks = {
     findSession: (id, principal) => {
@@ -330,11 +345,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     newSession: (principal) => {
       const session = new Session(principal, this.options, {
         message: (data, s) => {
-          try {
-            this.emit('message', data, s)
-          } catch (error) {
-            this.emit('error', error as Error)
-          }
+          this.notify('message', data, s)
         },
         request: async (data, s) => {
           try {
@@ -342,22 +353,22 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
             return await this.handler(data, s)
           } catch (error) {
             // The client only learns ERR_INTERNAL; the details belong in the server's logs.
-            if (!(error instanceof RequestError)) this.emit('error', error instanceof Error ? error : new Error(String(error)))
+            if (!(error instanceof RequestError)) this.emit('error', asError(error))
             throw error
           }
         },
         expire: (s, reason) => {
           this.sessions.delete(s.id)
           this.budget.remove(s)
-          this.emit('expire', s, reason)
+          this.notify('expire', s, reason)
         },
         memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
-        disconnect: (s, code) => this.emit('disconnect', s, code),
+        disconnect: (s, code) => this.notify('disconnect', s, code),
       })
       this.sessions.set(session.id, session)
       return session
     },
-    opened: (session, resumed) => this.emit(resumed ? 'resume' : 'session', session),
+    opened: (session, resumed) => this.notify(resumed ? 'resume' : 'session', session),
     helloTimeout: this.options.helloTimeout,
     watch: (ws, check) => this.checks.set(ws, check),
   }
@@ -387,6 +398,8 @@ function unclaimed(http: Server | HttpsServer, self: UpgradeListener, target: st
     })
   )
 }
+
+const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)))
 
 /** An origin check that cannot crash the server: a throwing predicate refuses. */
 function originAllowed(allowed: string[] | ((origin: string | undefined) => boolean), origin: string | undefined): boolean {
@@ -422,6 +435,11 @@ function refuse(socket: Duplex, status: number, text: string): void {
   // Destroyed once written: a client that never closes its side cannot keep the socket open.
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy())
 }
+
+/** The longest delay a Node timer honours. */
+const MAX_TIMER = 2 ** 31 - 1
+/** Options that are timer delays, in ms. */
+const TIMED: readonly string[] = ['sessionTtl', 'heartbeatInterval', 'helloTimeout']
 
 /**
  * Starts a tether.v1 server: standalone on `port`/`host`, or attached to `server`.
@@ -461,8 +479,11 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
       throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)
     }
+    // Timers fire at once beyond their 32-bit limit: a session kept "forever" would expire at once.
+    if (TIMED.includes(key) && value > MAX_TIMER) {
+      throw new TypeError(`createTetherServer: options.${key} must be at most ${MAX_TIMER} ms (about 24.8 days); got ${String(value)}`)
+    }
   }
-  if (settings.helloTimeout > 2 ** 31 - 1) throw new TypeError('createTetherServer: options.helloTimeout must be at most 2147483647 ms')
   if (options.server) return new TetherServer(options.server, false, settings)
   const staticDir = options.static
   const http = createServer((request, response) => {

@@ -14,6 +14,7 @@
  * @module
  */
 import { type RawData, WebSocket } from 'ws'
+import { cutReason } from '../close-reason.js'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import { Liveness } from './liveness.js'
 import type { Session, SessionConnection } from './sessions.js'
@@ -47,7 +48,7 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
   let closing = false
   const close = (code: number, reason: string) => {
     closing = true
-    ws.close(code, reason.slice(0, 120)) // close reasons are limited to 123 bytes
+    ws.close(code, cutReason(reason)) // close reasons are limited to 123 UTF-8 bytes
     // A paused socket would never read the client's close frame: the handshake would hang.
     ws.resume()
   }

@@ -107,3 +107,32 @@ describe('server events', () => {
     expect(events.filter((e) => e.endsWith(`:${sid}`))).toEqual([`session:${sid}`, `disconnect:${sid}`, `expire:${sid}`])
   })
 })
+
+describe('server events: listeners that throw', () => {
+  it.each(['session', 'resume', 'disconnect', 'expire'] as const)(
+    'a %s listener that throws is reported as error; the process and the session go on',
+    async (event) => {
+      const server = await startTether()
+      const errors: Error[] = []
+      server.on('error', (error) => errors.push(error))
+      server.on(event, () => {
+        throw new Error(`${event} listener failed`)
+      })
+      const uncaught: unknown[] = []
+      const onUncaught = (error: unknown) => uncaught.push(error)
+      process.on('uncaughtException', onUncaught)
+      defer(() => process.off('uncaughtException', onUncaught))
+      const first = await hello(server, null)
+      const sid = first.welcome.sid
+      first.ws.terminate() // disconnect
+      await waitFor(() => server.sessions.get(sid)?.connected === false, 2000, 'the disconnect')
+      const second = await hello(server, sid) // resume
+      expect(second.welcome).toMatchObject({ sid, resumed: true })
+      server.sessions.get(sid)?.end() // expire
+      await waitFor(() => errors.length > 0, 2000, 'the error event')
+      // disconnect fires twice here (the terminate, then end() while connected): each is reported.
+      expect(new Set(errors.map((e) => e.message))).toEqual(new Set([`${event} listener failed`]))
+      expect(uncaught).toEqual([])
+    },
+  )
+})
