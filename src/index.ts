@@ -11,8 +11,32 @@
  * @packageDocumentation
  */
 
-export type { BackoffPolicy } from './backoff.js'
-export { backoffDelay } from './backoff.js'
+export type { BackoffPolicy } from './client/backoff.js'
+export { backoffDelay } from './client/backoff.js'
+export type {
+  CloseInfo,
+  HeartbeatOptions,
+  OpenContext,
+  ProtocolsProvider,
+  QueueOptions,
+  ReconnectOptions,
+  RequestOptions,
+  SendOptions,
+  TetherSocketOptions,
+  UrlProvider,
+  WebSocketConstructor,
+} from './client/options.js'
+export { defaultShouldReconnect } from './client/options.js'
+export type { Payload } from './client/outbox.js'
+export type {
+  CloseEventInfo,
+  ReconnectingInfo,
+  SocketState,
+  TetherSocketEvents,
+  TetherSocketStats,
+} from './client/socket.js'
+export { TetherSocket } from './client/socket.js'
+export type { SessionInfo } from './client/wire/tether.js'
 export type { TetherErrorOptions } from './errors.js'
 export {
   AbortError,
@@ -26,27 +50,3 @@ export {
   TetherError,
   TimeoutError,
 } from './errors.js'
-export type {
-  CloseInfo,
-  HeartbeatOptions,
-  OpenContext,
-  ProtocolsProvider,
-  QueueOptions,
-  ReconnectOptions,
-  RequestOptions,
-  SendOptions,
-  TetherSocketOptions,
-  UrlProvider,
-  WebSocketConstructor,
-} from './options.js'
-export { defaultShouldReconnect } from './options.js'
-export type { Payload } from './outbox.js'
-export type { SessionInfo } from './protocol/tether.js'
-export type {
-  CloseEventInfo,
-  ReconnectingInfo,
-  SocketState,
-  TetherSocketEvents,
-  TetherSocketStats,
-} from './socket.js'
-export { TetherSocket } from './socket.js'

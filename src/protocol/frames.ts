@@ -1,6 +1,6 @@
 /**
  * tether.v1 frames: their types, the encoder, and the decoder that validates every field.
- * Shared by the client (protocol/tether.ts) and the reference server. `docs/PROTOCOL.md`
+ * Shared by the client (client/wire/tether.ts) and the reference server. `docs/PROTOCOL.md`
  * is the normative description; this file is its executable form.
  *
  * Every frame is one WebSocket text message holding one JSON object with a string `t`.

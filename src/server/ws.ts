@@ -14,7 +14,7 @@
  * @module
  */
 import { type RawData, WebSocket } from 'ws'
-import { cutReason } from '../close-reason.js'
+import { cutReason } from '../protocol/close-reason.js'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import { Liveness } from './liveness.js'
 import type { Session, SessionConnection } from './sessions.js'

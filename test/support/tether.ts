@@ -6,10 +6,10 @@
  */
 import { createServer as createNetServer, type Server as NetServer, connect as netConnect, type Socket } from 'node:net'
 import { WebSocket } from 'ws'
+import { TetherSocket } from '../../src/client/socket.js'
+import type { SessionInfo } from '../../src/client/wire/tether.js'
 import type { SocketState, TetherError, TetherSocketOptions } from '../../src/index.js'
-import type { SessionInfo } from '../../src/protocol/tether.js'
 import { createTetherServer, type TetherServer, type TetherServerOptions } from '../../src/server/index.js'
-import { TetherSocket } from '../../src/socket.js'
 import { withTimeout } from './servers.js'
 
 export { waitFor, withTimeout } from './servers.js'

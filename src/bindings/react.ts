@@ -1,0 +1,474 @@
+/**
+ * React bindings: `useTetherSocket`, one `TetherSocket` per component instance, and
+ * `useTetherEvent`, a listener that follows the latest render without resubscribing.
+ *
+ * - The socket is created in an effect, never during render: nothing connects during server
+ *   rendering, and StrictMode's simulated unmount closes the first socket before the second
+ *   exists (the first one never even reaches the network: `TetherSocket` opens its WebSocket
+ *   a microtask after `connect()`, and `close()` cancels that).
+ * - The state lives in an external store read with `useSyncExternalStore`. The returned object
+ *   tracks which fields the component reads (like SWR and TanStack Query), so a component that
+ *   never reads `lastMessage` is not re-rendered by every message.
+ *
+ * @example
+ * ```tsx
+ * import { useTetherSocket } from 'tethersocket/react'
+ *
+ * function Chat() {
+ *   const { state, pending, send } = useTetherSocket<ServerMsg, ClientMsg>('wss://example.com/live', {
+ *     onMessage: (msg) => appendToLog(msg),
+ *   })
+ *   return <button onClick={() => send({ text: 'hi' })}>{state} ({pending} unacknowledged)</button>
+ * }
+ * ```
+ * @packageDocumentation
+ */
+import { type DependencyList, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
+import { reportLater } from '../client/report.js'
+import {
+  ClosedError,
+  type ReconnectOptions,
+  type RequestOptions,
+  type SendOptions,
+  type SocketState,
+  TetherError,
+  TetherSocket,
+  type TetherSocketEvents,
+  type TetherSocketOptions,
+  type UrlProvider,
+} from '../index.js'
+
+/**
+ * Options of {@link useTetherSocket}: every `TetherSocket` option, plus the hook's own.
+ *
+ * Non-function options are read when the socket is created; changing them later has no effect
+ * until the socket is recreated (a new `url` string or a change in `deps`). Function options
+ * (`onMessage`, `onError`, `onOpen`, `serialize`, `deserialize`, a `protocols` function,
+ * `reconnect.shouldReconnect`) always call the function of the latest render, so inline
+ * arrow functions neither reconnect nor go stale.
+ *
+ * @example
+ * ```tsx
+ * const { state } = useTetherSocket(url, {
+ *   mode: 'raw',
+ *   deps: [roomId],                    // a new socket when roomId changes
+ *   onMessage: (msg) => setLog((log) => [...log, msg]),
+ * })
+ * ```
+ */
+export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out> {
+  /**
+   * Values that, when one changes (`Object.is`), close the socket and open a new one, like an
+   * effect's dependency list (keep its length constant). A string or `URL` `url` is always a
+   * dependency; a function `url` is not (it is called before every attempt instead).
+   */
+  deps?: DependencyList
+  /** Called for every message, without re-rendering. Use this rather than `lastMessage` to handle each message. */
+  onMessage?: (data: In, socket: TetherSocket<In, Out>) => void
+  /** Called for every `error` event, and when the socket cannot be created (a bad URL or option). */
+  onError?: (error: TetherError) => void
+}
+
+/**
+ * What {@link useTetherSocket} returns. Fields are read lazily: the component re-renders only
+ * when a field it has read changes (destructure what you need; a spread reads everything).
+ *
+ * @example
+ * ```tsx
+ * const { state, send } = useTetherSocket(url) // re-renders on state changes only
+ * ```
+ */
+export interface UseTetherSocketResult<In = unknown, Out = unknown> {
+  /** The socket, or `null` before the first effect ran, during server rendering, or when `url` is `null`. */
+  readonly socket: TetherSocket<In, Out> | null
+  /** The socket's state; `'idle'` while there is no socket, `'closed'` when it could not be created. */
+  readonly state: SocketState
+  /** Messages queued or sent but not yet acknowledged (see the docs for when it is refreshed). */
+  readonly pending: number
+  /** The server session's id (tether mode), once known. */
+  readonly sessionId: string | undefined
+  /**
+   * The most recent message, for rendering the latest value. Not a stream: two equal messages
+   * in a row, or several in one batch, render once. Handle every message with `onMessage`.
+   */
+  readonly lastMessage: In | undefined
+  /** The most recent error since the connection last opened (also a socket that could not be created). */
+  readonly error: TetherError | undefined
+  /**
+   * `socket.send`, stable across renders. Before the socket exists (e.g. in a child's effect
+   * on first mount) the call waits for it; after unmount, or while `url` is `null`, it
+   * rejects with `ClosedError`.
+   */
+  readonly send: (data: Out, options?: SendOptions) => Promise<void>
+  /** `socket.request`, stable across renders, waiting for the socket like `send`. */
+  readonly request: <R = unknown>(data: Out, options?: RequestOptions) => Promise<R>
+}
+
+type Snapshot<In, Out> = Pick<UseTetherSocketResult<In, Out>, 'socket' | 'state' | 'pending' | 'sessionId' | 'lastMessage' | 'error'>
+type Field = keyof Snapshot<unknown, unknown>
+type Change<In, Out> = (prev: Snapshot<In, Out>, next: Snapshot<In, Out>) => void
+type Waiter<In, Out> = { resolve: (socket: TetherSocket<In, Out>) => void; reject: (error: TetherError) => void }
+
+const FIELDS: readonly Field[] = ['socket', 'state', 'pending', 'sessionId', 'lastMessage', 'error']
+
+/** The snapshot without a socket; also what server rendering and hydration see. */
+const INITIAL: Snapshot<unknown, unknown> = Object.freeze({
+  socket: null,
+  state: 'idle',
+  pending: 0,
+  sessionId: undefined,
+  lastMessage: undefined,
+  error: undefined,
+})
+
+/** Socket events after which state, pending or sessionId may have changed. */
+const REFRESH_ON = ['state', 'close', 'reconnecting', 'session'] as const
+
+const noop = () => {}
+
+// Layout effects warn during server rendering in React 18; there they would not run anyway.
+const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEffect : useLayoutEffect
+
+/**
+ * Wraps a function option so that each call goes to the function of the latest render (or to
+ * `initial` when the latest render has none): inline callbacks then need no socket recreation.
+ */
+function fresh<F>(initial: F | undefined, pick: () => unknown): F | undefined {
+  if (typeof initial !== 'function') return initial
+  const wrapped = (...args: unknown[]) => {
+    const latest = pick()
+    return Reflect.apply(typeof latest === 'function' ? latest : initial, undefined, args)
+  }
+  return wrapped as F
+}
+
+/** One hook instance's connection: the current socket and the store React reads. */
+class Binding<In, Out> {
+  /** The url and options of the latest committed render. */
+  latest: { url: UrlProvider | null; options: UseTetherSocketOptions<In, Out> }
+  snapshot = INITIAL as Snapshot<In, Out>
+  /** Fields the component read: only their changes re-render it. */
+  readonly tracked = new Set<Field>()
+  private socket: TetherSocket<In, Out> | null = null
+  private detach = noop
+  /** Why there is no socket although there should be one (it could not be created). */
+  private failure: TetherError | undefined
+  private lastMessage: In | undefined
+  private error: TetherError | undefined
+  /**
+   * `new`: no effect ran yet; `mounted`: the effect ran; `released`: its cleanup ran (a re-run,
+   * StrictMode's simulated unmount, or a real unmount: a microtask later tells which);
+   * `unmounted`: no socket is coming (calls reject until the effect runs again, as when a
+   * hidden `<Activity>` is shown again).
+   */
+  private phase: 'new' | 'mounted' | 'released' | 'unmounted' = 'new'
+  /** Calls made while no socket existed yet but one was about to. */
+  private waiting: Waiter<In, Out>[] = []
+  private readonly listeners = new Set<Change<In, Out>>()
+
+  constructor(url: UrlProvider | null, options: UseTetherSocketOptions<In, Out>) {
+    this.latest = { url, options }
+  }
+
+  // ── the store ─────────────────────────────────────────────────────────────
+
+  subscribe = (onStoreChange: () => void): (() => void) => {
+    const listener: Change<In, Out> = (prev, next) => {
+      for (const field of this.tracked) {
+        if (!Object.is(prev[field], next[field])) {
+          onStoreChange()
+          return
+        }
+      }
+    }
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  getSnapshot = (): Snapshot<In, Out> => this.snapshot
+
+  getServerSnapshot = (): Snapshot<In, Out> => INITIAL as Snapshot<In, Out>
+
+  /** Re-reads the socket; publishes a new snapshot only when a value changed. */
+  refresh = (): void => {
+    const socket = this.socket
+    const next: Snapshot<In, Out> = {
+      socket,
+      state: socket ? socket.state : this.failure ? 'closed' : 'idle',
+      pending: socket ? socket.pending : 0,
+      sessionId: socket?.sessionId,
+      lastMessage: this.lastMessage,
+      error: this.error,
+    }
+    const prev = this.snapshot
+    if (FIELDS.every((field) => Object.is(prev[field], next[field]))) return
+    this.snapshot = Object.freeze(next)
+    for (const listener of this.listeners) listener(prev, next)
+  }
+
+  // ── send and request ──────────────────────────────────────────────────────
+
+  send = (data: Out, options?: SendOptions): Promise<void> => this.call((socket) => socket.send(data, options))
+
+  request = <R = unknown>(data: Out, options?: RequestOptions): Promise<R> => this.call((socket) => socket.request<R>(data, options))
+
+  /**
+   * Runs `use` on the socket, now or once it exists. `pending` has no event of its own, so the
+   * store is refreshed right after the call (the message joined the queue) and when its
+   * promise settles (acknowledged, written or failed).
+   */
+  private call<T>(use: (socket: TetherSocket<In, Out>) => Promise<T>): Promise<T> {
+    const run = (socket: TetherSocket<In, Out>) => {
+      const promise = use(socket)
+      this.refresh()
+      promise.then(this.refresh, this.refresh)
+      return promise
+    }
+    if (this.socket) return run(this.socket)
+    const refusal = this.refusal()
+    if (refusal) return this.rejectNow(refusal)
+    const later = new Promise<TetherSocket<In, Out>>((resolve, reject) => this.waiting.push({ resolve, reject })).then(run)
+    later.catch(noop) // like the socket's own promises: ignoring one never raises an unhandled rejection
+    return later
+  }
+
+  /** Why a call cannot wait for a socket, if it cannot. */
+  private refusal(): TetherError | undefined {
+    if (this.failure) return this.failure
+    if (this.phase === 'unmounted') return new ClosedError('the component using useTetherSocket has unmounted')
+    if (this.latest.url === null) return new ClosedError('useTetherSocket has no connection: its url is null')
+    return undefined
+  }
+
+  private rejectNow<T>(error: TetherError): Promise<T> {
+    const promise = Promise.reject(error)
+    promise.catch(noop)
+    this.report(error)
+    return promise
+  }
+
+  /** Rejects the calls waiting for a socket (reporting the error once, if there were any). */
+  private rejectWaiting(error: TetherError, report = true): void {
+    const waiting = this.waiting
+    this.waiting = []
+    for (const waiter of waiting) waiter.reject(error)
+    if (report && waiting.length > 0) this.report(error)
+  }
+
+  private report(error: TetherError): void {
+    this.error = error
+    try {
+      this.latest.options.onError?.(error)
+    } catch (thrown) {
+      reportLater(thrown)
+    }
+    this.refresh()
+  }
+
+  // ── the socket's life (driven by the effect) ──────────────────────────────
+
+  /** The effect ran: create the socket, unless `url` is null. */
+  mount(): void {
+    this.phase = 'mounted'
+    const { url, options } = this.latest
+    // A new socket (or none) starts a new stream: nothing carries over from the previous one.
+    this.lastMessage = undefined
+    this.error = undefined
+    this.failure = undefined
+    if (url === null) {
+      this.rejectWaiting(new ClosedError('useTetherSocket has no connection: its url is null'))
+      this.refresh()
+      return
+    }
+    let socket: TetherSocket<In, Out>
+    try {
+      // autoConnect: false, so that listeners are attached before the first event.
+      socket = new TetherSocket<In, Out>(this.socketUrl(url), { ...this.socketOptions(options), autoConnect: false })
+    } catch (cause) {
+      // A bad URL or option: shown as `error` rather than thrown from an effect.
+      this.failure =
+        cause instanceof TetherError
+          ? cause
+          : new TetherError(`could not create the socket: ${String(cause)}`, { cause }, 'TetherError', 'ERR_CREATE')
+      this.rejectWaiting(this.failure, false)
+      this.report(this.failure)
+      return
+    }
+    this.socket = socket
+    this.detach = this.listen(socket)
+    if (options.autoConnect !== false) socket.connect()
+    this.refresh()
+    const waiting = this.waiting
+    this.waiting = []
+    for (const waiter of waiting) waiter.resolve(socket)
+  }
+
+  /** The effect's cleanup: close the socket. Calls made meanwhile wait, unless this is an unmount. */
+  release(): void {
+    const socket = this.socket
+    this.socket = null
+    this.detach()
+    this.detach = noop
+    // Undelivered messages of this socket reject with ClosedError; they are not carried over to
+    // the next socket, which may talk to another server.
+    if (socket) void socket.close()
+    this.phase = 'released'
+    // StrictMode and dependency changes run the effect again before this microtask.
+    queueMicrotask(() => {
+      if (this.phase !== 'released') return
+      this.phase = 'unmounted'
+      this.rejectWaiting(new ClosedError('the component using useTetherSocket has unmounted'))
+    })
+  }
+
+  private listen(socket: TetherSocket<In, Out>): () => void {
+    const onMessage = (data: In) => {
+      this.lastMessage = data
+      try {
+        this.latest.options.onMessage?.(data, socket)
+      } catch (thrown) {
+        reportLater(thrown)
+      }
+      this.refresh()
+    }
+    const onError = (error: TetherError) => this.report(error)
+    const onOpen = () => {
+      this.error = undefined
+      this.refresh()
+    }
+    for (const event of REFRESH_ON) socket.on(event, this.refresh)
+    socket.on('open', onOpen)
+    socket.on('message', onMessage)
+    socket.on('error', onError)
+    return () => {
+      for (const event of REFRESH_ON) socket.off(event, this.refresh)
+      socket.off('open', onOpen)
+      socket.off('message', onMessage)
+      socket.off('error', onError)
+    }
+  }
+
+  private socketUrl(url: UrlProvider): UrlProvider {
+    // A function url is called before every attempt: the latest render's function is used.
+    return typeof url === 'function' ? (fresh(url, () => this.latest.url) ?? url) : url
+  }
+
+  private socketOptions(options: UseTetherSocketOptions<In, Out>): TetherSocketOptions<In, Out> {
+    const { deps: _deps, onMessage: _onMessage, onError: _onError, ...rest } = options
+    const latest = () => this.latest.options
+    const reconnect: false | ReconnectOptions | undefined =
+      rest.reconnect && typeof rest.reconnect === 'object'
+        ? {
+            ...rest.reconnect,
+            shouldReconnect: fresh(rest.reconnect.shouldReconnect, () => {
+              const r = latest().reconnect
+              return r ? r.shouldReconnect : undefined
+            }),
+          }
+        : rest.reconnect
+    return {
+      ...rest,
+      reconnect,
+      protocols: fresh(rest.protocols, () => latest().protocols),
+      onOpen: fresh(rest.onOpen, () => latest().onOpen),
+      serialize: fresh(rest.serialize, () => latest().serialize),
+      deserialize: fresh(rest.deserialize, () => latest().deserialize),
+    }
+  }
+}
+
+/** A result object whose getters record which fields the component reads. */
+function view<In, Out>(binding: Binding<In, Out>, snapshot: Snapshot<In, Out>): UseTetherSocketResult<In, Out> {
+  const result = { send: binding.send, request: binding.request }
+  for (const field of FIELDS) {
+    Object.defineProperty(result, field, {
+      enumerable: true,
+      get: () => {
+        binding.tracked.add(field)
+        return snapshot[field]
+      },
+    })
+  }
+  return result as UseTetherSocketResult<In, Out>
+}
+
+/** Marks a function `url`: it is not a dependency (it is called before every attempt). */
+const FUNCTION_URL = '\0function'
+
+/**
+ * Connects a component to a WebSocket server: one {@link TetherSocket} per component
+ * instance, created after mount, closed on unmount.
+ *
+ * - `url`: a string or `URL` (a new value closes the socket and opens one to the new URL), a
+ *   function called before every attempt (not a dependency: the latest render's function is
+ *   called), or `null` for no connection (for example until the user signed in).
+ * - Re-renders only for the fields the component reads; `send` and `request` are stable.
+ * - `pending` is refreshed after each `send`/`request` made through the hook (when called and
+ *   when settled) and on every socket event; messages sent with `socket.send()` directly show
+ *   up at the next of those.
+ *
+ * @typeParam In - messages the server sends
+ * @typeParam Out - messages this client sends
+ * @example
+ * ```tsx
+ * function Ticker({ symbol }: { symbol: string }) {
+ *   const { state, lastMessage, send } = useTetherSocket<Quote, Command>(`wss://example.com/quotes/${symbol}`)
+ *   useEffect(() => void send({ subscribe: symbol }), [send, symbol])
+ *   return <p>{state === 'open' ? lastMessage?.price : state}</p>
+ * }
+ * ```
+ */
+export function useTetherSocket<In = unknown, Out = unknown>(
+  url: UrlProvider | null,
+  options: UseTetherSocketOptions<In, Out> = {},
+): UseTetherSocketResult<In, Out> {
+  const [binding] = useState(() => new Binding<In, Out>(url, options))
+  // Committed values only: a render React throws away must not change what the socket uses.
+  useIsomorphicLayoutEffect(() => {
+    binding.latest = { url, options }
+  })
+  const snapshot = useSyncExternalStore(binding.subscribe, binding.getSnapshot, binding.getServerSnapshot)
+  const urlKey = url === null ? null : typeof url === 'function' ? FUNCTION_URL : String(url)
+  const deps = options.deps ?? []
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the socket is recreated exactly when url (as a string) or a deps value changes; everything else is read from binding.latest
+  useEffect(() => {
+    binding.mount()
+    return () => binding.release()
+  }, [binding, urlKey, ...deps])
+  return useMemo(() => view(binding, snapshot), [binding, snapshot])
+}
+
+/**
+ * Subscribes to one event of a socket for the component's lifetime. The listener may be a new
+ * inline function every render: the latest one is called, and the subscription is only
+ * renewed when `socket` or `event` changes. Nothing re-renders unless the listener sets state.
+ *
+ * @example
+ * ```tsx
+ * const { socket } = useTetherSocket<ServerMsg, ClientMsg>(url)
+ * useTetherEvent(socket, 'close', (info) => {
+ *   if (!info.willReconnect) toast(`disconnected (${info.code})`)
+ * })
+ * ```
+ */
+export function useTetherEvent<In, Out, E extends keyof TetherSocketEvents<In>>(
+  socket: TetherSocket<In, Out> | null | undefined,
+  event: E,
+  listener: TetherSocketEvents<In>[E],
+): void {
+  const latest = useRef(listener)
+  useIsomorphicLayoutEffect(() => {
+    latest.current = listener
+  })
+  useEffect(() => {
+    if (!socket) return undefined
+    const forward = ((...args: unknown[]) => Reflect.apply(latest.current, undefined, args)) as TetherSocketEvents<In>[E]
+    // eventemitter3's overloads cannot relate a generic event name to its listener type.
+    const emitter = socket as unknown as {
+      on(event: E, fn: TetherSocketEvents<In>[E]): void
+      off(event: E, fn: TetherSocketEvents<In>[E]): void
+    }
+    emitter.on(event, forward)
+    return () => emitter.off(event, forward)
+  }, [socket, event])
+}

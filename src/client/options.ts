@@ -1,0 +1,321 @@
+/**
+ * Every option of `TetherSocket`, documented where it is declared, with its default and
+ * the validation that turns a bad value into an {@link OptionError} naming the option.
+ * @module
+ */
+import { OptionError } from '../errors.js'
+import type { Payload } from './outbox.js'
+
+/** Where to connect: a URL, or a function called before every attempt (for fresh auth tokens). */
+export type UrlProvider = string | URL | (() => string | URL | Promise<string | URL>)
+
+/** WebSocket subprotocols to offer, or a function called before every attempt. */
+export type ProtocolsProvider = string | string[] | (() => string | string[] | Promise<string | string[]>)
+
+/**
+ * Any constructor compatible with the WHATWG `WebSocket`: the browser's, or `WebSocket` from
+ * the `ws` package in Node.
+ */
+export type WebSocketConstructor = new (
+  url: string,
+  protocols?: string | string[],
+) => {
+  readonly readyState: number
+  send(data: never): void
+  close(code?: number, reason?: string): void
+}
+
+/** How a connection ended, as passed to `shouldReconnect` and the `close` event. */
+export interface CloseInfo {
+  /** The WebSocket close code; 1006 when the connection failed without a close frame (also for a failed or timed-out attempt). */
+  code: number
+  reason: string
+  wasClean: boolean
+}
+
+/** Reconnection policy. The delay formula is documented in the README and in `backoff.ts`. */
+export interface ReconnectOptions {
+  /** Upper bound of the first retry's delay, in ms. Default `1000`. */
+  minDelay?: number
+  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger). */
+  maxDelay?: number
+  /** Growth of the delay bound per failed attempt. Default `2`. */
+  factor?: number
+  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`). */
+  jitter?: number
+  /**
+   * Retries after the first failure before reconnection is given up: `3` allows 4 failed
+   * attempts in a row (1 + 3 retries); `0` never retries. A connection that drops before
+   * `resetAfter` counts as a failed attempt. Default `Infinity`.
+   */
+  maxRetries?: number
+  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000`. */
+  connectTimeout?: number
+  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000`. */
+  resetAfter?: number
+  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000`. */
+  busyDelay?: number
+  /**
+   * Decides, per close, whether to try again. Not consulted after `close()`.
+   * Default: no retry on 1008 (Policy Violation) and on 4400–4499 (client errors such as 4401
+   * Unauthorized and 4403 Forbidden, where retrying cannot help); retry on everything else.
+   */
+  shouldReconnect?: (close: CloseInfo) => boolean
+}
+
+/** Bounds of the outgoing queue (messages queued plus, in tether mode, sent but not yet acknowledged). */
+export interface QueueOptions {
+  /** Most messages held at once. Default `10000`. */
+  maxMessages?: number
+  /** Most payload bytes held at once. Default `10485760` (10 MiB). */
+  maxBytes?: number
+  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. */
+  overflow?: 'reject' | 'drop-oldest'
+  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity`. */
+  ttl?: number
+}
+
+/** Heartbeat settings (tether mode). */
+export interface HeartbeatOptions {
+  /** Send a ping after this many ms without traffic. Default `25000`. */
+  interval?: number
+  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000`. */
+  timeout?: number
+}
+
+/** What the `onOpen` hook receives. */
+export interface OpenContext<Out> {
+  /** Sends ahead of everything queued; in tether mode resolves when acknowledged. */
+  send(data: Out): Promise<void>
+  /** 1 for the first connection, then counts every connection opened. */
+  connection: number
+}
+
+/** Options of `new TetherSocket(url, options)`. All optional. */
+export interface TetherSocketOptions<In = unknown, Out = unknown> {
+  /** The WebSocket implementation. Default `globalThis.WebSocket`; in Node pass `WebSocket` from `ws`. */
+  WebSocket?: WebSocketConstructor
+  /**
+   * Subprotocols to offer (in tether mode `tether.v1` is offered first, before these). What a
+   * function returns is checked like the option; anything but a string or an array of strings
+   * fails that attempt with a `ConnectionError` naming `options.protocols`.
+   */
+  protocols?: ProtocolsProvider
+  /** `'tether'` (default): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
+  mode?: 'tether' | 'raw'
+  /** Reconnection policy, or `false` to never reconnect. */
+  reconnect?: false | ReconnectOptions
+  /** Bounds of the outgoing queue. */
+  queue?: QueueOptions
+  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity`. */
+  ackTimeout?: number
+  /** Default `timeout` of `request()` in ms. Default `30000`. */
+  requestTimeout?: number
+  /** Liveness checks (tether mode), or `false`. */
+  heartbeat?: false | HeartbeatOptions
+  /** Connect at construction. Default `true`; when `false`, call `connect()`. */
+  autoConnect?: boolean
+  /**
+   * Runs on every open before the queued backlog is written, for a hello or auth message that
+   * must go first. Messages it sends go ahead of the queue; a returned promise holds the backlog
+   * (and the `open` state) until it settles. A throw or rejection fails the attempt.
+   */
+  onOpen?: (context: OpenContext<Out>) => void | Promise<void>
+  /** Raw mode: turns a message into what the socket sends. Default: strings and binary as they are, anything else `JSON.stringify`. */
+  serialize?: (data: Out) => Payload
+  /** Raw mode: turns what arrived into the `message` event's value. Default: as received (string, or `ArrayBuffer` for binary). */
+  deserialize?: (data: string | ArrayBuffer | Blob) => In
+}
+
+/** Per-call options of `send()`. */
+export interface SendOptions {
+  /** Reject with `TimeoutError` when not done within this many ms (tether mode: acknowledged; raw mode: written). Default `ackTimeout`. */
+  timeout?: number
+  /** Abort: a queued message leaves the queue; the promise rejects with `AbortError`. */
+  signal?: AbortSignal
+  /** Drop the message with `TimeoutError` if it could not be written within this many ms. Default `queue.ttl`. */
+  ttl?: number
+  /** "Latest value wins": a newer queued message with the same key replaces this one; this promise then settles with the newer one's. */
+  key?: string
+}
+
+/** Per-call options of `request()`. */
+export interface RequestOptions {
+  /** Reject with `TimeoutError` when no reply came within this many ms. Default `requestTimeout`. */
+  timeout?: number
+  /** Abort waiting for the reply; the promise rejects with `AbortError`. */
+  signal?: AbortSignal
+}
+
+/** Options with defaults applied and values checked. */
+export interface ResolvedOptions<In, Out> {
+  WebSocket: WebSocketConstructor
+  protocols: ProtocolsProvider | undefined
+  mode: 'tether' | 'raw'
+  reconnect: Required<ReconnectOptions> | false
+  queue: Required<QueueOptions>
+  ackTimeout: number
+  requestTimeout: number
+  heartbeat: Required<HeartbeatOptions> | false
+  autoConnect: boolean
+  onOpen: TetherSocketOptions<In, Out>['onOpen']
+  serialize: ((data: Out) => Payload) | undefined
+  deserialize: ((data: string | ArrayBuffer | Blob) => In) | undefined
+}
+
+const NEVER_RETRY = 1008
+/** `reconnect.connectTimeout`'s default, also in force with `reconnect: false` (it bounds every attempt and close). */
+export const DEFAULT_CONNECT_TIMEOUT = 10000
+
+/** The default `shouldReconnect`: no retry on 1008 and 4400–4499, retry otherwise. */
+export const defaultShouldReconnect = ({ code }: CloseInfo): boolean => code !== NEVER_RETRY && !(code >= 4400 && code <= 4499)
+
+function fail(option: string, expected: string, value: unknown): never {
+  let shown: string
+  try {
+    shown = typeof value === 'function' ? 'a function' : (JSON.stringify(value) ?? String(value))
+  } catch {
+    try {
+      shown = String(value)
+    } catch {
+      shown = Object.prototype.toString.call(value)
+    }
+  }
+  throw new OptionError(`options${option ? `.${option}` : ''} must be ${expected}; got ${shown}`)
+}
+
+function number(option: string, value: unknown, fallback: number, min = 0, integer = false): number {
+  if (value === undefined) return fallback
+  if (
+    typeof value !== 'number' ||
+    Number.isNaN(value) ||
+    value < min ||
+    (integer && value !== Number.POSITIVE_INFINITY && !Number.isInteger(value))
+  ) {
+    fail(option, `${integer ? 'an integer' : 'a number'} >= ${min}`, value)
+  }
+  return value
+}
+
+function fn<T>(option: string, value: T | undefined): T | undefined {
+  if (value !== undefined && typeof value !== 'function') fail(option, 'a function', value)
+  return value
+}
+
+function object<T>(option: string, value: T | undefined): T | undefined {
+  if (value !== undefined && (value === null || typeof value !== 'object')) fail(option, 'an object', value)
+  return value
+}
+
+const isProtocolList = (value: unknown): value is string | string[] =>
+  typeof value === 'string' || (Array.isArray(value) && value.every((p) => typeof p === 'string'))
+
+/**
+ * Checks what a `protocols` function returned, before it reaches the WebSocket constructor
+ * (`ws` and undici would read an object there as their own options, headers included).
+ * @throws {@link OptionError} naming `options.protocols` and the value
+ */
+export function checkProtocols(value: unknown): string | string[] {
+  if (!isProtocolList(value)) fail('protocols', 'a string or an array of strings, also when a function returns it', value)
+  return value
+}
+
+/** Applies defaults and validates; throws {@link OptionError} naming the first bad option. */
+export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
+  object('', options)
+  // undefined, and only undefined, means "the default" (null is refused like any other wrong value).
+  const WebSocketImpl = options.WebSocket === undefined ? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket : options.WebSocket
+  if (typeof WebSocketImpl !== 'function') {
+    if (options.WebSocket !== undefined) fail('WebSocket', 'a WebSocket constructor', options.WebSocket)
+    throw new OptionError(
+      'no WebSocket implementation found: this environment has no global WebSocket. In Node, install ws and pass it: new TetherSocket(url, { WebSocket })  (import { WebSocket } from "ws")',
+    )
+  }
+  const { protocols } = options
+  if (protocols !== undefined && typeof protocols !== 'function' && !isProtocolList(protocols)) {
+    fail('protocols', 'a string, an array of strings or a function returning one', protocols)
+  }
+  const mode = options.mode === undefined ? 'tether' : options.mode
+  if (mode !== 'tether' && mode !== 'raw') fail('mode', "'tether' or 'raw'", mode)
+
+  let reconnect: ResolvedOptions<In, Out>['reconnect'] = false
+  if (options.reconnect !== false) {
+    const r = object('reconnect', options.reconnect) ?? {}
+    const minDelay = number('reconnect.minDelay', r.minDelay, 1000)
+    reconnect = {
+      minDelay,
+      maxDelay: number('reconnect.maxDelay', r.maxDelay, Math.max(30000, minDelay), minDelay),
+      factor: number('reconnect.factor', r.factor, 2, 1),
+      jitter: number('reconnect.jitter', r.jitter, 1),
+      maxRetries: number('reconnect.maxRetries', r.maxRetries, Number.POSITIVE_INFINITY, 0, true),
+      connectTimeout: number('reconnect.connectTimeout', r.connectTimeout, DEFAULT_CONNECT_TIMEOUT, 1),
+      resetAfter: number('reconnect.resetAfter', r.resetAfter, 5000),
+      busyDelay: number('reconnect.busyDelay', r.busyDelay, 5000),
+      shouldReconnect: fn('reconnect.shouldReconnect', r.shouldReconnect) ?? defaultShouldReconnect,
+    }
+    if (reconnect.jitter > 1) fail('reconnect.jitter', 'a number from 0 to 1', reconnect.jitter)
+  }
+
+  const q = object('queue', options.queue) ?? {}
+  const overflow = q.overflow === undefined ? 'reject' : q.overflow
+  if (overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
+
+  let heartbeat: ResolvedOptions<In, Out>['heartbeat'] = false
+  if (options.heartbeat !== false) {
+    const h = object('heartbeat', options.heartbeat) ?? {}
+    heartbeat = {
+      interval: number('heartbeat.interval', h.interval, 25000, 1),
+      timeout: number('heartbeat.timeout', h.timeout, 10000, 1),
+    }
+  }
+  const autoConnect = options.autoConnect === undefined ? true : options.autoConnect
+  if (typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
+
+  return {
+    WebSocket: WebSocketImpl,
+    protocols,
+    mode,
+    reconnect,
+    queue: {
+      maxMessages: number('queue.maxMessages', q.maxMessages, 10000, 1, true),
+      maxBytes: number('queue.maxBytes', q.maxBytes, 10 * 1024 * 1024, 1),
+      overflow,
+      ttl: number('queue.ttl', q.ttl, Number.POSITIVE_INFINITY, 1),
+    },
+    ackTimeout: number('ackTimeout', options.ackTimeout, Number.POSITIVE_INFINITY, 1),
+    requestTimeout: number('requestTimeout', options.requestTimeout, 30000, 1),
+    heartbeat,
+    autoConnect,
+    onOpen: fn('onOpen', options.onOpen),
+    serialize: fn('serialize', options.serialize),
+    deserialize: fn('deserialize', options.deserialize),
+  }
+}
+
+/** A URL as error messages show it: without its query and fragment, where tokens tend to be. */
+export const redactUrl = (url: string | URL): string => String(url).replace(/[?#].*$/s, '?…')
+
+/**
+ * Checks a URL and normalizes it to a ws: or wss: string. http(s) URLs are mapped to ws(s),
+ * and a relative URL resolves against the page's location in a browser.
+ */
+export function normalizeUrl(url: string | URL): string {
+  let parsed: URL
+  try {
+    const base = (globalThis as { location?: { href: string } }).location?.href
+    parsed = new URL(String(url), base)
+  } catch (cause) {
+    throw new OptionError(`invalid URL ${JSON.stringify(redactUrl(url))}: expected an absolute ws://, wss://, http:// or https:// URL`, {
+      cause,
+    })
+  }
+  const scheme = parsed.protocol
+  if (scheme === 'http:' || scheme === 'https:') parsed.protocol = scheme === 'http:' ? 'ws:' : 'wss:'
+  else if (scheme !== 'ws:' && scheme !== 'wss:') {
+    throw new OptionError(
+      `unsupported URL scheme ${JSON.stringify(scheme)} in ${JSON.stringify(redactUrl(url))}: use ws://, wss://, http:// or https://`,
+    )
+  }
+  parsed.hash = ''
+  return parsed.toString()
+}

@@ -1,0 +1,390 @@
+/**
+ * The outbox: every message the user handed to `send()` or `request()` that is not
+ * finished yet, in send order.
+ *
+ * It is one linked list with a cursor. Entries before the cursor are in flight (written
+ * to a socket, waiting for the server's acknowledgement); entries from the cursor on are
+ * queued (waiting for a connection). A linked list because entries leave from anywhere:
+ * acks take the head, aborts, `ttl` and `key` replacement take from the middle.
+ *
+ * One timer serves all deadlines: it is armed for the earliest one and re-armed when it
+ * fires, so a burst of sends with timeouts costs no timer per message.
+ * @module
+ */
+import { AbortError, QueueFullError, type TetherError, TimeoutError } from '../errors.js'
+import { timer } from './timers.js'
+
+/** What the wire carries: text or binary, as `WebSocket.send` accepts it. */
+export type Payload = string | ArrayBuffer | ArrayBufferView | Blob
+
+/** Bounds of the outbox. */
+export interface QueueLimits {
+  maxMessages: number
+  maxBytes: number
+  overflow: 'reject' | 'drop-oldest'
+}
+
+/** Per-message options as the outbox sees them (deadlines already absolute). */
+export interface EntryOptions {
+  /** Absolute time (ms) by which the message must be finished, or Infinity. */
+  deadline: number
+  /** Absolute time (ms) after which a message never transmitted is dropped, or Infinity. */
+  staleAt: number
+  signal?: AbortSignal
+  key?: string
+  /** Request id (tether mode): the entry finishes with the reply, not the ack. */
+  requestId?: number
+}
+
+/**
+ * What only some messages carry: a deadline, a key, a request id, a signal, the open hook's
+ * place in line. A plain `send()` has none, so its entry holds no object for them.
+ */
+interface Extras {
+  readonly key: string | undefined
+  readonly requestId: number | undefined
+  readonly deadline: number
+  readonly staleAt: number
+  readonly first: boolean
+  unlisten: (() => void) | undefined
+}
+
+/**
+ * One message in the outbox. Fields are written by the outbox and the wire protocol only.
+ *
+ * Kept small because a queue can hold many: the rare options live in {@link Extras}, and a
+ * settled entry drops its promise and resolver (an entry in flight outlives its promise
+ * when the caller's timeout passed first).
+ */
+export class Entry {
+  /** Sequence number given by the protocol on first transmission; 0 while never written. */
+  seq = 0
+  /** Written to the current connection (behind the cursor). */
+  sent = false
+  prev: Entry | undefined = undefined
+  next: Entry | undefined = undefined
+
+  constructor(
+    /** The message as the user passed it (errors carry it back). */
+    readonly data: unknown,
+    /** The message encoded by the protocol, ready for the wire. */
+    readonly payload: Payload,
+    readonly size: number,
+    /** The caller's promise, until it settles. */
+    public promise: Promise<unknown> | undefined,
+    /**
+     * Settles `promise`, until it has. There is no reject function: a rejection resolves with a
+     * thenable that rejects, so each queued message keeps one closure instead of two.
+     */
+    public resolve: ((value: unknown) => void) | undefined,
+    readonly extras: Extras | undefined,
+  ) {}
+
+  /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
+  get done(): boolean {
+    return this.promise === undefined
+  }
+
+  get key(): string | undefined {
+    return this.extras?.key
+  }
+
+  get requestId(): number | undefined {
+    return this.extras?.requestId
+  }
+
+  /** Absolute time (ms) by which it must be finished, or Infinity. */
+  get deadline(): number {
+    return this.extras ? this.extras.deadline : Number.POSITIVE_INFINITY
+  }
+
+  /** Absolute time (ms) after which, never written, it is dropped; or Infinity. */
+  get staleAt(): number {
+    return this.extras ? this.extras.staleAt : Number.POSITIVE_INFINITY
+  }
+
+  /** Added with `first` (by the open hook): goes ahead of queued messages, behind earlier `first` ones. */
+  get first(): boolean {
+    return this.extras?.first === true
+  }
+}
+
+const noop = () => {}
+
+/**
+ * Marks an entry settled and returns its resolver (undefined if it had settled already): the
+ * entry lets go of its promise, and of its abort listener.
+ */
+function settle(entry: Entry): ((value: unknown) => void) | undefined {
+  const { resolve, extras } = entry
+  entry.promise = entry.resolve = undefined
+  if (extras?.unlisten) {
+    extras.unlisten()
+    extras.unlisten = undefined
+  }
+  return resolve
+}
+
+/** Byte length of a payload; for strings the UTF-8 length, counted without encoding. */
+export function payloadSize(payload: Payload): number {
+  if (typeof payload !== 'string') {
+    return 'byteLength' in payload ? payload.byteLength : payload.size
+  }
+  let bytes = payload.length
+  for (let i = 0; i < payload.length; i++) {
+    const c = payload.charCodeAt(i)
+    if (c < 0x80) continue
+    // U+0080..U+07FF take 2 bytes; the rest of the BMP and lone surrogates (sent as U+FFFD) 3;
+    // a surrogate pair 4 for its 2 units.
+    const pair = c >= 0xd800 && c <= 0xdbff && (payload.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    if (pair) i++
+    bytes += c < 0x800 ? 1 : 2
+  }
+  return bytes
+}
+
+/** The ordered, bounded store of unfinished messages. */
+export class Outbox {
+  /** Oldest entry (in flight or queued). */
+  head: Entry | undefined
+  tail: Entry | undefined
+  /** First entry not yet written to the current connection. */
+  cursor: Entry | undefined
+  /** Entries in the outbox (in flight + queued). */
+  size = 0
+  /** Entries waiting to be written. */
+  queued = 0
+  /** Bytes held by all entries. */
+  bytes = 0
+
+  private readonly keyed = new Map<string, Entry>()
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private timerAt = Number.POSITIVE_INFINITY
+
+  /**
+   * @param limits - bounds; checked on every add
+   * @param onFail - told of every entry that fails (the socket emits it as an `error` event)
+   */
+  constructor(
+    private readonly limits: QueueLimits,
+    private readonly onFail: (error: TetherError) => void,
+  ) {}
+
+  /**
+   * Adds a message and returns the promise its sender gets. Never throws: a message that
+   * cannot be queued gets a rejected promise (and an `onFail` report).
+   * `first` puts it ahead of every queued message (for the open hook's messages).
+   */
+  add(data: unknown, payload: Payload, options: EntryOptions, first = false): Promise<unknown> {
+    let resolve!: (value: unknown) => void
+    const promise = new Promise<unknown>((res) => {
+      resolve = res
+    })
+    const { signal, key, requestId, deadline, staleAt } = options
+    const plain =
+      !signal &&
+      !first &&
+      key === undefined &&
+      requestId === undefined &&
+      deadline === Number.POSITIVE_INFINITY &&
+      staleAt === Number.POSITIVE_INFINITY
+    const extras: Extras | undefined = plain ? undefined : { key, requestId, deadline, staleAt, first, unlisten: undefined }
+    const entry = new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
+    if (signal?.aborted) {
+      this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
+      return promise
+    }
+    const replaced = key === undefined ? undefined : this.keyed.get(key)
+    if (replaced) this.supersede(replaced, entry)
+    if (!this.makeRoom(entry)) return promise
+    this.link(entry, first)
+    if (signal && extras) {
+      const onAbort = () => this.fail(entry, new AbortError('send was aborted by its signal', { cause: signal.reason, data }))
+      signal.addEventListener('abort', onAbort, { once: true })
+      extras.unlisten = () => signal.removeEventListener('abort', onAbort)
+    }
+    if (key !== undefined) this.keyed.set(key, entry)
+    const expiry = Math.min(deadline, staleAt)
+    if (expiry < this.timerAt) this.arm(expiry)
+    return promise
+  }
+
+  /** Moves the cursor past `entry`: it has been written to the socket and now waits for its ack. */
+  markSent(entry: Entry): void {
+    entry.sent = true
+    this.cursor = entry.next
+    this.queued--
+    if (entry.key !== undefined && this.keyed.get(entry.key) === entry) this.keyed.delete(entry.key)
+  }
+
+  /** After a connection is lost: everything in flight is queued again, to be written on the next one. */
+  rewind(): void {
+    for (let entry = this.head; entry; entry = entry.next) entry.sent = false
+    this.cursor = this.head
+    this.queued = this.size
+  }
+
+  /** Finishes an entry successfully and removes it. */
+  succeed(entry: Entry, value?: unknown): void {
+    this.remove(entry)
+    settle(entry)?.(value)
+  }
+
+  /**
+   * Fails an entry's promise. An entry never written leaves the outbox; one in flight stays
+   * until acknowledged, because the server may already have it and sequence numbers must
+   * stay contiguous.
+   */
+  fail(entry: Entry, error: TetherError): void {
+    if (entry.seq === 0) this.remove(entry)
+    this.finish(entry, error)
+  }
+
+  /** Fails every entry (close, or reconnection given up) and empties the outbox. */
+  failAll(makeError: (entry: Entry) => TetherError): void {
+    const head = this.head
+    // Emptied first: an onFail listener that sends adds to an empty outbox, not to a list being dropped.
+    this.head = this.tail = this.cursor = undefined
+    this.size = this.queued = this.bytes = 0
+    this.keyed.clear()
+    this.disarm()
+    for (let entry = head; entry; ) {
+      const next: Entry | undefined = entry.next
+      // Unlinked, so a late succeed/fail/remove of this entry finds it out and changes nothing.
+      entry.prev = entry.next = undefined
+      this.finish(entry, makeError(entry))
+      entry = next
+    }
+  }
+
+  /** Stops the deadline timer (the outbox stays usable). */
+  disarm(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.timerAt = Number.POSITIVE_INFINITY
+  }
+
+  private finish(entry: Entry, error: TetherError): void {
+    const { promise } = entry
+    const resolve = settle(entry)
+    if (!resolve) return
+    // Marks the rejection handled, so a caller who ignores the promise gets no unhandled rejection.
+    promise?.catch(noop)
+    // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose, it rejects the promise it resolves (see Entry.resolve)
+    resolve({ then: (_: unknown, reject: (reason: TetherError) => void) => reject(error) })
+    this.onFail(error)
+  }
+
+  /** A newer message with the same key replaces a queued one; the old promise follows the new one. */
+  private supersede(old: Entry, replacement: Entry): void {
+    this.remove(old)
+    const { promise } = old
+    promise?.catch(noop)
+    settle(old)?.(replacement.promise)
+  }
+
+  /** Enforces the bounds for a new entry; false (and the entry rejected) when it cannot be queued. */
+  private makeRoom(entry: Entry): boolean {
+    const { maxMessages, maxBytes, overflow } = this.limits
+    const fits = () => this.size < maxMessages && this.bytes + entry.size <= maxBytes
+    if (entry.size > maxBytes) {
+      this.finish(
+        entry,
+        new QueueFullError(
+          `message of ${entry.size} bytes exceeds queue.maxBytes (${maxBytes}); raise queue.maxBytes or send smaller messages`,
+          { data: entry.data },
+        ),
+      )
+      return false
+    }
+    if (overflow === 'drop-oldest') {
+      // Only messages never written can be dropped: one in flight may already be at the server.
+      for (let oldest = this.cursor; oldest && !fits(); ) {
+        const next: Entry | undefined = oldest.next
+        if (oldest.seq === 0) {
+          this.fail(
+            oldest,
+            new QueueFullError(
+              `dropped to make room: queue full (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}) and queue.overflow is 'drop-oldest'`,
+              { data: oldest.data },
+            ),
+          )
+        }
+        oldest = next
+      }
+    }
+    if (fits()) return true
+    this.finish(
+      entry,
+      new QueueFullError(
+        `queue full: ${this.size} messages, ${this.bytes} bytes (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}); wait for the connection, raise the limits or set queue.overflow to 'drop-oldest'`,
+        { data: entry.data },
+      ),
+    )
+    return false
+  }
+
+  private link(entry: Entry, first: boolean): void {
+    let before = first ? this.cursor : undefined
+    while (before?.first) before = before.next
+    if (before) {
+      entry.prev = before.prev
+      entry.next = before
+      if (before.prev) before.prev.next = entry
+      else this.head = entry
+      before.prev = entry
+    } else {
+      entry.prev = this.tail
+      if (this.tail) this.tail.next = entry
+      else this.head = entry
+      this.tail = entry
+    }
+    if (!this.cursor || this.cursor === before) this.cursor = entry
+    this.size++
+    this.queued++
+    this.bytes += entry.size
+  }
+
+  /** Takes an entry out of the outbox without finishing it (a no-op when it is not in). */
+  remove(entry: Entry): void {
+    // An entry is linked when it is the head or has a predecessor.
+    if (entry.prev === undefined && this.head !== entry) return
+    if (this.cursor === entry) this.cursor = entry.next
+    if (!entry.sent) this.queued--
+    if (entry.prev) entry.prev.next = entry.next
+    else this.head = entry.next
+    if (entry.next) entry.next.prev = entry.prev
+    else this.tail = entry.prev
+    entry.prev = entry.next = undefined
+    this.size--
+    this.bytes -= entry.size
+    if (entry.key !== undefined && this.keyed.get(entry.key) === entry) this.keyed.delete(entry.key)
+    if (this.size === 0) this.disarm()
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer)
+    this.timerAt = at
+    this.timer = timer(() => this.expire(), at - Date.now())
+  }
+
+  private expire(): void {
+    this.timer = undefined
+    this.timerAt = Number.POSITIVE_INFINITY
+    const now = Date.now()
+    let next = Number.POSITIVE_INFINITY
+    for (let entry = this.head; entry; ) {
+      const following = entry.next
+      if (!entry.done && entry.seq === 0 && entry.staleAt <= now) {
+        this.fail(entry, new TimeoutError(`dropped unsent after waiting longer than its ttl`, { data: entry.data }))
+      } else if (!entry.done && entry.deadline <= now) {
+        this.fail(entry, new TimeoutError(`not delivered within its timeout`, { data: entry.data }))
+      } else if (!entry.done) {
+        next = Math.min(next, entry.deadline, entry.seq === 0 ? entry.staleAt : Number.POSITIVE_INFINITY)
+      }
+      entry = following
+    }
+    // An onFail listener may have added an entry (and armed for it) meanwhile: keep the earlier.
+    if (next < this.timerAt) this.arm(next)
+  }
+}

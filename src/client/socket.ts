@@ -1,0 +1,789 @@
+/**
+ * `TetherSocket`: the connection's life as one state machine, and the wiring of the
+ * parts that do the rest (options.ts, backoff.ts, outbox.ts, environment.ts and a wire
+ * protocol from protocol/).
+ *
+ * ```
+ *            connect()              open + handshake + onOpen hook
+ *   idle ───────────────► connecting ─────────────────────────────► open
+ *                           ▲   │ attempt failed                     │ connection lost
+ *              delay passed │   ▼                                    ▼
+ *                         reconnecting ◄──────────────────────────────┘
+ *   close() from any state ──► closing ──► closed  (also: retries given up; connect() during
+ *                                                   closing completes the close at once)
+ * ```
+ * Every state change goes through `setState`, which emits `state`. One timer serves the
+ * lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`, the
+ * close handshake's bound while `closing`, and the short grace after an `error` that no `close`
+ * may follow (undici).
+ * @module
+ */
+import { EventEmitter } from 'eventemitter3'
+import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
+import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
+import { backoffDelay } from './backoff.js'
+import { isOnline, watchEnvironment } from './environment.js'
+import { describeFailure, type ErrorEventLike } from './failure.js'
+import {
+  type CloseInfo,
+  checkProtocols,
+  DEFAULT_CONNECT_TIMEOUT,
+  normalizeUrl,
+  type RequestOptions,
+  type ResolvedOptions,
+  redactUrl,
+  resolveOptions,
+  type SendOptions,
+  type TetherSocketOptions,
+  type UrlProvider,
+} from './options.js'
+import { type Entry, Outbox, type Payload } from './outbox.js'
+import { reportLater } from './report.js'
+import { timer } from './timers.js'
+import { RawProtocol } from './wire/raw.js'
+import { type SessionInfo, TetherProtocol } from './wire/tether.js'
+import type { Protocol, ProtocolHost, WireData } from './wire/types.js'
+
+/** The connection states. `closed` is also where a socket ends when it gives up reconnecting. */
+export type SocketState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
+
+/** The `close` event's argument. */
+export interface CloseEventInfo extends CloseInfo {
+  /** Whether a reconnect is scheduled. */
+  willReconnect: boolean
+}
+
+/** The `reconnecting` event's argument. */
+export interface ReconnectingInfo {
+  /** Failed attempts in a row so far (1 before the first retry). */
+  attempt: number
+  /** Milliseconds until the next attempt; `Infinity` while waiting for the network. */
+  delay: number
+  /**
+   * What the next attempt waits for: `'delay'`, the backoff `delay` (a UI may count down), or
+   * `'network'`, the browser to report itself online again (no attempt is made until then).
+   */
+  waitingFor: 'delay' | 'network'
+}
+
+/** A snapshot of counters, for dashboards and debugging. */
+export interface TetherSocketStats {
+  state: SocketState
+  /** Messages waiting to be written. */
+  queued: number
+  /** Messages queued or written but not yet acknowledged. */
+  pending: number
+  /** Connection attempts made. */
+  attempts: number
+  /** Connections opened after the first one. */
+  reconnects: number
+  /** Milliseconds spent open, the current connection included. */
+  connectedTime: number
+  /** Close code of the last connection that ended, if any. */
+  lastCloseCode: number | undefined
+}
+
+/** The events and their listener signatures. */
+export interface TetherSocketEvents<In> {
+  /** The socket is open and the backlog is being written. */
+  open: () => void
+  /** A message from the server (in tether mode: exactly once, in order). */
+  message: (data: In) => void
+  /**
+   * A connection (or an attempt) ended. The final one (`willReconnect: false`) fires once the
+   * state is `closed`, so a listener may call `connect()`.
+   */
+  close: (info: CloseEventInfo) => void
+  /** A retry is scheduled: after `delay` ms, or once the network is back (`waitingFor: 'network'`). */
+  reconnecting: (info: ReconnectingInfo) => void
+  /** The state changed. */
+  state: (next: SocketState, prev: SocketState) => void
+  /**
+   * Something went wrong; the socket keeps running where it can. A failed attempt is reported
+   * when it is the first since the socket was open, then only when its message changes.
+   */
+  error: (error: TetherError) => void
+  /** Tether mode: a new server session began (the first, or one replacing an expired session). */
+  session: (info: SessionInfo) => void
+}
+
+/** The part of a WebSocket this class uses (the browser's and the `ws` package's agree on it). */
+interface Connection {
+  readonly readyState: number
+  readonly protocol: string
+  binaryType: string
+  onopen: (() => void) | null
+  onmessage: ((event: { data: WireData }) => void) | null
+  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null
+  onerror: ((event: ErrorEventLike) => void) | null
+  send(data: Payload): void
+  close(code?: number, reason?: string): void
+  /** `ws` only: ends the connection without a close handshake. */
+  terminate?(): void
+}
+
+const CONNECTING = 0
+const OPEN = 1
+/**
+ * How long a connection that reported an error while still connecting may take to report its
+ * close. undici 6 (the WebSocket of Node 20 and 22) never does, so without this every refused
+ * attempt would wait the whole connect timeout. Spec implementations are closed already when
+ * they fire the error, and fire close in the same task.
+ */
+const CLOSE_GRACE = 50
+const noop = () => {}
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+
+/**
+ * Asks a WebSocket to close. An implementation that refuses the code or reason must not keep
+ * the connection open behind our back: it is closed without them, or terminated.
+ * @returns false when every way failed (the connection is closed already)
+ */
+function shut(ws: Connection, code: number, reason: string): boolean {
+  try {
+    ws.close(code, reason)
+    return true
+  } catch {}
+  try {
+    ws.close()
+    return true
+  } catch {}
+  try {
+    ws.terminate?.()
+    return ws.terminate !== undefined
+  } catch {
+    return false
+  }
+}
+/** The result of every send() finished at once (a settled promise can be shared). */
+const WRITTEN: Promise<unknown> = Promise.resolve()
+/** Close code this client uses when it drops a connection on purpose (timeouts, reconnect(), a failed hook). */
+export const CLIENT_DROP = 4000
+
+/**
+ * A WebSocket that reconnects with backoff, queues while disconnected and, in tether mode,
+ * delivers every message exactly once in both directions.
+ *
+ * @typeParam In - messages the server sends
+ * @typeParam Out - messages this client sends
+ * @example
+ * ```ts
+ * const sock = new TetherSocket<ServerMsg, ClientMsg>('wss://example.com/live')
+ * sock.on('message', (msg) => render(msg))
+ * await sock.send({ type: 'chat', text: 'hi' }) // resolves once the server has it
+ * ```
+ */
+export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<TetherSocketEvents<In>> {
+  private readonly options: ResolvedOptions<In, Out>
+  private readonly url: UrlProvider
+  private readonly outbox: Outbox
+  private readonly protocol: Protocol<Out>
+  private readonly tether: TetherProtocol<In, Out> | undefined
+  private current: SocketState = 'idle'
+  private ws: Connection | undefined
+  /** Increments per attempt, so late results of an abandoned attempt are recognized and ignored. */
+  private attemptId = 0
+  /** Failed attempts in a row, the input of the backoff. */
+  private failures = 0
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private openedAt = 0
+  private unwatch: (() => void) | undefined
+  private closeWaiters: (() => void)[] = []
+  /** While `closing`: the close `close()` asked for, reported if `connect()` overtakes the handshake. */
+  private requestedClose: CloseInfo = { code: 1000, reason: '', wasClean: false }
+  /** The last failed attempt of the current run of failures (reset by an open), the cause a give-up names. */
+  private lastFailure: TetherError | undefined
+  private counters = { attempts: 0, opened: 0, connectedTime: 0, lastCloseCode: undefined as number | undefined }
+
+  /**
+   * @param url - `ws:`, `wss:`, `http:` or `https:` URL, or a function called before every attempt
+   * @param options - see {@link TetherSocketOptions}; every option is optional
+   * @throws {@link OptionError} for a bad URL, a bad option, or no WebSocket implementation
+   */
+  constructor(url: UrlProvider, options?: TetherSocketOptions<In, Out>) {
+    super()
+    if (typeof url !== 'function') normalizeUrl(url)
+    this.url = url
+    this.options = resolveOptions(options)
+    this.outbox = new Outbox(this.options.queue, (error) => this.notify('error', error))
+    const host = this.host()
+    if (this.options.mode === 'raw') {
+      this.protocol = new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize)
+    } else {
+      this.protocol = this.tether = new TetherProtocol<In, Out>(host, this.options.heartbeat, (info) => this.notify('session', info))
+    }
+    if (this.options.autoConnect) this.connect()
+  }
+
+  private get connectTimeout(): number {
+    const { reconnect } = this.options
+    return reconnect ? reconnect.connectTimeout : DEFAULT_CONNECT_TIMEOUT
+  }
+
+  /** The connection state. */
+  get state(): SocketState {
+    return this.current
+  }
+
+  /** Messages queued or written but not yet acknowledged. */
+  get pending(): number {
+    return this.outbox.size
+  }
+
+  /** The server session's id (tether mode), once the server welcomed this client. */
+  get sessionId(): string | undefined {
+    return this.tether?.sessionId
+  }
+
+  /** A snapshot of counters. */
+  get stats(): TetherSocketStats {
+    const { attempts, opened, connectedTime, lastCloseCode } = this.counters
+    return {
+      state: this.current,
+      queued: this.outbox.queued,
+      pending: this.outbox.size,
+      attempts,
+      reconnects: Math.max(0, opened - 1),
+      connectedTime: connectedTime + (this.openedAt ? Date.now() - this.openedAt : 0),
+      lastCloseCode,
+    }
+  }
+
+  /**
+   * Sends a message. While disconnected it waits in the queue and is written, in order, on
+   * the next open. Never throws; the promise rejects with a {@link TetherError} (also emitted
+   * as `error`), and an ignored rejection is never reported as unhandled.
+   *
+   * @returns resolves when the server acknowledged the message (tether mode) or when it was
+   * handed to an open socket (raw mode)
+   */
+  send(data: Out, options?: SendOptions): Promise<void> {
+    return this.enqueue(data, options) as Promise<void>
+  }
+
+  /**
+   * Sends a request and resolves with the server's reply (tether mode only).
+   * @example
+   * ```ts
+   * const user = await sock.request<User>({ get: 'user', id: 7 }, { timeout: 5000 })
+   * ```
+   */
+  request<R = unknown>(data: Out, options?: RequestOptions): Promise<R> {
+    if (!this.protocol.requests) {
+      return this.rejectNow(
+        new TetherError(
+          "request() needs mode 'tether' (replies are matched by id); in raw mode use send() and match replies yourself",
+          { data },
+          'TetherError',
+          'ERR_UNSUPPORTED',
+        ),
+      )
+    }
+    return this.enqueue(data, options, true) as Promise<R>
+  }
+
+  /**
+   * Opens the connection when the socket is `idle` (autoConnect: false), `closed`, or `closing`
+   * (the close then completes at once, without waiting for the server's close frame; the old
+   * connection still closes). Otherwise does nothing.
+   */
+  connect(): void {
+    const ws = this.ws
+    if (this.current === 'closing' && ws) this.connectionEnded(ws, this.requestedClose)
+    if (this.current !== 'idle' && this.current !== 'closed') return
+    this.failures = 0
+    this.lastFailure = undefined
+    this.unwatch ??= watchEnvironment({
+      online: () => this.wake(),
+      offline: () => this.offline(),
+      visible: () => this.wake(),
+    })
+    this.attempt()
+  }
+
+  /**
+   * Drops the current connection (or the backoff wait) and connects again right away, with the
+   * backoff reset. When `idle`, `closing` or `closed` it does what `connect()` does.
+   */
+  reconnect(): void {
+    if (this.current === 'idle' || this.current === 'closed' || this.current === 'closing') {
+      this.connect()
+      return
+    }
+    this.lastFailure = undefined
+    const dropped = this.ws !== undefined
+    this.discard(CLIENT_DROP, 'reconnect requested')
+    this.failures = 0
+    if (dropped) {
+      const id = ++this.attemptId
+      this.counters.lastCloseCode = CLIENT_DROP
+      this.notify('close', { code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false, willReconnect: true })
+      if (id !== this.attemptId) return // a listener closed the socket
+    }
+    this.attempt()
+  }
+
+  /**
+   * Closes the socket and stops reconnecting. Messages not yet delivered reject with
+   * {@link ClosedError}.
+   * @param code - 1000 (default) or 3000–4999
+   * @returns resolves once the connection is closed
+   */
+  close(code = 1000, reason = ''): Promise<void> {
+    if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      throw new OptionError(`close code must be 1000 or in 3000-4999; got ${code}`)
+    }
+    if (typeof reason !== 'string') throw new OptionError(`close reason must be a string; got ${typeof reason}`)
+    const bytes = utf8Length(reason)
+    if (bytes > MAX_REASON_BYTES) {
+      throw new OptionError(
+        `close reason must be at most ${MAX_REASON_BYTES} UTF-8 bytes (the WebSocket limit); got ${bytes}. Shorten it, or send the details as a message before closing`,
+      )
+    }
+    if (this.current === 'closed' || this.current === 'idle') {
+      this.shutDown()
+      return Promise.resolve()
+    }
+    const done = new Promise<void>((resolve) => this.closeWaiters.push(resolve))
+    if (this.current === 'closing') return done
+    this.attemptId++
+    this.clearTimer()
+    this.failEverything(TetherSocket.closedError)
+    const ws = this.ws
+    if (ws) {
+      this.requestedClose = { code, reason, wasClean: false }
+      // A dead network may never deliver the close event: closing is bounded like connecting.
+      this.timer = timer(
+        () => this.connectionEnded(ws, { code: 1006, reason: 'close handshake timed out', wasClean: false }),
+        this.connectTimeout,
+      )
+      // undici fires `error` from within close() on a connection still connecting, and no close
+      // event after it: its handler then shortens this wait to CLOSE_GRACE.
+      const asked = shut(ws, code, reason)
+      this.setState('closing')
+      if ((this.current as SocketState) !== 'closing') return done // a state listener called connect(): the close is complete
+      if (!asked) this.connectionEnded(ws, this.requestedClose) // it was closed already
+    } else {
+      this.shutDown()
+    }
+    return done
+  }
+
+  // ── the connection's life ────────────────────────────────────────────────
+
+  /**
+   * Emits an event. A listener that throws is reported (as uncaught, later) instead of breaking
+   * the state machine or the sequencing halfway through a transition.
+   */
+  private notify<E extends EventEmitter.EventNames<TetherSocketEvents<In>>>(
+    event: E,
+    ...args: EventEmitter.EventArgs<TetherSocketEvents<In>, E>
+  ): void {
+    try {
+      this.emit(event, ...args)
+    } catch (error) {
+      reportLater(error)
+    }
+  }
+
+  private setState(next: SocketState): void {
+    const prev = this.current
+    if (prev === next) return
+    this.current = next
+    this.notify('state', next, prev)
+  }
+
+  private clearTimer(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  /** One connection attempt: resolve URL and protocols, create the WebSocket, wait for open. */
+  private attempt(): void {
+    const id = ++this.attemptId
+    this.clearTimer()
+    this.setState('connecting')
+    if (id !== this.attemptId) return // a state listener closed or reconnected the socket
+    this.counters.attempts++
+    const timeout = this.connectTimeout
+    this.timer = timer(
+      () => this.attemptFailed(new TimeoutError(`connection attempt not open after ${timeout} ms (reconnect.connectTimeout)`)),
+      timeout,
+    )
+    const { url } = this
+    const { protocols } = this.options
+    // Providers run inside the promise chain, so a sync throw is a failed attempt like a rejection.
+    Promise.resolve()
+      .then(() => Promise.all([typeof url === 'function' ? url() : url, typeof protocols === 'function' ? protocols() : protocols]))
+      .then(([target, offered]) => {
+        if (id === this.attemptId) this.open(normalizeUrl(target), typeof protocols === 'function' ? checkProtocols(offered) : offered)
+      })
+      .catch((cause: unknown) => {
+        if (id === this.attemptId) {
+          this.attemptFailed(
+            new ConnectionError(`the url or protocols provider failed: ${cause instanceof Error ? cause.message : String(cause)}`, {
+              cause,
+            }),
+          )
+        }
+      })
+  }
+
+  private open(url: string, offered: string | string[] | undefined): void {
+    const required = this.protocol.subprotocol
+    const list = offered === undefined ? [] : typeof offered === 'string' ? [offered] : offered
+    const protocols = required ? [required, ...list.filter((p) => p !== required)] : list
+    let ws: Connection
+    try {
+      ws = new this.options.WebSocket(url, protocols) as unknown as Connection
+    } catch (cause) {
+      this.attemptFailed(
+        new ConnectionError(
+          `could not create a WebSocket for ${redactUrl(url)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+          {
+            cause,
+          },
+        ),
+      )
+      return
+    }
+    this.ws = ws
+    ws.binaryType = 'arraybuffer'
+    /** The last error event: what the platform says about a failure, if anything. */
+    let failure: ErrorEventLike | undefined
+    const ended = (info: CloseInfo) => {
+      if (this.ws !== ws) return
+      // Node's ws says when the server selected no subprotocol (browsers only report a failed
+      // handshake): then it is no tether server, and retrying cannot help.
+      if (this.tether && /subprotocol/i.test(String(failure?.message))) {
+        this.tether.notTether('the handshake selected no subprotocol')
+        return
+      }
+      if (this.current === 'connecting') {
+        const cause = failure?.error
+        const error = new ConnectionError(
+          `could not connect to ${redactUrl(url)}: ${describeFailure(failure, info)}`,
+          cause === undefined ? undefined : { cause },
+        )
+        const id = this.attemptId
+        this.reportFailure(error)
+        if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+      }
+      this.connectionEnded(ws, info)
+    }
+    ws.onerror = (event) => {
+      failure = event ?? {}
+      // A close event follows every error, except in undici 6 (Node's built-in WebSocket in
+      // Node 20 and 22): a failed handshake fires error only, and the socket stays CONNECTING.
+      if (this.ws === ws && ws.readyState === CONNECTING) {
+        this.clearTimer()
+        this.timer = timer(() => {
+          ended({ code: 1006, reason: '', wasClean: false })
+          shut(ws, CLIENT_DROP, '')
+        }, CLOSE_GRACE)
+      }
+    }
+    ws.onopen = () => {
+      this.protocol.attach(ws.protocol ?? '')
+    }
+    ws.onmessage = (event) => this.protocol.receive(event.data)
+    ws.onclose = (event) => ended({ code: event.code, reason: event.reason, wasClean: event.wasClean })
+  }
+
+  /** The protocol's handshake is done: run the hook, then become `open` and write the backlog. */
+  private ready(): void {
+    const ws = this.ws
+    const hook = this.options.onOpen
+    if (!hook) {
+      this.becomeOpen()
+      return
+    }
+    const id = this.attemptId
+    let result: void | Promise<void>
+    try {
+      result = hook({
+        send: (data) =>
+          (id === this.attemptId && this.ws === ws
+            ? this.enqueue(data, undefined, false, true)
+            : this.rejectNow(new ConnectionError('onOpen send(): the connection this hook ran for is gone', { data }))) as Promise<void>,
+        connection: this.counters.opened + 1,
+      })
+    } catch (cause) {
+      this.hookFailed(cause)
+      return
+    }
+    Promise.resolve(result).then(
+      () => {
+        if (id === this.attemptId && this.ws === ws) this.becomeOpen()
+      },
+      (cause: unknown) => {
+        if (id === this.attemptId && this.ws === ws) this.hookFailed(cause)
+      },
+    )
+  }
+
+  private hookFailed(cause: unknown): void {
+    this.attemptFailed(new ConnectionError(`options.onOpen failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause }))
+  }
+
+  private becomeOpen(): void {
+    this.clearTimer()
+    this.lastFailure = undefined
+    this.openedAt = Date.now()
+    this.counters.opened++
+    this.setState('open')
+    if (this.current !== 'open') return // a state listener closed or reconnected the socket
+    this.notify('open')
+    if (this.current === 'open') this.protocol.flush()
+  }
+
+  /** An attempt failed before the WebSocket was created or while it was opening (timeout, provider, constructor, hook). */
+  private attemptFailed(error: TetherError): void {
+    const id = this.attemptId
+    this.reportFailure(error)
+    if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+    const reason = cutReason(error.message)
+    this.discard(CLIENT_DROP, reason)
+    this.lost({ code: 1006, reason, wasClean: false })
+  }
+
+  /**
+   * Reports a failed attempt as `error`, without flooding while a server stays down: the first
+   * failure after an open (or `connect()`/`reconnect()`), then each one whose message differs
+   * from the previous failure's. Remembered as the cause a give-up names.
+   */
+  private reportFailure(error: TetherError): void {
+    const previous = this.lastFailure
+    this.lastFailure = error
+    if (previous?.message !== error.message) this.notify('error', error)
+  }
+
+  /** Forgets the current WebSocket (closing it) without waiting for its close event. */
+  private discard(code: number, reason: string): void {
+    const ws = this.ws
+    if (!ws) return
+    this.ws = undefined
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+    shut(ws, code, cutReason(reason))
+    this.connectionGone()
+  }
+
+  /** Bookkeeping when a connection (open or not) is gone. */
+  private connectionGone(): void {
+    this.protocol.detach()
+    this.outbox.rewind()
+    if (this.openedAt) {
+      const up = Date.now() - this.openedAt
+      this.openedAt = 0
+      this.counters.connectedTime += up
+      const { reconnect } = this.options
+      if (reconnect && up >= reconnect.resetAfter) this.failures = 0
+    }
+  }
+
+  /** The WebSocket's close event. */
+  private connectionEnded(ws: Connection, info: CloseInfo): void {
+    if (ws !== this.ws) return
+    this.ws = undefined
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+    this.connectionGone()
+    if (this.current === 'closing') {
+      this.counters.lastCloseCode = info.code
+      // `closed` before the event, so that its listeners see the final state and may connect() again.
+      this.shutDown()
+      this.notify('close', { ...info, willReconnect: false })
+      return
+    }
+    this.lost(info)
+  }
+
+  /** A connection or attempt is over without the user asking: retry or give up. */
+  private lost(info: CloseInfo): void {
+    const id = ++this.attemptId // late results of the attempt that just ended are ignored
+    this.clearTimer()
+    this.counters.lastCloseCode = info.code
+    const { reconnect } = this.options
+    let stop = 'reconnect is false'
+    if (reconnect && this.failures >= reconnect.maxRetries) {
+      const max = reconnect.maxRetries
+      stop = `gave up reconnecting after ${plural(max + 1, 'failed attempt')} in a row (1 + ${max} ${max === 1 ? 'retry' : 'retries'}, reconnect.maxRetries)`
+    } else if (reconnect) {
+      try {
+        if (reconnect.shouldReconnect(info)) stop = ''
+        else stop = 'reconnect.shouldReconnect declined to retry'
+      } catch (cause) {
+        stop = 'reconnect.shouldReconnect threw'
+        this.notify('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
+      }
+    }
+    if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+    if (stop) {
+      this.giveUp(info, stop)
+      return
+    }
+    this.notify('close', { ...info, willReconnect: true })
+    if (id !== this.attemptId || this.current === 'closed') return // a listener called close() or reconnect()
+    this.failures++
+    this.setState('reconnecting')
+    this.scheduleRetry(info.code)
+  }
+
+  private scheduleRetry(code?: number): void {
+    const { reconnect } = this.options
+    if (!reconnect) return
+    // Offline: no attempt is spent; the `online` event retries at once.
+    if (!isOnline()) {
+      this.waitForNetwork()
+      return
+    }
+    const delay = backoffDelay(reconnect, this.failures, code)
+    const id = this.attemptId
+    this.notify('reconnecting', { attempt: this.failures, delay, waitingFor: 'delay' })
+    if (id !== this.attemptId || this.current !== 'reconnecting') return // a listener closed or reconnected
+    this.timer = timer(() => {
+      this.timer = undefined
+      if (isOnline()) this.attempt()
+      else this.waitForNetwork()
+    }, delay)
+  }
+
+  /** Says that the next attempt waits for the browser's `online` event (see `wake`). */
+  private waitForNetwork(): void {
+    this.notify('reconnecting', { attempt: this.failures, delay: Number.POSITIVE_INFINITY, waitingFor: 'network' })
+  }
+
+  /** The browser went offline: a backoff wait now waits for the network instead. */
+  private offline(): void {
+    if (this.current !== 'reconnecting' || this.timer === undefined || isOnline()) return
+    this.clearTimer()
+    this.waitForNetwork()
+  }
+
+  /**
+   * The network came back or the page became visible: an open connection may be dead without
+   * knowing it, so it is probed; a waiting one retries at once with the backoff reset.
+   */
+  private wake(): void {
+    if (this.current === 'open') this.protocol.probe?.()
+    if (this.current !== 'reconnecting' || !isOnline()) return
+    this.failures = 0
+    this.attempt()
+  }
+
+  /**
+   * Stops for good after a connection or attempt ended: what waits fails with DeliveryError,
+   * whose cause is the failure that ended the last attempt (if one did), then the socket is
+   * `closed`, and only then the final `close` event goes out (its listeners may connect() again).
+   */
+  private giveUp(info: CloseInfo, why: string, cause: TetherError | undefined = this.lastFailure): void {
+    const reason = `${why}; last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
+    this.failEverything(
+      (entry) => new DeliveryError(`not delivered: ${reason}`, cause ? { data: entry.data, cause } : { data: entry.data }),
+    )
+    this.counters.lastCloseCode = info.code
+    this.shutDown()
+    this.notify('close', { ...info, willReconnect: false })
+  }
+
+  private failEverything(makeError: (entry: Entry) => TetherError): void {
+    this.protocol.shutdown?.(makeError)
+    this.outbox.failAll(makeError)
+  }
+
+  private static closedError = (entry: Entry) =>
+    new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
+
+  /** Enters `closed` and releases everything that could keep the socket alive. */
+  private shutDown(): void {
+    this.attemptId++
+    this.clearTimer()
+    this.failEverything(TetherSocket.closedError)
+    this.unwatch?.()
+    this.unwatch = undefined
+    this.setState('closed')
+    this.failEverything(TetherSocket.closedError) // sends made by listeners meanwhile
+    const waiters = this.closeWaiters
+    this.closeWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  // ── messages ──────────────────────────────────────────────────────────────
+
+  private enqueue(data: Out, options: SendOptions | undefined, request = false, first = false): Promise<unknown> {
+    if (this.current === 'closed') {
+      return this.rejectNow(new ClosedError('the socket is closed; call connect() to open it again before sending', { data }))
+    }
+    let payload: Payload
+    try {
+      payload = this.protocol.encode(data)
+    } catch (cause) {
+      return this.rejectNow(
+        cause instanceof TetherError
+          ? cause
+          : new TetherError(
+              `could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`,
+              { cause, data },
+              'TetherError',
+              'ERR_ENCODE',
+            ),
+      )
+    }
+    const timeout = options?.timeout === undefined ? (request ? this.options.requestTimeout : this.options.ackTimeout) : options.timeout
+    const ttl = options?.ttl === undefined ? this.options.queue.ttl : options.ttl
+    const key = options?.key
+    const signal = options?.signal
+    if (
+      !(timeout > 0) ||
+      !(ttl > 0) ||
+      (key !== undefined && typeof key !== 'string') ||
+      (signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function')
+    ) {
+      return this.rejectNow(
+        new OptionError('send options: timeout and ttl must be numbers > 0, key a string, signal an AbortSignal', { data }),
+      )
+    }
+    // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
+    if (!options && !request && !first && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
+      return WRITTEN
+    }
+    const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
+    const requestId = request ? this.protocol.nextId?.() : undefined
+    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId }, first)
+    if (first) this.protocol.flush(1)
+    else if (this.current === 'open') this.protocol.flush()
+    return promise
+  }
+
+  /** A rejected promise that is already marked handled, with the error also emitted. */
+  private rejectNow<T>(error: TetherError): Promise<T> {
+    const promise = Promise.reject(error)
+    promise.catch(noop)
+    this.notify('error', error)
+    return promise
+  }
+
+  /** The capabilities handed to the wire protocol. */
+  private host(): ProtocolHost<In> {
+    return {
+      outbox: this.outbox,
+      write: (frame) => {
+        const ws = this.ws
+        if (!ws || ws.readyState !== OPEN) return false
+        ws.send(frame)
+        return true
+      },
+      ready: () => this.ready(),
+      deliver: (message) => this.notify('message', message),
+      report: (error) => this.notify('error', error),
+      drop: (code, text, error, final) => {
+        if (error) this.notify('error', error)
+        if (!this.ws || this.current === 'closing') return
+        const reason = cutReason(text)
+        this.discard(code, reason)
+        const info = { code, reason, wasClean: false }
+        if (final) this.giveUp(info, error ? error.message : reason, error)
+        else this.lost(info)
+      },
+    }
+  }
+}

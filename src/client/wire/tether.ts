@@ -1,0 +1,415 @@
+/**
+ * tether.v1, client side: sequence numbers, cumulative acks, session resume, requests and
+ * the heartbeat. docs/PROTOCOL.md describes the exchange; frames.ts holds the grammar.
+ *
+ * One message's path: `send()` puts an entry in the outbox; `flush` (at most once per tick)
+ * gives it the next sequence number and writes it, batched with its neighbours, in one
+ * `msg` frame; the server's cumulative `ack` finishes it. After a reconnect the `hello`
+ * names the session and the last server sequence received, the `welcome` names the last
+ * client sequence the server has, and each side resends exactly the rest.
+ * @module
+ */
+import { DeliveryError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../errors.js'
+import {
+  CloseCode,
+  decodeFrame,
+  encodeFrame,
+  encodePayload,
+  FrameError,
+  MSG_OVERHEAD,
+  msgBatcher,
+  perTick,
+  reqFrame,
+  type ServerFrame,
+  SUBPROTOCOL,
+} from '../../protocol/frames.js'
+import type { HeartbeatOptions } from '../options.js'
+import type { Entry } from '../outbox.js'
+import { timer } from '../timers.js'
+import type { Protocol, ProtocolHost, WireData } from './types.js'
+
+/** The `session` event's argument: a new server session began. */
+export interface SessionInfo {
+  /** The new session's id. */
+  id: string
+  /** The session this client had before, if the server no longer knew it (expired or restarted). Unacknowledged messages are resent to the new session: at-least-once across this boundary. */
+  previous: string | undefined
+}
+
+/** A timer that fires this much later than asked was throttled or frozen: re-probe before judging. */
+const LATE = 1000
+
+/** The tether.v1 client protocol. */
+export class TetherProtocol<In, Out> implements Protocol<Out> {
+  readonly subprotocol = SUBPROTOCOL
+  readonly requests = true
+  /** The server session, once welcomed. */
+  sessionId: string | undefined
+
+  /** Last sequence number given to an outgoing entry. */
+  private txSeq = 0
+  /** Last server sequence number delivered to the application. */
+  private rxSeq = 0
+  /** The server's maximum frame size, learned from `welcome`. */
+  private maxPayload = Number.POSITIVE_INFINITY
+  /**
+   * The connection as the protocol sees it: no connection; hello sent, waiting for welcome;
+   * welcomed (in-flight items rewritten, the socket's onOpen hook runs: only its messages go);
+   * open (the socket flushed its backlog: everything goes).
+   */
+  private phase: 'detached' | 'handshake' | 'welcomed' | 'open' = 'detached'
+  private nextRequestId = 1
+  /** Requests written to the server, by id, until their reply arrives. */
+  private readonly requestsInFlight = new Map<number, Entry>()
+  /** Most requests the server accepts awaiting replies (from `welcome`); further ones wait, in order. */
+  private maxRequests = Number.POSITIVE_INFINITY
+  /** Timers of requests acknowledged but not yet answered (their outbox deadline no longer applies). */
+  private readonly replyTimers = new Map<number, ReturnType<typeof setTimeout> | undefined>()
+  // heartbeat: judged by wall-clock time, so throttled timers cannot cause false timeouts
+  private lastReceived = 0
+  private pingSentAt = 0
+  private heartbeatTimer: ReturnType<typeof setTimeout> | undefined
+  private heartbeatDue = 0
+
+  constructor(
+    private readonly host: ProtocolHost<In>,
+    private readonly heartbeat: Required<HeartbeatOptions> | false,
+    private readonly onSession: (info: SessionInfo) => void,
+  ) {}
+
+  encode(data: Out): string {
+    if (data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)) {
+      throw new TetherError(
+        "tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'",
+        { data },
+        'TetherError',
+        'ERR_ENCODE',
+      )
+    }
+    try {
+      return encodePayload(data)
+    } catch (cause) {
+      throw new TetherError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }, 'TetherError', 'ERR_ENCODE')
+    }
+  }
+
+  /** Welcomed or open: frames flow on this connection. */
+  private get live(): boolean {
+    return this.phase === 'welcomed' || this.phase === 'open'
+  }
+
+  /** Request ids are assigned here so replies can be matched. */
+  nextId(): number {
+    return this.nextRequestId++
+  }
+
+  attach(selected: string): void {
+    if (selected !== SUBPROTOCOL) {
+      this.notTether(`it selected ${selected ? JSON.stringify(selected) : 'no'} subprotocol`)
+      return
+    }
+    this.phase = 'handshake'
+    this.lastReceived = Date.now()
+    this.pingSentAt = 0
+    this.host.write(encodeFrame({ t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq }))
+    this.armHeartbeat(this.heartbeat ? this.heartbeat.interval : 0)
+  }
+
+  /** The server is not a tether server: say so once and stop, rather than reconnect forever. */
+  notTether(detail: string): void {
+    const error = new ProtocolError(
+      `the server does not speak ${SUBPROTOCOL} (${detail}). Point the client at a tether server, or use mode: 'raw' for a plain WebSocket server. Not reconnecting.`,
+    )
+    this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, `${SUBPROTOCOL} not spoken`, error, true)
+  }
+
+  receive(data: WireData): void {
+    if (this.phase === 'detached') return // the socket is closing or has moved on
+    this.lastReceived = Date.now()
+    this.pingSentAt = 0
+    let frame: ServerFrame | undefined
+    try {
+      frame = decodeFrame(data, 'server')
+      if (this.phase !== 'handshake' && frame?.t === 'welcome') throw new FrameError('second "welcome" frame', CloseCode.PROTOCOL_ERROR)
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error
+      // A server that accepted tether.v1 but does not answer hello with welcome is some other server.
+      if (this.phase === 'handshake') this.notTether(`its first frame is not a welcome: ${error.message}`)
+      else this.protocolError(error, data)
+      return
+    }
+    if (this.phase === 'handshake' && frame?.t !== 'welcome') {
+      this.notTether('its first frame is not a welcome')
+      return
+    }
+    if (!frame) return // an unknown frame type: ignored, for forward compatibility
+    try {
+      this.handle(frame)
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error
+      this.protocolError(error, data)
+    }
+  }
+
+  private protocolError(error: FrameError, data: WireData): void {
+    this.host.drop(
+      CloseCode.CLIENT_PROTOCOL_ERROR,
+      'protocol error',
+      new ProtocolError(`malformed frame from the server: ${error.message}; reconnecting`, { data }),
+    )
+  }
+
+  private handle(frame: ServerFrame): void {
+    switch (frame.t) {
+      case 'welcome':
+        this.welcome(frame)
+        return
+      case 'ack':
+        this.acknowledge(frame.s)
+        return
+      case 'msg': {
+        const first = this.accept(frame.s, frame.d.length)
+        for (let i = first; i < frame.d.length; i++) {
+          this.rxSeq = frame.s + i
+          this.host.deliver(frame.d[i] as In)
+          if (!this.live) return // a listener closed or reconnected the socket
+        }
+        return
+      }
+      case 'res': {
+        if (this.accept(frame.s, 1) > 0) return
+        this.rxSeq = frame.s
+        const { err } = frame
+        const entry = this.requestsInFlight.get(frame.id)
+        this.settleRequest(
+          frame.id,
+          err ? new ReplyError(`the server answered with an error: ${err.message}`, err.code, { data: entry?.data }) : { value: frame.d },
+        )
+        return
+      }
+    }
+  }
+
+  /** Sequencing of server frames: the index of the first new item; a gap is a protocol error. */
+  private accept(seq: number, count: number): number {
+    if (seq > this.rxSeq + 1) throw new FrameError(`sequence gap: expected ${this.rxSeq + 1}, got ${seq}`, CloseCode.PROTOCOL_ERROR)
+    this.queueAck()
+    return Math.min(count, this.rxSeq + 1 - seq)
+  }
+
+  private welcome(frame: Extract<ServerFrame, { t: 'welcome' }>): void {
+    const { outbox } = this.host
+    if (frame.resumed && frame.sid === this.sessionId) {
+      this.acknowledge(frame.ack)
+      // Items numbered after frame.ack that left the outbox unacknowledged (close() failed them)
+      // never reached the server: their numbers are free again.
+      let last = frame.ack
+      for (let entry = outbox.head; entry; entry = entry.next) last = Math.max(last, entry.seq)
+      this.txSeq = last
+    } else {
+      // A new session: the server knows none of our sequence numbers. Everything not yet
+      // acknowledged is renumbered and sent again (at-least-once across this boundary).
+      const previous = this.sessionId
+      for (let entry = outbox.head; entry; ) {
+        const next = entry.next
+        // One whose caller already got a rejection (timeout, abort) is not sent to the new session.
+        if (entry.done) outbox.remove(entry)
+        else {
+          entry.seq = 0
+          // written to the old session, not acknowledged: written again below, counted again then
+          if (entry.requestId !== undefined) this.requestsInFlight.delete(entry.requestId)
+        }
+        entry = next
+      }
+      this.txSeq = this.rxSeq = 0
+      this.failReplies(
+        (entry) =>
+          new DeliveryError('the server session ended before the reply arrived; the request may or may not have been handled', {
+            data: entry.data,
+          }),
+      )
+      this.sessionId = frame.sid
+      this.phase = 'welcomed'
+      this.onSession({ id: frame.sid, previous })
+      if (this.phase !== 'welcomed') return // a listener closed or reconnected the socket
+    }
+    this.sessionId = frame.sid
+    this.maxPayload = frame.max
+    this.maxRequests = frame.reqs ?? Number.POSITIVE_INFINITY
+    this.phase = 'welcomed'
+    // What was in flight goes again first, in order; only then may anything new be written.
+    this.write(Number.POSITIVE_INFINITY, true)
+    this.host.ready()
+  }
+
+  /** Cumulative ack: everything up to `seq` reached the server. */
+  private acknowledge(seq: number): void {
+    if (seq > this.txSeq) throw new FrameError(`ack ${seq} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
+    const { outbox } = this.host
+    for (let entry = outbox.head; entry && entry.seq !== 0 && entry.seq <= seq; entry = outbox.head) {
+      if (entry.requestId === undefined) {
+        outbox.succeed(entry)
+        continue
+      }
+      // The request reached the server; its caller waits on for the reply, now outside the
+      // outbox, so its deadline needs a timer of its own.
+      outbox.remove(entry)
+      const id = entry.requestId
+      if (entry.done) {
+        this.requestsInFlight.delete(id) // its caller gave up (timeout, abort): the reply has no one to go to
+        continue
+      }
+      const left = entry.deadline - Date.now()
+      if (left < Number.POSITIVE_INFINITY) {
+        this.replyTimers.set(
+          id,
+          timer(() => this.settleRequest(id, new TimeoutError('no reply within the request timeout', { data: entry.data })), left),
+        )
+      }
+    }
+  }
+
+  /** A reply (or the reply timeout) finishes a request, whether or not its ack came first. */
+  private settleRequest(id: number, outcome: { value: unknown } | TetherError): void {
+    const entry = this.requestsInFlight.get(id)
+    if (!entry) return
+    this.requestsInFlight.delete(id)
+    clearTimeout(this.replyTimers.get(id))
+    this.replyTimers.delete(id)
+    const { outbox } = this.host
+    outbox.remove(entry)
+    if (outcome instanceof TetherError) outbox.fail(entry, outcome)
+    else outbox.succeed(entry, outcome.value)
+    // A request held back by the server's limit may go now.
+    if (outbox.cursor && this.phase === 'open') this.flush()
+  }
+
+  /** Fails the requests that were acknowledged and wait for a reply (those still in the outbox are the outbox's). */
+  private failReplies(makeError: (entry: Entry) => TetherError): void {
+    const { outbox } = this.host
+    for (const [id, entry] of this.requestsInFlight) {
+      if (entry.prev !== undefined || outbox.head === entry) continue
+      this.settleRequest(id, makeError(entry))
+    }
+  }
+
+  flush(limit?: number): void {
+    if (!this.live) return
+    if (limit === undefined) this.phase = 'open'
+    if (limit !== undefined) {
+      this.write(limit, false)
+      return
+    }
+    this.flushSoon()
+  }
+
+  /** Everything sent in this tick goes out together, in as few frames as possible. */
+  private readonly flushSoon = perTick(() => {
+    if (this.phase === 'open') this.write(Number.POSITIVE_INFINITY, false)
+  })
+
+  /**
+   * Writes queued entries in order, batching consecutive messages into `msg` frames no
+   * bigger than the server's limit. `resendOnly` stops at the first entry never written.
+   */
+  private write(limit: number, resendOnly: boolean): void {
+    const { outbox } = this.host
+    const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame))
+    for (let entry = outbox.cursor; entry && limit > 0 && this.live; entry = outbox.cursor) {
+      if (entry.seq === 0) {
+        if (resendOnly) break
+        // The server takes so many requests awaiting replies; the rest waits here, in order.
+        if (entry.requestId !== undefined && this.requestsInFlight.size >= this.maxRequests) break
+        if (entry.size + MSG_OVERHEAD > this.maxPayload) {
+          outbox.fail(
+            entry,
+            new DeliveryError(
+              `message of ${entry.size} bytes exceeds the server's maximum frame size (${this.maxPayload} bytes); send smaller messages`,
+              { data: entry.data },
+            ),
+          )
+          limit-- // it took its turn: flush(1) from the hook must not write the next (backlog) entry
+          continue
+        }
+        entry.seq = ++this.txSeq
+      }
+      outbox.markSent(entry)
+      limit--
+      if (entry.requestId !== undefined) {
+        batch.end()
+        this.requestsInFlight.set(entry.requestId, entry)
+        this.host.write(reqFrame(entry.seq, entry.requestId, entry.payload as string))
+        continue
+      }
+      batch.add(entry.seq, entry.payload as string, entry.size)
+    }
+    batch.end()
+  }
+
+  /** One cumulative ack for everything received in this tick. */
+  private readonly queueAck = perTick(() => {
+    if (this.live) this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
+  })
+
+  /** Checks liveness now (the page became visible, the network came back): a ping, then the timeout. */
+  probe(): void {
+    if (!this.live || !this.heartbeat || this.pingSentAt) return
+    this.ping()
+  }
+
+  private ping(): void {
+    if (!this.heartbeat) return
+    this.pingSentAt = Date.now()
+    this.host.write(encodeFrame({ t: 'ping' }))
+    this.armHeartbeat(this.heartbeat.timeout)
+  }
+
+  private armHeartbeat(delay: number): void {
+    clearTimeout(this.heartbeatTimer)
+    this.heartbeatTimer = undefined
+    if (!this.heartbeat) return
+    this.heartbeatDue = Date.now() + delay
+    this.heartbeatTimer = timer(() => this.checkHeartbeat(), delay)
+  }
+
+  private checkHeartbeat(): void {
+    const hb = this.heartbeat
+    if (!hb || this.phase === 'detached') return
+    const now = Date.now()
+    if (now - this.heartbeatDue > LATE) {
+      // This timer was throttled (background tab) or frozen: the silence may be ours, not the server's.
+      this.ping()
+      return
+    }
+    if (this.pingSentAt) {
+      if (now - this.pingSentAt >= hb.timeout) {
+        this.host.drop(
+          CloseCode.CLIENT_DROP,
+          'heartbeat timeout',
+          new TimeoutError(
+            `no frame from the server for ${now - this.lastReceived} ms (heartbeat.interval + heartbeat.timeout); replacing the connection`,
+          ),
+        )
+        return
+      }
+      this.armHeartbeat(this.pingSentAt + hb.timeout - now)
+      return
+    }
+    const idle = now - this.lastReceived
+    if (idle >= hb.interval) this.ping()
+    else this.armHeartbeat(hb.interval - idle)
+  }
+
+  detach(): void {
+    this.phase = 'detached'
+    clearTimeout(this.heartbeatTimer)
+    this.heartbeatTimer = undefined
+  }
+
+  /** The socket closed or gave up: fail what waits for a reply outside the outbox. */
+  shutdown(makeError: (entry: Entry) => TetherError): void {
+    this.failReplies(makeError)
+    this.requestsInFlight.clear()
+    this.detach()
+  }
+}
