@@ -19,7 +19,7 @@ import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { ClosedError, DeliveryError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
-import { MAX_HOLD, type RateLimit } from './limits.js'
+import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { type ExpireReason, RequestError, Session, sharedMessage } from './sessions.js'
 import { serveStatic } from './static.js'
@@ -428,17 +428,12 @@ function refuse(socket: Duplex, status: number, text: string): void {
  * Resolves once it is listening.
  */
 export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
-  const rateLimit = options.rateLimit ?? { rate: 1000, burst: 10000 }
-  if (
-    rateLimit !== false &&
-    (typeof rateLimit !== 'object' || !(Number.isFinite(rateLimit.rate) && rateLimit.rate > 0) || !(rateLimit.burst >= 1))
-  ) {
-    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
-  }
+  const maxPayload = options.maxPayload ?? 1024 * 1024
+  const rateLimit = resolveRateLimit(options.rateLimit, maxPayload)
   const settings = {
     ...options,
     sessionTtl: options.sessionTtl ?? 120000,
-    maxPayload: options.maxPayload ?? 1024 * 1024,
+    maxPayload,
     maxQueue: options.maxQueue ?? defaultMaxQueue(rateLimit),
     maxQueueBytes: options.maxQueueBytes ?? 16 * 1024 * 1024,
     maxDisconnectedBytes: options.maxDisconnectedBytes ?? 64 * 1024 * 1024,
