@@ -15,6 +15,13 @@
  * or the session ends (the client resends it when it resumes). A frame held that turns out to
  * break the protocol closes the connection when its turn comes, after the work before it.
  *
+ * Beside it, a second bucket bounds decoding: `bytesPerSecond`, in bytes of frames decoded in
+ * their turn (the bigger ones), since parsing costs about what a frame weighs, and a frame of one
+ * message costs only one token whatever its size. A held frame is decoded once its token and its
+ * bytes are both there, in the same queue, in order; work behind it waits its turn. What a
+ * session may hold is bounded by both: work beyond what either bucket will let in within
+ * {@link MAX_HOLD} is refused, as below.
+ *
  * The rule for what may be held: as much work as the bucket will deliver within
  * {@link MAX_HOLD} (10 s). Work beyond that is refused: it is never acknowledged, later work on
  * the connection is ignored, and once the held work is delivered (at once if none is held) the
@@ -49,14 +56,17 @@ export interface RateLimit {
 }
 
 /**
- * Default `bytesPerSecond`: 2 MiB/s. Parsing JSON that is all structure (nested arrays) costs
- * 60–130 ms per MiB here, so a session at this rate keeps a core busy 15–25% of the time at
- * most, whatever it sends; 1,000 messages a second (the default `rate`) of up to 2 KiB each
- * fit in it.
+ * Default `bytesPerSecond`: 2 MiB/s. Parsing JSON that is all structure (nested arrays, the
+ * worst measured) costs 60–130 ms per MiB, so one session at this rate keeps a core busy a
+ * quarter of the time at most, whatever it sends; yet 1,000 messages a second (the default
+ * `rate`) of up to 2 KiB each fit in it.
  */
 export const DEFAULT_BYTES_PER_SECOND = 2 * 1024 * 1024
 
-/** Default `burstBytes`: 4 MiB, four frames of the default `maxPayload` (a reconnecting client's backlog). */
+/**
+ * Default `burstBytes`: 4 MiB, four frames of the default `maxPayload`: a reconnecting client's
+ * backlog of 10,000 messages (the default `burst`) of about 400 bytes each goes through at once.
+ */
 export const DEFAULT_BURST_BYTES = 4 * 1024 * 1024
 
 /** The default `rateLimit` (the byte budget is filled in by {@link resolveRateLimit}). */

@@ -89,7 +89,11 @@ export interface SessionLimits {
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
   sessionTtl: number
-  /** Incoming messages, requests and pings (every frame at least one) per second (sustained and burst), or false for no limit. */
+  /**
+   * Incoming messages, requests and pings (every frame at least one) per second (sustained and
+   * burst), and bytes of frames decoded in their turn (without `bytesPerSecond`, none are
+   * counted), or false for no limit.
+   */
   rateLimit: RateLimit | false
   /** Most requests awaiting the handler's reply at once. */
   maxPendingRequests: number
@@ -136,7 +140,8 @@ type Work = Extract<ClientFrame, { t: 'msg' | 'req' | 'ping' }>
  * An entry of the held queue, in arrival order. `size` is the bytes of the frame as received.
  *
  * Frames wait there as they came (`raw`: the text, not decoded; `frame`: a small frame, decoded
- * on arrival) until their turn comes and a token is there for them; only then are they taken in
+ * on arrival) until their turn comes and a token is there for them (and, for a raw one, its bytes
+ * of the decoding budget); only then are they taken in
  * (decoded, sequenced) and become work: a `msg` frame (or the rest of one) with only what is
  * still to deliver, the items from `next` on (`s` is the sequence number of `items[0]`;
  * delivered ones are let go at once), a `req` or a `ping`. A frame that carries no work (an
@@ -648,7 +653,7 @@ export class Session {
    * done at once; the rest waits, and a timer releases it, in order, as tokens come. Reading from
    * the connection goes on (acks are handled at once) until `maxHeldBytes` of frames are held.
    * Only what the bucket can deliver within MAX_HOLD is held (a frame counts one token until it is
-   * taken in): beyond that, the work is refused, and the connection closed with 1013 once what is
+   * taken in), and only raw frames the byte budget decodes within MAX_HOLD: beyond that, the work is refused, and the connection closed with 1013 once what is
    * held is delivered.
    */
   private admit(entry: Extract<Held, { t: 'raw' | 'frame' | 'owed' }>): void {
