@@ -177,6 +177,24 @@ describe('the decoding budget (rateLimit.bytesPerSecond)', () => {
     expect(c.closes).toEqual([])
   })
 
+  it('takes no tokens for work behind a frame waiting for its bytes: the message rate is not spent while the byte budget holds', async () => {
+    const rateLimit = { rate: 10, burst: 10, bytesPerSecond: 100_000, burstBytes: 100_000 }
+    const t = await serverWith({ rateLimit, maxPayload: 100_000 })
+    const delivered: unknown[] = []
+    t.server.on('message', (data) => delivered.push(data))
+    const c = connect(t)
+    c.feed(bigFrame(1, 100_000))
+    c.feed(bigFrame(2, 100_000))
+    // Eight frames of 70 bytes (decoded in their turn): each waits 0.7 ms for its bytes, and takes one token.
+    for (let s = 3; s <= 10; s++) c.feed(bigFrame(s, 70))
+    expect(delivered).toEqual([1])
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(delivered).toEqual([1, 2])
+    await vi.advanceTimersByTimeAsync(20)
+    expect(delivered).toEqual(Array.from({ length: 10 }, (_, i) => i + 1))
+    expect(c.closes).toEqual([])
+  })
+
   it('at the defaults: ordinary traffic is delivered at once, while 1 MiB frames beyond 4 MiB wait for 2 MiB a second', async () => {
     const t = await serverWith({})
     const delivered: unknown[] = []
