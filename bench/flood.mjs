@@ -1,5 +1,5 @@
 // What one client streaming 1 MiB frames of nested arrays costs the reference server, and
-// another client: `node --expose-gc bench/flood.mjs [--seconds 4] [--shape items|one]`.
+// another client: `node --expose-gc bench/flood.mjs [--seconds 4] [--shape items|one] [--no-byte-budget]`.
 //
 // 1. The cost of decoding one such frame here: JSON.parse time (median of 5) and the heap the
 //    decoded frame holds (after a full GC, with the frame kept).
@@ -11,7 +11,10 @@
 //    the rate limit too: it stays well within the default 1000 frames a second).
 //
 // Shapes: `items` (default): a `msg` frame whose `d` holds ~116,000 items `[[[[]]]]`, each a
-// message; `one`: the same bytes as one message (`d: [[[[[]]]], …]]`).
+// message; `one`: the same bytes as one message (`d: [[[[[]]]], …]]`). The first is held back by
+// the token bucket (a token per message), the second, one token per frame, by the decoding budget
+// (`rateLimit.bytesPerSecond`, 2 MiB/s by default). `--no-byte-budget` runs the server with the
+// default rate but without that budget (`bytesPerSecond: Infinity`): the cost it takes away.
 import { fork } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
@@ -22,6 +25,7 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '4' },
     shape: { type: 'string', default: 'items' },
+    'no-byte-budget': { type: 'boolean', default: false },
     role: { type: 'string' },
     port: { type: 'string' },
   },
@@ -131,7 +135,10 @@ if (!values.role) {
       `${(heap / 1e6).toFixed(1)} MB of heap held by the decoded frame${globalThis.gc ? '' : ' (run with --expose-gc for the heap)'}`,
   )
   const { createTetherServer } = await loadServer()
-  const server = await createTetherServer({ port: 0, host: '127.0.0.1' })
+  const noByteBudget = values['no-byte-budget']
+  const rateLimit = noByteBudget ? { rate: 1000, burst: 10000, bytesPerSecond: Number.POSITIVE_INFINITY } : undefined
+  console.log(`server: default options${noByteBudget ? ', but no decoding budget (rateLimit.bytesPerSecond: Infinity)' : ''}`)
+  const server = await createTetherServer({ port: 0, host: '127.0.0.1', rateLimit })
   server.onRequest((data) => data)
   let delivered = 0
   server.on('message', () => delivered++)

@@ -19,7 +19,7 @@ import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { ClosedError, DeliveryError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
-import { MAX_HOLD, type RateLimit } from './limits.js'
+import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { type ExpireReason, RequestError, Session, sharedMessage } from './sessions.js'
 import { serveStatic } from './static.js'
@@ -85,16 +85,23 @@ export interface TetherServerOptions {
   /**
    * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
    * above 0), `burst` at once (at least 1). Every other frame (acks, frames of unknown types)
-   * costs a token too, charged before the frame is decoded. A client over it is slowed down, not
-   * disconnected: the server delivers what the limit allows and holds the rest, delivering it in order at
-   * `rate` (acknowledging as it goes; a pong may come late). It goes on reading meanwhile, so the
-   * client's acks and its close are handled at once; reading stops only while
-   * `max(4 × maxPayload, 1 MiB)` of frames are held, until less than half of that is. It holds
-   * only what it can deliver within 10 s: work beyond that is refused, and once the held work is
-   * delivered the connection is closed with 1013 (Try Again Later); the client resends what was
-   * not acknowledged when it resumes, so nothing is lost. Below a `rate` of 0.1/s, work over a
-   * drained bucket is thus refused at once. Held work is released every 10 ms or so, so the
-   * burst in effect is at least `rate / 100`. `false` disables. Default `{ rate: 1000, burst: 10000 }`.
+   * costs a token too, charged before the frame is decoded. Beside it, a decoding budget in bytes:
+   * a frame over 64 bytes is decoded only once `bytesPerSecond` (default 2 MiB/s; `Infinity` for
+   * none) has its bytes too, `burstBytes` at once (default `max(4 MiB, maxPayload)`, and never
+   * below `maxPayload`, so every frame gets in eventually). At the defaults, 1,000 messages a
+   * second of up to 2 KiB each pass unslowed, while a client streaming 1 MiB frames of one message
+   * each gets two of them decoded a second. A client over either is slowed down, not
+   * disconnected: the server delivers what the limits allow and holds the rest, as received,
+   * decoding and delivering it in order as they allow (acknowledging as it goes; a pong may come
+   * late). It goes on reading meanwhile, so the client's acks and its close are handled at once;
+   * reading stops only while `max(4 × maxPayload, 1 MiB)` of frames are held, until less than
+   * half of that is. It holds only what it can deliver within 10 s: work beyond that is refused,
+   * and once the held work is delivered the connection is closed with 1013 (Try Again Later); the
+   * client resends what was not acknowledged when it resumes, so nothing is lost. Below a `rate` of
+   * 0.1/s, work over a drained bucket is thus refused at once. Held work is released every 10 ms
+   * or so, so the burst in effect is at least `rate / 100`. `false` disables both. Default
+   * `{ rate: 1000, burst: 10000, bytesPerSecond: 2097152, burstBytes: 4194304 }`; a `rateLimit`
+   * given without the byte fields gets their defaults.
    */
   rateLimit?: RateLimit | false
   /**
@@ -446,17 +453,12 @@ const TIMED: readonly string[] = ['sessionTtl', 'heartbeatInterval', 'helloTimeo
  * Resolves once it is listening.
  */
 export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
-  const rateLimit = options.rateLimit ?? { rate: 1000, burst: 10000 }
-  if (
-    rateLimit !== false &&
-    (typeof rateLimit !== 'object' || !(Number.isFinite(rateLimit.rate) && rateLimit.rate > 0) || !(rateLimit.burst >= 1))
-  ) {
-    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
-  }
+  const maxPayload = options.maxPayload ?? 1024 * 1024
+  const rateLimit = resolveRateLimit(options.rateLimit, maxPayload)
   const settings = {
     ...options,
     sessionTtl: options.sessionTtl ?? 120000,
-    maxPayload: options.maxPayload ?? 1024 * 1024,
+    maxPayload,
     maxQueue: options.maxQueue ?? defaultMaxQueue(rateLimit),
     maxQueueBytes: options.maxQueueBytes ?? 16 * 1024 * 1024,
     maxDisconnectedBytes: options.maxDisconnectedBytes ?? 64 * 1024 * 1024,

@@ -15,6 +15,13 @@
  * or the session ends (the client resends it when it resumes). A frame held that turns out to
  * break the protocol closes the connection when its turn comes, after the work before it.
  *
+ * Beside it, a second bucket bounds decoding: `bytesPerSecond`, in bytes of frames decoded in
+ * their turn (the bigger ones), since parsing costs about what a frame weighs, and a frame of one
+ * message costs only one token whatever its size. A held frame is decoded once its token and its
+ * bytes are both there, in the same queue, in order; work behind it waits its turn. What a
+ * session may hold is bounded by both: work beyond what either bucket will let in within
+ * {@link MAX_HOLD} is refused, as below.
+ *
  * The rule for what may be held: as much work as the bucket will deliver within
  * {@link MAX_HOLD} (10 s). Work beyond that is refused: it is never acknowledged, later work on
  * the connection is ignored, and once the held work is delivered (at once if none is held) the
@@ -33,6 +40,63 @@ export interface RateLimit {
   rate: number
   /** Messages allowed at once on top of the sustained rate (a reconnecting client's backlog): at least 1. */
   burst: number
+  /**
+   * Sustained bytes per second of frames decoded in their turn (those over 64 bytes): the
+   * decoding budget, since parsing costs about what a frame weighs. A number above 0;
+   * `Infinity` for no byte budget. Left out: {@link DEFAULT_BYTES_PER_SECOND} when the server
+   * fills in the option, no byte budget for a session made without it.
+   */
+  bytesPerSecond?: number
+  /**
+   * Bytes of such frames decoded at once on top of the sustained rate: at least the largest
+   * frame accepted (`maxPayload`), so every frame is decoded eventually. Left out:
+   * `max(`{@link DEFAULT_BURST_BYTES}`, maxPayload)`.
+   */
+  burstBytes?: number
+}
+
+/**
+ * Default `bytesPerSecond`: 2 MiB/s. Parsing JSON that is all structure (nested arrays, the
+ * worst measured) costs 60–130 ms per MiB, so one session at this rate keeps a core busy a
+ * quarter of the time at most, whatever it sends; yet 1,000 messages a second (the default
+ * `rate`) of up to 2 KiB each fit in it.
+ */
+export const DEFAULT_BYTES_PER_SECOND = 2 * 1024 * 1024
+
+/**
+ * Default `burstBytes`: 4 MiB, four frames of the default `maxPayload`: a reconnecting client's
+ * backlog of 10,000 messages (the default `burst`) of about 400 bytes each goes through at once.
+ */
+export const DEFAULT_BURST_BYTES = 4 * 1024 * 1024
+
+/** The default `rateLimit` (the byte budget is filled in by {@link resolveRateLimit}). */
+const DEFAULT_RATE: RateLimit = { rate: 1000, burst: 10000 }
+
+/**
+ * Validates the `rateLimit` option and fills in its defaults; throws TypeError naming the
+ * field that is wrong and what it must be.
+ */
+export function resolveRateLimit(option: RateLimit | false | undefined, maxPayload: number): RateLimit | false {
+  const given = option ?? DEFAULT_RATE
+  if (
+    given !== false &&
+    (typeof given !== 'object' || given === null || !(Number.isFinite(given.rate) && given.rate > 0) || !(given.burst >= 1))
+  ) {
+    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
+  }
+  if (given === false) return false
+  const { bytesPerSecond = DEFAULT_BYTES_PER_SECOND, burstBytes = Math.max(DEFAULT_BURST_BYTES, maxPayload || 0) } = given
+  if (typeof bytesPerSecond !== 'number' || !(bytesPerSecond > 0)) {
+    throw new TypeError(
+      `createTetherServer: options.rateLimit.bytesPerSecond must be a number of bytes > 0 (Infinity for no byte budget); got ${String(bytesPerSecond)}`,
+    )
+  }
+  if (typeof burstBytes !== 'number' || !Number.isFinite(burstBytes) || !(burstBytes >= 1) || burstBytes < maxPayload) {
+    throw new TypeError(
+      `createTetherServer: options.rateLimit.burstBytes must be a finite number of bytes >= maxPayload (${maxPayload}), or every bigger frame would wait forever; got ${String(burstBytes)}`,
+    )
+  }
+  return { rate: given.rate, burst: given.burst, bytesPerSecond, burstBytes }
 }
 
 /**

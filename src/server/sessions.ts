@@ -19,7 +19,7 @@ import {
   type ReplyError,
   resFrame,
 } from '../protocol/frames.js'
-import { MAX_HOLD, maxHeldBytes, type RateLimit, TokenBucket } from './limits.js'
+import { DEFAULT_BURST_BYTES, MAX_HOLD, maxHeldBytes, type RateLimit, TokenBucket } from './limits.js'
 import type { AckProgress } from './liveness.js'
 import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 
@@ -89,7 +89,11 @@ export interface SessionLimits {
   maxPayload: number
   /** How long a disconnected session is kept for resume, in ms. */
   sessionTtl: number
-  /** Incoming messages, requests and pings (every frame at least one) per second (sustained and burst), or false for no limit. */
+  /**
+   * Incoming messages, requests and pings (every frame at least one) per second (sustained and
+   * burst), and bytes of frames decoded in their turn (without `bytesPerSecond`, none are
+   * counted), or false for no limit.
+   */
   rateLimit: RateLimit | false
   /** Most requests awaiting the handler's reply at once. */
   maxPendingRequests: number
@@ -136,7 +140,8 @@ type Work = Extract<ClientFrame, { t: 'msg' | 'req' | 'ping' }>
  * An entry of the held queue, in arrival order. `size` is the bytes of the frame as received.
  *
  * Frames wait there as they came (`raw`: the text, not decoded; `frame`: a small frame, decoded
- * on arrival) until their turn comes and a token is there for them; only then are they taken in
+ * on arrival) until their turn comes and a token is there for them (and, for a raw one, its bytes
+ * of the decoding budget); only then are they taken in
  * (decoded, sequenced) and become work: a `msg` frame (or the rest of one) with only what is
  * still to deliver, the items from `next` on (`s` is the sequence number of `items[0]`;
  * delivered ones are let go at once), a `req` or a `ping`. A frame that carries no work (an
@@ -212,6 +217,8 @@ export class Session {
   private expiry: ReturnType<typeof setTimeout> | undefined
   private ended = false
   private readonly bucket: TokenBucket | undefined
+  /** The decoding budget (`rateLimit.bytesPerSecond`): a frame held raw is decoded only once its bytes are there too. */
+  private readonly byteBucket: TokenBucket | undefined
   /** Requests handed to the handler and not yet answered. */
   private pendingRequests = 0
   /**
@@ -224,6 +231,8 @@ export class Session {
   /** Messages, requests and pings held (each costs a token). */
   private heldItems = 0
   private heldBytes = 0
+  /** Of those, the bytes of frames held raw: what they will cost the byte budget when decoded. */
+  private heldRawBytes = 0
   /** Changes whenever held work is discarded, so a release in progress knows it is void. */
   private holdEpoch = 0
   private releaseTimer: ReturnType<typeof setTimeout> | undefined
@@ -252,6 +261,11 @@ export class Session {
   ) {
     const { rateLimit } = limits
     this.bucket = rateLimit ? new TokenBucket(rateLimit) : undefined
+    const bytes = rateLimit ? (rateLimit.bytesPerSecond ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY
+    this.byteBucket =
+      rateLimit && Number.isFinite(bytes)
+        ? new TokenBucket({ rate: bytes, burst: rateLimit.burstBytes ?? Math.max(DEFAULT_BURST_BYTES, limits.maxPayload) })
+        : undefined
     this.releaseBatch = rateLimit ? Math.max(1, Math.ceil((rateLimit.rate * RELEASE_STEP) / 1000)) : 1
   }
 
@@ -496,11 +510,20 @@ export class Session {
    * A `msg` frame carrying more than the bucket delivers within MAX_HOLD (`inHand`: tokens
    * already taken for this round) is cut there and work is refused from there on: what was held
    * after it is let go, and the connection closed with 1013 once the rest is delivered.
+   * A frame held raw is decoded only once the byte budget has its bytes, which it takes: false
+   * when they are not there yet (nothing changes then).
    */
-  private takeIn(inHand: number, owed: boolean): void {
+  private takeIn(inHand: number, owed: boolean): boolean {
     const { held } = this
     const entry = held[this.heldHead]
-    if (entry.t !== 'raw' && entry.t !== 'frame') return
+    if (entry.t !== 'raw' && entry.t !== 'frame') return true
+    if (entry.t === 'raw') {
+      if (this.byteBucket) {
+        if (this.byteBucket.tokensWithin(0, owed) < entry.size) return false
+        this.byteBucket.take(entry.size, owed)
+      }
+      this.heldRawBytes -= entry.size
+    }
     const frame =
       entry.t === 'raw' ? decodeFrame(typeof entry.text === 'string' ? entry.text : entry.text.toString(), 'client') : entry.frame
     const size = entry.size
@@ -527,13 +550,13 @@ export class Session {
     }
     if (!work) {
       held[this.heldHead] = { t: 'owed', size }
-      return
+      return true
     }
     held[this.heldHead] = work
     this.heldItems += remaining(work) - 1
-    if (work.t !== 'msg' || !this.bucket) return
+    if (work.t !== 'msg' || !this.bucket) return true
     const room = inHand + this.bucket.tokensWithin(MAX_HOLD, owed)
-    if (work.items.length <= room) return
+    if (work.items.length <= room) return true
     this.refusal = 'rate limit exceeded; slow down and resume'
     // Nothing after what is held is accepted: the client resends it after the 1013.
     this.heldItems -= work.items.length - room
@@ -542,8 +565,41 @@ export class Session {
     for (let i = this.heldHead + 1; i < held.length; i++) {
       this.heldItems -= remaining(held[i])
       this.heldBytes -= held[i].size
+      if (held[i].t === 'raw') this.heldRawBytes -= held[i].size
     }
     held.length = this.heldHead + 1
+    return true
+  }
+
+  /**
+   * Whether the byte budget will have decoded `entry` within MAX_HOLD, after the frames held raw
+   * before it (a frame decoded on arrival costs none of it).
+   */
+  private bytesWithinHold(entry: Held, backlogged: boolean): boolean {
+    if (entry.t !== 'raw' || !this.byteBucket) return true
+    return this.heldRawBytes + entry.size <= this.byteBucket.tokensWithin(MAX_HOLD, backlogged)
+  }
+
+  /**
+   * Items held before the first raw frame whose bytes the byte budget does not have now (each
+   * raw frame counts one, as in `heldItems`); no more than the tokens there are, which is all a
+   * round can take.
+   */
+  private decodable(owed: boolean): number {
+    if (!this.byteBucket || this.heldRawBytes === 0 || !this.bucket) return this.heldItems
+    const tokens = this.bucket.tokensWithin(0, owed)
+    let bytes = this.byteBucket.tokensWithin(0, owed)
+    let items = 0
+    const { held } = this
+    for (let i = this.heldHead; i < held.length && items < tokens; i++) {
+      const entry = held[i]
+      if (entry.t === 'raw') {
+        if (entry.size > bytes) break
+        bytes -= entry.size
+      }
+      items += remaining(entry)
+    }
+    return items
   }
 
   /** Ends the session now: pending sends reject, the connection closes, the server forgets it (`expire`, reason `'ended'`). */
@@ -597,14 +653,16 @@ export class Session {
    * done at once; the rest waits, and a timer releases it, in order, as tokens come. Reading from
    * the connection goes on (acks are handled at once) until `maxHeldBytes` of frames are held.
    * Only what the bucket can deliver within MAX_HOLD is held (a frame counts one token until it is
-   * taken in): beyond that, the work is refused, and the connection closed with 1013 once what is
+   * taken in), and only raw frames the byte budget decodes within MAX_HOLD: beyond that, the work is refused, and the connection closed with 1013 once what is
    * held is delivered.
    */
   private admit(entry: Extract<Held, { t: 'raw' | 'frame' | 'owed' }>): void {
     // Work is waiting: the tokens accruing now are owed to it, not capped at the burst (limits.ts).
     const backlogged = this.heldItems > 0
+    // A backlog may start here: the bytes owed to it accrue from now, not from the last frame decoded.
+    if (!backlogged) this.byteBucket?.take(0)
     const room =
-      this.heldBytes + entry.size > HELD_BYTES_CEILING * maxHeldBytes(this.limits.maxPayload)
+      this.heldBytes + entry.size > HELD_BYTES_CEILING * maxHeldBytes(this.limits.maxPayload) || !this.bytesWithinHold(entry, backlogged)
         ? 0
         : this.bucket
           ? Math.max(0, this.bucket.tokensWithin(MAX_HOLD, backlogged) - this.heldItems)
@@ -617,6 +675,7 @@ export class Session {
       this.held.push(entry)
       this.heldItems += 1
       this.heldBytes += entry.size
+      if (entry.t === 'raw') this.heldRawBytes += entry.size
       // Nothing was waiting before: go as far as the bucket allows now. Otherwise the timer is armed.
       if (!backlogged) {
         this.drain(false)
@@ -649,14 +708,16 @@ export class Session {
     // A frame at the front is taken in (decoded) only once a token is there for it: a flood costs
     // no decoding beyond the rate. Taken in before the tokens are, so a frame's items all count.
     if (this.bucket && this.bucket.tokensWithin(0, owed) < 1) return
-    this.takeIn(0, owed)
+    if (!this.takeIn(0, owed)) return
     // The tokens for this round, taken at once: what is left over is capped at the burst only
-    // when every held item got one (the backlog is over).
-    let budget = this.allowance(this.heldItems, owed)
+    // when every held item got one (the backlog is over). None for work behind a frame the byte
+    // budget cannot decode yet: they would be lost.
+    let budget = this.allowance(Math.min(this.heldItems, this.decodable(owed)), owed)
     while (budget > 0 && this.heldHead < held.length) {
       const entry = held[this.heldHead]
       if (entry.t === 'raw' || entry.t === 'frame') {
-        this.takeIn(budget, true)
+        // decodable() counted only the frames whose bytes are there: this one's are.
+        if (!this.takeIn(budget, owed)) break
         continue
       }
       if (entry.t === 'msg') {
@@ -718,7 +779,9 @@ export class Session {
   /** Arms the one release timer, for when the next batch of tokens will be there. */
   private armRelease(): void {
     if (this.releaseTimer || !this.bucket) return
-    const wait = this.bucket.msUntil(Math.min(this.heldItems, this.releaseBatch), true)
+    const front = this.held[this.heldHead]
+    const bytesWait = front?.t === 'raw' && this.byteBucket ? this.byteBucket.msUntil(front.size, true) : 0
+    const wait = Math.max(this.bucket.msUntil(Math.min(this.heldItems, this.releaseBatch), true), bytesWait)
     this.releaseTimer = setTimeout(this.release, Math.ceil(wait))
   }
 
@@ -766,6 +829,7 @@ export class Session {
     this.heldHead = 0
     this.heldItems = 0
     this.heldBytes = 0
+    this.heldRawBytes = 0
     this.rxAccepted = this.rxSeq
     this.paused = false
     this.refusal = undefined

@@ -8,7 +8,7 @@ import { createServer } from 'node:http'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createTetherServer } from '../../src/server/index.js'
-import { maxHeldBytes, TokenBucket } from '../../src/server/limits.js'
+import { DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND, maxHeldBytes, resolveRateLimit, TokenBucket } from '../../src/server/limits.js'
 
 /** A bucket on a clock the test moves. */
 function bucket(rate: number, burst: number) {
@@ -230,6 +230,54 @@ describe("createTetherServer's rateLimit option", () => {
       const server = await createTetherServer({ server: createServer(), rateLimit, heartbeatInterval: 0 })
       await server.close()
     }
+  })
+})
+
+describe("createTetherServer's rateLimit option: the byte budget", () => {
+  const MiB = 1024 * 1024
+
+  it.each([
+    ['0', 0],
+    ['a negative number', -1],
+    ['NaN', Number.NaN],
+    ['a string', '1000'],
+  ])('refuses a bytesPerSecond of %s with a TypeError naming it', async (_name, bytesPerSecond) => {
+    const rateLimit = { rate: 10, burst: 5, bytesPerSecond: bytesPerSecond as number }
+    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(TypeError)
+    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(
+      /^createTetherServer: options\.rateLimit\.bytesPerSecond must be a number of bytes > 0 \(Infinity for no byte budget\); got /,
+    )
+  })
+
+  it.each([
+    ['below maxPayload', { maxPayload: 64 * 1024, burstBytes: 64 * 1024 - 1 }],
+    ['below the default maxPayload (1 MiB)', { maxPayload: undefined, burstBytes: 512 * 1024 }],
+    ['infinite', { maxPayload: undefined, burstBytes: Number.POSITIVE_INFINITY }],
+    ['NaN', { maxPayload: undefined, burstBytes: Number.NaN }],
+  ])('refuses a burstBytes %s with a TypeError naming it and maxPayload', async (_name, { maxPayload, burstBytes }) => {
+    const options = { server: createServer(), maxPayload, rateLimit: { rate: 10, burst: 5, burstBytes } }
+    await expect(createTetherServer(options)).rejects.toThrow(
+      /^createTetherServer: options\.rateLimit\.burstBytes must be a finite number of bytes >= maxPayload \(\d+\)/,
+    )
+  })
+
+  it('accepts a byte budget, Infinity for none, or none given (the defaults)', async () => {
+    for (const rateLimit of [
+      { rate: 10, burst: 5, bytesPerSecond: 1, burstBytes: MiB },
+      { rate: 10, burst: 5, bytesPerSecond: Number.POSITIVE_INFINITY },
+      { rate: 10, burst: 5 },
+    ]) {
+      const server = await createTetherServer({ server: createServer(), rateLimit, heartbeatInterval: 0 })
+      await server.close()
+    }
+  })
+
+  it('defaults to 2 MiB a second and a burst of 4 MiB, or of maxPayload if that is more', () => {
+    expect(DEFAULT_BYTES_PER_SECOND).toBe(2 * MiB)
+    expect(DEFAULT_BURST_BYTES).toBe(4 * MiB)
+    expect(resolveRateLimit(undefined, MiB)).toEqual({ rate: 1000, burst: 10000, bytesPerSecond: 2 * MiB, burstBytes: 4 * MiB })
+    expect(resolveRateLimit({ rate: 5, burst: 1 }, 16 * MiB)).toEqual({ rate: 5, burst: 1, bytesPerSecond: 2 * MiB, burstBytes: 16 * MiB })
+    expect(resolveRateLimit(false, MiB)).toBe(false)
   })
 })
 

@@ -134,6 +134,132 @@ describe('every frame counts against the rate limit', () => {
   })
 })
 
+describe('the decoding budget (rateLimit.bytesPerSecond)', () => {
+  /** A `msg` frame of one message, `s`, padded to `bytes` (decoding cost goes with size). */
+  const bigFrame = (s: number, bytes: number) => {
+    const head = `{"t":"msg","s":${s},"d":[${s}]}`
+    return head + ' '.repeat(bytes - head.length)
+  }
+
+  it('decodes a stream of big one-message frames at the byte rate, in order, nothing lost; acks and pings keep their place', async () => {
+    const rateLimit = { rate: 1000, burst: 10_000, bytesPerSecond: 100_000, burstBytes: 200_000 }
+    const t = await serverWith({ rateLimit, maxPayload: 100_000 })
+    const delivered: unknown[] = []
+    t.server.on('message', (data) => delivered.push(data))
+    const c = connect(t)
+    const sent = c.session.send('to the client')
+    await vi.advanceTimersByTimeAsync(0)
+    const parse = vi.spyOn(JSON, 'parse')
+    // 20 frames of 50 kB, one message each: well within the message rate, 1 MB of decoding.
+    for (let s = 1; s <= 10; s++) c.feed(bigFrame(s, 50_000))
+    c.feed('{"t":"ping"}')
+    for (let s = 11; s <= 20; s++) c.feed(bigFrame(s, 50_000))
+    // The burst (200 kB) was decoded at once; the rest waits undecoded.
+    expect(delivered).toEqual([1, 2, 3, 4])
+    expect(parse.mock.calls.filter(([text]) => String(text).length > 64)).toHaveLength(4)
+    // An ack behind the held frames is applied at once.
+    c.feed('{"t":"ack","s":1}')
+    await expect(sent).resolves.toBeUndefined()
+    // Then 100 kB a second: two frames.
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(delivered).toEqual([1, 2, 3, 4, 5, 6])
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(delivered).toHaveLength(8)
+    expect(c.sent).not.toContain('{"t":"pong"}')
+    // The ping's turn comes right after frame 10 (it costs a token, and none of the byte budget).
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(delivered).toHaveLength(10)
+    expect(c.sent.filter((frame) => frame === '{"t":"pong"}')).toHaveLength(1)
+    await vi.advanceTimersByTimeAsync(5000)
+    expect(delivered).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+    expect(parse.mock.calls.filter(([text]) => String(text).length > 64)).toHaveLength(20)
+    expect(c.sent.at(-1)).toBe('{"t":"ack","s":20}')
+    expect(c.closes).toEqual([])
+  })
+
+  it('takes no tokens for work behind a frame waiting for its bytes: the message rate is not spent while the byte budget holds', async () => {
+    const rateLimit = { rate: 10, burst: 10, bytesPerSecond: 100_000, burstBytes: 100_000 }
+    const t = await serverWith({ rateLimit, maxPayload: 100_000 })
+    const delivered: unknown[] = []
+    t.server.on('message', (data) => delivered.push(data))
+    const c = connect(t)
+    c.feed(bigFrame(1, 100_000))
+    c.feed(bigFrame(2, 100_000))
+    // Eight frames of 70 bytes (decoded in their turn): each waits 0.7 ms for its bytes, and takes one token.
+    for (let s = 3; s <= 10; s++) c.feed(bigFrame(s, 70))
+    expect(delivered).toEqual([1])
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(delivered).toEqual([1, 2])
+    await vi.advanceTimersByTimeAsync(20)
+    expect(delivered).toEqual(Array.from({ length: 10 }, (_, i) => i + 1))
+    expect(c.closes).toEqual([])
+  })
+
+  it('at the defaults: ordinary traffic is delivered at once, while 1 MiB frames beyond 4 MiB wait for 2 MiB a second', async () => {
+    const t = await serverWith({})
+    const delivered: unknown[] = []
+    t.server.on('message', (data) => delivered.push(data))
+    const c = connect(t)
+    // A reconnecting client's backlog: 1,000 messages of 200 bytes, in frames of one.
+    const ordinary = Array.from({ length: 1000 }, (_, i) => `${i}`.padStart(200, '.'))
+    for (const [i, d] of ordinary.entries()) c.feed(`{"t":"msg","s":${i + 1},"d":["${d}"]}`)
+    expect(delivered).toEqual(ordinary)
+    delivered.length = 0
+    // They cost 230 kB of the byte budget: refilled within a second.
+    await vi.advanceTimersByTimeAsync(1000)
+    // Six frames of just under 1 MiB, one message each: four are decoded at once (the burst), two wait.
+    for (let s = 1001; s <= 1006; s++) c.feed(bigFrame(s, 1024 * 1024 - 16))
+    expect(delivered).toEqual([1001, 1002, 1003, 1004])
+    await vi.advanceTimersByTimeAsync(499)
+    expect(delivered).toEqual([1001, 1002, 1003, 1004])
+    await vi.advanceTimersByTimeAsync(1)
+    expect(delivered).toEqual([1001, 1002, 1003, 1004, 1005])
+    await vi.advanceTimersByTimeAsync(500)
+    expect(delivered).toEqual([1001, 1002, 1003, 1004, 1005, 1006])
+    expect(c.closes).toEqual([])
+  })
+
+  it('refuses (1013) frames the byte budget cannot decode within 10 s, once the held ones are delivered', async () => {
+    const rateLimit = { rate: 1000, burst: 10_000, bytesPerSecond: 10_000, burstBytes: 100_000 }
+    const t = await serverWith({ rateLimit, maxPayload: 100_000 })
+    const delivered: unknown[] = []
+    t.server.on('message', (data) => delivered.push(data))
+    const c = connect(t)
+    // 100 kB at once, then 10 s of 10 kB a second: four frames of 50 kB; the fifth is refused.
+    for (let s = 1; s <= 6; s++) c.feed(bigFrame(s, 50_000))
+    expect(delivered).toEqual([1, 2])
+    await vi.advanceTimersByTimeAsync(5000)
+    expect(delivered).toEqual([1, 2, 3])
+    expect(c.closes).toEqual([])
+    await vi.advanceTimersByTimeAsync(5000)
+    expect(delivered).toEqual([1, 2, 3, 4])
+    expect(c.closes).toEqual([{ code: 1013, reason: 'rate limit exceeded; slow down and resume' }])
+    // What was delivered was acknowledged before the close: the client resends 5 and 6 on resume.
+    expect(c.sent.filter((frame) => frame.startsWith('{"t":"ack"')).at(-1)).toBe('{"t":"ack","s":4}')
+  })
+
+  it('stops reading once maxHeldBytes of frames wait for the byte budget, and reads again under half of it', async () => {
+    const rateLimit = { rate: 1000, burst: 10_000, bytesPerSecond: 200_000, burstBytes: 200_000 }
+    const t = await serverWith({ rateLimit, maxPayload: 100_000 })
+    const c = connect(t)
+    const isPaused = () => (c.ws as unknown as { isPaused: boolean }).isPaused
+    // maxHeldBytes is 1 MiB: two frames are decoded at once, ten more are held (1,000,000 bytes) ...
+    for (let s = 1; s <= 12; s++) c.feed(bigFrame(s, 100_000))
+    expect(isPaused()).toBe(false)
+    // ... one more reaches it.
+    c.feed(bigFrame(13, 100_000))
+    expect(isPaused()).toBe(true)
+    // Two frames a second are decoded: 600 kB still held after 2.5 s, 500 kB (under half) after 3 s.
+    await vi.advanceTimersByTimeAsync(2500)
+    expect(isPaused()).toBe(true)
+    await vi.advanceTimersByTimeAsync(500)
+    expect(isPaused()).toBe(false)
+    await vi.advanceTimersByTimeAsync(2500)
+    expect(c.sent.at(-1)).toBe('{"t":"ack","s":13}')
+    expect(c.closes).toEqual([])
+  })
+})
+
 describe('refusing', () => {
   it('stops reading from a client that floods on after its work was refused, once maxHeldBytes of frames were ignored', async () => {
     const t = await serverWith({ rateLimit: { rate: 10, burst: 1 }, maxPayload: 256 * 1024 })
