@@ -27,6 +27,6 @@ export const TRANSITIONS: Readonly<Record<SocketState, readonly SocketState[]>> 
  */
 export function checkTransition(prev: SocketState, next: SocketState): void {
   if (!TRANSITIONS[prev].includes(next)) {
-    throw new Error(`tethersocket internal error: no transition from ${prev} to ${next}; please report this as a bug`)
+    throw new Error(`tethersocket internal error: ${prev} → ${next} is not in TRANSITIONS (a bug; please report it)`)
   }
 }

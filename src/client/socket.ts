@@ -1,29 +1,26 @@
 /**
  * `TetherSocket`: the connection's life as one state machine, and the wiring of the
  * parts that do the rest (options.ts, backoff.ts, outbox.ts, environment.ts and a wire
- * protocol from protocol/).
+ * protocol from wire/).
  *
  * ```
- *            connect()            open + handshake + onOpen hook
- *   idle ─────────────► connecting ─────────────────────────────► open
- *                        ▲ ▲   │ attempt failed                  │ │ │ connection lost
- *           delay passed │ │   ▼                                 │ │ ▼
- *                        │ │ reconnecting ◄──────────────────────┘ │ (and retrying)
- *                        │ └─────────────────────────────────────────┘ reconnect()
- *                        │
- *   closed ──────────────┘ connect()
- *     ▲   ▲
- *     │   └── closing ◄── close() while connecting or open (with a WebSocket)
- *     │       the close event, its timeout, or connect() (which completes it at once)
- *     └── close() while idle, reconnecting, or connecting (no WebSocket yet);
- *         retries given up or declined (connecting or open); not a tether server
+ *              connect()              open + handshake + onOpen hook
+ *   idle ────────────────► connecting ──────────────────────────────► open
+ *                           │   ▲   ▲            reconnect()            │ │
+ *            attempt failed │   │   └───────────────────────────────────┘ │ connection lost
+ *                (retrying) ▼   │ delay passed, online, reconnect()       ▼ (retrying)
+ *                         reconnecting ◄──────────────────────────────────┘
+ *
+ *   idle, reconnecting ─── close() ──► closed ◄── close() ─── connecting (no WebSocket yet)
+ *   connecting, open ─── close() ──► closing ── close event, its timeout, connect() ──► closed
+ *   connecting, open ─── retrying given up or declined ──► closed ── connect() ──► connecting
  * ```
- * The table of these transitions is `TRANSITIONS` (lifecycle.ts): `setState` checks every
- * change against it. Every connection or attempt ends through `end()`, the one place that
- * records the close code, emits `close` and decides between retrying and stopping; `closed`
- * is entered only by `enterClosed()`. One timer serves the lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`, the
- * close handshake's bound while `closing`, and the short grace after an `error` that no `close`
- * may follow (undici).
+ * These transitions are the table `TRANSITIONS` (lifecycle.ts), which `setState` enforces.
+ * Every connection or attempt ends through `end()`, the one place that records the close
+ * code, emits `close` and decides between retrying and stopping; `closed` is entered only by
+ * `enterClosed()`. One timer serves the lifecycle: the backoff wait while `reconnecting`, the
+ * connect timeout while `connecting`, the close handshake's bound while `closing`, and the
+ * short grace after an `error` that no `close` may follow (undici).
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
