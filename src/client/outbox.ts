@@ -81,7 +81,7 @@ export class Entry {
   ) {}
 
   /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
-  get done(): boolean {
+  get settled(): boolean {
     return this.promise === undefined
   }
 
@@ -375,11 +375,11 @@ export class Outbox {
     let next = Number.POSITIVE_INFINITY
     for (let entry = this.head; entry; ) {
       const following = entry.next
-      if (!entry.done && entry.seq === 0 && entry.staleAt <= now) {
+      if (!entry.settled && entry.seq === 0 && entry.staleAt <= now) {
         this.fail(entry, new TimeoutError(`dropped unsent after waiting longer than its ttl`, { data: entry.data }))
-      } else if (!entry.done && entry.deadline <= now) {
+      } else if (!entry.settled && entry.deadline <= now) {
         this.fail(entry, new TimeoutError(`not delivered within its timeout`, { data: entry.data }))
-      } else if (!entry.done) {
+      } else if (!entry.settled) {
         next = Math.min(next, entry.deadline, entry.seq === 0 ? entry.staleAt : Number.POSITIVE_INFINITY)
       }
       entry = following

@@ -1,29 +1,36 @@
 /**
  * `TetherSocket`: the connection's life as one state machine, and the wiring of the
  * parts that do the rest (options.ts, backoff.ts, outbox.ts, environment.ts and a wire
- * protocol from protocol/).
+ * protocol from wire/).
  *
  * ```
- *            connect()              open + handshake + onOpen hook
- *   idle ───────────────► connecting ─────────────────────────────► open
- *                           ▲   │ attempt failed                     │ connection lost
- *              delay passed │   ▼                                    ▼
- *                         reconnecting ◄──────────────────────────────┘
- *   close() from any state ──► closing ──► closed  (also: retries given up; connect() during
- *                                                   closing completes the close at once)
+ *              connect()              open + handshake + onOpen hook
+ *   idle ────────────────► connecting ──────────────────────────────► open
+ *                           │   ▲   ▲            reconnect()            │ │
+ *            attempt failed │   │   └───────────────────────────────────┘ │ connection lost
+ *                (retrying) ▼   │ delay passed, online, reconnect()       ▼ (retrying)
+ *                         reconnecting ◄──────────────────────────────────┘
+ *
+ *   idle, reconnecting ─── close() ──► closed ◄── close() ─── connecting (no WebSocket yet)
+ *   connecting, open ─── close() ──► closing ── close event, its timeout, connect() ──► closed
+ *   connecting, open ─── retrying given up or declined ──► closed ── connect() ──► connecting
  * ```
- * Every state change goes through `setState`, which emits `state`. One timer serves the
- * lifecycle: the backoff wait while `reconnecting`, the connect timeout while `connecting`, the
- * close handshake's bound while `closing`, and the short grace after an `error` that no `close`
- * may follow (undici).
+ * These transitions are the table `TRANSITIONS` (lifecycle.ts), which `setState` enforces.
+ * Every connection or attempt ends through `end()`, the one place that records the close
+ * code, emits `close` and decides between retrying and stopping; `closed` is entered only by
+ * `enterClosed()`. One timer serves the lifecycle: the backoff wait while `reconnecting`, the
+ * connect timeout while `connecting`, the close handshake's bound while `closing`, and the
+ * short grace after an `error` that no `close` may follow (undici).
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
 import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
+import { CloseCode } from '../protocol/frames.js'
 import { backoffDelay } from './backoff.js'
 import { isOnline, watchEnvironment } from './environment.js'
 import { describeFailure, type ErrorEventLike } from './failure.js'
+import { checkTransition, type SocketState } from './lifecycle.js'
 import {
   type CloseInfo,
   checkProtocols,
@@ -44,8 +51,7 @@ import { RawProtocol } from './wire/raw.js'
 import { type SessionInfo, TetherProtocol } from './wire/tether.js'
 import type { Protocol, ProtocolHost, WireData } from './wire/types.js'
 
-/** The connection states. `closed` is also where a socket ends when it gives up reconnecting. */
-export type SocketState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
+export type { SocketState } from './lifecycle.js'
 
 /** The `close` event's argument. */
 export interface CloseEventInfo extends CloseInfo {
@@ -157,8 +163,30 @@ function shut(ws: Connection, code: number, reason: string): boolean {
 }
 /** The result of every send() finished at once (a settled promise can be shared). */
 const WRITTEN: Promise<unknown> = Promise.resolve()
-/** Close code this client uses when it drops a connection on purpose (timeouts, reconnect(), a failed hook). */
-export const CLIENT_DROP = 4000
+const { CLIENT_DROP } = CloseCode
+
+/**
+ * What follows the end of a connection or attempt (see `end()`): a retry as the reconnect
+ * policy says (or giving up when it says no), a new attempt at once (`reconnect()`), giving up
+ * (`why` goes into the DeliveryError of everything undelivered), or the completion of the
+ * close `close()` asked for.
+ */
+type Sequel =
+  | { next: 'retry' }
+  | { next: 'reconnect' }
+  | { next: 'give up'; why: string; cause: TetherError | undefined }
+  | { next: 'close' }
+const RETRY: Sequel = { next: 'retry' }
+const RECONNECT: Sequel = { next: 'reconnect' }
+const CLOSE: Sequel = { next: 'close' }
+
+/** How `enqueue` treats a message: a request awaits a reply; the onOpen hook's go ahead of the queue. */
+interface EnqueueAs {
+  request?: boolean
+  aheadOfQueue?: boolean
+}
+/** A plain `send()`. */
+const AS_SEND: EnqueueAs = {}
 
 /**
  * A WebSocket that reconnects with backoff, queues while disconnected and, in tether mode,
@@ -279,7 +307,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         ),
       )
     }
-    return this.enqueue(data, options, true) as Promise<R>
+    return this.enqueue(data, options, { request: true }) as Promise<R>
   }
 
   /**
@@ -288,8 +316,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
    * connection still closes). Otherwise does nothing.
    */
   connect(): void {
-    const ws = this.ws
-    if (this.current === 'closing' && ws) this.connectionEnded(ws, this.requestedClose)
+    if (this.current === 'closing' && this.ws) this.end(this.requestedClose, CLOSE)
     if (this.current !== 'idle' && this.current !== 'closed') return
     this.failures = 0
     this.lastFailure = undefined
@@ -311,16 +338,9 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       return
     }
     this.lastFailure = undefined
-    const dropped = this.ws !== undefined
-    this.discard(CLIENT_DROP, 'reconnect requested')
     this.failures = 0
-    if (dropped) {
-      const id = ++this.attemptId
-      this.counters.lastCloseCode = CLIENT_DROP
-      this.notify('close', { code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false, willReconnect: true })
-      if (id !== this.attemptId) return // a listener closed the socket
-    }
-    this.attempt()
+    if (this.ws) this.end({ code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false }, RECONNECT, { closeWith: CLIENT_DROP })
+    else this.attempt() // no connection to end: the backoff wait, or an attempt still resolving its URL
   }
 
   /**
@@ -341,30 +361,29 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       )
     }
     if (this.current === 'closed' || this.current === 'idle') {
-      this.shutDown()
+      this.enterClosed()
       return Promise.resolve()
     }
     const done = new Promise<void>((resolve) => this.closeWaiters.push(resolve))
     if (this.current === 'closing') return done
-    this.attemptId++
+    this.supersede()
     this.clearTimer()
     this.failEverything(TetherSocket.closedError)
     const ws = this.ws
     if (ws) {
       this.requestedClose = { code, reason, wasClean: false }
       // A dead network may never deliver the close event: closing is bounded like connecting.
-      this.timer = timer(
-        () => this.connectionEnded(ws, { code: 1006, reason: 'close handshake timed out', wasClean: false }),
-        this.connectTimeout,
-      )
+      this.timer = timer(() => {
+        if (this.ws === ws) this.end({ code: 1006, reason: 'close handshake timed out', wasClean: false }, CLOSE)
+      }, this.connectTimeout)
       // undici fires `error` from within close() on a connection still connecting, and no close
       // event after it: its handler then shortens this wait to CLOSE_GRACE.
       const asked = shut(ws, code, reason)
       this.setState('closing')
       if ((this.current as SocketState) !== 'closing') return done // a state listener called connect(): the close is complete
-      if (!asked) this.connectionEnded(ws, this.requestedClose) // it was closed already
+      if (!asked) this.end(this.requestedClose, CLOSE) // it was closed already
     } else {
-      this.shutDown()
+      this.enterClosed()
     }
     return done
   }
@@ -386,9 +405,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
   }
 
+  /** Every state change goes through here and must be one of `TRANSITIONS` (lifecycle.ts). */
   private setState(next: SocketState): void {
     const prev = this.current
     if (prev === next) return
+    checkTransition(prev, next)
     this.current = next
     this.notify('state', next, prev)
   }
@@ -398,12 +419,28 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.timer = undefined
   }
 
+  /**
+   * Starts a new attempt id: late results of the attempt that was current (its timers,
+   * providers, hook and WebSocket events) are then recognized by {@link superseded}.
+   */
+  private supersede(): number {
+    return ++this.attemptId
+  }
+
+  /**
+   * Whether the attempt `id` was taken is over: a new attempt began, or the socket was closed
+   * or reconnected (often by a listener of an event just emitted).
+   */
+  private superseded(id: number): boolean {
+    return id !== this.attemptId
+  }
+
   /** One connection attempt: resolve URL and protocols, create the WebSocket, wait for open. */
   private attempt(): void {
-    const id = ++this.attemptId
+    const id = this.supersede()
     this.clearTimer()
     this.setState('connecting')
-    if (id !== this.attemptId) return // a state listener closed or reconnected the socket
+    if (this.superseded(id)) return // a state listener closed or reconnected the socket
     this.counters.attempts++
     const timeout = this.connectTimeout
     this.timer = timer(
@@ -416,10 +453,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     Promise.resolve()
       .then(() => Promise.all([typeof url === 'function' ? url() : url, typeof protocols === 'function' ? protocols() : protocols]))
       .then(([target, offered]) => {
-        if (id === this.attemptId) this.open(normalizeUrl(target), typeof protocols === 'function' ? checkProtocols(offered) : offered)
+        if (!this.superseded(id)) this.open(normalizeUrl(target), typeof protocols === 'function' ? checkProtocols(offered) : offered)
       })
       .catch((cause: unknown) => {
-        if (id === this.attemptId) {
+        if (!this.superseded(id)) {
           this.attemptFailed(
             new ConnectionError(`the url or protocols provider failed: ${cause instanceof Error ? cause.message : String(cause)}`, {
               cause,
@@ -467,9 +504,9 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         )
         const id = this.attemptId
         this.reportFailure(error)
-        if (id !== this.attemptId) return // an error listener closed or reconnected the socket
+        if (this.superseded(id)) return // an error listener closed or reconnected the socket
       }
-      this.connectionEnded(ws, info)
+      this.end(info, this.current === 'closing' ? CLOSE : RETRY)
     }
     ws.onerror = (event) => {
       failure = event ?? {}
@@ -503,8 +540,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     try {
       result = hook({
         send: (data) =>
-          (id === this.attemptId && this.ws === ws
-            ? this.enqueue(data, undefined, false, true)
+          (!this.superseded(id) && this.ws === ws
+            ? this.enqueue(data, undefined, { aheadOfQueue: true })
             : this.rejectNow(new ConnectionError('onOpen send(): the connection this hook ran for is gone', { data }))) as Promise<void>,
         connection: this.counters.opened + 1,
       })
@@ -514,10 +551,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     Promise.resolve(result).then(
       () => {
-        if (id === this.attemptId && this.ws === ws) this.becomeOpen()
+        if (!this.superseded(id) && this.ws === ws) this.becomeOpen()
       },
       (cause: unknown) => {
-        if (id === this.attemptId && this.ws === ws) this.hookFailed(cause)
+        if (!this.superseded(id) && this.ws === ws) this.hookFailed(cause)
       },
     )
   }
@@ -541,10 +578,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private attemptFailed(error: TetherError): void {
     const id = this.attemptId
     this.reportFailure(error)
-    if (id !== this.attemptId) return // an error listener closed or reconnected the socket
-    const reason = cutReason(error.message)
-    this.discard(CLIENT_DROP, reason)
-    this.lost({ code: 1006, reason, wasClean: false })
+    if (this.superseded(id)) return // an error listener closed or reconnected the socket
+    this.end({ code: 1006, reason: cutReason(error.message), wasClean: false }, RETRY, { closeWith: CLIENT_DROP })
   }
 
   /**
@@ -558,18 +593,62 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (previous?.message !== error.message) this.notify('error', error)
   }
 
-  /** Forgets the current WebSocket (closing it) without waiting for its close event. */
-  private discard(code: number, reason: string): void {
+  /**
+   * The one way a connection or attempt ends, whoever ended it (the WebSocket's close event, a
+   * timeout, the protocol, `reconnect()`, the close `close()` asked for). The WebSocket is let
+   * go, the close code recorded, and `close` emitted once, with what follows decided here:
+   * another attempt (after the backoff, or at once for `reconnect()`), or the end of the run:
+   * what waits fails (a give-up's `DeliveryError` names the last failure as its cause), the
+   * state becomes `closed`, and only then the final `close` goes out, so that its listeners see
+   * the final state and may `connect()` again.
+   * @param closeWith - the close code to send when the connection is still up (we end it)
+   */
+  private end(info: CloseInfo, sequel: Sequel, { closeWith }: { closeWith?: number } = {}): void {
+    this.release(closeWith, info.reason)
+    const id = this.supersede() // late results of the attempt that just ended are ignored
+    this.clearTimer()
+    this.counters.lastCloseCode = info.code
+    let stop: string | undefined
+    if (sequel.next === 'retry') {
+      stop = this.retryRefusal(info)
+      if (this.superseded(id)) return // an error listener closed or reconnected the socket
+    } else if (sequel.next === 'give up') {
+      stop = sequel.why
+    }
+    if (stop !== undefined) {
+      const cause = (sequel.next === 'give up' ? sequel.cause : undefined) ?? this.lastFailure
+      const reason = `${stop}; last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
+      this.failEverything(
+        (entry) => new DeliveryError(`not delivered: ${reason}`, cause ? { data: entry.data, cause } : { data: entry.data }),
+      )
+    }
+    if (stop !== undefined || sequel.next === 'close') {
+      this.enterClosed()
+      this.notify('close', { ...info, willReconnect: false })
+      return
+    }
+    this.notify('close', { ...info, willReconnect: true })
+    if (this.superseded(id) || this.current === 'closed') return // a listener called close() or reconnect()
+    if (sequel.next === 'reconnect') {
+      this.attempt()
+      return
+    }
+    this.failures++
+    this.setState('reconnecting')
+    this.scheduleRetry(info.code)
+  }
+
+  /**
+   * Lets go of the current WebSocket, if there is one: its events are no longer heard and, given
+   * `closeWith`, it is asked to close. What was in flight is queued again, and the time spent
+   * open is counted (a connection up for `reconnect.resetAfter` resets the backoff).
+   */
+  private release(closeWith: number | undefined, reason: string): void {
     const ws = this.ws
     if (!ws) return
     this.ws = undefined
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
-    shut(ws, code, cutReason(reason))
-    this.connectionGone()
-  }
-
-  /** Bookkeeping when a connection (open or not) is gone. */
-  private connectionGone(): void {
+    if (closeWith !== undefined) shut(ws, closeWith, reason)
     this.protocol.detach()
     this.outbox.rewind()
     if (this.openedAt) {
@@ -581,51 +660,20 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
   }
 
-  /** The WebSocket's close event. */
-  private connectionEnded(ws: Connection, info: CloseInfo): void {
-    if (ws !== this.ws) return
-    this.ws = undefined
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
-    this.connectionGone()
-    if (this.current === 'closing') {
-      this.counters.lastCloseCode = info.code
-      // `closed` before the event, so that its listeners see the final state and may connect() again.
-      this.shutDown()
-      this.notify('close', { ...info, willReconnect: false })
-      return
-    }
-    this.lost(info)
-  }
-
-  /** A connection or attempt is over without the user asking: retry or give up. */
-  private lost(info: CloseInfo): void {
-    const id = ++this.attemptId // late results of the attempt that just ended are ignored
-    this.clearTimer()
-    this.counters.lastCloseCode = info.code
+  /** Why the reconnect policy allows no further attempt after `info`; undefined when it allows one. */
+  private retryRefusal(info: CloseInfo): string | undefined {
     const { reconnect } = this.options
-    let stop = 'reconnect is false'
-    if (reconnect && this.failures >= reconnect.maxRetries) {
+    if (!reconnect) return 'reconnect is false'
+    if (this.failures >= reconnect.maxRetries) {
       const max = reconnect.maxRetries
-      stop = `gave up reconnecting after ${plural(max + 1, 'failed attempt')} in a row (1 + ${max} ${max === 1 ? 'retry' : 'retries'}, reconnect.maxRetries)`
-    } else if (reconnect) {
-      try {
-        if (reconnect.shouldReconnect(info)) stop = ''
-        else stop = 'reconnect.shouldReconnect declined to retry'
-      } catch (cause) {
-        stop = 'reconnect.shouldReconnect threw'
-        this.notify('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
-      }
+      return `gave up reconnecting after ${plural(max + 1, 'failed attempt')} in a row (1 + ${max} ${max === 1 ? 'retry' : 'retries'}, reconnect.maxRetries)`
     }
-    if (id !== this.attemptId) return // an error listener closed or reconnected the socket
-    if (stop) {
-      this.giveUp(info, stop)
-      return
+    try {
+      return reconnect.shouldReconnect(info) ? undefined : 'reconnect.shouldReconnect declined to retry'
+    } catch (cause) {
+      this.notify('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
+      return 'reconnect.shouldReconnect threw'
     }
-    this.notify('close', { ...info, willReconnect: true })
-    if (id !== this.attemptId || this.current === 'closed') return // a listener called close() or reconnect()
-    this.failures++
-    this.setState('reconnecting')
-    this.scheduleRetry(info.code)
   }
 
   private scheduleRetry(code?: number): void {
@@ -639,7 +687,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const delay = backoffDelay(reconnect, this.failures, code)
     const id = this.attemptId
     this.notify('reconnecting', { attempt: this.failures, delay, waitingFor: 'delay' })
-    if (id !== this.attemptId || this.current !== 'reconnecting') return // a listener closed or reconnected
+    if (this.superseded(id) || this.current !== 'reconnecting') return // a listener closed or reconnected
     this.timer = timer(() => {
       this.timer = undefined
       if (isOnline()) this.attempt()
@@ -670,32 +718,20 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.attempt()
   }
 
-  /**
-   * Stops for good after a connection or attempt ended: what waits fails with DeliveryError,
-   * whose cause is the failure that ended the last attempt (if one did), then the socket is
-   * `closed`, and only then the final `close` event goes out (its listeners may connect() again).
-   */
-  private giveUp(info: CloseInfo, why: string, cause: TetherError | undefined = this.lastFailure): void {
-    const reason = `${why}; last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
-    this.failEverything(
-      (entry) => new DeliveryError(`not delivered: ${reason}`, cause ? { data: entry.data, cause } : { data: entry.data }),
-    )
-    this.counters.lastCloseCode = info.code
-    this.shutDown()
-    this.notify('close', { ...info, willReconnect: false })
-  }
-
   private failEverything(makeError: (entry: Entry) => TetherError): void {
-    this.protocol.shutdown?.(makeError)
+    this.protocol.failAwaiting?.(makeError)
     this.outbox.failAll(makeError)
   }
 
   private static closedError = (entry: Entry) =>
     new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
 
-  /** Enters `closed` and releases everything that could keep the socket alive. */
-  private shutDown(): void {
-    this.attemptId++
+  /**
+   * Enters `closed` (the only way in) and releases everything that could keep the socket
+   * alive: the lifecycle timer, the environment listeners, what waits, and `close()`'s promises.
+   */
+  private enterClosed(): void {
+    this.supersede()
     this.clearTimer()
     this.failEverything(TetherSocket.closedError)
     this.unwatch?.()
@@ -709,7 +745,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
 
   // ── messages ──────────────────────────────────────────────────────────────
 
-  private enqueue(data: Out, options: SendOptions | undefined, request = false, first = false): Promise<unknown> {
+  private enqueue(
+    data: Out,
+    options: SendOptions | undefined,
+    { request = false, aheadOfQueue = false }: EnqueueAs = AS_SEND,
+  ): Promise<unknown> {
     if (this.current === 'closed') {
       return this.rejectNow(new ClosedError('the socket is closed; call connect() to open it again before sending', { data }))
     }
@@ -743,13 +783,13 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       )
     }
     // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
-    if (!options && !request && !first && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
+    if (!options && !request && !aheadOfQueue && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
       return WRITTEN
     }
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
     const requestId = request ? this.protocol.nextId?.() : undefined
-    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId }, first)
-    if (first) this.protocol.flush(1)
+    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId }, aheadOfQueue)
+    if (aheadOfQueue) this.protocol.writeAheadOfQueue()
     else if (this.current === 'open') this.protocol.flush()
     return promise
   }
@@ -775,14 +815,12 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       ready: () => this.ready(),
       deliver: (message) => this.notify('message', message),
       report: (error) => this.notify('error', error),
-      drop: (code, text, error, final) => {
+      drop: (code, text, { error, final = false } = {}) => {
         if (error) this.notify('error', error)
         if (!this.ws || this.current === 'closing') return
         const reason = cutReason(text)
-        this.discard(code, reason)
-        const info = { code, reason, wasClean: false }
-        if (final) this.giveUp(info, error ? error.message : reason, error)
-        else this.lost(info)
+        const sequel: Sequel = final ? { next: 'give up', why: error ? error.message : reason, cause: error } : RETRY
+        this.end({ code, reason, wasClean: false }, sequel, { closeWith: code })
       },
     }
   }

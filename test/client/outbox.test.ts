@@ -57,7 +57,7 @@ function expectConsistent(outbox: Outbox): void {
   expect(outbox.cursor).toBe(firstUnsent === -1 ? undefined : all[firstUnsent])
   if (firstUnsent !== -1) for (const e of all.slice(firstUnsent)) expect(e.sent).toBe(false)
   // a finished entry stays only while it may be at the server (it was numbered and written once)
-  for (const e of all) if (e.done) expect(e.seq).toBeGreaterThan(0)
+  for (const e of all) if (e.settled) expect(e.seq).toBeGreaterThan(0)
 }
 
 type Outcome = { state: 'pending' } | { state: 'fulfilled'; value: unknown } | { state: 'rejected'; error: unknown }
@@ -219,7 +219,7 @@ describe('Outbox: order and the cursor', () => {
     expect(entry.data).toBe(data)
     expect(entry.payload).toBe(payload)
     expect(entry.size).toBe(payloadSize(payload))
-    expect(entry).toMatchObject({ key: 'k', requestId: 9, deadline: 123, staleAt: 45, seq: 0, sent: false, done: false })
+    expect(entry).toMatchObject({ key: 'k', requestId: 9, deadline: 123, staleAt: 45, seq: 0, sent: false, settled: false })
   })
 
   it('markSent moves the cursor past the entry: in flight, no longer queued, still held', () => {
@@ -1167,7 +1167,7 @@ describe('Outbox: what an entry holds (a queue can hold many)', () => {
     const entry = transmit(outbox)
     outbox.fail(entry, new TimeoutError('gave up waiting'))
     expect(entries(outbox)).toEqual([entry]) // still in flight: the server may have it
-    expect(entry.done).toBe(true)
+    expect(entry.settled).toBe(true)
     expect(entry.promise).toBeUndefined()
     expect(entry.resolve).toBeUndefined()
     expect((await rejection(promise)).message).toBe('gave up waiting')

@@ -54,7 +54,16 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
     return this.host.write(payload)
   }
 
-  flush(limit = Number.POSITIVE_INFINITY): void {
+  flush(): void {
+    this.write(Number.POSITIVE_INFINITY)
+  }
+
+  writeAheadOfQueue(): void {
+    this.write(1)
+  }
+
+  /** Writes up to `limit` queued entries, each finished as it is handed over. */
+  private write(limit: number): void {
     const { outbox } = this.host
     for (let entry = outbox.cursor; entry && limit-- > 0; entry = outbox.cursor) {
       if (!this.host.write(entry.payload)) return

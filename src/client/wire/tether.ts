@@ -120,7 +120,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     const error = new ProtocolError(
       `the server does not speak ${SUBPROTOCOL} (${detail}). Point the client at a tether server, or use mode: 'raw' for a plain WebSocket server. Not reconnecting.`,
     )
-    this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, `${SUBPROTOCOL} not spoken`, error, true)
+    this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, `${SUBPROTOCOL} not spoken`, { error, final: true })
   }
 
   receive(data: WireData): void {
@@ -152,11 +152,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   }
 
   private protocolError(error: FrameError, data: WireData): void {
-    this.host.drop(
-      CloseCode.CLIENT_PROTOCOL_ERROR,
-      'protocol error',
-      new ProtocolError(`malformed frame from the server: ${error.message}; reconnecting`, { data }),
-    )
+    this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, 'protocol error', {
+      error: new ProtocolError(`malformed frame from the server: ${error.message}; reconnecting`, { data }),
+    })
   }
 
   private handle(frame: ServerFrame): void {
@@ -213,7 +211,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       for (let entry = outbox.head; entry; ) {
         const next = entry.next
         // One whose caller already got a rejection (timeout, abort) is not sent to the new session.
-        if (entry.done) outbox.remove(entry)
+        if (entry.settled) outbox.remove(entry)
         else {
           entry.seq = 0
           // written to the old session, not acknowledged: written again below, counted again then
@@ -238,7 +236,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.maxRequests = frame.reqs ?? Number.POSITIVE_INFINITY
     this.phase = 'welcomed'
     // What was in flight goes again first, in order; only then may anything new be written.
-    this.write(Number.POSITIVE_INFINITY, true)
+    this.write({ resendOnly: true })
     this.host.ready()
   }
 
@@ -255,7 +253,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       // outbox, so its deadline needs a timer of its own.
       outbox.remove(entry)
       const id = entry.requestId
-      if (entry.done) {
+      if (entry.settled) {
         this.requestsInFlight.delete(id) // its caller gave up (timeout, abort): the reply has no one to go to
         continue
       }
@@ -293,26 +291,29 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     }
   }
 
-  flush(limit?: number): void {
+  /** The socket is open: from now on everything goes, gathered per tick. */
+  flush(): void {
     if (!this.live) return
-    if (limit === undefined) this.phase = 'open'
-    if (limit !== undefined) {
-      this.write(limit, false)
-      return
-    }
+    this.phase = 'open'
     this.flushSoon()
+  }
+
+  /** The onOpen hook's message goes at once, ahead of the backlog (which waits for `flush`). */
+  writeAheadOfQueue(): void {
+    if (this.live) this.write({ limit: 1 })
   }
 
   /** Everything sent in this tick goes out together, in as few frames as possible. */
   private readonly flushSoon = perTick(() => {
-    if (this.phase === 'open') this.write(Number.POSITIVE_INFINITY, false)
+    if (this.phase === 'open') this.write()
   })
 
   /**
-   * Writes queued entries in order, batching consecutive messages into `msg` frames no
-   * bigger than the server's limit. `resendOnly` stops at the first entry never written.
+   * Writes up to `limit` queued entries in order, batching consecutive messages into `msg`
+   * frames no bigger than the server's limit. `resendOnly` stops at the first entry never
+   * written (after a resume, what was in flight goes again before anything new).
    */
-  private write(limit: number, resendOnly: boolean): void {
+  private write({ limit = Number.POSITIVE_INFINITY, resendOnly = false }: { limit?: number; resendOnly?: boolean } = {}): void {
     const { outbox } = this.host
     const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame))
     for (let entry = outbox.cursor; entry && limit > 0 && this.live; entry = outbox.cursor) {
@@ -328,7 +329,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
               { data: entry.data },
             ),
           )
-          limit-- // it took its turn: flush(1) from the hook must not write the next (backlog) entry
+          limit-- // it took its turn: writeAheadOfQueue() must not write the next (backlog) entry
           continue
         }
         entry.seq = ++this.txSeq
@@ -383,13 +384,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     }
     if (this.pingSentAt) {
       if (now - this.pingSentAt >= hb.timeout) {
-        this.host.drop(
-          CloseCode.CLIENT_DROP,
-          'heartbeat timeout',
-          new TimeoutError(
+        this.host.drop(CloseCode.CLIENT_DROP, 'heartbeat timeout', {
+          error: new TimeoutError(
             `no frame from the server for ${now - this.lastReceived} ms (heartbeat.interval + heartbeat.timeout); replacing the connection`,
           ),
-        )
+        })
         return
       }
       this.armHeartbeat(this.pingSentAt + hb.timeout - now)
@@ -407,7 +406,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   }
 
   /** The socket closed or gave up: fail what waits for a reply outside the outbox. */
-  shutdown(makeError: (entry: Entry) => TetherError): void {
+  failAwaiting(makeError: (entry: Entry) => TetherError): void {
     this.failReplies(makeError)
     this.requestsInFlight.clear()
     this.detach()

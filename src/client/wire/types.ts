@@ -4,8 +4,9 @@
  * messages, acknowledgements and errors. `raw.ts` and `tether.ts` implement it.
  *
  * Life of a protocol: created once per socket, it outlives connections. For each
- * connection it is `attach`ed when the WebSocket opens, receives frames, `flush`es when
- * the socket asks, and is `detach`ed when the connection is gone.
+ * connection it is `attach`ed when the WebSocket opens, receives frames, writes the onOpen
+ * hook's messages (`writeAheadOfQueue`) and then everything (`flush`) when the socket asks,
+ * and is `detach`ed when the connection is gone.
  * @module
  */
 import type { TetherError } from '../../errors.js'
@@ -29,8 +30,19 @@ export interface ProtocolHost<In> {
   deliver(message: In): void
   /** Reports an error as an `error` event; the connection goes on. */
   report(error: TetherError): void
-  /** Drops the current connection; reconnection then follows the policy, unless `final`. */
-  drop(code: number, reason: string, error?: TetherError, final?: boolean): void
+  /**
+   * Ends the current connection with `code` and `reason` (nothing happens without one, or while
+   * closing). `error` is reported first; reconnection then follows the policy, unless `final`.
+   */
+  drop(code: number, reason: string, options?: DropOptions): void
+}
+
+/** How {@link ProtocolHost.drop} ends a connection. */
+export interface DropOptions {
+  /** What went wrong, emitted as `error` (and, when final, the cause of what fails). */
+  error?: TetherError
+  /** No reconnect: everything undelivered fails and the socket is `closed`. Default false. */
+  final?: boolean
 }
 
 /** A wire protocol, as the socket drives it. */
@@ -45,8 +57,16 @@ export interface Protocol<Out> {
   attach(selected: string): void
   /** A frame arrived on the current connection. */
   receive(data: WireData): void
-  /** Writes up to `limit` queued entries of the outbox to the current connection. */
-  flush(limit?: number): void
+  /**
+   * The socket is open: writes every queued entry of the outbox to the current connection (a
+   * protocol may gather what is sent in one tick), now and whenever the socket calls again.
+   */
+  flush(): void
+  /**
+   * Writes the entry the onOpen hook just put ahead of the queue, and nothing else: before the
+   * socket is open the backlog waits for `flush`.
+   */
+  writeAheadOfQueue(): void
   /** The current connection is gone. */
   detach(): void
   /** Writes a message at once, bypassing the outbox, when the protocol has nothing to wait for (raw mode). */
@@ -55,6 +75,9 @@ export interface Protocol<Out> {
   nextId?(): number
   /** Checks at once that the connection is alive (the page became visible, the network came back). */
   probe?(): void
-  /** The socket is closing for good: fail whatever the protocol holds outside the outbox. */
-  shutdown?(makeError: (entry: Entry) => TetherError): void
+  /**
+   * The socket stops for good (closed, or given up): fails what the protocol holds outside the
+   * outbox (tether: requests acknowledged and awaiting their reply).
+   */
+  failAwaiting?(makeError: (entry: Entry) => TetherError): void
 }

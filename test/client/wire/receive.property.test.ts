@@ -58,13 +58,13 @@ function setup() {
     },
     ready: () => {
       readies++
-      protocol.flush(Number.POSITIVE_INFINITY)
+      protocol.flush()
     },
     deliver: (message) => delivered.push(message),
     report: () => {
       reports++
     },
-    drop: (code, _reason, error, final) => {
+    drop: (code, _reason, { error, final } = {}) => {
       drops.push({ code, error, final })
       protocol.detach()
       outbox.rewind()

@@ -89,7 +89,7 @@ function setup(heartbeat: Required<HeartbeatOptions> | false = false) {
     /** The error of the last drop, after checking it was a drop with a ProtocolError. */
     droppedWithProtocolError: () => {
       expect(host.drop).toHaveBeenCalledTimes(1)
-      const [code, , error, final] = host.drop.mock.calls[0]
+      const [code, , { error, final } = {}] = host.drop.mock.calls[0]
       expect(code).toBe(4002)
       expect(error).toBeInstanceOf(ProtocolError)
       expect(final).toBeFalsy()
@@ -115,7 +115,7 @@ describe('handshake', () => {
     const t = setup()
     t.protocol.attach(selected)
     expect(t.host.drop).toHaveBeenCalledTimes(1)
-    const [code, , error, final] = t.host.drop.mock.calls[0]
+    const [code, , { error, final } = {}] = t.host.drop.mock.calls[0]
     expect(code).toBe(4002)
     expect(final).toBe(true)
     expect(error).toBeInstanceOf(ProtocolError)
@@ -161,7 +161,7 @@ describe('handshake', () => {
     t.protocol.attach('tether.v1')
     t.protocol.receive(frame)
     expect(t.host.drop).toHaveBeenCalledTimes(1)
-    const [code, , error, final] = t.host.drop.mock.calls[0]
+    const [code, , { error, final } = {}] = t.host.drop.mock.calls[0]
     expect(code).toBe(4002)
     expect(error).toBeInstanceOf(ProtocolError)
     expect((error as ProtocolError).message).toMatch(/mode: 'raw'/)
@@ -247,13 +247,13 @@ describe('sending', () => {
     ])
   })
 
-  it("flush(limit) writes at once, at most limit entries (the open hook's messages go first)", async () => {
+  it("writeAheadOfQueue() writes at once the one entry ahead of the queue (the open hook's message), flush() the rest", async () => {
     const t = setup()
     await t.connect()
     t.clear()
     t.outbox.add('later', '"later"', { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY })
     t.outbox.add('first', '"first"', { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY }, true)
-    t.protocol.flush(1)
+    t.protocol.writeAheadOfQueue()
     expect(t.frames()).toEqual([{ t: 'msg', s: 1, d: ['first'] }])
     t.protocol.flush()
     await tick()
@@ -787,7 +787,7 @@ describe('heartbeat', () => {
     expect(t.host.drop).not.toHaveBeenCalled()
     await vi.advanceTimersByTimeAsync(1)
     expect(t.host.drop).toHaveBeenCalledTimes(1)
-    const [code, , error, final] = t.host.drop.mock.calls[0]
+    const [code, , { error, final } = {}] = t.host.drop.mock.calls[0]
     expect(code).toBe(4000)
     expect(error).toBeInstanceOf(TimeoutError)
     expect(final).toBeFalsy()
@@ -841,7 +841,7 @@ describe('heartbeat', () => {
     expect(t.host.drop).not.toHaveBeenCalled()
     await vi.advanceTimersByTimeAsync(1)
     expect(t.host.drop).toHaveBeenCalledTimes(1)
-    expect(t.host.drop.mock.calls[0][2]).toBeInstanceOf(TimeoutError)
+    expect(t.host.drop.mock.calls[0][2]?.error).toBeInstanceOf(TimeoutError)
   })
 
   it('probe() pings at once, then applies the timeout', async () => {
@@ -890,14 +890,14 @@ describe('heartbeat', () => {
   })
 })
 
-describe('shutdown', () => {
+describe('failAwaiting', () => {
   it('fails requests waiting for a reply outside the outbox', async () => {
     const t = setup()
     await t.connect()
     const reply = t.request('q')
     await tick()
     t.server({ t: 'ack', s: 1 })
-    t.protocol.shutdown(() => new DeliveryError('closed'))
+    t.protocol.failAwaiting(() => new DeliveryError('closed'))
     await tick()
     expect(reply.status).toBe('rejected')
     expect(reply.error).toBeInstanceOf(DeliveryError)
