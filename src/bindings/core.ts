@@ -27,11 +27,17 @@ export interface BindingCallbacks<In, Out> {
 
 /** What both bindings show of the socket (React as values, Vue as refs). */
 export interface BindingSnapshot<In, Out> {
+  /** The current socket; `null` while there is none. */
   readonly socket: TetherSocket<In, Out> | null
+  /** The socket's state; without a socket `'idle'`, or `'closed'` when none is coming or it could not be created. */
   readonly state: SocketState
+  /** `socket.pending`, or 0 without a socket. */
   readonly pending: number
+  /** `socket.sessionId`. */
   readonly sessionId: string | undefined
+  /** The most recent message of the current socket. */
   readonly lastMessage: In | undefined
+  /** The most recent error since the connection last opened, a refused call, or why the socket could not be created. */
   readonly error: TetherError | undefined
 }
 
