@@ -24,19 +24,18 @@
  * @packageDocumentation
  */
 import { type DependencyList, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
-import { reportLater } from '../client/report.js'
-import {
-  ClosedError,
-  type ReconnectOptions,
-  type RequestOptions,
-  type SendOptions,
-  type SocketState,
+import type {
+  ReconnectOptions,
+  RequestOptions,
+  SendOptions,
+  SocketState,
   TetherError,
   TetherSocket,
-  type TetherSocketEvents,
-  type TetherSocketOptions,
-  type UrlProvider,
+  TetherSocketEvents,
+  TetherSocketOptions,
+  UrlProvider,
 } from '../index.js'
+import { type BindingCallbacks, BindingCore, type BindingSnapshot, FIELDS, initial, REFUSED } from './core.js'
 
 /**
  * Options of {@link useTetherSocket}: every `TetherSocket` option, plus the hook's own.
@@ -56,7 +55,7 @@ import {
  * })
  * ```
  */
-export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out> {
+export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out>, BindingCallbacks<In, Out> {
   /**
    * Values that, when one changes (`Object.is`), close the socket and open a new one, like an
    * effect's dependency list (keep its length constant). A string or `URL` `url` is always a
@@ -65,13 +64,14 @@ export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends Tet
   deps?: DependencyList
   /** Called for every message, without re-rendering. Use this rather than `lastMessage` to handle each message. */
   onMessage?: (data: In, socket: TetherSocket<In, Out>) => void
-  /** Called for every `error` event, and when the socket cannot be created (a bad URL or option). */
+  /** Called for every `error` event, for a refused call, and when the socket cannot be created (a bad URL or option). */
   onError?: (error: TetherError) => void
 }
 
 /**
- * What {@link useTetherSocket} returns. Fields are read lazily: the component re-renders only
- * when a field it has read changes (destructure what you need; a spread reads everything).
+ * What {@link useTetherSocket} returns: the same members as the Vue composable's result, as
+ * plain values. Fields are read lazily: the component re-renders only when a field it has read
+ * changes (destructure what you need; a spread reads everything). The methods are stable.
  *
  * @example
  * ```tsx
@@ -83,7 +83,7 @@ export interface UseTetherSocketResult<In = unknown, Out = unknown> {
   readonly socket: TetherSocket<In, Out> | null
   /** The socket's state; `'idle'` while there is no socket, `'closed'` when it could not be created. */
   readonly state: SocketState
-  /** Messages queued or sent but not yet acknowledged (see the docs for when it is refreshed). */
+  /** Messages queued or sent but not yet acknowledged (follows the socket's `pending` event). */
   readonly pending: number
   /** The server session's id (tether mode), once known. */
   readonly sessionId: string | undefined
@@ -92,7 +92,7 @@ export interface UseTetherSocketResult<In = unknown, Out = unknown> {
    * in a row, or several in one batch, render once. Handle every message with `onMessage`.
    */
   readonly lastMessage: In | undefined
-  /** The most recent error since the connection last opened (also a socket that could not be created). */
+  /** The most recent error since the connection last opened (also a refused call, or a socket that could not be created). */
   readonly error: TetherError | undefined
   /**
    * `socket.send`, stable across renders. Before the socket exists (e.g. in a child's effect
@@ -102,29 +102,15 @@ export interface UseTetherSocketResult<In = unknown, Out = unknown> {
   readonly send: (data: Out, options?: SendOptions) => Promise<void>
   /** `socket.request`, stable across renders, waiting for the socket like `send`. */
   readonly request: <R = unknown>(data: Out, options?: RequestOptions) => Promise<R>
+  /** Closes the current socket, stable across renders; it stays closed until `reconnect()`, a new `url` or a `deps` change. */
+  readonly close: (code?: number, reason?: string) => Promise<void>
+  /** Reconnects now, stable across renders: drops the connection or the backoff wait, or reopens a closed socket. */
+  readonly reconnect: () => void
 }
 
-type Snapshot<In, Out> = Pick<UseTetherSocketResult<In, Out>, 'socket' | 'state' | 'pending' | 'sessionId' | 'lastMessage' | 'error'>
+type Snapshot<In, Out> = BindingSnapshot<In, Out>
 type Field = keyof Snapshot<unknown, unknown>
 type Change<In, Out> = (prev: Snapshot<In, Out>, next: Snapshot<In, Out>) => void
-type Waiter<In, Out> = { resolve: (socket: TetherSocket<In, Out>) => void; reject: (error: TetherError) => void }
-
-const FIELDS: readonly Field[] = ['socket', 'state', 'pending', 'sessionId', 'lastMessage', 'error']
-
-/** The snapshot without a socket; also what server rendering and hydration see. */
-const INITIAL: Snapshot<unknown, unknown> = Object.freeze({
-  socket: null,
-  state: 'idle',
-  pending: 0,
-  sessionId: undefined,
-  lastMessage: undefined,
-  error: undefined,
-})
-
-/** Socket events after which state, pending or sessionId may have changed. */
-const REFRESH_ON = ['state', 'close', 'reconnecting', 'session'] as const
-
-const noop = () => {}
 
 // Layout effects warn during server rendering in React 18; there they would not run anyway.
 const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEffect : useLayoutEffect
@@ -142,32 +128,30 @@ function fresh<F>(initial: F | undefined, pick: () => unknown): F | undefined {
   return wrapped as F
 }
 
-/** One hook instance's connection: the current socket and the store React reads. */
+/** One hook instance: the shared core, driven by the effect, and the store React reads. */
 class Binding<In, Out> {
   /** The url and options of the latest committed render. */
   latest: { url: UrlProvider | null; options: UseTetherSocketOptions<In, Out> }
-  snapshot = INITIAL as Snapshot<In, Out>
   /** Fields the component read: only their changes re-render it. */
   readonly tracked = new Set<Field>()
-  private socket: TetherSocket<In, Out> | null = null
-  private detach = noop
-  /** Why there is no socket although there should be one (it could not be created). */
-  private failure: TetherError | undefined
-  private lastMessage: In | undefined
-  private error: TetherError | undefined
+  readonly core: BindingCore<In, Out>
   /**
-   * `new`: no effect ran yet; `mounted`: the effect ran; `released`: its cleanup ran (a re-run,
-   * StrictMode's simulated unmount, or a real unmount: a microtask later tells which);
-   * `unmounted`: no socket is coming (calls reject until the effect runs again, as when a
-   * hidden `<Activity>` is shown again).
+   * `mounted`: the effect ran; `released`: its cleanup ran (a re-run, StrictMode's simulated
+   * unmount, or a real unmount: a microtask later tells which). Before the first effect and
+   * after a release, calls wait for the next socket.
    */
-  private phase: 'new' | 'mounted' | 'released' | 'unmounted' = 'new'
-  /** Calls made while no socket existed yet but one was about to. */
-  private waiting: Waiter<In, Out>[] = []
+  private phase: 'new' | 'mounted' | 'released' = 'new'
   private readonly listeners = new Set<Change<In, Out>>()
 
   constructor(url: UrlProvider | null, options: UseTetherSocketOptions<In, Out>) {
     this.latest = { url, options }
+    this.core = new BindingCore<In, Out>(
+      () => this.latest.options,
+      (prev, next) => {
+        for (const listener of this.listeners) listener(prev, next)
+      },
+    )
+    this.core.noUrl = url === null
   }
 
   // ── the store ─────────────────────────────────────────────────────────────
@@ -185,84 +169,15 @@ class Binding<In, Out> {
     return () => this.listeners.delete(listener)
   }
 
-  getSnapshot = (): Snapshot<In, Out> => this.snapshot
+  getSnapshot = (): Snapshot<In, Out> => this.core.snapshot
 
-  getServerSnapshot = (): Snapshot<In, Out> => INITIAL as Snapshot<In, Out>
+  getServerSnapshot = (): Snapshot<In, Out> => initial<In, Out>()
 
-  /** Re-reads the socket; publishes a new snapshot only when a value changed. */
-  refresh = (): void => {
-    const socket = this.socket
-    const next: Snapshot<In, Out> = {
-      socket,
-      state: socket ? socket.state : this.failure ? 'closed' : 'idle',
-      pending: socket ? socket.pending : 0,
-      sessionId: socket?.sessionId,
-      lastMessage: this.lastMessage,
-      error: this.error,
-    }
-    const prev = this.snapshot
-    if (FIELDS.every((field) => Object.is(prev[field], next[field]))) return
-    this.snapshot = Object.freeze(next)
-    for (const listener of this.listeners) listener(prev, next)
-  }
-
-  // ── send and request ──────────────────────────────────────────────────────
-
-  send = (data: Out, options?: SendOptions): Promise<void> => this.call((socket) => socket.send(data, options))
-
-  request = <R = unknown>(data: Out, options?: RequestOptions): Promise<R> => this.call((socket) => socket.request<R>(data, options))
-
-  /**
-   * Runs `use` on the socket, now or once it exists. `pending` has no event of its own, so the
-   * store is refreshed right after the call (the message joined the queue) and when its
-   * promise settles (acknowledged, written or failed).
-   */
-  private call<T>(use: (socket: TetherSocket<In, Out>) => Promise<T>): Promise<T> {
-    const run = (socket: TetherSocket<In, Out>) => {
-      const promise = use(socket)
-      this.refresh()
-      promise.then(this.refresh, this.refresh)
-      return promise
-    }
-    if (this.socket) return run(this.socket)
-    const refusal = this.refusal()
-    if (refusal) return this.rejectNow(refusal)
-    const later = new Promise<TetherSocket<In, Out>>((resolve, reject) => this.waiting.push({ resolve, reject })).then(run)
-    later.catch(noop) // like the socket's own promises: ignoring one never raises an unhandled rejection
-    return later
-  }
-
-  /** Why a call cannot wait for a socket, if it cannot. */
-  private refusal(): TetherError | undefined {
-    if (this.failure) return this.failure
-    if (this.phase === 'unmounted') return new ClosedError('the component using useTetherSocket has unmounted')
-    if (this.latest.url === null) return new ClosedError('useTetherSocket has no connection: its url is null')
-    return undefined
-  }
-
-  private rejectNow<T>(error: TetherError): Promise<T> {
-    const promise = Promise.reject(error)
-    promise.catch(noop)
-    this.report(error)
-    return promise
-  }
-
-  /** Rejects the calls waiting for a socket (reporting the error once, if there were any). */
-  private rejectWaiting(error: TetherError, report = true): void {
-    const waiting = this.waiting
-    this.waiting = []
-    for (const waiter of waiting) waiter.reject(error)
-    if (report && waiting.length > 0) this.report(error)
-  }
-
-  private report(error: TetherError): void {
-    this.error = error
-    try {
-      this.latest.options.onError?.(error)
-    } catch (thrown) {
-      reportLater(thrown)
-    }
-    this.refresh()
+  /** A render committed: its url and options are the ones to use from now on. */
+  commit(url: UrlProvider | null, options: UseTetherSocketOptions<In, Out>): void {
+    this.latest = { url, options }
+    // A call made between this render and its effect waits for a socket only if one is coming.
+    this.core.noUrl = url === null
   }
 
   // ── the socket's life (driven by the effect) ──────────────────────────────
@@ -271,81 +186,18 @@ class Binding<In, Out> {
   mount(): void {
     this.phase = 'mounted'
     const { url, options } = this.latest
-    // A new socket (or none) starts a new stream: nothing carries over from the previous one.
-    this.lastMessage = undefined
-    this.error = undefined
-    this.failure = undefined
-    if (url === null) {
-      this.rejectWaiting(new ClosedError('useTetherSocket has no connection: its url is null'))
-      this.refresh()
-      return
-    }
-    let socket: TetherSocket<In, Out>
-    try {
-      // autoConnect: false, so that listeners are attached before the first event.
-      socket = new TetherSocket<In, Out>(this.socketUrl(url), { ...this.socketOptions(options), autoConnect: false })
-    } catch (cause) {
-      // A bad URL or option: shown as `error` rather than thrown from an effect.
-      this.failure =
-        cause instanceof TetherError
-          ? cause
-          : new TetherError(`could not create the socket: ${String(cause)}`, { cause }, 'TetherError', 'ERR_CREATE')
-      this.rejectWaiting(this.failure, false)
-      this.report(this.failure)
-      return
-    }
-    this.socket = socket
-    this.detach = this.listen(socket)
-    if (options.autoConnect !== false) socket.connect()
-    this.refresh()
-    const waiting = this.waiting
-    this.waiting = []
-    for (const waiter of waiting) waiter.resolve(socket)
+    this.core.open(url === null ? null : this.socketUrl(url), this.socketOptions(options))
   }
 
   /** The effect's cleanup: close the socket. Calls made meanwhile wait, unless this is an unmount. */
   release(): void {
-    const socket = this.socket
-    this.socket = null
-    this.detach()
-    this.detach = noop
-    // Undelivered messages of this socket reject with ClosedError; they are not carried over to
-    // the next socket, which may talk to another server.
-    if (socket) void socket.close()
+    this.core.drop()
     this.phase = 'released'
-    // StrictMode and dependency changes run the effect again before this microtask.
+    // StrictMode and dependency changes run the effect again before this microtask. After an
+    // unmount no socket is coming, until the effect runs again (a hidden `<Activity>` shown again).
     queueMicrotask(() => {
-      if (this.phase !== 'released') return
-      this.phase = 'unmounted'
-      this.rejectWaiting(new ClosedError('the component using useTetherSocket has unmounted'))
+      if (this.phase === 'released') this.core.end(REFUSED.unmounted)
     })
-  }
-
-  private listen(socket: TetherSocket<In, Out>): () => void {
-    const onMessage = (data: In) => {
-      this.lastMessage = data
-      try {
-        this.latest.options.onMessage?.(data, socket)
-      } catch (thrown) {
-        reportLater(thrown)
-      }
-      this.refresh()
-    }
-    const onError = (error: TetherError) => this.report(error)
-    const onOpen = () => {
-      this.error = undefined
-      this.refresh()
-    }
-    for (const event of REFRESH_ON) socket.on(event, this.refresh)
-    socket.on('open', onOpen)
-    socket.on('message', onMessage)
-    socket.on('error', onError)
-    return () => {
-      for (const event of REFRESH_ON) socket.off(event, this.refresh)
-      socket.off('open', onOpen)
-      socket.off('message', onMessage)
-      socket.off('error', onError)
-    }
   }
 
   private socketUrl(url: UrlProvider): UrlProvider {
@@ -379,7 +231,8 @@ class Binding<In, Out> {
 
 /** A result object whose getters record which fields the component reads. */
 function view<In, Out>(binding: Binding<In, Out>, snapshot: Snapshot<In, Out>): UseTetherSocketResult<In, Out> {
-  const result = { send: binding.send, request: binding.request }
+  const { send, request, close, reconnect } = binding.core
+  const result = { send, request, close, reconnect }
   for (const field of FIELDS) {
     Object.defineProperty(result, field, {
       enumerable: true,
@@ -402,10 +255,10 @@ const FUNCTION_URL = '\0function'
  * - `url`: a string or `URL` (a new value closes the socket and opens one to the new URL), a
  *   function called before every attempt (not a dependency: the latest render's function is
  *   called), or `null` for no connection (for example until the user signed in).
- * - Re-renders only for the fields the component reads; `send` and `request` are stable.
- * - `pending` is refreshed after each `send`/`request` made through the hook (when called and
- *   when settled) and on every socket event; messages sent with `socket.send()` directly show
- *   up at the next of those.
+ * - Re-renders only for the fields the component reads; `send`, `request`, `close` and
+ *   `reconnect` are stable.
+ * - `pending` follows the socket's `pending` event (once per tick in which it changed, also for
+ *   messages sent with `socket.send()` directly), and counts a `send` made through the hook at once.
  *
  * @typeParam In - messages the server sends
  * @typeParam Out - messages this client sends
@@ -425,7 +278,7 @@ export function useTetherSocket<In = unknown, Out = unknown>(
   const [binding] = useState(() => new Binding<In, Out>(url, options))
   // Committed values only: a render React throws away must not change what the socket uses.
   useIsomorphicLayoutEffect(() => {
-    binding.latest = { url, options }
+    binding.commit(url, options)
   })
   const snapshot = useSyncExternalStore(binding.subscribe, binding.getSnapshot, binding.getServerSnapshot)
   const urlKey = url === null ? null : typeof url === 'function' ? FUNCTION_URL : String(url)

@@ -31,17 +31,8 @@ import {
   toValue,
   watch,
 } from 'vue'
-import { reportLater } from '../client/report.js'
-import {
-  ClosedError,
-  type RequestOptions,
-  type SendOptions,
-  type SocketState,
-  TetherError,
-  TetherSocket,
-  type TetherSocketOptions,
-  type UrlProvider,
-} from '../index.js'
+import type { RequestOptions, SendOptions, SocketState, TetherError, TetherSocket, TetherSocketOptions, UrlProvider } from '../index.js'
+import { type BindingCallbacks, BindingCore, REFUSED } from './core.js'
 
 /**
  * Where {@link useTetherSocket} connects: a string or `URL`, a ref or computed of one, or a
@@ -72,15 +63,16 @@ export type TetherUrlSource = MaybeRefOrGetter<string | URL | null | undefined> 
  * useTetherSocket(url, { mode: 'raw', onMessage: (msg) => log.value.push(msg) })
  * ```
  */
-export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out> {
+export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out>, BindingCallbacks<In, Out> {
   /** Called for every message. Use this rather than watching `lastMessage` to handle each message. */
   onMessage?: (data: In, socket: TetherSocket<In, Out>) => void
-  /** Called for every `error` event, and when the socket cannot be created (a bad URL or option). */
+  /** Called for every `error` event, for a refused call, and when the socket cannot be created (a bad URL or option). */
   onError?: (error: TetherError) => void
 }
 
 /**
- * What {@link useTetherSocket} returns: read-only refs mirroring the socket, and methods.
+ * What {@link useTetherSocket} returns: the same members as the React hook's result, the
+ * fields as read-only refs mirroring the socket.
  *
  * @example
  * ```ts
@@ -93,13 +85,13 @@ export interface UseTetherSocketReturn<In = unknown, Out = unknown> {
   readonly socket: Readonly<ShallowRef<TetherSocket<In, Out> | null>>
   /** The socket's state; `'idle'` without a socket, `'closed'` after disposal or when it could not be created. */
   readonly state: Readonly<ShallowRef<SocketState>>
-  /** Messages queued or sent but not yet acknowledged (refreshed after each `send`/`request` and on socket events). */
+  /** Messages queued or sent but not yet acknowledged (follows the socket's `pending` event). */
   readonly pending: Readonly<ShallowRef<number>>
   /** The server session's id (tether mode), once known. */
   readonly sessionId: Readonly<ShallowRef<string | undefined>>
   /** The most recent message. Not a stream: an equal message in a row does not trigger watchers; use `onMessage` for each one. */
   readonly lastMessage: Readonly<ShallowRef<In | undefined>>
-  /** The most recent error since the connection last opened (also a socket that could not be created). */
+  /** The most recent error since the connection last opened (also a refused call, or a socket that could not be created). */
   readonly error: Readonly<ShallowRef<TetherError | undefined>>
   /** `socket.send`. Before mount the call waits for the socket; after disposal, or while the url is null, it rejects with `ClosedError`. */
   send(data: Out, options?: SendOptions): Promise<void>
@@ -111,7 +103,6 @@ export interface UseTetherSocketReturn<In = unknown, Out = unknown> {
   reconnect(): void
 }
 
-type Waiter<In, Out> = { resolve: (socket: TetherSocket<In, Out>) => void; reject: (error: TetherError) => void }
 type Target = string | URL | Promise<string | URL> | null | undefined
 
 const noop = () => {}
@@ -126,8 +117,8 @@ const isThenable = (value: unknown): value is Promise<string | URL> =>
  *
  * - `url`: see {@link TetherUrlSource}. A change closes the socket (its undelivered messages
  *   reject with `ClosedError`) and opens a new one; a `null` value closes it.
- * - `pending` has no event of its own: it is refreshed right after each `send`/`request` made
- *   through the composable, when their promises settle, and on every socket event.
+ * - `pending` follows the socket's `pending` event (once per tick in which it changed, also for
+ *   messages sent with `socket.send()` directly), and counts a `send` made through it at once.
  *
  * @typeParam In - messages the server sends
  * @typeParam Out - messages this client sends
@@ -149,84 +140,28 @@ export function useTetherSocket<In = unknown, Out = unknown>(
   const sessionId = shallowRef<string | undefined>()
   const lastMessage = shallowRef<In | undefined>()
   const error = shallowRef<TetherError | undefined>()
+  const core = new BindingCore<In, Out>(
+    () => options,
+    (_prev, next) => {
+      socket.value = next.socket
+      state.value = next.state
+      pending.value = next.pending
+      sessionId.value = next.sessionId
+      lastMessage.value = next.lastMessage
+      error.value = next.error
+    },
+  )
 
   const scope = getCurrentScope()
   /** `waiting`: not started yet (before mount); `started`: following the url; `disposed`: done. */
   let phase: 'waiting' | 'started' | 'disposed' = 'waiting'
-  let waiting: Waiter<In, Out>[] = []
-  /** Why there is no socket although the url is set (it could not be created). */
-  let failure: TetherError | undefined
   /** The url of the current socket as a string; a promise gets a fresh key every time. */
   let currentKey: string | symbol | null = null
   let followed = false
-  let detach = noop
   let stopWatching = noop
 
-  const refresh = () => {
-    const current = socket.value
-    state.value = current ? current.state : phase === 'disposed' || failure ? 'closed' : 'idle'
-    pending.value = current ? current.pending : 0
-    sessionId.value = current?.sessionId
-  }
-
-  const report = (err: TetherError) => {
-    error.value = err
-    try {
-      options.onError?.(err)
-    } catch (thrown) {
-      reportLater(thrown)
-    }
-  }
-
-  const rejectWaiting = (err: TetherError) => {
-    const list = waiting
-    waiting = []
-    for (const waiter of list) waiter.reject(err)
-    if (list.length > 0) report(err)
-  }
-
-  const listen = (sock: TetherSocket<In, Out>) => {
-    const onMessage = (data: In) => {
-      lastMessage.value = data
-      try {
-        options.onMessage?.(data, sock)
-      } catch (thrown) {
-        reportLater(thrown)
-      }
-      refresh()
-    }
-    const onOpen = () => {
-      error.value = undefined
-      refresh()
-    }
-    const onError = (err: TetherError) => {
-      report(err)
-      refresh()
-    }
-    const events = ['state', 'close', 'reconnecting', 'session'] as const
-    for (const event of events) sock.on(event, refresh)
-    sock.on('open', onOpen)
-    sock.on('message', onMessage)
-    sock.on('error', onError)
-    return () => {
-      for (const event of events) sock.off(event, refresh)
-      sock.off('open', onOpen)
-      sock.off('message', onMessage)
-      sock.off('error', onError)
-    }
-  }
-
-  /** Closes the current socket, if any. Its undelivered messages reject with ClosedError. */
-  const drop = () => {
-    const current = socket.value
-    detach()
-    detach = noop
-    socket.value = null
-    if (current) void current.close()
-  }
-
   /** What the socket connects to: a getter's first value is reused by the first attempt, then it is called per attempt. */
-  const provider = (target: Target): UrlProvider => {
+  const provider = (target: string | URL | Promise<string | URL>): UrlProvider => {
     if (typeof url !== 'function') return target as string | URL
     let primed: Target = target
     const getter = url as () => Target
@@ -238,43 +173,6 @@ export function useTetherSocket<In = unknown, Out = unknown>(
     }
   }
 
-  const create = (target: Target) => {
-    drop()
-    failure = undefined
-    lastMessage.value = undefined
-    error.value = undefined
-    if (target === null || target === undefined) {
-      rejectWaiting(new ClosedError('useTetherSocket has no connection: its url is null'))
-      refresh()
-      return
-    }
-    let sock: TetherSocket<In, Out>
-    try {
-      const { onMessage: _onMessage, onError: _onError, ...rest } = options
-      // autoConnect: false, so that listeners are attached before the first event.
-      sock = new TetherSocket<In, Out>(provider(target), { ...rest, autoConnect: false })
-    } catch (cause) {
-      // A bad URL or option: shown as `error` rather than thrown from a watcher.
-      failure =
-        cause instanceof TetherError
-          ? cause
-          : new TetherError(`could not create the socket: ${String(cause)}`, { cause }, 'TetherError', 'ERR_CREATE')
-      const list = waiting
-      waiting = []
-      for (const waiter of list) waiter.reject(failure)
-      report(failure)
-      refresh()
-      return
-    }
-    socket.value = sock
-    detach = listen(sock)
-    if (options.autoConnect !== false) sock.connect()
-    refresh()
-    const list = waiting
-    waiting = []
-    for (const waiter of list) waiter.resolve(sock)
-  }
-
   const follow = (target: Target) => {
     // A promise nobody consumes (the url changed again first) must not become an unhandled rejection.
     if (isThenable(target)) target.then(noop, noop)
@@ -283,7 +181,8 @@ export function useTetherSocket<In = unknown, Out = unknown>(
     if (followed && key === currentKey) return
     followed = true
     currentKey = key
-    create(target)
+    const { onMessage: _onMessage, onError: _onError, ...rest } = options
+    core.open(target === null || target === undefined ? null : provider(target), rest)
   }
 
   const start = () => {
@@ -298,30 +197,7 @@ export function useTetherSocket<In = unknown, Out = unknown>(
     if (phase === 'disposed') return
     phase = 'disposed'
     stopWatching()
-    drop()
-    rejectWaiting(new ClosedError('the scope using useTetherSocket was disposed'))
-    refresh()
-  }
-
-  /** Runs `use` on the socket, now or once it exists, refreshing `pending` when called and when settled. */
-  const call = <T>(use: (sock: TetherSocket<In, Out>) => Promise<T>): Promise<T> => {
-    const run = (sock: TetherSocket<In, Out>) => {
-      const promise = use(sock)
-      refresh()
-      promise.then(refresh, refresh)
-      return promise
-    }
-    if (socket.value) return run(socket.value)
-    let refusal: TetherError | undefined
-    if (phase === 'disposed') refusal = new ClosedError('the scope using useTetherSocket was disposed')
-    else if (failure) refusal = failure
-    else if (phase === 'started') refusal = new ClosedError('useTetherSocket has no connection: its url is null')
-    const later = refusal
-      ? Promise.reject(refusal)
-      : new Promise<TetherSocket<In, Out>>((resolve, reject) => waiting.push({ resolve, reject })).then(run)
-    later.catch(noop) // like the socket's own promises: ignoring one never raises an unhandled rejection
-    if (refusal) report(refusal)
-    return later
+    core.end(REFUSED.disposed)
   }
 
   if (scope) onScopeDispose(dispose)
@@ -336,9 +212,9 @@ export function useTetherSocket<In = unknown, Out = unknown>(
     sessionId,
     lastMessage,
     error,
-    send: (data, sendOptions) => call((sock) => sock.send(data, sendOptions)),
-    request: <R = unknown>(data: Out, requestOptions?: RequestOptions) => call((sock) => sock.request<R>(data, requestOptions)),
-    close: (code, reason) => socket.value?.close(code, reason) ?? Promise.resolve(),
-    reconnect: () => socket.value?.reconnect(),
+    send: core.send,
+    request: core.request,
+    close: core.close,
+    reconnect: core.reconnect,
   }
 }

@@ -12,6 +12,7 @@
  * @module
  */
 import { AbortError, QueueFullError, type TetherError, TimeoutError } from '../errors.js'
+import { perTick } from '../protocol/frames.js'
 import { timer } from './timers.js'
 
 /** What the wire carries: text or binary, as `WebSocket.send` accepts it. */
@@ -143,6 +144,15 @@ export function payloadSize(payload: Payload): number {
   return bytes
 }
 
+/**
+ * Where the outbox reports its size: the socket, as its `pending` event, once per tick in which
+ * the size changed (not when the tick ended where it started), and only while it has listeners.
+ */
+export interface SizeEvents {
+  listenerCount(event: 'pending'): number
+  emit(event: 'pending', size: number): boolean
+}
+
 /** The ordered, bounded store of unfinished messages. */
 export class Outbox {
   /** Oldest entry (in flight or queued). */
@@ -160,15 +170,37 @@ export class Outbox {
   private readonly keyed = new Map<string, Entry>()
   private timer: ReturnType<typeof setTimeout> | undefined
   private timerAt = Number.POSITIVE_INFINITY
+  /** The size last reported (or, while nobody listens, the current size). */
+  private reported = 0
 
   /**
    * @param limits - bounds; checked on every add
    * @param onFail - told of every entry that fails (the socket emits it as an `error` event)
+   * @param events - told of size changes, coalesced per tick
    */
   constructor(
     private readonly limits: QueueLimits,
     private readonly onFail: (error: TetherError) => void,
+    private readonly events?: SizeEvents,
   ) {}
+
+  /**
+   * Changes `size`. While someone listens, a report is due at the end of the tick; while nobody
+   * does, nothing is scheduled, and the size is simply taken as reported.
+   */
+  private resize(by: number): void {
+    this.size += by
+    if (this.events?.listenerCount('pending')) this.report()
+    else this.reported = this.size
+  }
+
+  // A listener that throws is reported as uncaught by the microtask, like the socket's other events.
+  private readonly report = perTick(() => {
+    if (this.size !== this.reported) {
+      this.reported = this.size
+      this.events?.emit('pending', this.size)
+    }
+  })
 
   /**
    * Adds a message and returns the promise its sender gets. Never throws: a message that
@@ -245,7 +277,8 @@ export class Outbox {
     const head = this.head
     // Emptied first: an onFail listener that sends adds to an empty outbox, not to a list being dropped.
     this.head = this.tail = this.cursor = undefined
-    this.size = this.queued = this.bytes = 0
+    this.resize(-this.size)
+    this.queued = this.bytes = 0
     this.keyed.clear()
     this.disarm()
     for (let entry = head; entry; ) {
@@ -340,7 +373,7 @@ export class Outbox {
       this.tail = entry
     }
     if (!this.cursor || this.cursor === before) this.cursor = entry
-    this.size++
+    this.resize(1)
     this.queued++
     this.bytes += entry.size
   }
@@ -356,7 +389,7 @@ export class Outbox {
     if (entry.next) entry.next.prev = entry.prev
     else this.tail = entry.prev
     entry.prev = entry.next = undefined
-    this.size--
+    this.resize(-1)
     this.bytes -= entry.size
     if (entry.key !== undefined && this.keyed.get(entry.key) === entry) this.keyed.delete(entry.key)
     if (this.size === 0) this.disarm()

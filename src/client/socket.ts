@@ -111,6 +111,12 @@ export interface TetherSocketEvents<In> {
   error: (error: TetherError) => void
   /** Tether mode: a new server session began (the first, or one replacing an expired session). */
   session: (info: SessionInfo) => void
+  /**
+   * `pending` changed: once per tick in which it did, with the count at the end of the tick
+   * (queued, written, acknowledged or failed messages). Changes made before the first listener
+   * was added are not reported: read `pending` when subscribing.
+   */
+  pending: (count: number) => void
 }
 
 /** The part of a WebSocket this class uses (the browser's and the `ws` package's agree on it). */
@@ -233,7 +239,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (typeof url !== 'function') normalizeUrl(url)
     this.url = url
     this.options = resolveOptions(options)
-    this.outbox = new Outbox(this.options.queue, (error) => this.notify('error', error))
+    this.outbox = new Outbox(this.options.queue, (error) => this.notify('error', error), this)
     const host = this.host()
     if (this.options.mode === 'raw') {
       this.protocol = new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize)

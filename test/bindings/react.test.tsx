@@ -33,6 +33,8 @@ function useProbe<In = string, Out = string>(url: string | null, options: UseTet
     error: r.error,
     send: r.send,
     request: r.request,
+    close: r.close,
+    reconnect: r.reconnect,
   } satisfies Omit<UseTetherSocketResult<In, Out>, 'lastMessage'>
 }
 
@@ -230,6 +232,46 @@ describe('useTetherSocket (React)', () => {
     await waitFor(() => expect(server.received).toEqual(['one', 'two']), { timeout: 2000 })
     expect(pendings).toContain(2)
     expect(pendings.at(-1)).toBe(0)
+  })
+
+  it('re-renders pending for messages sent on the socket directly (the pending event)', async () => {
+    const server = startServer('react.test')
+    const { result } = renderHook(() => useProbe(server.url, raw({ autoConnect: false })))
+    await waitFor(() => expect(result.current.socket).not.toBeNull(), { timeout: 2000 })
+    const socket = result.current.socket!
+    let direct!: Promise<void>
+    await act(async () => {
+      direct = socket.send('direct')
+    })
+    expect(result.current.pending).toBe(1)
+    act(() => socket.connect())
+    await expect(direct).resolves.toBeUndefined()
+    await waitFor(() => expect(result.current.pending).toBe(0), { timeout: 2000 })
+    await waitFor(() => expect(server.received).toEqual(['direct']), { timeout: 2000 })
+  })
+
+  it('close() closes and reconnect() reopens the socket; both are stable', async () => {
+    const server = startServer('react.test')
+    const closes = new Set<unknown>()
+    const reconnects = new Set<unknown>()
+    const { result, rerender } = renderHook(() => {
+      const r = useProbe(server.url, raw())
+      closes.add(r.close)
+      reconnects.add(r.reconnect)
+      return r
+    })
+    await waitFor(() => expect(result.current.state).toBe('open'), { timeout: 2000 })
+    rerender()
+    expect(closes.size).toBe(1)
+    expect(reconnects.size).toBe(1)
+    const socket = result.current.socket
+    await act(() => result.current.close())
+    expect(result.current.state).toBe('closed')
+    await waitFor(() => expect(server.closed).toBe(1), { timeout: 2000 })
+    act(() => result.current.reconnect())
+    await waitFor(() => expect(result.current.state).toBe('open'), { timeout: 2000 })
+    expect(result.current.socket).toBe(socket)
+    expect(server.connections).toHaveLength(2)
   })
 
   it('keeps send and request stable across renders', async () => {

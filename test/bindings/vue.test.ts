@@ -149,6 +149,18 @@ describe('useTetherSocket (Vue)', () => {
     await until(() => expect(server.received).toEqual(['one', 'two']))
   })
 
+  it('follows pending for messages sent on the socket directly (the pending event)', async () => {
+    const server = startServer('vue.test')
+    const { result } = inScope(server.url, raw({ autoConnect: false }))
+    const socket = result.socket.value!
+    const direct = socket.send('direct')
+    await until(() => expect(result.pending.value).toBe(1))
+    socket.connect()
+    await expect(direct).resolves.toBeUndefined()
+    await until(() => expect(result.pending.value).toBe(0))
+    await until(() => expect(server.received).toEqual(['direct']))
+  })
+
   it('reconnects once when a ref url changes, and not for an equal value', async () => {
     const a = startServer('vue.test')
     const b = startServer('vue.test')
