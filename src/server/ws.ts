@@ -17,7 +17,8 @@ import { type RawData, WebSocket } from 'ws'
 import { cutReason } from '../protocol/close-reason.js'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import { Liveness } from './liveness.js'
-import type { Session, SessionConnection } from './sessions.js'
+import type { SessionConnection } from './seams.js'
+import type { Session } from './sessions.js'
 
 /** What a connection needs from the server. */
 export interface ConnectionHooks {
