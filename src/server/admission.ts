@@ -15,15 +15,16 @@
  * - Held in order. What the budgets allow is done at once; the rest of the frame, and every
  *   later frame of the connection, waits in one queue, as received (it weighs what it weighed on
  *   the wire), and is decoded and delivered in order as the buckets refill, released by one timer
- *   in steps of about {@link RELEASE_STEP} ms. While work waits, the tokens accruing are owed to
- *   it and not capped at the burst (TokenBucket), so it goes at `rate` however late the timer.
- *   Held work is acknowledged only once delivered.
+ *   in steps of about {@link RELEASE_STEP} ms (so the burst in effect is at least `rate / 100`).
+ *   While work waits, the tokens accruing are owed to it and not capped at the burst
+ *   (TokenBucket), so it goes at `rate` however late the timer. Held work is acknowledged only
+ *   once delivered.
  * - Reading goes on. The connection is read meanwhile, so the client's acks and its close are
  *   handled at once; reading stops only while {@link maxHeldBytes} of frames are held, and
  *   resumes once less than half of that is (`pause()` may still let a chunk already read through:
  *   it is held too).
- * - What may be held: the work the bucket delivers within {@link MAX_HOLD} (10 s), and the
- *   frames whose bytes the decoding budget provides within it. Work beyond is refused: it is
+ * - What may be held: the work the bucket delivers within {@link MAX_HOLD} (10 s; a frame not
+ *   yet decoded counts one token), and the frames whose bytes the decoding budget provides within it. Work beyond is refused: it is
  *   never acknowledged, later work on the connection is ignored, and once the held work is
  *   delivered (at once if none is held) the connection is closed with 1013 (Try Again Later);
  *   the client resends the rest when it resumes, after backing off, so nothing is lost. So a

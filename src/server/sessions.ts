@@ -4,6 +4,11 @@
  * What the session writes waits in its outbox (outbox.ts, where a session store would plug in);
  * what the client sends is taken in under the rate limit by admission.ts, which hands the work
  * back here in order. ws.ts feeds the session the frames of real connections as received.
+ *
+ * A client's message: `receiveText()` → admission, in its turn → `take()` and `accept()`
+ * (sequenced; resends dropped, gaps are protocol errors) → the `message` event, once → one
+ * cumulative `ack` per tick. A message to the client: `send()` → the outbox, numbered → `flush`
+ * at the end of the tick, batched → the client's `ack` → `acknowledge()` → the promise resolves.
  * @module
  */
 import { randomBytes } from 'node:crypto'
@@ -272,9 +277,7 @@ export class Session {
       case 'ping':
         return PING
       case 'ack':
-        if (frame.s > this.outbox.last)
-          throw new FrameError(`ack ${frame.s} for a message never sent (last sent ${this.outbox.last})`, CloseCode.PROTOCOL_ERROR)
-        this.outbox.acknowledge(frame.s)
+        this.acknowledge(frame.s)
         return undefined
       case 'hello':
         throw new FrameError('second "hello" on one connection', CloseCode.PROTOCOL_ERROR)
@@ -292,6 +295,13 @@ export class Session {
     this.queueAck()
     this.rxAccepted = Math.max(this.rxAccepted, seq + count - 1)
     return Math.min(count, expected - seq)
+  }
+
+  /** The client's cumulative ack: what it acknowledges leaves the outbox, and those sends resolve. */
+  private acknowledge(seq: number): void {
+    if (seq > this.outbox.last)
+      throw new FrameError(`ack ${seq} for a message never sent (last sent ${this.outbox.last})`, CloseCode.PROTOCOL_ERROR)
+    this.outbox.acknowledge(seq)
   }
 
   /** Hands a request to the handler, within the limits on replies; throws FrameError (1013) beyond them. */
