@@ -24,15 +24,17 @@
  *   resumes once less than half of that is (`pause()` may still let a chunk already read through:
  *   it is held too).
  * - What may be held: the work the bucket delivers within {@link MAX_HOLD} (10 s; a frame not
- *   yet decoded counts one token), and the frames whose bytes the decoding budget provides within it. Work beyond is refused: it is
- *   never acknowledged, later work on the connection is ignored, and once the held work is
- *   delivered (at once if none is held) the connection is closed with 1013 (Try Again Later);
- *   the client resends the rest when it resumes, after backing off, so nothing is lost. So a
- *   frame carrying more than `rate × 10 s` messages beyond what the bucket holds is delivered in
- *   part before the close; and below a `rate` of 0.1/s, work over a drained bucket is refused at
- *   once. A frame that would bring the held bytes beyond {@link HELD_BYTES_CEILING} times
- *   `maxHeldBytes` (only a connection that cannot stop reading gets there) is refused too; and
- *   once `maxHeldBytes` of frames were ignored after a refusal, reading stops until the 1013.
+ *   yet decoded counts one token), and the frames whose bytes the decoding budget provides
+ *   within it. Work beyond is refused: it is never acknowledged, later work on the connection
+ *   is ignored, and once the held work is delivered (at once if none is held) the connection is
+ *   closed with 1013 (Try Again Later); the client resends the rest when it resumes, after
+ *   backing off, so nothing is lost. So a frame carrying more than `rate × 10 s` messages
+ *   beyond what the bucket holds is delivered in part, at the rate, before the close; and below
+ *   a `rate` of 0.1/s, where a drained bucket's next token is more than 10 s away, work over a
+ *   drained bucket is refused at once. A frame that would bring the held bytes beyond
+ *   {@link HELD_BYTES_CEILING} times `maxHeldBytes` (only a connection that cannot stop reading
+ *   gets there) is refused too; and once `maxHeldBytes` of frames were ignored after a refusal,
+ *   reading stops until the 1013.
  * - Let go. Held work is discarded, unacknowledged, when the connection closes or is closing (the
  *   client's close frame was read: nothing more is delivered on it), when a newer connection
  *   replaces it, or when the session ends; the client resends it. A held frame that breaks the
