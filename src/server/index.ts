@@ -21,7 +21,8 @@ import { ClosedError, DeliveryError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
-import { type ExpireReason, RequestError, Session, sharedMessage } from './sessions.js'
+import { sharedMessage } from './outbox.js'
+import { type ExpireReason, RequestError, Session } from './sessions.js'
 import { serveStatic } from './static.js'
 import { attachConnection, type ConnectionHooks, type HeartbeatCheck } from './ws.js'
 
@@ -84,24 +85,17 @@ export interface TetherServerOptions {
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**
    * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
-   * above 0), `burst` at once (at least 1). Every other frame (acks, frames of unknown types)
-   * costs a token too, charged before the frame is decoded. Beside it, a decoding budget in bytes:
-   * a frame over 64 bytes is decoded only once `bytesPerSecond` (default 2 MiB/s; `Infinity` for
-   * none) has its bytes too, `burstBytes` at once (default `max(4 MiB, maxPayload)`, and never
-   * below `maxPayload`, so every frame gets in eventually). At the defaults, 1,000 messages a
-   * second of up to 2 KiB each pass unslowed, while a client streaming 1 MiB frames of one message
-   * each gets two of them decoded a second. A client over either is slowed down, not
-   * disconnected: the server delivers what the limits allow and holds the rest, as received,
-   * decoding and delivering it in order as they allow (acknowledging as it goes; a pong may come
-   * late). It goes on reading meanwhile, so the client's acks and its close are handled at once;
-   * reading stops only while `max(4 × maxPayload, 1 MiB)` of frames are held, until less than
-   * half of that is. It holds only what it can deliver within 10 s: work beyond that is refused,
-   * and once the held work is delivered the connection is closed with 1013 (Try Again Later); the
-   * client resends what was not acknowledged when it resumes, so nothing is lost. Below a `rate` of
-   * 0.1/s, work over a drained bucket is thus refused at once. Held work is released every 10 ms
-   * or so, so the burst in effect is at least `rate / 100`. `false` disables both. Default
-   * `{ rate: 1000, burst: 10000, bytesPerSecond: 2097152, burstBytes: 4194304 }`; a `rateLimit`
-   * given without the byte fields gets their defaults.
+   * above 0), `burst` at once (at least 1); every other frame (acks, unknown types) costs a token
+   * too, charged before it is decoded. Beside it, a decoding budget: a frame over 64 bytes is
+   * decoded only once `bytesPerSecond` (`Infinity` for none) has its bytes, `burstBytes` at once
+   * (never below `maxPayload`). A client over either is slowed down, not disconnected: the rest
+   * is held, in order, and delivered as the limits allow; work beyond 10 s of it is refused, and
+   * the connection closed with 1013 once the held work is delivered (the client resends the rest
+   * on resume, so nothing is lost). Held work is released every 10 ms or so, so the burst in
+   * effect is at least `rate / 100`. docs/SECURITY.md has the whole rule. `false` disables both.
+   * Default `{ rate: 1000, burst: 10000, bytesPerSecond: 2097152, burstBytes: 4194304 }`
+   * (`burstBytes` `max(4 MiB, maxPayload)`); a `rateLimit` given without the byte fields gets
+   * their defaults.
    */
   rateLimit?: RateLimit | false
   /**

@@ -1,36 +1,7 @@
 /**
- * Per-session rate limiting: a token bucket over what a client sends (each message, request and
- * ping costs a token, and every frame at least one: acks, frames of unknown types and resends
- * included), with backpressure rather than disconnection.
- *
- * The token is charged before the frame is decoded: over the limit, what the bucket allows is
- * delivered at once; the rest of the frame, and every later frame of the connection, is held in
- * order, as received (not decoded: a flood costs no parsing beyond the rate, and what is held
- * weighs what it weighed on the wire), and is decoded and delivered as the bucket refills, at
- * `rate`. Frames of at most 64 bytes are decoded on arrival, so that acks among them are applied
- * at once (their token is owed, taken in their turn). Reading from the connection goes on
- * meanwhile, so the client's acks (and its close) are handled at once; it stops only when
- * {@link maxHeldBytes} of frames are held (the memory bound), and resumes once less than half of
- * that is. Held work is acknowledged only once delivered, and discarded if the connection closes
- * or the session ends (the client resends it when it resumes). A frame held that turns out to
- * break the protocol closes the connection when its turn comes, after the work before it.
- *
- * Beside it, a second bucket bounds decoding: `bytesPerSecond`, in bytes of frames decoded in
- * their turn (the bigger ones), since parsing costs about what a frame weighs, and a frame of one
- * message costs only one token whatever its size. A held frame is decoded once its token and its
- * bytes are both there, in the same queue, in order; work behind it waits its turn. What a
- * session may hold is bounded by both: work beyond what either bucket will let in within
- * {@link MAX_HOLD} is refused, as below.
- *
- * The rule for what may be held: as much work as the bucket will deliver within
- * {@link MAX_HOLD} (10 s). Work beyond that is refused: it is never acknowledged, later work on
- * the connection is ignored, and once the held work is delivered (at once if none is held) the
- * connection is closed with 1013 (Try Again Later); the client resends the rest when it resumes,
- * after backing off, so nothing is lost. So a frame carrying more than `rate × 10 s` messages
- * beyond what the bucket holds is delivered in part, at the rate, before the close; and below a
- * `rate` of 0.1/s, where a drained bucket's next token is more than 10 s away, work over a
- * drained bucket is refused at once. A frame that would bring the held bytes beyond twice
- * {@link maxHeldBytes} (only a connection that cannot stop reading gets there) is refused too.
+ * The rate limit's parts: the `rateLimit` option (its defaults and validation), the token bucket
+ * that counts what a client sends (one bucket of tokens, one of bytes for decoding), and the
+ * bounds on holding work over it. admission.ts states the rule that uses them.
  * @module
  */
 

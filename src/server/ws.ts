@@ -5,19 +5,16 @@
  * it in. Protocol violations close the connection with the code docs/PROTOCOL.md names. The
  * server's heartbeat asks the connection, every interval, whether its client answered (liveness.ts).
  *
- * Backpressure: the session holds work over the rate limit while reading goes on, so the
- * client's acks, and its close frame, are handled at once; it pauses reading only when
- * `maxHeldBytes` of frames are held. `ws`'s `pause()` only stops reading from the TCP socket:
- * frames of a chunk already read are still parsed and emitted, in order, and the session holds
- * those too (bounded, see limits.ts). Once the connection is closing (the client's close frame
- * was read, or the server closes it), the session delivers nothing more of what it holds.
+ * Rate-limit backpressure (admission.ts has the rule) uses `ws`'s `pause()`, which only stops
+ * reading from the TCP socket: frames of a chunk already read are still emitted, and held.
  * @module
  */
 import { type RawData, WebSocket } from 'ws'
 import { cutReason } from '../protocol/close-reason.js'
 import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import { Liveness } from './liveness.js'
-import type { Session, SessionConnection } from './sessions.js'
+import type { SessionConnection } from './seams.js'
+import type { Session } from './sessions.js'
 
 /** What a connection needs from the server. */
 export interface ConnectionHooks {

@@ -96,8 +96,8 @@ async function server(options: TetherServerOptions = {}) {
 const budgetOf = (tether: TetherServer) => (tether as unknown as { budget: { bytes: number; sessions: number } }).budget
 
 const outboxOf = (session: Session): unknown[] => {
-  const s = session as unknown as { outbox: unknown[]; head: number }
-  return s.outbox.slice(s.head)
+  const { outbox } = session as unknown as { outbox: { entries: unknown[]; head: number } }
+  return outbox.entries.slice(outbox.head)
 }
 
 beforeEach(() => {

@@ -24,9 +24,9 @@ import fc from 'fast-check'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { WebSocket } from 'ws'
 import { type ClientFrame, decodeFrame } from '../../src/protocol/frames.js'
+import { DECODE_AT_ONCE } from '../../src/server/admission.js'
 import { createTetherServer, RequestError, type Session, type TetherServer } from '../../src/server/index.js'
 import { MAX_HOLD, maxHeldBytes } from '../../src/server/limits.js'
-import { DECODE_AT_ONCE } from '../../src/server/sessions.js'
 import { attachConnection, type ConnectionHooks } from '../../src/server/ws.js'
 import { anyString, expectNoPollution, hostileJsonText, hostileKeys, prototypeSnapshot, wireData } from '../support/hostile.js'
 
@@ -581,7 +581,7 @@ describe('backpressure over the rate limit', () => {
       fc.constantFrom<Item[]>([], [{ kind: 'bye' }], [{ kind: 'wait' }]),
     )
     .map(([flooding, draining, end]) => [...flooding, ...draining, ...end])
-  const heldItemsOf = (session: Session) => (session as unknown as { heldItems: number }).heldItems
+  const heldItemsOf = (session: Session) => (session as unknown as { admission: { heldItems: number } }).admission.heldItems
 
   /**
    * Plays a conversation against the model: what reaches the handlers, pongs, acks and replies,

@@ -91,7 +91,7 @@ const ack = (s: number): ClientFrame => ({ t: 'ack', s })
 const req = (s: number, id: number, d: unknown): ClientFrame => ({ t: 'req', s, id, d })
 
 /** The internal array behind the session's outbox (to check that it is compacted). */
-const outboxArray = (session: Session): unknown[] => (session as unknown as { outbox: unknown[] }).outbox
+const outboxArray = (session: Session): unknown[] => (session as unknown as { outbox: { entries: unknown[] } }).outbox.entries
 
 beforeEach(() => {
   vi.useFakeTimers()
@@ -1125,7 +1125,7 @@ describe('the rate limit slows a client down (backpressure)', () => {
 
   describe('held frames keep only what is still to deliver', () => {
     const heldItems = (session: Session) =>
-      (session as unknown as { held: { items?: unknown[]; frame?: { d?: unknown[] } }[]; heldHead: number }).held.map(
+      (session as unknown as { admission: { held: { items?: unknown[]; frame?: { d?: unknown[] } }[] } }).admission.held.map(
         (entry) => entry.items?.length ?? entry.frame?.d?.length,
       )
 

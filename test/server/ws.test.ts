@@ -72,7 +72,7 @@ function connect(target: { server: TetherServer; hooks: ConnectionHooks }) {
   return { ...fake, session: session! }
 }
 
-const heldItemsOf = (session: Session) => (session as unknown as { heldItems: number }).heldItems
+const heldItemsOf = (session: Session) => (session as unknown as { admission: { heldItems: number } }).admission.heldItems
 
 describe('every frame counts against the rate limit', () => {
   it('an ack flood is held to the rate and, beyond 10 s of it, refused (1013); the acks themselves are applied at once', async () => {

@@ -1,0 +1,270 @@
+/**
+ * A session's outgoing half: the messages and replies written to the client and not yet
+ * acknowledged, numbered consecutively, counted against `maxQueue` and `maxQueueBytes`, and
+ * written to the connection in `msg` frames until its buffer is full (a client that does not
+ * read). Not the client's `Outbox`: this one never times out or retries; it waits for the
+ * client's cumulative ack, and rewrites what is unacknowledged when the client resumes.
+ *
+ * The storage seam goes here (the session store will put it under this class):
+ * - recorded: each entry as `push()` appends it, under its sequence number (`last`): its
+ *   payload, and whether it is a reply (a complete `res` frame). A broadcast's payload is one
+ *   object shared by every session that holds it: stored once. The `send()` promise is not
+ *   stored; it lives in this process only.
+ * - read back: on resume, the entries after the client's ack (`acknowledge(clientAck)`, then
+ *   `rewind()` and `flush()`), and `last`, so numbering goes on where it stopped.
+ * - trimmed: on `acknowledge(seq)`, every entry up to `seq`; on `close()`, all of them.
+ * The client's side of the sequence (the last client message delivered, `rxSeq`) is the
+ * session's, and would be stored beside it.
+ * @module
+ */
+import { QueueFullError, type TetherError } from '../errors.js'
+import { msgBatcher } from '../protocol/frames.js'
+import type { AckProgress } from './liveness.js'
+import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
+import type { SessionConnection, SessionLimits } from './seams.js'
+
+/**
+ * A message held for the client. Its sequence number is its place in the outbox (they are
+ * consecutive), so a broadcast's entry carries nothing per session and is shared by all of them.
+ */
+export interface Outgoing {
+  /** A `msg` payload (JSON), or a complete `res` frame. */
+  readonly payload: string
+  /** UTF-8 bytes of `payload`. */
+  readonly size: number
+  readonly reply?: true
+  /** Only for `session.send()`: its promise, and what settles it. */
+  readonly promise?: Promise<void>
+  readonly resolve?: () => void
+  readonly reject?: (error: TetherError) => void
+  /** Only for a shared message: how many disconnected (parked) sessions hold it. */
+  holdersAway?: number
+}
+
+/** A message encoded once for many sessions (a broadcast): each queues this same object, without a promise. @internal */
+export interface SharedMessage extends Outgoing {
+  holdersAway: number
+  readonly reply?: undefined
+  readonly promise?: undefined
+  readonly resolve?: undefined
+  readonly reject?: undefined
+}
+
+/** Makes a {@link SharedMessage} of a payload already JSON-encoded. @internal */
+export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload), holdersAway: 0 })
+
+/** Bytes an entry counts against `maxQueueBytes` (memory.ts has the figures). */
+export const cost = (entry: Outgoing): number =>
+  entry.size + (entry.resolve ? SENT_ENTRY_BYTES : entry.reply ? REPLY_ENTRY_BYTES : SHARED_ENTRY_BYTES)
+
+const noop = () => {}
+
+/** Takes the place of an acknowledged entry until the array is compacted. */
+const RELEASED: Outgoing = { payload: '', size: 0 }
+
+/** The unacknowledged messages of one session, to the client. @internal */
+export class SessionOutbox {
+  /** Entries from `head` are unacknowledged, numbered consecutively up to `last`. */
+  private entries: Outgoing[] = []
+  private head = 0
+  /** Of the unacknowledged entries, how many went on the current connection. */
+  private written = 0
+  private lastSeq = 0
+  /** The client's last cumulative ack. */
+  private ackedSeq = 0
+  /** What the unacknowledged entries count against `maxQueueBytes`. */
+  private counted = 0
+  /** Of those, the payload bytes of shared messages (broadcasts), which the server-wide budget counts once for all sessions. */
+  private sharedBytes = 0
+  /** Counted by the server-wide budget (the session is disconnected): the shared entries count this outbox among their holders. */
+  private away = false
+  /** The connection writing stopped on (WRITE_BUFFER_BYTES were buffered), until what it buffered was handed on. */
+  private blocked: SessionConnection | undefined
+
+  constructor(private readonly limits: Pick<SessionLimits, 'maxQueue' | 'maxQueueBytes' | 'maxPayload'>) {}
+
+  /** Sequence number of the last entry pushed. */
+  get last(): number {
+    return this.lastSeq
+  }
+
+  /** Entries not yet acknowledged. */
+  get pending(): number {
+    return this.entries.length - this.head
+  }
+
+  /** What the unacknowledged entries count against `maxQueueBytes`. */
+  get bytes(): number {
+    return this.counted
+  }
+
+  /** `bytes` without the shared payloads: what the server-wide budget counts for this session alone. */
+  get ownBytes(): number {
+    return this.counted - this.sharedBytes
+  }
+
+  /** Whether the outbox is counted by the server-wide budget (see {@link park}). */
+  get parked(): boolean {
+    return this.away
+  }
+
+  /** How far the client acknowledged what was written on the current connection. */
+  get progress(): AckProgress {
+    // Entries are numbered by their place: the last written is `written` after the last acknowledged.
+    return { acked: this.ackedSeq, written: this.lastSeq - this.pending + this.written }
+  }
+
+  /** Why an entry counting `bytes` cannot be pushed now (`owner` names the session), or undefined if it can. */
+  refusal(bytes: number, owner: string): QueueFullError | undefined {
+    const { maxQueue, maxQueueBytes } = this.limits
+    if (this.pending >= maxQueue) {
+      return new QueueFullError(
+        `session ${owner} has ${this.pending} unacknowledged messages (maxQueue ${maxQueue}); the client is not keeping up or is away`,
+      )
+    }
+    if (this.counted + bytes > maxQueueBytes) {
+      return new QueueFullError(
+        `session ${owner} holds ${this.counted} bytes of unacknowledged messages and this one counts ${bytes} (maxQueueBytes ${maxQueueBytes}); the client is not keeping up or is away`,
+      )
+    }
+    return undefined
+  }
+
+  /**
+   * Appends an entry, numbered `last + 1`, and counts it. Returns the payload bytes the
+   * server-wide budget now counts in addition: a shared entry's, when this parked outbox is its
+   * first disconnected holder; otherwise 0.
+   */
+  push(entry: Outgoing): number {
+    this.lastSeq++
+    this.entries.push(entry)
+    this.counted += cost(entry)
+    if (entry.holdersAway === undefined) return 0
+    this.sharedBytes += entry.size
+    return this.away && entry.holdersAway++ === 0 ? entry.size : 0
+  }
+
+  /** The client acknowledged everything up to `seq` (at most `last`): those entries are let go, their sends resolve. */
+  acknowledge(seq: number): void {
+    this.ackedSeq = Math.max(this.ackedSeq, seq)
+    const { entries } = this
+    let count = Math.min(this.pending, seq - (this.lastSeq - this.pending))
+    while (count-- > 0) {
+      const entry = entries[this.head]
+      // Let go now (a broadcast's payload is shared): only a compaction would drop it otherwise.
+      entries[this.head++] = RELEASED
+      this.counted -= cost(entry)
+      if (entry.holdersAway !== undefined) this.sharedBytes -= entry.size
+      if (this.written > 0) this.written--
+      entry.resolve?.()
+    }
+    // Compact now and then rather than shifting per ack.
+    if (this.head > 1024 && this.head * 2 > entries.length) {
+      this.entries = entries.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** A new connection, or none: nothing unacknowledged went on it yet. */
+  rewind(): void {
+    this.written = 0
+    this.blocked = undefined
+  }
+
+  /**
+   * Writes what `connection` has not had yet, batching messages into `msg` frames, until the
+   * connection has WRITE_BUFFER_BYTES buffered (a client that does not read): then the rest
+   * waits, and writing goes on once what was written has been handed on.
+   */
+  flush(connection: SessionConnection | undefined): void {
+    if (!connection || this.blocked === connection) return
+    const { entries } = this
+    const start = this.head + this.written
+    if (start >= entries.length) return
+    // Only a connection that reports what it buffers can be waited for.
+    const watch = connection.bufferedAmount !== undefined
+    let full = false
+    const written = watch
+      ? (error?: Error) => {
+          if (!error) this.onWritten(connection)
+        }
+      : undefined
+    const write = (frame: string) => {
+      connection.send(frame, written)
+      if (watch && (connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES) full = true
+    }
+    const batch = msgBatcher(this.limits.maxPayload, write)
+    const firstSeq = this.lastSeq - this.pending + 1 - this.head
+    for (let i = start; i < entries.length && !full; i++) {
+      const entry = entries[i]
+      this.written++
+      if (entry.reply) {
+        batch.end()
+        write(entry.payload)
+        continue
+      }
+      batch.add(firstSeq + i, entry.payload, entry.size)
+    }
+    batch.end()
+    if (full) this.blocked = connection
+  }
+
+  /** A frame written by flush() was handed to the network: write on if the connection's buffer has emptied. */
+  private onWritten(connection: SessionConnection): void {
+    if (this.blocked !== connection || (connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES / 2) return
+    this.blocked = undefined
+    this.flush(connection)
+  }
+
+  /**
+   * The session disconnected: from now on the server-wide budget counts it, and the shared
+   * entries count it among their disconnected holders. Returns the payload bytes of those it is
+   * the first disconnected holder of.
+   */
+  park(): number {
+    this.away = true
+    return this.holdShared(1)
+  }
+
+  /** No longer counted by the budget (connected again, or ended); returns the shared payload bytes let go (negative). */
+  unpark(): number {
+    if (!this.away) return 0
+    this.away = false
+    return this.holdShared(-1)
+  }
+
+  /** Counts this outbox among the holders of its shared entries (`by` 1), or no longer (-1). */
+  private holdShared(by: 1 | -1): number {
+    let bytes = 0
+    const { entries } = this
+    for (let i = this.head; i < entries.length; i++) {
+      const entry = entries[i]
+      if (entry.holdersAway === undefined) continue
+      entry.holdersAway += by
+      if (entry.holdersAway === (by > 0 ? 1 : 0)) bytes += by * entry.size
+    }
+    return bytes
+  }
+
+  /**
+   * The session ended: every entry is let go and its send rejects with `error`. Returns the
+   * shared payload bytes the budget lets go (negative), as {@link unpark}.
+   */
+  close(error: TetherError): number {
+    const sharedBytes = this.unpark()
+    const { entries, head } = this
+    this.entries = []
+    this.head = 0
+    this.counted = 0
+    this.sharedBytes = 0
+    this.blocked = undefined
+    for (let i = head; i < entries.length; i++) {
+      const entry = entries[i]
+      // An ignored failure must not crash the process as an unhandled rejection. Marked here,
+      // not when sent: a second promise per message would cost as much again.
+      entry.promise?.catch(noop)
+      entry.reject?.(error)
+    }
+    return sharedBytes
+  }
+}

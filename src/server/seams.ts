@@ -1,0 +1,75 @@
+/**
+ * The session's seams: the connection it reads from and writes to (ws.ts implements it for
+ * `ws`; tests with plain objects), the events it reports to the server that owns it (index.ts),
+ * and its limits.
+ * @module
+ */
+import type { RateLimit } from './limits.js'
+import type { Session } from './sessions.js'
+
+/** One connection as the session sees it. */
+export interface SessionConnection {
+  /**
+   * Writes a frame. `written`, when given, is called once the frame was handed to the network,
+   * or with an error when it never will be (the connection closed).
+   */
+  send(frame: string, written?: (error?: Error) => void): void
+  close(code: number, reason: string): void
+  /** Stops reading from the connection (rate-limit backpressure: admission.ts says when). */
+  pause?(): void
+  /** Reads again after `pause()`. Must be harmless on a closed connection. */
+  resume?(): void
+  /**
+   * Whether the connection is still open: false once it is closing (the peer's close frame was
+   * read, or the server is closing it). Held work is not delivered on a connection that is not
+   * open. Without this method, an attached connection counts as open until it is detached.
+   */
+  isOpen?(): boolean
+  /**
+   * Bytes written to the connection and not yet handed to the network (`ws`'s `bufferedAmount`).
+   * With it, the session stops writing messages once `WRITE_BUFFER_BYTES` are buffered (a client
+   * that does not read), keeps the rest in its outbox, and writes again when the frames it wrote
+   * were handed on (`send()`'s `written`). Without it, every message is written at once.
+   */
+  bufferedAmount?(): number
+}
+
+/** Why a session ended: its `sessionTtl` ran out, the server evicted it to stay within `maxDisconnectedBytes`, `end()` was called, or the server shut down. */
+export type ExpireReason = 'ttl' | 'evicted' | 'ended' | 'shutdown'
+
+/** What sessions report to the server that owns them. */
+export interface SessionEvents {
+  message(data: unknown, session: Session): void
+  request(data: unknown, session: Session): Promise<unknown>
+  expire(session: Session, reason: ExpireReason): void
+  /**
+   * The session let go of its connection (closed, lost, or closed by the server), `code` being
+   * the close code; not when a newer connection of the session replaced it (the session is still
+   * connected then). Before `expire` when the session ends while connected.
+   */
+  disconnect?(session: Session, code: number): void
+  /**
+   * What the session holds, as the server-wide budget sees it, changed: it disconnected, it
+   * reconnected or ended, or, while disconnected, it queued more. `parked`: it is disconnected
+   * and counts against the budget (`ownBytes`). `sharedBytes`: payload bytes of broadcasts that
+   * this change made held (positive) or no longer held (negative) by any disconnected session,
+   * since the budget counts each broadcast's payload once.
+   */
+  memory?(session: Session, parked: boolean, sharedBytes: number): void
+}
+
+/** Limits of one session. */
+export interface SessionLimits {
+  /** Most messages (sent, not yet acknowledged by the client) held per session. */
+  maxQueue: number
+  /** Most bytes of such messages held per session: their UTF-8 payloads plus a fixed overhead each (memory.ts). */
+  maxQueueBytes: number
+  /** Largest frame written to the client, in bytes. */
+  maxPayload: number
+  /** How long a disconnected session is kept for resume, in ms. */
+  sessionTtl: number
+  /** The rate limit (admission.ts has the rule), or false for none. */
+  rateLimit: RateLimit | false
+  /** Most requests awaiting the handler's reply at once. */
+  maxPendingRequests: number
+}

@@ -1,0 +1,126 @@
+// @vitest-environment node
+/**
+ * A session's outbox on its own: numbering, the client's ack, the bounds, the server-wide
+ * budget's view of shared entries, and writing until the connection's buffer is full. What the
+ * session store will rely on (what is recorded, read back and trimmed) is what these pin down.
+ */
+import { describe, expect, it, vi } from 'vitest'
+import { ClosedError, QueueFullError } from '../../src/errors.js'
+import { SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from '../../src/server/memory.js'
+import { type Outgoing, SessionOutbox, sharedMessage } from '../../src/server/outbox.js'
+import type { SessionConnection } from '../../src/server/seams.js'
+
+const limits = { maxQueue: 3, maxQueueBytes: 10_000, maxPayload: 1024 * 1024 }
+
+/** A `session.send()` entry, with its promise. */
+function sent(payload: string): Outgoing & { promise: Promise<void> } {
+  let resolve = () => {}
+  let reject = (_: Error) => {}
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { payload, size: Buffer.byteLength(payload), promise, resolve, reject }
+}
+
+/** A connection that records what is written, with a buffer the test fills and empties. */
+function connection() {
+  const frames: string[] = []
+  const callbacks: ((error?: Error) => void)[] = []
+  let buffered = 0
+  const conn = {
+    frames,
+    setBuffered: (bytes: number) => {
+      buffered = bytes
+    },
+    /** Hands on every frame written so far. */
+    drain: () => {
+      for (const written of callbacks.splice(0)) written()
+    },
+    send: (frame: string, written?: (error?: Error) => void) => {
+      frames.push(frame)
+      if (written) callbacks.push(written)
+    },
+    close: vi.fn(),
+    bufferedAmount: () => buffered,
+  } satisfies SessionConnection & Record<string, unknown>
+  return conn
+}
+
+describe('SessionOutbox', () => {
+  it('numbers entries consecutively and writes the unacknowledged ones, batched, from the client ack on', () => {
+    const outbox = new SessionOutbox(limits)
+    for (const payload of ['"a"', '"b"', '"c"']) outbox.push(sent(payload))
+    expect(outbox.last).toBe(3)
+    outbox.acknowledge(1)
+    const conn = connection()
+    outbox.rewind()
+    outbox.flush(conn)
+    expect(conn.frames).toEqual(['{"t":"msg","s":2,"d":["b","c"]}'])
+    expect(outbox.progress).toEqual({ acked: 1, written: 3 })
+  })
+
+  it('trims what the client acknowledges, resolving those sends, and numbers on where it stopped', async () => {
+    const outbox = new SessionOutbox(limits)
+    const first = sent('"a"')
+    outbox.push(first)
+    outbox.push(sent('"b"'))
+    outbox.acknowledge(1)
+    await expect(first.promise).resolves.toBeUndefined()
+    expect(outbox.pending).toBe(1)
+    expect(outbox.bytes).toBe(3 + SENT_ENTRY_BYTES)
+    outbox.push(sent('"c"'))
+    expect(outbox.last).toBe(3)
+  })
+
+  it('refuses beyond maxQueue and maxQueueBytes with a QueueFullError naming the session and the limit', () => {
+    const outbox = new SessionOutbox(limits)
+    for (const payload of ['"a"', '"b"', '"c"']) outbox.push(sent(payload))
+    expect(outbox.refusal(10, 'S1')).toBeInstanceOf(QueueFullError)
+    expect(outbox.refusal(10, 'S1')?.message).toMatch(/session S1 has 3 unacknowledged messages \(maxQueue 3\)/)
+    const small = new SessionOutbox({ ...limits, maxQueueBytes: 100 })
+    expect(small.refusal(101, 'S2')?.message).toMatch(/this one counts 101 \(maxQueueBytes 100\)/)
+    expect(small.refusal(100, 'S2')).toBeUndefined()
+  })
+
+  it('counts a shared payload once for the budget: when the first parked holder takes it, and when the last lets go', () => {
+    const a = new SessionOutbox(limits)
+    const b = new SessionOutbox(limits)
+    const message = sharedMessage('"news"')
+    expect(a.park()).toBe(0)
+    expect(a.push(message)).toBe(6)
+    expect(b.push(message)).toBe(0) // connected: not counted by the budget
+    expect(b.park()).toBe(0) // a parked holder already counts it
+    expect(a.ownBytes).toBe(SHARED_ENTRY_BYTES)
+    expect(a.unpark()).toBe(0)
+    expect(b.unpark()).toBe(-6)
+  })
+
+  it('stops writing once the connection has WRITE_BUFFER_BYTES buffered, and goes on once they were handed on', () => {
+    const outbox = new SessionOutbox({ ...limits, maxQueue: 100, maxPayload: 20 })
+    for (let i = 0; i < 4; i++) outbox.push(sent(`"${'x'.repeat(8)}"`))
+    const conn = connection()
+    conn.setBuffered(WRITE_BUFFER_BYTES)
+    outbox.flush(conn)
+    // The frame being batched when the buffer filled goes out too (memory.ts: the bound is passed by up to one frame).
+    expect(conn.frames).toHaveLength(2)
+    outbox.flush(conn) // still blocked
+    expect(conn.frames).toHaveLength(2)
+    conn.setBuffered(0)
+    conn.drain()
+    expect(conn.frames).toHaveLength(4)
+  })
+
+  it("rejects every unacknowledged send when closed, and lets go of a parked holder's shared payloads", async () => {
+    const outbox = new SessionOutbox(limits)
+    const entry = sent('"a"')
+    outbox.push(entry)
+    outbox.push(sharedMessage('"b"'))
+    outbox.park()
+    const error = new ClosedError('session closed by the server')
+    expect(outbox.close(error)).toBe(-3)
+    await expect(entry.promise).rejects.toBe(error)
+    expect(outbox.pending).toBe(0)
+    expect(outbox.bytes).toBe(0)
+  })
+})
