@@ -19,7 +19,7 @@
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
+import { ClosedError, ConnectionError, DeliveryError, EncodeError, OptionError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
 import { backoffDelay } from './backoff.js'
 import { isOnline, watchEnvironment } from './environment.js'
@@ -720,12 +720,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       return this.rejectNow(
         cause instanceof TetherError
           ? cause
-          : new TetherError(
-              `could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`,
-              { cause, data },
-              'TetherError',
-              'ERR_ENCODE',
-            ),
+          : new EncodeError(`could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, data }),
       )
     }
     const timeout = options?.timeout === undefined ? (request ? this.options.requestTimeout : this.options.ackTimeout) : options.timeout
