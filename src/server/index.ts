@@ -17,7 +17,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { ClosedError, DeliveryError } from '../errors.js'
+import { ClosedError, DeliveryError, OptionError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import { MAX_HOLD, type RateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
@@ -441,9 +441,30 @@ const MAX_TIMER = 2 ** 31 - 1
 /** Options that are timer delays, in ms. */
 const TIMED: readonly string[] = ['sessionTtl', 'heartbeatInterval', 'helloTimeout']
 
+/** A value as an option error shows it: strings quoted, an object's members one level deep. */
+function shown(value: unknown, depth = 0): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  try {
+    if (value !== null && typeof value === 'object' && depth === 0 && !Array.isArray(value)) {
+      return `{ ${Object.entries(value)
+        .map(([key, member]) => `${key}: ${shown(member, 1)}`)
+        .join(', ')} }`
+    }
+    return String(value)
+  } catch {
+    return Object.prototype.toString.call(value) // a throwing getter or toString
+  }
+}
+
+/** The error for a bad option, in the client's style: "options.X must be …; got …". */
+const optionError = (option: string, expected: string, value: unknown): OptionError =>
+  new OptionError(`createTetherServer: options.${option} must be ${expected}; got ${shown(value)}`)
+
 /**
  * Starts a tether.v1 server: standalone on `port`/`host`, or attached to `server`.
  * Resolves once it is listening.
+ * @throws {@link OptionError} (as a rejection) naming the first bad option and the value given
  */
 export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
   const rateLimit = options.rateLimit ?? { rate: 1000, burst: 10000 }
@@ -451,7 +472,7 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     rateLimit !== false &&
     (typeof rateLimit !== 'object' || !(Number.isFinite(rateLimit.rate) && rateLimit.rate > 0) || !(rateLimit.burst >= 1))
   ) {
-    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
+    throw optionError('rateLimit', 'false or { rate: a finite number > 0, burst >= 1 }', rateLimit)
   }
   const settings = {
     ...options,
@@ -477,11 +498,11 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
   ] as const) {
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
-      throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)
+      throw optionError(key, 'a positive number', value)
     }
     // Timers fire at once beyond their 32-bit limit: a session kept "forever" would expire at once.
     if (TIMED.includes(key) && value > MAX_TIMER) {
-      throw new TypeError(`createTetherServer: options.${key} must be at most ${MAX_TIMER} ms (about 24.8 days); got ${String(value)}`)
+      throw optionError(key, `at most ${MAX_TIMER} ms (about 24.8 days)`, value)
     }
   }
   if (options.server) return new TetherServer(options.server, false, settings)

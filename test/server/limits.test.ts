@@ -7,6 +7,7 @@
 import { createServer } from 'node:http'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { OptionError } from '../../src/errors.js'
 import { createTetherServer } from '../../src/server/index.js'
 import { maxHeldBytes, TokenBucket } from '../../src/server/limits.js'
 
@@ -219,9 +220,15 @@ describe("createTetherServer's rateLimit option", () => {
     ['a NaN rate', { rate: Number.NaN, burst: 5 }],
     ['a rate of 0', { rate: 0, burst: 5 }],
     ['a burst below 1', { rate: 10, burst: 0.5 }],
-  ])('refuses %s with a TypeError', async (_name, rateLimit) => {
-    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(
-      /options\.rateLimit must be false or \{ rate: a finite number > 0, burst >= 1 \}/,
+  ])('refuses %s with an OptionError', async (_name, rateLimit) => {
+    const refused = createTetherServer({ server: createServer(), rateLimit })
+    await expect(refused).rejects.toThrow(/options\.rateLimit must be false or \{ rate: a finite number > 0, burst >= 1 \}/)
+    await expect(refused).rejects.toThrow(OptionError)
+  })
+
+  it('names the value given', async () => {
+    await expect(createTetherServer({ server: createServer(), rateLimit: { rate: Number.NaN, burst: 5 } })).rejects.toThrow(
+      /options\.rateLimit must be .*; got \{ rate: NaN, burst: 5 \}$/,
     )
   })
 
