@@ -27,6 +27,7 @@ import { describeFailure, type ErrorEventLike } from './failure.js'
 import {
   type CloseInfo,
   checkProtocols,
+  checkSendOptions,
   DEFAULT_CONNECT_TIMEOUT,
   normalizeUrl,
   type RequestOptions,
@@ -727,16 +728,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     const ttl = options?.ttl === undefined ? this.options.queue.ttl : options.ttl
     const key = options?.key
     const signal = options?.signal
-    if (
-      !(timeout > 0) ||
-      !(ttl > 0) ||
-      (key !== undefined && typeof key !== 'string') ||
-      (signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function')
-    ) {
-      return this.rejectNow(
-        new OptionError('send options: timeout and ttl must be numbers > 0, key a string, signal an AbortSignal', { data }),
-      )
-    }
+    const invalid = checkSendOptions(options, data, request ? 'request' : 'send')
+    if (invalid) return this.rejectNow(invalid)
     // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
     if (!options && !request && !first && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
       return WRITTEN
