@@ -158,6 +158,8 @@ function shut(ws: Connection, code: number, reason: string): boolean {
 }
 /** The result of every send() finished at once (a settled promise can be shared). */
 const WRITTEN: Promise<unknown> = Promise.resolve()
+/** The error of a message left undelivered by `close()` (module-level: a static would show on `window.TetherSocket`). */
+const closedError = (entry: Entry) => new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
 /** Close code this client uses when it drops a connection on purpose (timeouts, reconnect(), a failed hook). */
 export const CLIENT_DROP = 4000
 
@@ -349,7 +351,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.current === 'closing') return done
     this.attemptId++
     this.clearTimer()
-    this.failEverything(TetherSocket.closedError)
+    this.failEverything(closedError)
     const ws = this.ws
     if (ws) {
       this.requestedClose = { code, reason, wasClean: false }
@@ -691,18 +693,15 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.outbox.failAll(makeError)
   }
 
-  private static closedError = (entry: Entry) =>
-    new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
-
   /** Enters `closed` and releases everything that could keep the socket alive. */
   private shutDown(): void {
     this.attemptId++
     this.clearTimer()
-    this.failEverything(TetherSocket.closedError)
+    this.failEverything(closedError)
     this.unwatch?.()
     this.unwatch = undefined
     this.setState('closed')
-    this.failEverything(TetherSocket.closedError) // sends made by listeners meanwhile
+    this.failEverything(closedError) // sends made by listeners meanwhile
     const waiters = this.closeWaiters
     this.closeWaiters = []
     for (const resolve of waiters) resolve()
