@@ -8,7 +8,8 @@ import { EncodeError, ProtocolError } from '../../errors.js'
 import type { Payload } from '../outbox.js'
 import type { Protocol, ProtocolHost, WireData } from './types.js'
 
-const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
+/** Binary data as a WebSocket sends it: ArrayBuffer, a view on one, or Blob. */
+export const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
   data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)
 
 /** The raw-mode protocol: one message per WebSocket frame, nothing added. */

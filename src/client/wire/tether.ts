@@ -26,6 +26,7 @@ import {
 import type { HeartbeatOptions } from '../options.js'
 import type { Entry } from '../outbox.js'
 import { timer } from '../timers.js'
+import { isBinary } from './raw.js'
 import type { Protocol, ProtocolHost, WireData } from './types.js'
 
 /** The `session` event's argument: a new server session began. */
@@ -78,7 +79,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   ) {}
 
   encode(data: Out): string {
-    if (data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)) {
+    if (isBinary(data)) {
       throw new EncodeError("tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'", { data })
     }
     try {
