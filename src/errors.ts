@@ -19,17 +19,59 @@ export interface TetherErrorOptions {
   data?: unknown
 }
 
+/**
+ * The codes of the errors tethersocket itself creates: one per error class, plus the few a plain
+ * {@link TetherError} carries. A {@link ReplyError}'s code is not among them: it is whatever the
+ * server's handler gave (see {@link ReplyErrorCode}).
+ */
+export type TetherErrorCode =
+  /** A plain {@link TetherError} built without a code of its own (the default). */
+  | 'ERR_TETHER'
+  /** {@link DeliveryError}: a message was given up on (retries exhausted, session ended, message too big for the server). */
+  | 'ERR_DELIVERY'
+  /** {@link TimeoutError}: a message's `timeout` or `ttl`, a request, a connection attempt or the heartbeat ran out. */
+  | 'ERR_TIMEOUT'
+  /** {@link QueueFullError}: the outgoing queue was full, or a queued message was dropped to make room. */
+  | 'ERR_QUEUE_FULL'
+  /** {@link ProtocolError}: the peer sent a malformed frame, or does not speak `tether.v1`. */
+  | 'ERR_PROTOCOL'
+  /** {@link ClosedError}: the socket (or the server session) was closed before the message was delivered. */
+  | 'ERR_CLOSED'
+  /** {@link AbortError}: a message's `signal` aborted. */
+  | 'ERR_ABORTED'
+  /** {@link ConnectionError}: a connection attempt failed before the socket opened. */
+  | 'ERR_CONNECTION'
+  /** {@link OptionError}: an option, URL, close code or reason, or a per-call option is invalid. */
+  | 'ERR_INVALID_OPTION'
+  /** {@link EncodeError}: `send()`/`request()` got a message that cannot be encoded for the wire. */
+  | 'ERR_ENCODE'
+  /** A plain {@link TetherError}: `request()` was called in raw mode, which has no replies. */
+  | 'ERR_UNSUPPORTED'
+  /** A plain {@link TetherError} from the React or Vue binding: creating the socket threw something that was not a TetherError. */
+  | 'ERR_CREATE'
+
+/**
+ * The code of a {@link ReplyError}: what the server's request handler gave. The reference server
+ * answers `ERR_INTERNAL` when a handler failed with anything but a `RequestError`, and
+ * `ERR_REPLY_ENCODING` when its reply was not JSON; any other string is the handler's own.
+ */
+// `string & {}` keeps the known codes in editors' completion while admitting any server code.
+export type ReplyErrorCode = 'ERR_INTERNAL' | 'ERR_REPLY_ENCODING' | (string & {})
+
 /** Base class of every error raised or emitted by tethersocket. */
 export class TetherError extends Error {
-  /** A stable machine-readable code, such as `ERR_QUEUE_FULL`. */
-  readonly code: string
+  /**
+   * A stable machine-readable code to branch on: a {@link TetherErrorCode}, or on a
+   * {@link ReplyError} the code the server gave.
+   */
+  readonly code: TetherErrorCode | ReplyErrorCode
   /** The message this error is about (for send/request failures). */
   readonly data?: unknown
 
   /**
    * @param name - set explicitly rather than read from the constructor, which minifiers rename
    */
-  constructor(message: string, options?: TetherErrorOptions, name = 'TetherError', code = 'ERR_TETHER') {
+  constructor(message: string, options?: TetherErrorOptions, name = 'TetherError', code: TetherErrorCode | ReplyErrorCode = 'ERR_TETHER') {
     super(message, options && 'cause' in options ? { cause: options.cause } : undefined)
     this.name = name
     this.code = code
@@ -43,6 +85,8 @@ export class TetherError extends Error {
  * server session ended before a request's reply, or the message is bigger than the server accepts.
  */
 export class DeliveryError extends TetherError {
+  declare readonly code: 'ERR_DELIVERY'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'DeliveryError', 'ERR_DELIVERY')
   }
@@ -50,6 +94,8 @@ export class DeliveryError extends TetherError {
 
 /** A deadline passed: a message's `timeout` or `ttl`, a request, or a connection attempt. */
 export class TimeoutError extends TetherError {
+  declare readonly code: 'ERR_TIMEOUT'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'TimeoutError', 'ERR_TIMEOUT')
   }
@@ -57,6 +103,8 @@ export class TimeoutError extends TetherError {
 
 /** The outgoing queue was full (`queue.maxMessages` or `queue.maxBytes`), or a message was dropped to make room. */
 export class QueueFullError extends TetherError {
+  declare readonly code: 'ERR_QUEUE_FULL'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'QueueFullError', 'ERR_QUEUE_FULL')
   }
@@ -64,6 +112,8 @@ export class QueueFullError extends TetherError {
 
 /** The peer broke the wire protocol: a malformed frame, or a server that does not speak `tether.v1`. */
 export class ProtocolError extends TetherError {
+  declare readonly code: 'ERR_PROTOCOL'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'ProtocolError', 'ERR_PROTOCOL')
   }
@@ -71,6 +121,8 @@ export class ProtocolError extends TetherError {
 
 /** The socket was closed by the user (`close()`) before the message was delivered. */
 export class ClosedError extends TetherError {
+  declare readonly code: 'ERR_CLOSED'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'ClosedError', 'ERR_CLOSED')
   }
@@ -78,6 +130,8 @@ export class ClosedError extends TetherError {
 
 /** A message's `signal` was aborted. Named `AbortError` like the platform's, so `err.name === 'AbortError'` checks keep working. */
 export class AbortError extends TetherError {
+  declare readonly code: 'ERR_ABORTED'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'AbortError', 'ERR_ABORTED')
   }
@@ -90,6 +144,8 @@ export class AbortError extends TetherError {
  * refused the URL, or the `onOpen` hook failed. `cause` is the platform's error, if any.
  */
 export class ConnectionError extends TetherError {
+  declare readonly code: 'ERR_CONNECTION'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'ConnectionError', 'ERR_CONNECTION')
   }
@@ -97,14 +153,32 @@ export class ConnectionError extends TetherError {
 
 /** An option, URL or argument is invalid. Thrown synchronously, naming the option and what is accepted. */
 export class OptionError extends TetherError {
+  declare readonly code: 'ERR_INVALID_OPTION'
+
   constructor(message: string, options?: TetherErrorOptions) {
     super(message, options, 'OptionError', 'ERR_INVALID_OPTION')
   }
 }
 
+/**
+ * A message cannot be encoded for the wire, so `send()` or `request()` (or the server's
+ * `session.send()`) rejected it at once: in tether mode it is not JSON-encodable (a BigInt, a
+ * cycle, `undefined`) or is binary; in raw mode `serialize` returned neither a string nor binary.
+ * `data` is the message; `cause` is the encoder's error, if it threw one.
+ */
+export class EncodeError extends TetherError {
+  declare readonly code: 'ERR_ENCODE'
+
+  constructor(message: string, options?: TetherErrorOptions) {
+    super(message, options, 'EncodeError', 'ERR_ENCODE')
+  }
+}
+
 /** The server's request handler answered with an error; `code` is the code the server gave. */
 export class ReplyError extends TetherError {
-  constructor(message: string, code: string, options?: TetherErrorOptions) {
+  declare readonly code: ReplyErrorCode
+
+  constructor(message: string, code: ReplyErrorCode, options?: TetherErrorOptions) {
     super(message, options, 'ReplyError', code)
   }
 }

@@ -5,7 +5,8 @@
  */
 import * as api from './index.js'
 
-const { TetherSocket } = api
-Object.assign(TetherSocket, api)
+// Only the public exports, and not the class as a static of itself.
+const { TetherSocket, ...statics } = api
+Object.assign(TetherSocket, statics)
 
 export default TetherSocket

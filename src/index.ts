@@ -37,12 +37,13 @@ export type {
 } from './client/socket.js'
 export { TetherSocket } from './client/socket.js'
 export type { SessionInfo } from './client/wire/tether.js'
-export type { TetherErrorOptions } from './errors.js'
+export type { ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
 export {
   AbortError,
   ClosedError,
   ConnectionError,
   DeliveryError,
+  EncodeError,
   OptionError,
   ProtocolError,
   QueueFullError,

@@ -1,16 +1,20 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, expectTypeOf, it } from 'vitest'
 import {
   AbortError,
   ClosedError,
   ConnectionError,
   DeliveryError,
+  EncodeError,
   OptionError,
   ProtocolError,
   QueueFullError,
   ReplyError,
+  type ReplyErrorCode,
   TetherError,
+  type TetherErrorCode,
   TimeoutError,
 } from '../src/errors.js'
+import * as api from '../src/index.js'
 
 type ErrorClass = new (message: string, options?: { cause?: unknown; data?: unknown }) => TetherError
 
@@ -23,7 +27,27 @@ const classes: [ErrorClass, string, string][] = [
   [AbortError, 'AbortError', 'ERR_ABORTED'],
   [ConnectionError, 'ConnectionError', 'ERR_CONNECTION'],
   [OptionError, 'OptionError', 'ERR_INVALID_OPTION'],
+  [EncodeError, 'EncodeError', 'ERR_ENCODE'],
 ]
+
+/**
+ * Every member of TetherErrorCode, with what carries it. A `Record` over the union: the
+ * typecheck fails when a code is added to the union but not here, or listed here but not in it.
+ */
+const carriers: Record<TetherErrorCode, string> = {
+  ERR_TETHER: 'TetherError',
+  ERR_DELIVERY: 'DeliveryError',
+  ERR_TIMEOUT: 'TimeoutError',
+  ERR_QUEUE_FULL: 'QueueFullError',
+  ERR_PROTOCOL: 'ProtocolError',
+  ERR_CLOSED: 'ClosedError',
+  ERR_ABORTED: 'AbortError',
+  ERR_CONNECTION: 'ConnectionError',
+  ERR_INVALID_OPTION: 'OptionError',
+  ERR_ENCODE: 'EncodeError',
+  ERR_UNSUPPORTED: 'TetherError',
+  ERR_CREATE: 'TetherError',
+}
 
 describe('TetherError', () => {
   it('is an Error named TetherError with code ERR_TETHER by default', () => {
@@ -36,8 +60,8 @@ describe('TetherError', () => {
   })
 
   it('accepts an explicit name and code (for errors without a class of their own)', () => {
-    const error = new TetherError('could not encode', undefined, 'TetherError', 'ERR_ENCODE')
-    expect(error.code).toBe('ERR_ENCODE')
+    const error = new TetherError('raw mode has no replies', undefined, 'TetherError', 'ERR_UNSUPPORTED')
+    expect(error.code).toBe('ERR_UNSUPPORTED')
     expect(error.name).toBe('TetherError')
   })
 
@@ -128,5 +152,44 @@ describe('error classes', () => {
 
   it("AbortError keeps the platform name, so err.name === 'AbortError' checks keep working", () => {
     expect(new AbortError('aborted').name).toBe('AbortError')
+  })
+})
+
+describe('the export list', () => {
+  const exported = Object.entries(api).filter(
+    ([, value]) => typeof value === 'function' && (value === TetherError || value.prototype instanceof TetherError),
+  )
+
+  it('exports every error class from the package entry, under its own name', () => {
+    const names = exported.map(([name]) => name).sort()
+    expect(names).toEqual([...classes.map(([, name]) => name), 'ReplyError', 'TetherError'].sort())
+    for (const [name, value] of exported) expect(new (value as ErrorClass)('x').name).toBe(name)
+  })
+
+  it('exports EncodeError, an instance of TetherError named EncodeError with code ERR_ENCODE', () => {
+    expect(api.EncodeError).toBe(EncodeError)
+    const error = new api.EncodeError('cannot send a bigint', { data: 1n })
+    expect(error).toBeInstanceOf(api.TetherError)
+    expect(error).toMatchObject({ name: 'EncodeError', code: 'ERR_ENCODE', data: 1n })
+  })
+})
+
+describe('TetherErrorCode', () => {
+  it("lists every class's code, each carried by the class that names it", () => {
+    for (const [ErrorClass, name, code] of classes) {
+      expect(carriers[new ErrorClass('x').code as TetherErrorCode]).toBe(name)
+      expect(code in carriers).toBe(true)
+    }
+    expect(new TetherError('x').code).toBe('ERR_TETHER')
+  })
+
+  it("types each class's code as its literal, TetherError's as the union, ReplyError's as the server's string", () => {
+    expectTypeOf<DeliveryError['code']>().toEqualTypeOf<'ERR_DELIVERY'>()
+    expectTypeOf<EncodeError['code']>().toEqualTypeOf<'ERR_ENCODE'>()
+    expectTypeOf<OptionError['code']>().toEqualTypeOf<'ERR_INVALID_OPTION'>()
+    expectTypeOf<TetherError['code']>().toEqualTypeOf<TetherErrorCode | ReplyErrorCode>()
+    expectTypeOf<ReplyError['code']>().toEqualTypeOf<ReplyErrorCode>()
+    expectTypeOf<'ROOM_NOT_FOUND'>().toMatchTypeOf<ReplyError['code']>()
+    expectTypeOf<'ERR_ENCODE'>().not.toMatchTypeOf<DeliveryError['code']>()
   })
 })

@@ -35,25 +35,25 @@ export interface CloseInfo {
 
 /** Reconnection policy. The delay formula is documented in the README and in `backoff.ts`. */
 export interface ReconnectOptions {
-  /** Upper bound of the first retry's delay, in ms. Default `1000`. */
+  /** Upper bound of the first retry's delay, in ms. Default `1000` ({@link DEFAULTS}`.reconnect.minDelay`). */
   minDelay?: number
-  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger). */
+  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger; {@link DEFAULTS}`.reconnect.maxDelay`). */
   maxDelay?: number
-  /** Growth of the delay bound per failed attempt. Default `2`. */
+  /** Growth of the delay bound per failed attempt. Default `2` ({@link DEFAULTS}`.reconnect.factor`). */
   factor?: number
-  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`). */
+  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`; {@link DEFAULTS}`.reconnect.jitter`). */
   jitter?: number
   /**
    * Retries after the first failure before reconnection is given up: `3` allows 4 failed
    * attempts in a row (1 + 3 retries); `0` never retries. A connection that drops before
-   * `resetAfter` counts as a failed attempt. Default `Infinity`.
+   * `resetAfter` counts as a failed attempt. Default `Infinity` ({@link DEFAULTS}`.reconnect.maxRetries`).
    */
   maxRetries?: number
-  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000`. */
+  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000` ({@link DEFAULTS}`.reconnect.connectTimeout`). */
   connectTimeout?: number
-  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000`. */
+  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000` ({@link DEFAULTS}`.reconnect.resetAfter`). */
   resetAfter?: number
-  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000`. */
+  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000` ({@link DEFAULTS}`.reconnect.busyDelay`). */
   busyDelay?: number
   /**
    * Decides, per close, whether to try again. Not consulted after `close()`.
@@ -65,21 +65,21 @@ export interface ReconnectOptions {
 
 /** Bounds of the outgoing queue (messages queued plus, in tether mode, sent but not yet acknowledged). */
 export interface QueueOptions {
-  /** Most messages held at once. Default `10000`. */
+  /** Most messages held at once. Default `10000` ({@link DEFAULTS}`.queue.maxMessages`). */
   maxMessages?: number
-  /** Most payload bytes held at once. Default `10485760` (10 MiB). */
+  /** Most payload bytes held at once. Default `10485760`, 10 MiB ({@link DEFAULTS}`.queue.maxBytes`). */
   maxBytes?: number
-  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. */
+  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. ({@link DEFAULTS}`.queue.overflow`) */
   overflow?: 'reject' | 'drop-oldest'
-  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity`. */
+  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity` ({@link DEFAULTS}`.queue.ttl`). */
   ttl?: number
 }
 
 /** Heartbeat settings (tether mode). */
 export interface HeartbeatOptions {
-  /** Send a ping after this many ms without traffic. Default `25000`. */
+  /** Send a ping after this many ms without traffic. Default `25000` ({@link DEFAULTS}`.heartbeat.interval`). */
   interval?: number
-  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000`. */
+  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000` ({@link DEFAULTS}`.heartbeat.timeout`). */
   timeout?: number
 }
 
@@ -101,19 +101,19 @@ export interface TetherSocketOptions<In = unknown, Out = unknown> {
    * fails that attempt with a `ConnectionError` naming `options.protocols`.
    */
   protocols?: ProtocolsProvider
-  /** `'tether'` (default): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
+  /** `'tether'` (default, {@link DEFAULTS}`.mode`): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
   mode?: 'tether' | 'raw'
   /** Reconnection policy, or `false` to never reconnect. */
   reconnect?: false | ReconnectOptions
   /** Bounds of the outgoing queue. */
   queue?: QueueOptions
-  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity`. */
+  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity` ({@link DEFAULTS}`.ackTimeout`). */
   ackTimeout?: number
-  /** Default `timeout` of `request()` in ms. Default `30000`. */
+  /** Default `timeout` of `request()` in ms. Default `30000` ({@link DEFAULTS}`.requestTimeout`). */
   requestTimeout?: number
   /** Liveness checks (tether mode), or `false`. */
   heartbeat?: false | HeartbeatOptions
-  /** Connect at construction. Default `true`; when `false`, call `connect()`. */
+  /** Connect at construction. Default `true` ({@link DEFAULTS}`.autoConnect`); when `false`, call `connect()`. */
   autoConnect?: boolean
   /**
    * Runs on every open before the queued backlog is written, for a hello or auth message that
@@ -164,27 +164,79 @@ export interface ResolvedOptions<In, Out> {
 }
 
 const NEVER_RETRY = 1008
+
+/**
+ * The default of every `TetherSocket` option that has one, in one place: `resolveOptions`
+ * applies these, and each option's documentation names its entry. `reconnect.maxDelay` is
+ * at least `reconnect.minDelay`; `reconnect.shouldReconnect` defaults to {@link defaultShouldReconnect}.
+ */
+export const DEFAULTS = {
+  mode: 'tether',
+  reconnect: {
+    minDelay: 1000,
+    maxDelay: 30000,
+    factor: 2,
+    jitter: 1,
+    maxRetries: Number.POSITIVE_INFINITY,
+    connectTimeout: 10000,
+    resetAfter: 5000,
+    busyDelay: 5000,
+  },
+  queue: { maxMessages: 10000, maxBytes: 10 * 1024 * 1024, overflow: 'reject', ttl: Number.POSITIVE_INFINITY },
+  ackTimeout: Number.POSITIVE_INFINITY,
+  requestTimeout: 30000,
+  heartbeat: { interval: 25000, timeout: 10000 },
+  autoConnect: true,
+} as const
+
 /** `reconnect.connectTimeout`'s default, also in force with `reconnect: false` (it bounds every attempt and close). */
-export const DEFAULT_CONNECT_TIMEOUT = 10000
+export const DEFAULT_CONNECT_TIMEOUT = DEFAULTS.reconnect.connectTimeout
 
 /** The default `shouldReconnect`: no retry on 1008 and 4400–4499, retry otherwise. */
 export const defaultShouldReconnect = ({ code }: CloseInfo): boolean => code !== NEVER_RETRY && !(code >= 4400 && code <= 4499)
 
-function fail(option: string, expected: string, value: unknown): never {
-  let shown: string
+/** A value as an option error shows it (NaN and Infinity as themselves, not as JSON's null). */
+function shown(value: unknown): string {
   try {
-    shown = typeof value === 'function' ? 'a function' : (JSON.stringify(value) ?? String(value))
+    return typeof value === 'function' ? 'a function' : typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value))
   } catch {
     try {
-      shown = String(value)
+      return String(value)
     } catch {
-      shown = Object.prototype.toString.call(value)
+      return Object.prototype.toString.call(value)
     }
   }
-  throw new OptionError(`options${option ? `.${option}` : ''} must be ${expected}; got ${shown}`)
 }
 
-function number(option: string, value: unknown, fallback: number, min = 0, integer = false): number {
+function fail(option: string, expected: string, value: unknown): never {
+  throw new OptionError(`options${option ? `.${option}` : ''} must be ${expected}; got ${shown(value)}`)
+}
+
+/**
+ * Checks the per-call options of `send()` or `request()` (`timeout`, `ttl`, `key`, `signal`).
+ * Returns the {@link OptionError} for the first bad one, naming it and the value given, for the
+ * caller to reject that call with (a send never throws), or `undefined` when all are good.
+ */
+export function checkSendOptions(
+  options: SendOptions | undefined,
+  data: unknown,
+  call: 'send' | 'request' = 'send',
+): OptionError | undefined {
+  const { timeout, ttl, key, signal } = options ?? {}
+  const problem =
+    timeout !== undefined && !(timeout > 0)
+      ? ['timeout', 'a number > 0', timeout]
+      : ttl !== undefined && !(ttl > 0)
+        ? ['ttl', 'a number > 0', ttl]
+        : key !== undefined && typeof key !== 'string'
+          ? ['key', 'a string', key]
+          : signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function'
+            ? ['signal', 'an AbortSignal', signal]
+            : undefined
+  return problem && new OptionError(`${call} options: ${problem[0]} must be ${problem[1]}; got ${shown(problem[2])}`, { data })
+}
+
+function number(option: string, value: unknown, fallback: number, min: number, integer: boolean): number {
   if (value === undefined) return fallback
   if (
     typeof value !== 'number' ||
@@ -195,6 +247,33 @@ function number(option: string, value: unknown, fallback: number, min = 0, integ
     fail(option, `${integer ? 'an integer' : 'a number'} >= ${min}`, value)
   }
   return value
+}
+
+/** The numeric options that may be 0; the others must be at least 1 (`maxDelay`: at least `minDelay`). */
+const MAY_BE_ZERO = ['minDelay', 'jitter', 'maxRetries', 'resetAfter', 'busyDelay']
+
+/** Widens the literal types of {@link DEFAULTS} to what an option accepts. */
+type Widened<T> = { -readonly [K in keyof T]: T[K] extends number ? number : T[K] }
+
+/**
+ * The numeric options of one group of {@link DEFAULTS} (`reconnect.`, `queue.`, …), read from
+ * `given`: the default where undefined, else checked against its lower bound. Other members are
+ * copied from the defaults for the caller to resolve.
+ */
+function numbers<T extends object>(group: string, given: object, defaults: T): Widened<T> {
+  const resolved: Record<string, unknown> = { ...(defaults as Record<string, unknown>) }
+  for (const [key, fallback] of Object.entries(defaults)) {
+    if (typeof fallback !== 'number') continue
+    const min = key === 'maxDelay' ? (resolved.minDelay as number) : MAY_BE_ZERO.includes(key) ? 0 : 1
+    resolved[key] = number(
+      group + key,
+      (given as Record<string, unknown>)[key],
+      Math.max(fallback, min), // the default maxDelay is at least minDelay
+      min,
+      key === 'maxRetries' || key === 'maxMessages',
+    )
+  }
+  return resolved as Widened<T>
 }
 
 function fn<T>(option: string, value: T | undefined): T | undefined {
@@ -235,40 +314,29 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
   if (protocols !== undefined && typeof protocols !== 'function' && !isProtocolList(protocols)) {
     fail('protocols', 'a string, an array of strings or a function returning one', protocols)
   }
-  const mode = options.mode === undefined ? 'tether' : options.mode
+  const mode = options.mode === undefined ? DEFAULTS.mode : options.mode
   if (mode !== 'tether' && mode !== 'raw') fail('mode', "'tether' or 'raw'", mode)
 
   let reconnect: ResolvedOptions<In, Out>['reconnect'] = false
   if (options.reconnect !== false) {
     const r = object('reconnect', options.reconnect) ?? {}
-    const minDelay = number('reconnect.minDelay', r.minDelay, 1000)
     reconnect = {
-      minDelay,
-      maxDelay: number('reconnect.maxDelay', r.maxDelay, Math.max(30000, minDelay), minDelay),
-      factor: number('reconnect.factor', r.factor, 2, 1),
-      jitter: number('reconnect.jitter', r.jitter, 1),
-      maxRetries: number('reconnect.maxRetries', r.maxRetries, Number.POSITIVE_INFINITY, 0, true),
-      connectTimeout: number('reconnect.connectTimeout', r.connectTimeout, DEFAULT_CONNECT_TIMEOUT, 1),
-      resetAfter: number('reconnect.resetAfter', r.resetAfter, 5000),
-      busyDelay: number('reconnect.busyDelay', r.busyDelay, 5000),
+      ...numbers('reconnect.', r, DEFAULTS.reconnect),
       shouldReconnect: fn('reconnect.shouldReconnect', r.shouldReconnect) ?? defaultShouldReconnect,
     }
     if (reconnect.jitter > 1) fail('reconnect.jitter', 'a number from 0 to 1', reconnect.jitter)
   }
 
   const q = object('queue', options.queue) ?? {}
-  const overflow = q.overflow === undefined ? 'reject' : q.overflow
+  const overflow = q.overflow === undefined ? DEFAULTS.queue.overflow : q.overflow
   if (overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
 
   let heartbeat: ResolvedOptions<In, Out>['heartbeat'] = false
   if (options.heartbeat !== false) {
     const h = object('heartbeat', options.heartbeat) ?? {}
-    heartbeat = {
-      interval: number('heartbeat.interval', h.interval, 25000, 1),
-      timeout: number('heartbeat.timeout', h.timeout, 10000, 1),
-    }
+    heartbeat = numbers('heartbeat.', h, DEFAULTS.heartbeat)
   }
-  const autoConnect = options.autoConnect === undefined ? true : options.autoConnect
+  const autoConnect = options.autoConnect === undefined ? DEFAULTS.autoConnect : options.autoConnect
   if (typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
 
   return {
@@ -276,14 +344,8 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
     protocols,
     mode,
     reconnect,
-    queue: {
-      maxMessages: number('queue.maxMessages', q.maxMessages, 10000, 1, true),
-      maxBytes: number('queue.maxBytes', q.maxBytes, 10 * 1024 * 1024, 1),
-      overflow,
-      ttl: number('queue.ttl', q.ttl, Number.POSITIVE_INFINITY, 1),
-    },
-    ackTimeout: number('ackTimeout', options.ackTimeout, Number.POSITIVE_INFINITY, 1),
-    requestTimeout: number('requestTimeout', options.requestTimeout, 30000, 1),
+    queue: { ...numbers('queue.', q, DEFAULTS.queue), overflow },
+    ...numbers('', options, { ackTimeout: DEFAULTS.ackTimeout, requestTimeout: DEFAULTS.requestTimeout }),
     heartbeat,
     autoConnect,
     onOpen: fn('onOpen', options.onOpen),

@@ -24,7 +24,7 @@
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
+import { ClosedError, ConnectionError, DeliveryError, EncodeError, OptionError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
 import { CloseCode } from '../protocol/frames.js'
 import { backoffDelay } from './backoff.js'
@@ -34,6 +34,7 @@ import { checkTransition, type SocketState } from './lifecycle.js'
 import {
   type CloseInfo,
   checkProtocols,
+  checkSendOptions,
   DEFAULT_CONNECT_TIMEOUT,
   normalizeUrl,
   type RequestOptions,
@@ -193,6 +194,9 @@ interface EnqueueAs {
 }
 /** A plain `send()`. */
 const AS_SEND: EnqueueAs = {}
+
+/** The error of a message left undelivered by `close()` (module-level: a static would show on `window.TetherSocket`). */
+const closedError = (entry: Entry) => new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
 
 /**
  * A WebSocket that reconnects with backoff, queues while disconnected and, in tether mode,
@@ -374,7 +378,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     if (this.current === 'closing') return done
     this.supersede()
     this.clearTimer()
-    this.failEverything(TetherSocket.closedError)
+    this.failEverything(closedError)
     const ws = this.ws
     if (ws) {
       this.requestedClose = { code, reason, wasClean: false }
@@ -729,9 +733,6 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.outbox.failAll(makeError)
   }
 
-  private static closedError = (entry: Entry) =>
-    new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
-
   /**
    * Enters `closed` (the only way in) and releases everything that could keep the socket
    * alive: the lifecycle timer, the environment listeners, what waits, and `close()`'s promises.
@@ -739,11 +740,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   private enterClosed(): void {
     this.supersede()
     this.clearTimer()
-    this.failEverything(TetherSocket.closedError)
+    this.failEverything(closedError)
     this.unwatch?.()
     this.unwatch = undefined
     this.setState('closed')
-    this.failEverything(TetherSocket.closedError) // sends made by listeners meanwhile
+    this.failEverything(closedError) // sends made by listeners meanwhile
     const waiters = this.closeWaiters
     this.closeWaiters = []
     for (const resolve of waiters) resolve()
@@ -766,28 +767,15 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
       return this.rejectNow(
         cause instanceof TetherError
           ? cause
-          : new TetherError(
-              `could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`,
-              { cause, data },
-              'TetherError',
-              'ERR_ENCODE',
-            ),
+          : new EncodeError(`could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, data }),
       )
     }
     const timeout = options?.timeout === undefined ? (request ? this.options.requestTimeout : this.options.ackTimeout) : options.timeout
     const ttl = options?.ttl === undefined ? this.options.queue.ttl : options.ttl
     const key = options?.key
     const signal = options?.signal
-    if (
-      !(timeout > 0) ||
-      !(ttl > 0) ||
-      (key !== undefined && typeof key !== 'string') ||
-      (signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function')
-    ) {
-      return this.rejectNow(
-        new OptionError('send options: timeout and ttl must be numbers > 0, key a string, signal an AbortSignal', { data }),
-      )
-    }
+    const invalid = checkSendOptions(options, data, request ? 'request' : 'send')
+    if (invalid) return this.rejectNow(invalid)
     // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
     if (!options && !request && !aheadOfQueue && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
       return WRITTEN

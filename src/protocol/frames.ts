@@ -32,8 +32,8 @@ export const CloseCode = {
   POLICY: 1008,
 } as const
 
-/** An error reply's body. */
-export interface ReplyError {
+/** The `err` of a `res` frame: the body of an error reply (the client turns it into a `ReplyError`). */
+export interface ReplyErrorBody {
   code: string
   message: string
 }
@@ -50,7 +50,7 @@ export type ClientFrame =
 export type ServerFrame =
   | { t: 'welcome'; sid: string; resumed: boolean; ack: number; max: number; reqs?: number }
   | { t: 'msg'; s: number; d: unknown[] }
-  | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyError }
+  | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyErrorBody }
   | { t: 'ack'; s: number }
   | { t: 'pong' }
 
@@ -195,7 +195,7 @@ export const msgFrame = (seq: number, payloads: string[]): string => `{"t":"msg"
 export const reqFrame = (seq: number, id: number, payload: string): string => `{"t":"req","s":${seq},"id":${id},"d":${payload}}`
 
 /** A `res` frame: a reply (payload already JSON-encoded) or an error. */
-export const resFrame = (seq: number, id: number, payload: string | undefined, err?: ReplyError): string =>
+export const resFrame = (seq: number, id: number, payload: string | undefined, err?: ReplyErrorBody): string =>
   err ? `{"t":"res","s":${seq},"id":${id},"err":${JSON.stringify(err)}}` : `{"t":"res","s":${seq},"id":${id},"d":${payload ?? 'null'}}`
 
 /**

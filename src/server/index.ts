@@ -21,6 +21,7 @@ import { ClosedError, DeliveryError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
+import { optionError } from './option-error.js'
 import { sharedMessage } from './outbox.js'
 import { type ExpireReason, RequestError, Session } from './sessions.js'
 import { serveStatic } from './static.js'
@@ -445,6 +446,7 @@ const TIMED: readonly string[] = ['sessionTtl', 'heartbeatInterval', 'helloTimeo
 /**
  * Starts a tether.v1 server: standalone on `port`/`host`, or attached to `server`.
  * Resolves once it is listening.
+ * @throws `OptionError` (as a rejection) naming the first bad option and the value given
  */
 export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
   const maxPayload = options.maxPayload ?? 1024 * 1024
@@ -473,11 +475,11 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
   ] as const) {
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
-      throw new TypeError(`createTetherServer: options.${key} must be a positive number; got ${String(value)}`)
+      throw optionError(key, 'a positive number', value)
     }
     // Timers fire at once beyond their 32-bit limit: a session kept "forever" would expire at once.
     if (TIMED.includes(key) && value > MAX_TIMER) {
-      throw new TypeError(`createTetherServer: options.${key} must be at most ${MAX_TIMER} ms (about 24.8 days); got ${String(value)}`)
+      throw optionError(key, `at most ${MAX_TIMER} ms (about 24.8 days)`, value)
     }
   }
   if (options.server) return new TetherServer(options.server, false, settings)

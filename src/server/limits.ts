@@ -4,6 +4,7 @@
  * bounds on holding work over it. admission.ts states the rule that uses them.
  * @module
  */
+import { optionError } from './option-error.js'
 
 /** Incoming rate limit of one session. */
 export interface RateLimit {
@@ -44,7 +45,7 @@ export const DEFAULT_BURST_BYTES = 4 * 1024 * 1024
 const DEFAULT_RATE: RateLimit = { rate: 1000, burst: 10000 }
 
 /**
- * Validates the `rateLimit` option and fills in its defaults; throws TypeError naming the
+ * Validates the `rateLimit` option and fills in its defaults; throws OptionError naming the
  * field that is wrong and what it must be.
  */
 export function resolveRateLimit(option: RateLimit | false | undefined, maxPayload: number): RateLimit | false {
@@ -53,18 +54,18 @@ export function resolveRateLimit(option: RateLimit | false | undefined, maxPaylo
     given !== false &&
     (typeof given !== 'object' || given === null || !(Number.isFinite(given.rate) && given.rate > 0) || !(given.burst >= 1))
   ) {
-    throw new TypeError('createTetherServer: options.rateLimit must be false or { rate: a finite number > 0, burst >= 1 }')
+    throw optionError('rateLimit', 'false or { rate: a finite number > 0, burst >= 1 }', given)
   }
   if (given === false) return false
   const { bytesPerSecond = DEFAULT_BYTES_PER_SECOND, burstBytes = Math.max(DEFAULT_BURST_BYTES, maxPayload || 0) } = given
   if (typeof bytesPerSecond !== 'number' || !(bytesPerSecond > 0)) {
-    throw new TypeError(
-      `createTetherServer: options.rateLimit.bytesPerSecond must be a number of bytes > 0 (Infinity for no byte budget); got ${String(bytesPerSecond)}`,
-    )
+    throw optionError('rateLimit.bytesPerSecond', 'a number of bytes > 0 (Infinity for no byte budget)', bytesPerSecond)
   }
   if (typeof burstBytes !== 'number' || !Number.isFinite(burstBytes) || !(burstBytes >= 1) || burstBytes < maxPayload) {
-    throw new TypeError(
-      `createTetherServer: options.rateLimit.burstBytes must be a finite number of bytes >= maxPayload (${maxPayload}), or every bigger frame would wait forever; got ${String(burstBytes)}`,
+    throw optionError(
+      'rateLimit.burstBytes',
+      `a finite number of bytes >= maxPayload (${maxPayload}), or every bigger frame would wait forever`,
+      burstBytes,
     )
   }
   return { rate: given.rate, burst: given.burst, bytesPerSecond, burstBytes }

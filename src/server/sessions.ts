@@ -12,7 +12,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { ClosedError, DeliveryError, TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, type TetherError } from '../errors.js'
 import {
   type ClientFrame,
   CloseCode,
@@ -20,7 +20,7 @@ import {
   encodePayload,
   FrameError,
   perTick,
-  type ReplyError,
+  type ReplyErrorBody,
   resFrame,
 } from '../protocol/frames.js'
 import { Admission, type AdmissionHost, type RequestFrame, type Work } from './admission.js'
@@ -113,9 +113,7 @@ export class Session {
     try {
       payload = encodePayload(data)
     } catch (cause) {
-      return handledRejection(
-        new TetherError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }, 'TetherError', 'ERR_ENCODE'),
-      )
+      return handledRejection(new EncodeError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }))
     }
     return this.sendEncoded(payload)
   }
@@ -328,7 +326,7 @@ export class Session {
     throw new FrameError(reason, CloseCode.TRY_AGAIN_LATER)
   }
 
-  private reply(id: number, value: unknown, error?: ReplyError): void {
+  private reply(id: number, value: unknown, error?: ReplyErrorBody): void {
     this.pendingRequests--
     if (this.ended) return
     let payload: string | undefined
@@ -419,7 +417,7 @@ export class RequestError extends Error {
 }
 
 /** A handler's failure as the client sees it: a RequestError passes; anything else is generic, so no internals leak. */
-function publicError(error: unknown): ReplyError {
+function publicError(error: unknown): ReplyErrorBody {
   return error instanceof RequestError
     ? { code: error.code, message: error.message }
     : { code: 'ERR_INTERNAL', message: 'the request handler failed' }

@@ -1,5 +1,14 @@
+import { readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { type CloseInfo, defaultShouldReconnect, normalizeUrl, resolveOptions, type TetherSocketOptions } from '../../src/client/options.js'
+import {
+  type CloseInfo,
+  checkSendOptions,
+  DEFAULTS,
+  defaultShouldReconnect,
+  normalizeUrl,
+  resolveOptions,
+  type TetherSocketOptions,
+} from '../../src/client/options.js'
 import { OptionError } from '../../src/errors.js'
 
 class FakeWebSocket {
@@ -385,5 +394,60 @@ describe('normalizeUrl', () => {
     expect(() => normalizeUrl('/socket')).toThrow(OptionError)
     expect(() => normalizeUrl('garbage')).toThrow(OptionError)
     expect(normalizeUrl('wss://example.com/')).toBe('wss://example.com/')
+  })
+})
+
+describe('DEFAULTS', () => {
+  it('is what resolveOptions applies when no option is given', () => {
+    const { WebSocket: _, protocols: __, onOpen, serialize, deserialize, reconnect, ...resolved } = resolve()
+    expect({ onOpen, serialize, deserialize }).toEqual({ onOpen: undefined, serialize: undefined, deserialize: undefined })
+    const { shouldReconnect, ...backoff } = reconnect as Exclude<typeof reconnect, false>
+    expect(shouldReconnect).toBe(defaultShouldReconnect)
+    expect({ ...resolved, reconnect: backoff }).toEqual(DEFAULTS)
+  })
+
+  it('keeps maxDelay at least minDelay when only minDelay is given', () => {
+    const reconnect = resolve({ reconnect: { minDelay: DEFAULTS.reconnect.maxDelay * 2 } }).reconnect
+    expect(reconnect).toMatchObject({ maxDelay: DEFAULTS.reconnect.maxDelay * 2 })
+  })
+
+  it('is named, with its value, in the TSDoc of every option that has a default', () => {
+    const source = readFileSync('src/client/options.ts', 'utf8') // vitest runs from the project root
+    const paths = Object.entries(DEFAULTS).flatMap(([key, value]) =>
+      typeof value === 'object' ? Object.keys(value).map((member) => `${key}.${member}`) : [key],
+    )
+    for (const path of paths) {
+      expect(source, path).toContain(`{@link DEFAULTS}\`.${path}\``)
+    }
+  })
+})
+
+describe('checkSendOptions', () => {
+  it('accepts no options, empty options and good ones', () => {
+    expect(checkSendOptions(undefined, 'x')).toBeUndefined()
+    expect(checkSendOptions({}, 'x')).toBeUndefined()
+    const signal = new AbortController().signal
+    expect(checkSendOptions({ timeout: 1, ttl: Number.POSITIVE_INFINITY, key: 'k', signal }, 'x')).toBeUndefined()
+  })
+
+  it.each([
+    [{ timeout: -5 }, 'send options: timeout must be a number > 0; got -5'],
+    [{ timeout: 0 }, 'send options: timeout must be a number > 0; got 0'],
+    [{ timeout: Number.NaN }, 'send options: timeout must be a number > 0; got NaN'],
+    [{ timeout: '5s' }, 'send options: timeout must be a number > 0; got "5s"'],
+    [{ ttl: null }, 'send options: ttl must be a number > 0; got null'],
+    [{ key: 7 }, 'send options: key must be a string; got 7'],
+    [{ signal: {} }, 'send options: signal must be an AbortSignal; got {}'],
+    [{ signal: 'abort' }, 'send options: signal must be an AbortSignal; got "abort"'],
+    [{ timeout: 1, ttl: -1, key: 7 }, 'send options: ttl must be a number > 0; got -1'],
+  ])('refuses %j, naming the option and the value given', (options, message) => {
+    const error = checkSendOptions(options as never, { hello: 1 })
+    expect(error).toBeInstanceOf(OptionError)
+    expect(error?.message).toBe(message)
+    expect(error?.data).toEqual({ hello: 1 })
+  })
+
+  it("names request() as the call when checking a request's options", () => {
+    expect(checkSendOptions({ timeout: -1 }, 'x', 'request')?.message).toBe('request options: timeout must be a number > 0; got -1')
   })
 })

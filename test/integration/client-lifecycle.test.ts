@@ -12,7 +12,7 @@ import { freePort } from '../support/tether.js'
 
 afterEach(cleanup)
 
-function rawSocket(url: string, options: TetherSocketOptions<string, string> = {}) {
+function rawSocketAndErrors(url: string, options: TetherSocketOptions<string, string> = {}) {
   const sock = track(
     new TetherSocket<string, string>(url, { mode: 'raw', WebSocket, reconnect: { minDelay: 10, maxDelay: 20 }, ...options }),
   )
@@ -37,7 +37,7 @@ const failure = (promise: Promise<unknown>, what: string) =>
 describe('no connection is left open at the server', () => {
   it('an onOpen hook failing with a long non-ASCII message: every connection is closed, up to the give-up', async () => {
     const server = await startServer()
-    const { sock } = rawSocket(server.url, {
+    const { sock } = rawSocketAndErrors(server.url, {
       reconnect: { minDelay: 10, maxDelay: 20, maxRetries: 4 },
       onOpen: () => {
         throw new Error(`Anmeldung fehlgeschlagen: ${'ungültig '.repeat(30)}`)
@@ -56,7 +56,7 @@ describe('no connection is left open at the server', () => {
 
   it('close() with a reason over 123 UTF-8 bytes throws OptionError and leaves the connection open and usable', async () => {
     const server = await startServer()
-    const { sock } = rawSocket(server.url)
+    const { sock } = rawSocketAndErrors(server.url)
     await waitFor(() => sock.state === 'open', 3000, 'open')
     expect(() => sock.close(1000, 'é'.repeat(62))).toThrow(OptionError)
     expect(sock.state).toBe('open')
@@ -73,7 +73,7 @@ describe('a protocols function', () => {
     const headers: string[] = []
     const server = await startServer({ onConnection: (_c, request) => headers.push(String(request.headers['x-injected'])) })
     server.http.on('upgrade', (request) => headers.push(String(request.headers['x-injected'])))
-    const { sock, errors } = rawSocket(server.url, {
+    const { sock, errors } = rawSocketAndErrors(server.url, {
       protocols: () => ({ headers: { 'x-injected': 'yes' } }) as never,
       reconnect: { maxRetries: 1, minDelay: 10 },
     })
@@ -89,7 +89,7 @@ describe('a protocols function', () => {
 describe('close() then connect()', () => {
   it('in the same tick: connected again, the first connection closed at the server', async () => {
     const server = await startServer()
-    const { sock } = rawSocket(server.url)
+    const { sock } = rawSocketAndErrors(server.url)
     await waitFor(() => sock.state === 'open', 3000, 'open')
     const closed = sock.close()
     sock.connect()
@@ -104,7 +104,7 @@ describe('close() then connect()', () => {
 describe('a failed attempt says why', () => {
   it('dead port: connection refused', async () => {
     const port = await freePort()
-    const { sock, errors } = rawSocket(`ws://127.0.0.1:${port}/live`, { reconnect: { minDelay: 10, maxDelay: 20, maxRetries: 2 } })
+    const { sock, errors } = rawSocketAndErrors(`ws://127.0.0.1:${port}/live`, { reconnect: { minDelay: 10, maxDelay: 20, maxRetries: 2 } })
     const given = await failure(sock.send('x'), 'the give-up')
     const reported = errors.filter((e) => e instanceof ConnectionError)
     expect(reported).toHaveLength(1)
@@ -127,7 +127,9 @@ describe('a failed attempt says why', () => {
     await listen(http, 0)
     try {
       const { port } = http.address() as { port: number }
-      const { sock, errors } = rawSocket(`ws://127.0.0.1:${port}/wrong?token=secret`, { reconnect: { maxRetries: 1, minDelay: 10 } })
+      const { sock, errors } = rawSocketAndErrors(`ws://127.0.0.1:${port}/wrong?token=secret`, {
+        reconnect: { maxRetries: 1, minDelay: 10 },
+      })
       await failure(sock.send('x'), 'the give-up')
       const [reported] = errors.filter((e) => e instanceof ConnectionError)
       expect(reported!.message).toBe(
@@ -145,7 +147,7 @@ describe('a failed attempt says why', () => {
     await listen(http, 0)
     try {
       const { port } = http.address() as { port: number }
-      const { sock, errors } = rawSocket(`ws://127.0.0.1:${port}/elsewhere`, { reconnect: { maxRetries: 0 } })
+      const { sock, errors } = rawSocketAndErrors(`ws://127.0.0.1:${port}/elsewhere`, { reconnect: { maxRetries: 0 } })
       await failure(sock.send('x'), 'the give-up')
       const [reported] = errors.filter((e) => e instanceof ConnectionError)
       expect(reported!.message).toMatch(/: HTTP 400: .*path it does not serve/)
@@ -159,7 +161,7 @@ describe('a failed attempt says why', () => {
   it('403 (origin or credentials refused) and 401', async () => {
     for (const status of [403, 401]) {
       const server = await startServer({ verifyClient: (_info, done) => done(false, status) })
-      const { sock, errors } = rawSocket(server.url, { reconnect: { maxRetries: 0 } })
+      const { sock, errors } = rawSocketAndErrors(server.url, { reconnect: { maxRetries: 0 } })
       await failure(sock.send('x'), 'the give-up')
       const [reported] = errors.filter((e) => e instanceof ConnectionError)
       expect(reported!.message).toMatch(

@@ -32,7 +32,7 @@ afterEach(async () => {
 })
 
 describe.each(implementations)('with %s', (_name, WebSocket) => {
-  function rawSocket(url: string, options: TetherSocketOptions<string, string> = {}) {
+  function rawSocketAndErrors(url: string, options: TetherSocketOptions<string, string> = {}) {
     const sock = track(
       new TetherSocket<string, string>(url, { mode: 'raw', WebSocket, reconnect: { minDelay: 20, maxDelay: 50 }, ...options }),
     )
@@ -43,7 +43,7 @@ describe.each(implementations)('with %s', (_name, WebSocket) => {
 
   it('ends a refused attempt at once, not after the connect timeout, and gives up with the failure as cause', async () => {
     const port = await freePort()
-    const { sock, errors } = rawSocket(`ws://127.0.0.1:${port}`, {
+    const { sock, errors } = rawSocketAndErrors(`ws://127.0.0.1:${port}`, {
       reconnect: { minDelay: 20, maxDelay: 20, jitter: 0, maxRetries: 3, connectTimeout: 10_000 },
     })
     const sent = sock.send('never')
@@ -71,7 +71,7 @@ describe.each(implementations)('with %s', (_name, WebSocket) => {
     server.http.removeAllListeners('upgrade') // the handshake is never answered
     const held: Socket[] = []
     server.http.on('upgrade', (_req, socket: Socket) => held.push(socket))
-    const { sock } = rawSocket(server.url, { reconnect: { connectTimeout: 10_000 } })
+    const { sock } = rawSocketAndErrors(server.url, { reconnect: { connectTimeout: 10_000 } })
     await waitFor(() => held.length === 1, 3000, 'the upgrade request')
     const started = Date.now()
     await withTimeout(sock.close(), 3000, 'close() of a connecting socket')
@@ -82,7 +82,7 @@ describe.each(implementations)('with %s', (_name, WebSocket) => {
 
   it('queues while the server is down and delivers the backlog in order after it restarts', async () => {
     let server: TestServer = await startServer()
-    const { sock } = rawSocket(server.url)
+    const { sock } = rawSocketAndErrors(server.url)
     const reconnecting: ReconnectingInfo[] = []
     sock.on('reconnecting', (info) => reconnecting.push(info))
     await sock.send('before')

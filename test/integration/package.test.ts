@@ -17,7 +17,7 @@ const at = (path: string) => fileURLToPath(new URL(path, pathToFileURL(root)))
 const require = createRequire(import.meta.url)
 
 const builtFiles = ['dist/index.mjs', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/tethersocket.global.js']
-const errorNames = ['TetherError', 'DeliveryError', 'TimeoutError', 'QueueFullError', 'ProtocolError', 'ClosedError']
+const errorNames = ['TetherError', 'DeliveryError', 'TimeoutError', 'QueueFullError', 'ProtocolError', 'ClosedError', 'EncodeError']
 
 interface PackageJson {
   name: string
@@ -269,6 +269,17 @@ describe('the IIFE (dist/tethersocket.global.js)', () => {
       expect(error.name).toBe(name)
     }
     expect(Object.keys(win.eval('globalThis')).filter((k) => /tether/i.test(k))).toEqual(['TetherSocket'])
+  })
+
+  it("shows only the public surface: its statics are exactly src/index.ts's runtime exports, less TetherSocket itself", async () => {
+    const TS = iifeWindow().TetherSocket
+    const builtIn = new Set(['length', 'name', 'prototype'])
+    const statics = Object.getOwnPropertyNames(TS).filter((name) => !builtIn.has(name))
+    const source: Module = await import('../../src/index.js')
+    const publicNames = Object.keys(source).filter((name) => name !== 'TetherSocket')
+    expect(statics.sort()).toEqual(publicNames.sort())
+    expect(statics).not.toContain('closedError')
+    expect(TS.TetherSocket).toBeUndefined()
   })
 
   it('constructs a raw socket in the window (which has its own WebSocket)', async () => {

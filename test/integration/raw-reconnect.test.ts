@@ -15,7 +15,10 @@ type In = string | ArrayBuffer
 const fast = { minDelay: 20, maxDelay: 200 }
 
 /** A raw-mode socket with `ws`, small delays, tracked for cleanup; records states and errors. */
-function rawSocket(url: ConstructorParameters<typeof TetherSocket>[0], options: TetherSocketOptions<In, string | Uint8Array> = {}) {
+function rawSocketAndRecords(
+  url: ConstructorParameters<typeof TetherSocket>[0],
+  options: TetherSocketOptions<In, string | Uint8Array> = {},
+) {
   const sock = track(new TetherSocket<In, string | Uint8Array>(url, { mode: 'raw', WebSocket, reconnect: fast, ...options }))
   const states: SocketState[] = [sock.state] // 'connecting' already: autoConnect starts in the constructor
   const errors: TetherError[] = []
@@ -63,7 +66,7 @@ describe('raw mode against a real ws server', () => {
         socket.send(Buffer.from([1, 2, 3, 255]))
       },
     })
-    const { sock, states, errors } = rawSocket(server.url)
+    const { sock, states, errors } = rawSocketAndRecords(server.url)
     const received: In[] = []
     sock.on('message', (m) => received.push(m))
 
@@ -89,7 +92,7 @@ describe('raw mode against a real ws server', () => {
 
   it('queues while the server is down and delivers the backlog exactly once, in order, after a restart on the same port', async () => {
     let server: TestServer = await startServer()
-    const { sock, states } = rawSocket(server.url)
+    const { sock, states } = rawSocketAndRecords(server.url)
     const reconnecting: ReconnectingInfo[] = []
     sock.on('reconnecting', (info) => reconnecting.push(info))
     await sock.send('before')
@@ -129,7 +132,7 @@ describe('raw mode against a real ws server', () => {
 
   it('retries a server that refuses the handshake with growing delays, then gives up: queued sends reject with DeliveryError', async () => {
     const server = await startServer({ verifyClient: (_info, done) => done(false, 401, 'Unauthorized') })
-    const { sock, states, errors } = rawSocket(server.url, {
+    const { sock, states, errors } = rawSocketAndRecords(server.url, {
       reconnect: { minDelay: 20, maxDelay: 1000, factor: 2, jitter: 0, maxRetries: 3 },
     })
     const reconnecting: ReconnectingInfo[] = []
@@ -172,7 +175,7 @@ describe('raw mode against a real ws server', () => {
   it('calls the URL provider before every attempt, and the server sees each fresh token', async () => {
     const server = await startServer()
     let calls = 0
-    const { sock } = rawSocket(async () => `${server.url}/live?token=t${++calls}`)
+    const { sock } = rawSocketAndRecords(async () => `${server.url}/live?token=t${++calls}`)
 
     for (let n = 1; n <= 3; n++) {
       await waitFor(() => sock.state === 'open' && server.openConnections().length === 1, 3000, `connection ${n}`)
@@ -213,7 +216,7 @@ describe('raw mode against a real ws server', () => {
       },
     })
     try {
-      const { sock, states } = rawSocket(server.url, { WebSocket: TrackedWebSocket })
+      const { sock, states } = rawSocketAndRecords(server.url, { WebSocket: TrackedWebSocket })
       const received: In[] = []
       sock.on('message', (m) => received.push(m))
       const closes: { code: number; willReconnect: boolean }[] = []
@@ -254,7 +257,7 @@ describe('raw mode against a real ws server', () => {
     const count = (type: string) => process.getActiveResourcesInfo().filter((r) => r === type).length
     const baseline = { tcp: count('TCPSocketWrap'), timers: count('Timeout') }
 
-    const { sock } = rawSocket(server.url, { reconnect: { ...fast, connectTimeout: 60000 } })
+    const { sock } = rawSocketAndRecords(server.url, { reconnect: { ...fast, connectTimeout: 60000 } })
     await sock.send('x')
     server.broadcast('y')
     // an open client adds two TCP sockets (its own and the server's side)
@@ -271,7 +274,7 @@ describe('raw mode against a real ws server', () => {
 
   it('the onOpen hook message arrives first on every connection', async () => {
     const server = await startServer()
-    const { sock } = rawSocket(server.url, {
+    const { sock } = rawSocketAndRecords(server.url, {
       onOpen: async ({ send, connection }) => {
         await send(`hello-${connection}`)
       },

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { type ClientOptions, WebSocket } from 'ws'
 import type { Session, TetherServer } from '../../src/server/index.js'
-import { cleanupTether, defer, rawSocket, sleep, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+import { cleanupTether, defer, sleep, startTether, tcpSocketOf, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 afterEach(cleanupTether)
 
@@ -41,7 +41,7 @@ describe('server heartbeat', () => {
     const { ws } = await rawClient(server)
     const session = [...server.sessions.values()][0]
     // It stops reading (its TCP socket is paused) and goes on sending, faster than the heartbeat.
-    rawSocket(ws).pause()
+    tcpSocketOf(ws).pause()
     const stoppedAt = Date.now()
     let s = 0
     const chatter = setInterval(() => ws.send(JSON.stringify({ t: 'msg', s: ++s, d: [s] })), interval / 3)

@@ -8,11 +8,11 @@ import type { Session } from '../../src/server/index.js'
 import {
   cleanupTether,
   killConnections,
-  rawSocket,
   serverSockets,
   sleep,
   startProxy,
   startTether,
+  tcpSocketOf,
   tetherClient,
   urlOf,
   waitFor,
@@ -130,7 +130,7 @@ describe('acknowledgement semantics', () => {
     const { sock } = tetherClient<unknown, number>(urlOf(server))
     await waitFor(() => sock.state === 'open', 3000, 'open')
     const [connection] = serverSockets(server)
-    rawSocket(connection).pause() // the frames are written, but the server does not read them yet
+    tcpSocketOf(connection).pause() // the frames are written, but the server does not read them yet
 
     const handledWhenResolved: boolean[] = []
     const settled: number[] = []
@@ -147,7 +147,7 @@ describe('acknowledgement semantics', () => {
     expect(handled).toEqual([])
     expect(sock.pending).toBe(5)
 
-    rawSocket(connection).resume()
+    tcpSocketOf(connection).resume()
     await withTimeout(Promise.all(sends), 3000, 'sends after the server read them')
     expect(handled).toEqual([1, 2, 3, 4, 5])
     expect(settled).toEqual([1, 2, 3, 4, 5])
@@ -231,7 +231,7 @@ describe('heartbeat', () => {
     expect(serverSockets(server)).toHaveLength(1)
 
     const [hung] = serverSockets(server)
-    rawSocket(hung).pause() // alive at TCP level, but never answers again
+    tcpSocketOf(hung).pause() // alive at TCP level, but never answers again
     const pausedAt = Date.now()
     const sends = range(5, 1).map((i) => sock.send(i))
     const timeout = await waitFor(() => errors.find((e) => e instanceof TimeoutError), 2000, 'a heartbeat TimeoutError')
@@ -244,7 +244,7 @@ describe('heartbeat', () => {
     expect(sock.state).toBe('open')
 
     // The hung connection wakes up and the server reads its stale frames: no duplicates.
-    rawSocket(hung).resume()
+    tcpSocketOf(hung).resume()
     await sleep(150)
     expect(received).toEqual([0, 1, 2, 3, 4, 5])
     expect(sessions).toHaveLength(1)

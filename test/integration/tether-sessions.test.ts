@@ -13,10 +13,10 @@ import {
   defer,
   freePort,
   killConnections,
-  rawSocket,
   sleep,
   startProxy,
   startTether,
+  tcpSocketOf,
   tetherClient,
   urlOf,
   waitFor,
@@ -301,7 +301,7 @@ describe('server API', () => {
     await new Promise<void>((resolve) => client.on('open', () => resolve()))
     client.send(JSON.stringify({ t: 'hello', sid: null, ack: 0 }))
     await waitFor(() => server.sessions.size === 1, 2000, 'a session')
-    rawSocket(client).pause() // hung peer: it will never read the close frame
+    tcpSocketOf(client).pause() // hung peer: it will never read the close frame
     const started = Date.now()
     await withTimeout(server.close(), 4000, 'server.close() with a hung client')
     expect(Date.now() - started).toBeLessThan(2500)

@@ -9,7 +9,7 @@
 import { createHook } from 'node:async_hooks'
 import { createServer } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { DeliveryError, QueueFullError } from '../../src/errors.js'
+import { DeliveryError, OptionError, QueueFullError } from '../../src/errors.js'
 import type { ClientFrame } from '../../src/protocol/frames.js'
 import { createTetherServer, type ExpireReason, type TetherServer, type TetherServerOptions } from '../../src/server/index.js'
 import { SENT_ENTRY_BYTES, SESSION_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from '../../src/server/memory.js'
@@ -379,11 +379,17 @@ describe('options', () => {
     expect(settings((await server({ maxQueue: 7 })).tether).maxQueue).toBe(7)
   })
 
-  it.each(['maxQueueBytes', 'maxDisconnectedBytes'] as const)('%s must be a positive number: a TypeError names it', async (key) => {
+  it.each(['maxQueueBytes', 'maxDisconnectedBytes'] as const)('%s must be a positive number: an OptionError names it', async (key) => {
     for (const bad of [0, -1, Number.NaN, '1000' as unknown as number]) {
-      await expect(createTetherServer({ server: createServer(), [key]: bad })).rejects.toThrow(
-        new RegExp(`options\\.${key} must be a positive number`),
-      )
+      const refused = createTetherServer({ server: createServer(), [key]: bad })
+      await expect(refused).rejects.toThrow(new RegExp(`options\\.${key} must be a positive number`))
+      await expect(refused).rejects.toThrow(OptionError)
     }
+  })
+
+  it('names the value given, a string quoted', async () => {
+    await expect(createTetherServer({ server: createServer(), maxQueueBytes: '1000' as unknown as number })).rejects.toThrow(
+      'createTetherServer: options.maxQueueBytes must be a positive number; got "1000"',
+    )
   })
 })

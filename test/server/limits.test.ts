@@ -7,6 +7,7 @@
 import { createServer } from 'node:http'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { OptionError } from '../../src/errors.js'
 import { createTetherServer } from '../../src/server/index.js'
 import { DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND, maxHeldBytes, resolveRateLimit, TokenBucket } from '../../src/server/limits.js'
 
@@ -219,9 +220,15 @@ describe("createTetherServer's rateLimit option", () => {
     ['a NaN rate', { rate: Number.NaN, burst: 5 }],
     ['a rate of 0', { rate: 0, burst: 5 }],
     ['a burst below 1', { rate: 10, burst: 0.5 }],
-  ])('refuses %s with a TypeError', async (_name, rateLimit) => {
-    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(
-      /options\.rateLimit must be false or \{ rate: a finite number > 0, burst >= 1 \}/,
+  ])('refuses %s with an OptionError', async (_name, rateLimit) => {
+    const refused = createTetherServer({ server: createServer(), rateLimit })
+    await expect(refused).rejects.toThrow(/options\.rateLimit must be false or \{ rate: a finite number > 0, burst >= 1 \}/)
+    await expect(refused).rejects.toThrow(OptionError)
+  })
+
+  it('names the value given', async () => {
+    await expect(createTetherServer({ server: createServer(), rateLimit: { rate: Number.NaN, burst: 5 } })).rejects.toThrow(
+      /options\.rateLimit must be .*; got \{ rate: NaN, burst: 5 \}$/,
     )
   })
 
@@ -241,9 +248,9 @@ describe("createTetherServer's rateLimit option: the byte budget", () => {
     ['a negative number', -1],
     ['NaN', Number.NaN],
     ['a string', '1000'],
-  ])('refuses a bytesPerSecond of %s with a TypeError naming it', async (_name, bytesPerSecond) => {
+  ])('refuses a bytesPerSecond of %s with an OptionError naming it', async (_name, bytesPerSecond) => {
     const rateLimit = { rate: 10, burst: 5, bytesPerSecond: bytesPerSecond as number }
-    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(TypeError)
+    await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(OptionError)
     await expect(createTetherServer({ server: createServer(), rateLimit })).rejects.toThrow(
       /^createTetherServer: options\.rateLimit\.bytesPerSecond must be a number of bytes > 0 \(Infinity for no byte budget\); got /,
     )
@@ -254,7 +261,7 @@ describe("createTetherServer's rateLimit option: the byte budget", () => {
     ['below the default maxPayload (1 MiB)', { maxPayload: undefined, burstBytes: 512 * 1024 }],
     ['infinite', { maxPayload: undefined, burstBytes: Number.POSITIVE_INFINITY }],
     ['NaN', { maxPayload: undefined, burstBytes: Number.NaN }],
-  ])('refuses a burstBytes %s with a TypeError naming it and maxPayload', async (_name, { maxPayload, burstBytes }) => {
+  ])('refuses a burstBytes %s with an OptionError naming it and maxPayload', async (_name, { maxPayload, burstBytes }) => {
     const options = { server: createServer(), maxPayload, rateLimit: { rate: 10, burst: 5, burstBytes } }
     await expect(createTetherServer(options)).rejects.toThrow(
       /^createTetherServer: options\.rateLimit\.burstBytes must be a finite number of bytes >= maxPayload \(\d+\)/,

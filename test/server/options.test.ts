@@ -4,6 +4,7 @@
  */
 import { createServer } from 'node:http'
 import { describe, expect, it } from 'vitest'
+import { OptionError } from '../../src/errors.js'
 import { createTetherServer } from '../../src/server/index.js'
 
 describe('createTetherServer: timer options', () => {
@@ -11,9 +12,9 @@ describe('createTetherServer: timer options', () => {
     '%s beyond the 32-bit timer limit (Infinity included) is refused with an error naming it',
     async (key) => {
       for (const value of [2 ** 31, Number.POSITIVE_INFINITY]) {
-        await expect(createTetherServer({ server: createServer(), [key]: value })).rejects.toThrow(
-          new RegExp(`options\\.${key} must be at most 2147483647 ms`),
-        )
+        const refused = createTetherServer({ server: createServer(), [key]: value })
+        await expect(refused).rejects.toThrow(new RegExp(`options\\.${key} must be at most 2147483647 ms`))
+        await expect(refused).rejects.toThrow(OptionError)
       }
     },
   )

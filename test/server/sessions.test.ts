@@ -4,7 +4,7 @@
  * Session writes, fake events record what it hands to the server, and time is fake.
  */
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi } from 'vitest'
-import { ClosedError, DeliveryError, QueueFullError } from '../../src/errors.js'
+import { ClosedError, DeliveryError, EncodeError, QueueFullError } from '../../src/errors.js'
 import { type ClientFrame, FrameError } from '../../src/protocol/frames.js'
 import { MAX_HOLD, type RateLimit } from '../../src/server/limits.js'
 import { RequestError, Session, type SessionConnection, type SessionEvents, type SessionLimits } from '../../src/server/sessions.js'
@@ -243,12 +243,12 @@ describe('send()', () => {
     expect(frameError(() => receive(session, ack(2))).closeCode).toBe(1002)
   })
 
-  it('rejects what JSON cannot carry, at once, with a TetherError (ERR_ENCODE)', async () => {
+  it('rejects what JSON cannot carry, at once, with an EncodeError (ERR_ENCODE)', async () => {
     const { session, connect } = setup()
     const conn = connect()
     conn.clear()
-    await expect(session.send(undefined)).rejects.toMatchObject({ name: 'TetherError', code: 'ERR_ENCODE' })
-    await expect(session.send(1n)).rejects.toMatchObject({ name: 'TetherError', code: 'ERR_ENCODE' })
+    await expect(session.send(undefined)).rejects.toMatchObject({ name: 'EncodeError', code: 'ERR_ENCODE' })
+    await expect(session.send(1n)).rejects.toBeInstanceOf(EncodeError)
     await tick()
     expect(conn.raw).toEqual([])
     expect(session.pending).toBe(0)

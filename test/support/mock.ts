@@ -97,7 +97,7 @@ export function createDroppingServer(code = 1000, reason = ''): MockServer {
   return createServer({ onConnection: (client) => client.close({ code, reason, wasClean: code === 1000 }) })
 }
 
-/** A raw-mode socket on mock-socket's WebSocket. Closed automatically after the test. */
+/** A raw-mode TetherSocket on mock-socket's WebSocket (not a raw WebSocket). Closed automatically after the test. */
 export function rawSocket<In = unknown, Out = unknown>(
   url: ConstructorParameters<typeof TetherSocket>[0],
   options: TetherSocketOptions<In, Out> = {},

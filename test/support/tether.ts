@@ -48,7 +48,7 @@ export function killConnections(server: TetherServer): number {
 }
 
 /** The TCP socket under a `ws` WebSocket (to pause reading, as a hung peer would). */
-export function rawSocket(ws: WebSocket): Socket {
+export function tcpSocketOf(ws: WebSocket): Socket {
   return (ws as unknown as { _socket: Socket })._socket
 }
 

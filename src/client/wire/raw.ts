@@ -4,11 +4,12 @@
  * connection dies can be lost (at-most-once for what is in flight, nothing lost while queued).
  * @module
  */
-import { ProtocolError, TetherError } from '../../errors.js'
+import { EncodeError, ProtocolError } from '../../errors.js'
 import type { Payload } from '../outbox.js'
 import type { Protocol, ProtocolHost, WireData } from './types.js'
 
-const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
+/** Binary data as a WebSocket sends it: ArrayBuffer, a view on one, or Blob. */
+export const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
   data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)
 
 /** The raw-mode protocol: one message per WebSocket frame, nothing added. */
@@ -25,12 +26,7 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
   encode(data: Out): Payload {
     const payload = this.serialize ? this.serialize(data) : typeof data === 'string' || isBinary(data) ? data : JSON.stringify(data)
     if (typeof payload !== 'string' && !isBinary(payload)) {
-      throw new TetherError(
-        `cannot send ${typeof data}: raw mode sends strings, binary data or JSON-serializable values`,
-        { data },
-        'TetherError',
-        'ERR_ENCODE',
-      )
+      throw new EncodeError(`cannot send ${typeof data}: raw mode sends strings, binary data or JSON-serializable values`, { data })
     }
     return payload
   }

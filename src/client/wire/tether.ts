@@ -9,7 +9,7 @@
  * client sequence the server has, and each side resends exactly the rest.
  * @module
  */
-import { DeliveryError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../errors.js'
+import { DeliveryError, EncodeError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../errors.js'
 import {
   CloseCode,
   decodeFrame,
@@ -26,6 +26,7 @@ import {
 import type { HeartbeatOptions } from '../options.js'
 import type { Entry } from '../outbox.js'
 import { timer } from '../timers.js'
+import { isBinary } from './raw.js'
 import type { Protocol, ProtocolHost, WireData } from './types.js'
 
 /** The `session` event's argument: a new server session began. */
@@ -78,18 +79,13 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   ) {}
 
   encode(data: Out): string {
-    if (data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)) {
-      throw new TetherError(
-        "tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'",
-        { data },
-        'TetherError',
-        'ERR_ENCODE',
-      )
+    if (isBinary(data)) {
+      throw new EncodeError("tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'", { data })
     }
     try {
       return encodePayload(data)
     } catch (cause) {
-      throw new TetherError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }, 'TetherError', 'ERR_ENCODE')
+      throw new EncodeError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data })
     }
   }
 

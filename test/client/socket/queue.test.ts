@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { AbortError, OptionError, QueueFullError, TetherError, TimeoutError } from '../../../src/index.js'
+import { AbortError, EncodeError, OptionError, QueueFullError, TetherError, TimeoutError } from '../../../src/index.js'
 import { collect, createServer, flush, rawSocket, rejection, settled, uniqueUrl, useMockEnvironment } from '../../support/mock.js'
 
 useMockEnvironment()
@@ -102,6 +102,30 @@ describe('send() in raw mode', () => {
     expect(server.received).toEqual(['plain', '{"type":"chat","text":"hi"}', '[1,2]'])
   })
 
+  it('rejects with an EncodeError, the thrown error as cause, when options.serialize throws', async () => {
+    const server = createServer()
+    const failure = new Error('no')
+    const sock = rawSocket<unknown, unknown>(server.url, {
+      autoConnect: false,
+      serialize: () => {
+        throw failure
+      },
+    })
+    const error = await rejection(sock.send('x'))
+    expect(error).toBeInstanceOf(EncodeError)
+    expect(error).toMatchObject({ code: 'ERR_ENCODE', data: 'x', cause: failure })
+    expect((error as EncodeError).message).toContain('could not encode the message: no')
+    expect(sock.pending).toBe(0)
+  })
+
+  it('rejects with an EncodeError when options.serialize returns neither a string nor binary', async () => {
+    const server = createServer()
+    const sock = rawSocket<unknown, unknown>(server.url, { autoConnect: false, serialize: () => 42 as never })
+    const error = await rejection(sock.send({ n: 1 }))
+    expect(error).toBeInstanceOf(EncodeError)
+    expect(error).toMatchObject({ name: 'EncodeError', code: 'ERR_ENCODE', data: { n: 1 } })
+  })
+
   it('uses options.serialize when given', async () => {
     const server = createServer()
     const sock = rawSocket<unknown, { n: number }>(server.url, { serialize: (m) => `n=${m.n}` })
@@ -116,6 +140,7 @@ describe('send() in raw mode', () => {
     const sock = rawSocket<unknown, unknown>(server.url, { autoConnect: false })
     const errors = collect<[TetherError]>(sock, 'error')
     const error = await rejection(sock.send(10n))
+    expect(error).toBeInstanceOf(EncodeError)
     expect(error).toBeInstanceOf(TetherError)
     expect((error as TetherError).code).toBe('ERR_ENCODE')
     expect(errors.map(([e]) => e)).toEqual([error])
@@ -148,7 +173,7 @@ describe('send() in raw mode', () => {
     ['signal', { signal: null }],
     ['signal', { signal: {} }],
     ['signal', { signal: 'abort' }],
-  ])('rejects a bad per-call %s (%j) with OptionError, and never throws', async (_, options) => {
+  ])('rejects a bad per-call %s (%j) with OptionError, and never throws', async (name, options) => {
     const sock = rawSocket(uniqueUrl(), { autoConnect: false })
     let sent: Promise<void> | undefined
     expect(() => {
@@ -156,7 +181,7 @@ describe('send() in raw mode', () => {
     }).not.toThrow()
     const error = await rejection(sent as Promise<void>)
     expect(error).toBeInstanceOf(OptionError)
-    expect((error as OptionError).message).toMatch(/timeout and ttl must be numbers > 0, key a string, signal an AbortSignal/)
+    expect((error as OptionError).message).toMatch(new RegExp(`^send options: ${name} must be .*; got `))
     expect(sock.pending).toBe(0)
   })
 })

@@ -7,7 +7,7 @@ import type { HeartbeatOptions } from '../../../src/client/options.js'
 import { Outbox, type Payload } from '../../../src/client/outbox.js'
 import { type SessionInfo, TetherProtocol } from '../../../src/client/wire/tether.js'
 import type { ProtocolHost } from '../../../src/client/wire/types.js'
-import { DeliveryError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../../src/errors.js'
+import { DeliveryError, EncodeError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../../src/errors.js'
 import { track } from '../../support/track.js'
 
 type Frame = Record<string, unknown>
@@ -214,7 +214,7 @@ describe('encode', () => {
     ['a BigInt', 1n],
     ['an ArrayBuffer', new ArrayBuffer(1)],
     ['a Uint8Array', new Uint8Array(1)],
-  ])('refuses %s with a TetherError ERR_ENCODE', (_name, data) => {
+  ])('refuses %s with an EncodeError (ERR_ENCODE)', (_name, data) => {
     const t = setup()
     let thrown: unknown
     try {
@@ -222,8 +222,10 @@ describe('encode', () => {
     } catch (error) {
       thrown = error
     }
+    expect(thrown).toBeInstanceOf(EncodeError)
     expect(thrown).toBeInstanceOf(TetherError)
     expect((thrown as TetherError).code).toBe('ERR_ENCODE')
+    expect((thrown as TetherError).data).toBe(data)
   })
 })
 
