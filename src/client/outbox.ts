@@ -35,6 +35,8 @@ export interface EntryOptions {
   key?: string
   /** Request id (tether mode): the entry finishes with the reply, not the ack. */
   requestId?: number
+  /** The open hook's message: it goes ahead of every queued message, behind earlier such ones. */
+  aheadOfQueue?: boolean
 }
 
 /**
@@ -46,7 +48,7 @@ interface Extras {
   readonly requestId: number | undefined
   readonly deadline: number
   readonly staleAt: number
-  readonly first: boolean
+  readonly aheadOfQueue: boolean
   unlisten: (() => void) | undefined
 }
 
@@ -104,9 +106,9 @@ export class Entry {
     return this.extras ? this.extras.staleAt : Number.POSITIVE_INFINITY
   }
 
-  /** Added with `first` (by the open hook): goes ahead of queued messages, behind earlier `first` ones. */
-  get first(): boolean {
-    return this.extras?.first === true
+  /** Added `aheadOfQueue` (by the open hook): goes ahead of queued messages, behind earlier such ones. */
+  get aheadOfQueue(): boolean {
+    return this.extras?.aheadOfQueue === true
   }
 }
 
@@ -205,22 +207,22 @@ export class Outbox {
   /**
    * Adds a message and returns the promise its sender gets. Never throws: a message that
    * cannot be queued gets a rejected promise (and an `onFail` report).
-   * `first` puts it ahead of every queued message (for the open hook's messages).
+   * `options.aheadOfQueue` puts it ahead of every queued message (for the open hook's messages).
    */
-  add(data: unknown, payload: Payload, options: EntryOptions, first = false): Promise<unknown> {
+  add(data: unknown, payload: Payload, options: EntryOptions): Promise<unknown> {
     let resolve!: (value: unknown) => void
     const promise = new Promise<unknown>((res) => {
       resolve = res
     })
-    const { signal, key, requestId, deadline, staleAt } = options
+    const { signal, key, requestId, deadline, staleAt, aheadOfQueue = false } = options
     const plain =
       !signal &&
-      !first &&
+      !aheadOfQueue &&
       key === undefined &&
       requestId === undefined &&
       deadline === Number.POSITIVE_INFINITY &&
       staleAt === Number.POSITIVE_INFINITY
-    const extras: Extras | undefined = plain ? undefined : { key, requestId, deadline, staleAt, first, unlisten: undefined }
+    const extras: Extras | undefined = plain ? undefined : { key, requestId, deadline, staleAt, aheadOfQueue, unlisten: undefined }
     const entry = new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
     if (signal?.aborted) {
       this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
@@ -229,7 +231,7 @@ export class Outbox {
     const replaced = key === undefined ? undefined : this.keyed.get(key)
     if (replaced) this.supersede(replaced, entry)
     if (!this.makeRoom(entry)) return promise
-    this.link(entry, first)
+    this.link(entry, aheadOfQueue)
     if (signal && extras) {
       const onAbort = () => this.fail(entry, new AbortError('send was aborted by its signal', { cause: signal.reason, data }))
       signal.addEventListener('abort', onAbort, { once: true })
@@ -357,9 +359,9 @@ export class Outbox {
     return false
   }
 
-  private link(entry: Entry, first: boolean): void {
-    let before = first ? this.cursor : undefined
-    while (before?.first) before = before.next
+  private link(entry: Entry, aheadOfQueue: boolean): void {
+    let before = aheadOfQueue ? this.cursor : undefined
+    while (before?.aheadOfQueue) before = before.next
     if (before) {
       entry.prev = before.prev
       entry.next = before

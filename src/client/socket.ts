@@ -782,7 +782,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
     const requestId = request ? this.protocol.nextId?.() : undefined
-    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId }, aheadOfQueue)
+    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId, aheadOfQueue })
     if (aheadOfQueue) this.protocol.writeAheadOfQueue()
     else if (this.current === 'open') this.protocol.flush()
     return promise

@@ -13,8 +13,8 @@ function setup(limits: Partial<QueueLimits> = {}) {
 }
 
 /** Adds `data` (its payload is the string itself, so its size is its length for ASCII). */
-function add(outbox: Outbox, data: string, options: Partial<EntryOptions> = {}, first = false): Promise<unknown> {
-  return outbox.add(data, data, { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY, ...options }, first)
+function add(outbox: Outbox, data: string, options: Partial<EntryOptions> = {}): Promise<unknown> {
+  return outbox.add(data, data, { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY, ...options })
 }
 
 function entries(outbox: Outbox): Entry[] {
@@ -304,7 +304,7 @@ describe('Outbox: order and the cursor', () => {
     const { outbox } = setup()
     for (const data of ['a', 'b', 'c']) add(outbox, data)
     transmit(outbox)
-    add(outbox, 'hello', {}, true)
+    add(outbox, 'hello', { aheadOfQueue: true })
     expect(order(outbox)).toEqual(['a', 'hello', 'b', 'c'])
     expect(outbox.cursor?.data).toBe('hello')
     expectConsistent(outbox)
@@ -314,7 +314,7 @@ describe('Outbox: order and the cursor', () => {
     const { outbox } = setup()
     add(outbox, 'a')
     transmit(outbox)
-    add(outbox, 'hello', {}, true)
+    add(outbox, 'hello', { aheadOfQueue: true })
     expect(order(outbox)).toEqual(['a', 'hello'])
     expect(outbox.cursor?.data).toBe('hello')
     expectConsistent(outbox)
@@ -322,7 +322,7 @@ describe('Outbox: order and the cursor', () => {
 
   it('a `first` message into an empty outbox is the only entry', () => {
     const { outbox } = setup()
-    add(outbox, 'hello', {}, true)
+    add(outbox, 'hello', { aheadOfQueue: true })
     expect(order(outbox)).toEqual(['hello'])
     expect(outbox.head).toBe(outbox.cursor)
     expectConsistent(outbox)
@@ -333,7 +333,7 @@ describe('Outbox: order and the cursor', () => {
     add(outbox, 'a')
     transmit(outbox)
     outbox.rewind()
-    add(outbox, 'hello', {}, true)
+    add(outbox, 'hello', { aheadOfQueue: true })
     expect(order(outbox)).toEqual(['hello', 'a'])
     expect(outbox.head?.data).toBe('hello')
     expectConsistent(outbox)
@@ -342,8 +342,8 @@ describe('Outbox: order and the cursor', () => {
   it('successive `first` messages keep their call order among themselves (hello, then auth)', () => {
     const { outbox } = setup()
     add(outbox, 'queued')
-    add(outbox, 'hello', {}, true)
-    add(outbox, 'auth', {}, true)
+    add(outbox, 'hello', { aheadOfQueue: true })
+    add(outbox, 'auth', { aheadOfQueue: true })
     expect(order(outbox)).toEqual(['hello', 'auth', 'queued'])
     expectConsistent(outbox)
   })
@@ -509,7 +509,7 @@ describe("Outbox bounds with overflow 'reject'", () => {
   it('a `first` message obeys the bounds too', async () => {
     const { outbox } = setup({ maxMessages: 1 })
     add(outbox, 'a')
-    expect(await rejection(add(outbox, 'hello', {}, true))).toBeInstanceOf(QueueFullError)
+    expect(await rejection(add(outbox, 'hello', { aheadOfQueue: true }))).toBeInstanceOf(QueueFullError)
     expect(order(outbox)).toEqual(['a'])
   })
 })
@@ -1153,12 +1153,12 @@ describe('Outbox: what an entry holds (a queue can hold many)', () => {
     add(outbox, 'plain')
     add(outbox, 'keyed', { key: 'k' })
     add(outbox, 'timed', { deadline: Date.now() + 1000 })
-    add(outbox, 'hook', {}, true)
+    add(outbox, 'hook', { aheadOfQueue: true })
     expect(entryOf(outbox, 'plain').extras).toBeUndefined()
     expect(entryOf(outbox, 'plain').deadline).toBe(Number.POSITIVE_INFINITY)
     expect(entryOf(outbox, 'keyed').key).toBe('k')
     expect(entryOf(outbox, 'timed').deadline).toBeLessThan(Number.POSITIVE_INFINITY)
-    expect(entryOf(outbox, 'hook').first).toBe(true)
+    expect(entryOf(outbox, 'hook').aheadOfQueue).toBe(true)
   })
 
   it('an entry that stays in flight after its promise settled no longer holds the promise or its resolver', async () => {
@@ -1220,17 +1220,13 @@ describe('Outbox: counters and links stay consistent through every operation', (
         const controller = random() < 0.3 ? new AbortController() : undefined
         const now = Date.now()
         promises.push(
-          add(
-            outbox,
-            data,
-            {
-              key: random() < 0.3 ? ['a', 'b', 'c'][Math.floor(random() * 3)] : undefined,
-              signal: controller?.signal,
-              deadline: random() < 0.3 ? now + Math.floor(random() * 300) : Number.POSITIVE_INFINITY,
-              staleAt: random() < 0.3 ? now + Math.floor(random() * 300) : Number.POSITIVE_INFINITY,
-            },
-            random() < 0.1,
-          ),
+          add(outbox, data, {
+            key: random() < 0.3 ? ['a', 'b', 'c'][Math.floor(random() * 3)] : undefined,
+            signal: controller?.signal,
+            deadline: random() < 0.3 ? now + Math.floor(random() * 300) : Number.POSITIVE_INFINITY,
+            staleAt: random() < 0.3 ? now + Math.floor(random() * 300) : Number.POSITIVE_INFINITY,
+            aheadOfQueue: random() < 0.1,
+          }),
         )
         const entry = entries(outbox).find((e) => e.data === data)
         if (entry && controller) signals.set(entry, controller)

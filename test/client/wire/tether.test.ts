@@ -254,7 +254,7 @@ describe('sending', () => {
     await t.connect()
     t.clear()
     t.outbox.add('later', '"later"', { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY })
-    t.outbox.add('first', '"first"', { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY }, true)
+    t.outbox.add('first', '"first"', { deadline: Number.POSITIVE_INFINITY, staleAt: Number.POSITIVE_INFINITY, aheadOfQueue: true })
     t.protocol.writeAheadOfQueue()
     expect(t.frames()).toEqual([{ t: 'msg', s: 1, d: ['first'] }])
     t.protocol.flush()
