@@ -407,17 +407,19 @@ export class Outbox {
     this.timer = undefined
     this.timerAt = Number.POSITIVE_INFINITY
     const now = Date.now()
-    let next = Number.POSITIVE_INFINITY
     for (let entry = this.head; entry; ) {
       const following = entry.next
       if (!entry.settled && entry.seq === 0 && entry.staleAt <= now) {
         this.fail(entry, new TimeoutError(`dropped unsent after waiting longer than its ttl`, { data: entry.data }))
       } else if (!entry.settled && entry.deadline <= now) {
         this.fail(entry, new TimeoutError(`not delivered within its timeout`, { data: entry.data }))
-      } else if (!entry.settled) {
-        next = Math.min(next, entry.deadline, entry.seq === 0 ? entry.staleAt : Number.POSITIVE_INFINITY)
       }
       entry = following
+    }
+    // Counted after the failures: their listeners may have settled or removed the rest (close()).
+    let next = Number.POSITIVE_INFINITY
+    for (let entry = this.head; entry; entry = entry.next) {
+      if (!entry.settled) next = Math.min(next, entry.deadline, entry.seq === 0 ? entry.staleAt : Number.POSITIVE_INFINITY)
     }
     // An onFail listener may have added an entry (and armed for it) meanwhile: keep the earlier.
     if (next < this.timerAt) this.arm(next)

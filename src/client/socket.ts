@@ -376,9 +376,10 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     const done = new Promise<void>((resolve) => this.closeWaiters.push(resolve))
     if (this.current === 'closing') return done
-    this.supersede()
+    const id = this.supersede()
     this.clearTimer()
     this.failEverything(closedError)
+    if (this.superseded(id)) return done // an error listener closed (or reconnected) the socket meanwhile
     const ws = this.ws
     if (ws) {
       this.requestedClose = { code, reason, wasClean: false }
@@ -514,7 +515,11 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         )
         const id = this.attemptId
         this.reportFailure(error)
-        if (this.superseded(id)) return // an error listener closed or reconnected the socket
+        if (this.superseded(id)) {
+          // An error listener closed the socket: this WebSocket has ended already, so the close is complete.
+          if ((this.current as SocketState) === 'closing' && this.ws === ws) this.end(info, CLOSE)
+          return // or it reconnected: the new attempt goes on
+        }
       }
       this.end(info, this.current === 'closing' ? CLOSE : RETRY)
     }
@@ -540,6 +545,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   /** The protocol's handshake is done: run the hook, then become `open` and write the backlog. */
   private ready(): void {
     const ws = this.ws
+    // Only an attempt still connecting can open (a listener may have closed or reconnected it).
+    if (!ws || this.current !== 'connecting') return
     const hook = this.options.onOpen
     if (!hook) {
       this.becomeOpen()
@@ -556,7 +563,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         connection: this.counters.opened + 1,
       })
     } catch (cause) {
-      this.hookFailed(cause)
+      // The hook may have closed or reconnected the socket before it threw: then its failure is moot.
+      if (!this.superseded(id) && this.ws === ws) this.hookFailed(cause)
       return
     }
     Promise.resolve(result).then(
@@ -614,6 +622,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
    * @param closeWith - the close code to send when the connection is still up (we end it)
    */
   private end(info: CloseInfo, sequel: Sequel, { closeWith }: { closeWith?: number } = {}): void {
+    // While closing, whatever ended the connection completes the close the user asked for.
+    if (this.current === 'closing') sequel = CLOSE
     this.release(closeWith, info.reason)
     const id = this.supersede() // late results of the attempt that just ended are ignored
     this.clearTimer()
@@ -634,7 +644,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     }
     if (stop !== undefined || sequel.next === 'close') {
       this.enterClosed()
-      this.notify('close', { ...info, willReconnect: false })
+      // Not when a `state` listener connected again meanwhile: this close is no longer the final one.
+      if (this.current === 'closed') this.notify('close', { ...info, willReconnect: false })
       return
     }
     this.notify('close', { ...info, willReconnect: true })
@@ -688,7 +699,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
 
   private scheduleRetry(code?: number): void {
     const { reconnect } = this.options
-    if (!reconnect) return
+    if (!reconnect || this.current !== 'reconnecting') return // a state listener closed or reconnected
     // Offline: no attempt is spent; the `online` event retries at once.
     if (!isOnline()) {
       this.waitForNetwork()
@@ -744,7 +755,8 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     this.unwatch?.()
     this.unwatch = undefined
     this.setState('closed')
-    this.failEverything(closedError) // sends made by listeners meanwhile
+    // Sends made by listeners meanwhile, unless one connected again (then they are the new run's).
+    if (this.current === 'closed') this.failEverything(closedError)
     const waiters = this.closeWaiters
     this.closeWaiters = []
     for (const resolve of waiters) resolve()

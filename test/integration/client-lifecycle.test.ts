@@ -8,9 +8,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { ConnectionError, DeliveryError, OptionError, type TetherError, TetherSocket, type TetherSocketOptions } from '../../src/index.js'
 import { cleanup, listen, startServer, track, waitFor, withTimeout } from '../support/servers.js'
-import { freePort } from '../support/tether.js'
+import { cleanupTether, defer, freePort, sleep, startTether, tetherClient, urlOf } from '../support/tether.js'
 
 afterEach(cleanup)
+afterEach(cleanupTether)
 
 function rawSocketAndErrors(url: string, options: TetherSocketOptions<string, string> = {}) {
   const sock = track(
@@ -171,5 +172,32 @@ describe('a failed attempt says why', () => {
       )
       await server.kill()
     }
+  })
+})
+
+describe('a listener that closes the socket while a new session is being welcomed', () => {
+  it('close() from the error listener of a request failed by the lost session: the socket closes, close() resolves', async () => {
+    const first = await startTether()
+    const port = first.port
+    first.onRequest(() => new Promise(() => {})) // never answers: the request waits for its reply
+    const { sock } = tetherClient(urlOf(first), { requestTimeout: 60_000, reconnect: { minDelay: 10, maxDelay: 20 } })
+    await waitFor(() => sock.state === 'open', 3000, 'open')
+    sock.request({ q: 1 }).catch(() => {})
+    await waitFor(() => first.sessions.size === 1 && [...first.sessions.values()][0].pending === 0, 3000, 'the request to reach the server')
+    await sleep(50)
+    const uncaught: unknown[] = []
+    const onUncaught = (error: unknown) => uncaught.push(error)
+    process.on('uncaughtException', onUncaught)
+    defer(() => process.off('uncaughtException', onUncaught))
+    let closing: Promise<void> | undefined
+    sock.on('error', (error) => {
+      if (error instanceof DeliveryError) closing ??= sock.close()
+    })
+    await first.close()
+    await startTether({ port }) // the session is gone: the client is welcomed as a new one
+    await waitFor(() => closing !== undefined, 5000, 'the request to fail with the session')
+    await withTimeout(closing!, 3000, 'close() to resolve')
+    expect(sock.state).toBe('closed')
+    expect(uncaught).toEqual([])
   })
 })

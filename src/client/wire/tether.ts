@@ -222,6 +222,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
             data: entry.data,
           }),
       )
+      if (this.phase !== 'handshake') return // an error listener closed or reconnected the socket
       this.sessionId = frame.sid
       this.phase = 'welcomed'
       this.onSession({ id: frame.sid, previous })
