@@ -4,8 +4,10 @@
  * modules refer to it, and docs/SECURITY.md describes it for users.
  *
  * - Cost. Every frame costs at least one token of the bucket (`rate`, `burst`): a message, a
- *   request and a ping one each (a `msg` frame one per item), an ack, a frame of an unknown
- *   type and a resend one. A frame over {@link DECODE_AT_ONCE} bytes also costs its bytes of
+ *   request and a ping one each (a `msg` frame one per item), a frame of an unknown type, a
+ *   resend and an ack that moves nothing one. The one exception: an ack that moves the client's
+ *   acknowledged sequence forward is free, since such acks are bounded by what the server wrote
+ *   (a client that receives much must not spend its own rate acknowledging it). A frame over {@link DECODE_AT_ONCE} bytes also costs its bytes of
  *   the decoding budget (`bytesPerSecond`, `burstBytes`), since parsing costs about what a frame
  *   weighs, while a frame of one message costs one token whatever its size.
  * - Charged before decoding. A frame is decoded only when its turn comes and its token (and its
@@ -63,6 +65,8 @@ export interface AdmissionHost {
    * returns the work it carries, if any. Throws FrameError for a protocol violation.
    */
   take(frame: ClientFrame | undefined): Work | undefined
+  /** The client's last cumulative ack: an ack that moves it is not charged (see `receive`). */
+  acked(): number
   /** Delivers the message numbered `seq`. */
   message(seq: number, data: unknown): void
   /** Hands a request to the handler; throws FrameError beyond the limits on replies. */
@@ -164,9 +168,13 @@ export class Admission {
     const decoded = data === undefined || (typeof data !== 'string' && !Buffer.isBuffer(data))
     if (decoded && (data?.t === 'ack' || data?.t === 'hello')) {
       // An ack is not work (it concerns the other direction): applied at once, even while work is
-      // held, so a client that acknowledges what it receives never finds the outbox full.
+      // held, so a client that acknowledges what it receives never finds the outbox full. One that
+      // moves the acknowledged sequence forward costs no token: such acks are bounded by what the
+      // server wrote (a client that receives much must not lose its own rate to acknowledging it).
+      // One that does not (a repeat, a flood) costs a token like any frame.
+      const before = this.host.acked()
       this.host.take(data)
-      if (this.refusal === undefined) this.admit({ t: 'owed', size })
+      if (this.refusal === undefined && this.host.acked() === before) this.admit({ t: 'owed', size })
       return
     }
     if (this.refusal !== undefined) {

@@ -86,8 +86,8 @@ export interface TetherServerOptions {
   authenticate?: (request: IncomingMessage) => string | boolean | undefined | Promise<string | boolean | undefined>
   /**
    * Incoming messages, requests and pings per session: `rate` per second sustained (finite,
-   * above 0), `burst` at once (at least 1); every other frame (acks, unknown types) costs a token
-   * too, charged before it is decoded. Beside it, a decoding budget: a frame over 64 bytes is
+   * above 0), `burst` at once (at least 1); every other frame (unknown types, acks that move
+   * nothing) costs a token too, charged before it is decoded. Beside it, a decoding budget: a frame over 64 bytes is
    * decoded only once `bytesPerSecond` (`Infinity` for none) has its bytes, `burstBytes` at once
    * (never below `maxPayload`). A client over either is slowed down, not disconnected: the rest
    * is held, in order, and delivered as the limits allow; work beyond 10 s of it is refused, and

@@ -103,6 +103,11 @@ export class SessionOutbox {
     return this.counted - this.sharedBytes
   }
 
+  /** The client's last cumulative ack. */
+  get acked(): number {
+    return this.ackedSeq
+  }
+
   /** Whether the outbox is counted by the server-wide budget (see {@link park}). */
   get parked(): boolean {
     return this.away

@@ -166,6 +166,8 @@ export class Session {
     this.admission.discard()
     this.connection?.close(1000, 'replaced by a newer connection of the same session')
     this.connection = connection
+    // Out of the budget first: what the hello acknowledges is let go by every count, the budget's too.
+    this.events.memory?.(this, false, this.outbox.unpark())
     this.outbox.acknowledge(clientAck)
     connection.send(
       encodeFrame({
@@ -178,7 +180,6 @@ export class Session {
       }),
     )
     this.outbox.rewind()
-    this.events.memory?.(this, false, this.outbox.unpark())
     this.outbox.flush(connection)
   }
 
@@ -236,6 +237,7 @@ export class Session {
     return {
       connection: () => this.connection,
       take: (frame) => this.take(frame),
+      acked: () => this.outbox.acked,
       message: (seq, data) => {
         this.rxSeq = seq
         // Queued before delivering: perTick defers the write to the end of the tick, when rxSeq is

@@ -74,9 +74,9 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     if (!session && !closing) close(CloseCode.PROTOCOL_ERROR, `no "hello" within ${hooks.helloTimeout} ms`)
   }, hooks.helloTimeout)
   ws.on('message', (data: RawData, isBinary: boolean) => {
-    // Frames still arriving on a connection being closed are not processed (nor acknowledged):
-    // the client resends them when it resumes.
-    if (closing) return
+    // Frames still arriving on a connection being closed (by us, or by server.close() before its
+    // hello) are not processed (nor acknowledged): the client resends them when it resumes.
+    if (closing || ws.readyState !== WebSocket.OPEN) return
     try {
       if (isBinary) throw new FrameError('binary frame: tether.v1 frames are JSON text', CloseCode.INVALID_DATA)
       const text = asBuffer(data)
@@ -84,6 +84,11 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
         // Not decoded here: the session decodes a frame once the rate limit lets it in.
         session.receiveText(text, text.byteLength)
         return
+      }
+      // Before the hello there is no session, so no rate limit or decoding budget: only small
+      // frames are decoded (a hello is about 60 bytes).
+      if (text.byteLength > PRE_HELLO_MAX) {
+        throw new FrameError(`a frame of ${text.byteLength} bytes before "hello" (at most ${PRE_HELLO_MAX})`, CloseCode.PROTOCOL_ERROR)
       }
       const frame = decodeFrame(text.toString(), 'client')
       if (!frame) return
@@ -110,6 +115,9 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     session?.detach(connection, code)
   })
 }
+
+/** The largest frame decoded before the hello (docs/PROTOCOL.md §4): a hello, with room to grow. */
+export const PRE_HELLO_MAX = 4096
 
 /** A message's bytes as one Buffer (`ws` hands over a Buffer unless told otherwise). */
 const asBuffer = (data: RawData): Buffer => (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data))

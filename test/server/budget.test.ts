@@ -166,6 +166,24 @@ describe('maxQueueBytes: the byte bound of one session', () => {
 })
 
 describe('maxDisconnectedBytes: the budget of disconnected sessions, server-wide', () => {
+  it('a resume whose hello acknowledges broadcasts received before the drop lets their payloads go: the count returns to 0, nothing is evicted later', async () => {
+    const { tether, expired, connect, abandoned } = await server({ maxDisconnectedBytes: 100_000 })
+    const { session } = connect()
+    let connection = quickConnection()
+    session.attach(connection, 0, false)
+    for (let i = 1; i <= 10; i++) {
+      tether.broadcast('x'.repeat(10_000)) // written; the client has it, but its ack is lost with the connection
+      await vi.advanceTimersByTimeAsync(0)
+      session.detach(connection)
+      expect(budgetOf(tether).bytes).toBe(SESSION_BYTES + SHARED_ENTRY_BYTES + 10_002)
+      connection = quickConnection()
+      session.attach(connection, i, true) // its hello acknowledges it
+      expect(budgetOf(tether).bytes).toBe(0)
+    }
+    abandoned() // a session that holds nothing fits
+    expect(expired).toEqual([])
+  })
+
   it('when broadcasts bring it over, the sessions disconnected longest are ended first, with reason "evicted"; connected ones are never counted', async () => {
     // 8 disconnected sessions, 10 broadcasts of 1,000 bytes (counted once): 3,000 bytes too many.
     const limit = 8 * (SESSION_BYTES + 10 * SHARED_ENTRY_BYTES) + 10 * 1000 - 3000

@@ -339,6 +339,7 @@ describe('after the hello', () => {
         fake.sent.length = 0
         // The reference model.
         let rxSeq = 0
+        let acked = 0 // the client's last cumulative ack
         let tokens = BURST
         let pendingRequests = 0
         let pongs = 0
@@ -363,9 +364,10 @@ describe('after the hello', () => {
           else if (typeof frame === 'number') expectClose = frame
           else if (frame?.t === 'hello') expectClose = 1002
           else if (frame?.t === 'ack' && frame.s > txSeq) expectClose = 1002
+          else if (frame?.t === 'ack' && frame.s > acked) acked = frame.s // it moves the acknowledged sequence: free
           else if (tokens < 1) refused()
           else if (!frame || frame.t === 'ack')
-            tokens-- // a frame of an unknown type, or an ack: its token, nothing more
+            tokens-- // a frame of an unknown type, or an ack that moves nothing: its token, nothing more
           else {
             switch (frame.t) {
               case 'ping':
@@ -601,6 +603,7 @@ describe('backpressure over the rate limit', () => {
       let accepted = 0 // last client seq taken in: delivered or held
       let rxSeq = 0 // last client seq delivered
       let sentSeq = txSeq // last server seq (messages, then replies)
+      let acked = 0 // the client's last cumulative ack
       let tokens = BP_BURST
       /**
        * The held queue, in arrival order, one token each: frames not yet taken in (decoded only
@@ -653,7 +656,9 @@ describe('backpressure over the rate limit', () => {
           case 'hello':
             return bad(1002)
           case 'ack':
-            return frame.s > sentSeq ? bad(1002) : owe()
+            if (frame.s > sentSeq) return bad(1002)
+            acked = Math.max(acked, frame.s) // a big ack paid its token as a frame
+            return owe()
           case 'ping':
             held[0] = { kind: 'ping', frame: entry.frame }
             return
@@ -790,6 +795,7 @@ describe('backpressure over the rate limit', () => {
             else if (frame?.t === 'hello') closing = 1002
             else if (frame?.t === 'ack') {
               if (frame.s > sentSeq) closing = 1002
+              else if (frame.s > acked) acked = frame.s // it moves the acknowledged sequence: free
               else if (!refusing) admit({ kind: 'owed', frame: index }, size)
             } else if (refusing) ignore(size)
             else admit({ kind: 'frame', decoded: frame, frame: index }, size)

@@ -10,7 +10,7 @@ import { createServer } from 'node:http'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { WebSocket } from 'ws'
 import { createTetherServer, type Session, type TetherServer, type TetherServerOptions } from '../../src/server/index.js'
-import { attachConnection, type ConnectionHooks } from '../../src/server/ws.js'
+import { attachConnection, type ConnectionHooks, PRE_HELLO_MAX } from '../../src/server/ws.js'
 
 let servers: TetherServer[] = []
 
@@ -90,6 +90,22 @@ describe('every frame counts against the rate limit', () => {
     expect(c.closes).toEqual([])
     await vi.advanceTimersByTimeAsync(10_000)
     expect(c.closes).toEqual([{ code: 1013, reason: 'rate limit exceeded; slow down and resume' }])
+  })
+
+  it('acks that move the acknowledged sequence forward cost nothing: a client that receives more frames than its rate is never slowed for acknowledging them', async () => {
+    const t = await serverWith({ rateLimit: { rate: 100, burst: 100 } })
+    const c = connect(t)
+    // 200 frames a second for 30 s, each acknowledged at once, as a browser does.
+    for (let i = 1; i <= 6000; i++) {
+      void c.session.send(i)
+      await vi.advanceTimersByTimeAsync(5)
+      c.feed(`{"t":"ack","s":${i}}`)
+      if (i % 1000 === 0) c.feed('{"t":"ping"}') // its own work goes through at once
+    }
+    await vi.advanceTimersByTimeAsync(0)
+    expect(c.closes).toEqual([])
+    expect(heldItemsOf(c.session)).toBe(0)
+    expect(c.sent.filter((frame) => frame === '{"t":"pong"}')).toHaveLength(6)
   })
 
   it('frames of unknown types count too', async () => {
@@ -315,5 +331,39 @@ describe('the hello deadline', () => {
     for (const helloTimeout of [0, -1, Number.NaN, 2 ** 31]) {
       await expect(createTetherServer({ server: createServer(), helloTimeout })).rejects.toThrow(/helloTimeout/)
     }
+  })
+})
+
+describe('before the hello', () => {
+  it('a frame bigger than PRE_HELLO_MAX is refused with 1002 without being decoded: there is no rate limit yet', async () => {
+    const t = await serverWith({})
+    const c = fakeSocket()
+    attachConnection(c.ws, undefined, t.hooks)
+    const parse = vi.spyOn(JSON, 'parse')
+    c.feed(`{"t":"future","p":"${'y'.repeat(PRE_HELLO_MAX)}"}`)
+    expect(parse).not.toHaveBeenCalled()
+    expect(c.closes.map((close) => close.code)).toEqual([1002])
+  })
+
+  it('a small frame of an unknown type is still ignored, and the hello that follows is served', async () => {
+    const t = await serverWith({})
+    const c = fakeSocket()
+    attachConnection(c.ws, undefined, t.hooks)
+    c.feed('{"t":"future","x":1}')
+    c.feed('{"t":"hello","sid":null,"ack":0}')
+    expect(c.closes).toEqual([])
+    expect(t.server.sessions.size).toBe(1)
+  })
+
+  it('a hello that arrives once the server is closing the connection (server.close()) makes no session', async () => {
+    const t = await serverWith({})
+    const c = fakeSocket()
+    attachConnection(c.ws, undefined, t.hooks)
+    const events: string[] = []
+    t.server.on('session', () => events.push('session'))
+    c.ws.close(1001, 'server shutting down') // what server.close() does to a connection before its hello
+    c.feed('{"t":"hello","sid":null,"ack":0}')
+    expect(events).toEqual([])
+    expect(t.server.sessions.size).toBe(0)
   })
 })
