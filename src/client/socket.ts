@@ -763,7 +763,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
     try {
       // A message that cannot be encoded says so even when its options are invalid too.
       if (invalid) this.protocol.encode(data)
-      else return this.protocol.queue(data, this.outgoing(options, as))
+      else return this.protocol.queue(data, this.handover(options, as))
     } catch (error) {
       if (!(error instanceof TetherError)) throw error
       return this.rejectNow(error)
@@ -772,7 +772,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   }
 
   /** A message's deadlines (the per-call options over the defaults) and what the protocol needs to know. */
-  private outgoing(options: SendOptions | undefined, { request = false, aheadOfQueue = false }: EnqueueAs): Handover {
+  private handover(options: SendOptions | undefined, { request = false, aheadOfQueue = false }: EnqueueAs): Handover {
     const timeout = options?.timeout === undefined ? (request ? this.options.requestTimeout : this.options.ackTimeout) : options.timeout
     const ttl = options?.ttl === undefined ? this.options.queue.ttl : options.ttl
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
