@@ -24,7 +24,7 @@
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, ConnectionError, DeliveryError, EncodeError, OptionError, TetherError, TimeoutError } from '../errors.js'
+import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
 import { CloseCode } from '../protocol/frames.js'
 import { backoffDelay } from './backoff.js'
@@ -50,7 +50,7 @@ import { reportLater } from './report.js'
 import { timer } from './timers.js'
 import { RawProtocol } from './wire/raw.js'
 import { type SessionInfo, TetherProtocol } from './wire/tether.js'
-import type { Protocol, ProtocolHost, WireData } from './wire/types.js'
+import type { Handover, Protocol, ProtocolHost, WireData } from './wire/types.js'
 
 export type { SocketState } from './lifecycle.js'
 
@@ -168,8 +168,6 @@ function shut(ws: Connection, code: number, reason: string): boolean {
     return false
   }
 }
-/** The result of every send() finished at once (a settled promise can be shared). */
-const WRITTEN: Promise<unknown> = Promise.resolve()
 const { CLIENT_DROP } = CloseCode
 
 /**
@@ -764,40 +762,42 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
 
   // ── messages ──────────────────────────────────────────────────────────────
 
-  private enqueue(
-    data: Out,
-    options: SendOptions | undefined,
-    { request = false, aheadOfQueue = false }: EnqueueAs = AS_SEND,
-  ): Promise<unknown> {
+  /**
+   * What `send()`, `request()` and the onOpen hook share: the socket's checks (closed, per-call
+   * options), then the message goes to the wire protocol in one call (`queue`: encoded, added
+   * to the outbox, written or scheduled). Failures reject at once and are emitted as `error`.
+   */
+  private enqueue(data: Out, options: SendOptions | undefined, as: EnqueueAs = AS_SEND): Promise<unknown> {
     if (this.current === 'closed') {
       return this.rejectNow(new ClosedError('the socket is closed; call connect() to open it again before sending', { data }))
     }
-    let payload: Payload
+    const invalid = checkSendOptions(options, data, as.request ? 'request' : 'send')
     try {
-      payload = this.protocol.encode(data)
-    } catch (cause) {
-      return this.rejectNow(
-        cause instanceof TetherError
-          ? cause
-          : new EncodeError(`could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, data }),
-      )
+      // A message that cannot be encoded says so even when its options are invalid too.
+      if (invalid) this.protocol.encode(data)
+      else return this.protocol.queue(data, this.handover(options, as))
+    } catch (error) {
+      if (!(error instanceof TetherError)) throw error
+      return this.rejectNow(error)
     }
+    return this.rejectNow(invalid)
+  }
+
+  /** A message's deadlines (the per-call options over the defaults) and what the protocol needs to know. */
+  private handover(options: SendOptions | undefined, { request = false, aheadOfQueue = false }: EnqueueAs): Handover {
     const timeout = options?.timeout === undefined ? (request ? this.options.requestTimeout : this.options.ackTimeout) : options.timeout
     const ttl = options?.ttl === undefined ? this.options.queue.ttl : options.ttl
-    const key = options?.key
-    const signal = options?.signal
-    const invalid = checkSendOptions(options, data, request ? 'request' : 'send')
-    if (invalid) return this.rejectNow(invalid)
-    // Raw mode, open, nothing queued, no per-message options: written at once, as raw ws would.
-    if (!options && !request && !aheadOfQueue && this.current === 'open' && !this.outbox.cursor && this.protocol.writeNow?.(payload)) {
-      return WRITTEN
-    }
     const now = timeout === Number.POSITIVE_INFINITY && ttl === Number.POSITIVE_INFINITY ? 0 : Date.now()
-    const requestId = request ? this.protocol.nextId?.() : undefined
-    const promise = this.outbox.add(data, payload, { deadline: now + timeout, staleAt: now + ttl, signal, key, requestId, aheadOfQueue })
-    if (aheadOfQueue) this.protocol.writeAheadOfQueue()
-    else if (this.current === 'open') this.protocol.flush()
-    return promise
+    return {
+      deadline: now + timeout,
+      staleAt: now + ttl,
+      signal: options?.signal,
+      key: options?.key,
+      request,
+      aheadOfQueue,
+      plain: !options && !request && !aheadOfQueue,
+      open: this.current === 'open',
+    }
   }
 
   /** A rejected promise that is already marked handled, with the error also emitted. */

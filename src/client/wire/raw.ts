@@ -4,13 +4,16 @@
  * connection dies can be lost (at-most-once for what is in flight, nothing lost while queued).
  * @module
  */
-import { EncodeError, ProtocolError } from '../../errors.js'
+import { EncodeError, ProtocolError, TetherError } from '../../errors.js'
 import type { Payload } from '../outbox.js'
-import type { Protocol, ProtocolHost, WireData } from './types.js'
+import type { Handover, Protocol, ProtocolHost, WireData } from './types.js'
 
 /** Binary data as a WebSocket sends it: ArrayBuffer, a view on one, or Blob. */
 export const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
   data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)
+
+/** The result of every message written at once (a settled promise can be shared). */
+const WRITTEN: Promise<unknown> = Promise.resolve()
 
 /** The raw-mode protocol: one message per WebSocket frame, nothing added. */
 export class RawProtocol<In, Out> implements Protocol<Out> {
@@ -23,8 +26,25 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
     private readonly deserialize?: (data: WireData) => In,
   ) {}
 
+  /** Encodes, then writes at once when nothing waits, else queues and writes as `handover` allows. */
+  queue(data: Out, handover: Handover): Promise<unknown> {
+    const payload = this.encode(data)
+    if (handover.plain && handover.open && this.writeNow(payload)) return WRITTEN
+    const promise = this.host.outbox.add(data, payload, handover)
+    if (handover.aheadOfQueue) this.writeAheadOfQueue()
+    else if (handover.open) this.flush()
+    return promise
+  }
+
   encode(data: Out): Payload {
-    const payload = this.serialize ? this.serialize(data) : typeof data === 'string' || isBinary(data) ? data : JSON.stringify(data)
+    let payload: unknown
+    try {
+      payload = this.serialize ? this.serialize(data) : typeof data === 'string' || isBinary(data) ? data : JSON.stringify(data)
+    } catch (cause) {
+      throw cause instanceof TetherError
+        ? cause
+        : new EncodeError(`could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, data })
+    }
     if (typeof payload !== 'string' && !isBinary(payload)) {
       throw new EncodeError(`cannot send ${typeof data}: raw mode sends strings, binary data or JSON-serializable values`, { data })
     }
@@ -46,14 +66,16 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
     this.host.deliver(message)
   }
 
-  writeNow(payload: Payload): boolean {
-    return this.host.write(payload)
-  }
-
   flush(): void {
     this.write(Number.POSITIVE_INFINITY)
   }
 
+  /** Open and nothing queued: a plain `send()` is written at once, with no outbox entry, as raw ws would. */
+  private writeNow(payload: Payload): boolean {
+    return !this.host.outbox.cursor && this.host.write(payload)
+  }
+
+  /** Writes the entry the onOpen hook just put ahead of the queue, and nothing else (the backlog waits for `flush`). */
   writeAheadOfQueue(): void {
     this.write(1)
   }

@@ -2,11 +2,12 @@
  * tether.v1, client side: sequence numbers, cumulative acks, session resume, requests and
  * the heartbeat. docs/PROTOCOL.md describes the exchange; frames.ts holds the grammar.
  *
- * One message's path: `send()` puts an entry in the outbox; `flush` (at most once per tick)
- * gives it the next sequence number and writes it, batched with its neighbours, in one
- * `msg` frame; the server's cumulative `ack` finishes it. After a reconnect the `hello`
- * names the session and the last server sequence received, the `welcome` names the last
- * client sequence the server has, and each side resends exactly the rest.
+ * One message's path: the socket hands it to `queue`, which encodes it, puts an entry in the
+ * outbox and asks for a flush; the flush (at most once per tick) gives it the next sequence
+ * number and writes it, batched with its neighbours, in one `msg` frame; the server's
+ * cumulative `ack` finishes it. After a reconnect the `hello` names the session and the last
+ * server sequence received, the `welcome` names the last client sequence the server has, and
+ * each side resends exactly the rest.
  * @module
  */
 import { DeliveryError, EncodeError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../errors.js'
@@ -27,7 +28,7 @@ import type { HeartbeatOptions } from '../options.js'
 import type { Entry } from '../outbox.js'
 import { timer } from '../timers.js'
 import { isBinary } from './raw.js'
-import type { Protocol, ProtocolHost, WireData } from './types.js'
+import type { Handover, Protocol, ProtocolHost, WireData } from './types.js'
 
 /** The `session` event's argument: a new server session began. */
 export interface SessionInfo {
@@ -77,6 +78,15 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     private readonly heartbeat: Required<HeartbeatOptions> | false,
     private readonly onSession: (info: SessionInfo) => void,
   ) {}
+
+  /** Encodes, queues, then writes at once (the onOpen hook's) or asks for this tick's flush (open). */
+  queue(data: Out, handover: Handover): Promise<unknown> {
+    const payload = this.encode(data)
+    const promise = this.host.outbox.add(data, payload, handover.request ? { ...handover, requestId: this.nextId() } : handover)
+    if (handover.aheadOfQueue) this.writeAheadOfQueue()
+    else if (handover.open) this.flush()
+    return promise
+  }
 
   encode(data: Out): string {
     if (isBinary(data)) {

@@ -1,16 +1,21 @@
 /**
  * The seam between the connection (socket.ts) and what flows over it. A wire protocol
- * encodes messages, writes the outbox to the connection, and turns incoming frames into
- * messages, acknowledgements and errors. `raw.ts` and `tether.ts` implement it.
+ * encodes messages, keeps them in the outbox until they are finished, writes them to the
+ * connection, and turns incoming frames into messages, acknowledgements and errors. `raw.ts`
+ * and `tether.ts` implement it.
  *
  * Life of a protocol: created once per socket, it outlives connections. For each
- * connection it is `attach`ed when the WebSocket opens, receives frames, writes the onOpen
- * hook's messages (`writeAheadOfQueue`) and then everything (`flush`) when the socket asks,
- * and is `detach`ed when the connection is gone.
+ * connection it is `attach`ed when the WebSocket opens, receives frames, writes what the
+ * onOpen hook sends at once and everything else once the socket is open (`flush`), and is
+ * `detach`ed when the connection is gone.
+ *
+ * One message crosses the seam once on its way out: `send()` checks what only the socket can
+ * (closed, per-call options) and hands it to `queue`, which encodes it, adds it to the outbox
+ * and writes it or schedules the write; the frames come back through `ProtocolHost.write`.
  * @module
  */
 import type { TetherError } from '../../errors.js'
-import type { Entry, Outbox, Payload } from '../outbox.js'
+import type { Entry, EntryOptions, Outbox, Payload } from '../outbox.js'
 
 /** What arrives from a WebSocket (binaryType is set to `'arraybuffer'`). */
 export type WireData = string | ArrayBuffer | Blob
@@ -45,34 +50,53 @@ export interface DropOptions {
   final?: boolean
 }
 
+/**
+ * A message as `send()`, `request()` or the onOpen hook hands it to {@link Protocol.queue}:
+ * its deadlines and per-call options as the outbox keeps them, and what the socket knows.
+ */
+export interface Handover extends Omit<EntryOptions, 'requestId'> {
+  /** A `request()`: the protocol gives it an id, and it finishes with the reply, not the ack. */
+  request?: boolean
+  /**
+   * A `send()` without per-call options: nothing about it needs keeping, so a protocol with
+   * nothing to wait for (raw mode) may write it at once, bypassing the outbox.
+   */
+  plain?: boolean
+  /** The socket is `open`: the message may be written now (behind the backlog). */
+  open: boolean
+}
+
 /** A wire protocol, as the socket drives it. */
 export interface Protocol<Out> {
   /** The WebSocket subprotocol this protocol needs the server to select, if any. */
   readonly subprotocol: string | undefined
   /** Whether `request()` is possible. */
   readonly requests: boolean
-  /** Encodes a message when `send()` is called, so errors surface there. Throws a TetherError. */
+  /**
+   * Takes a message from `send()`, `request()` or the onOpen hook, in one call: encodes it,
+   * adds it to the outbox and writes it as `handover` allows (the onOpen hook's at once, ahead
+   * of the backlog; while open, with the next flush; otherwise on the next open).
+   * @returns the promise the caller gets
+   * @throws a TetherError (an `EncodeError` unless the serializer threw a TetherError of its
+   * own) when the message cannot be encoded; nothing is queued then
+   */
+  queue(data: Out, handover: Handover): Promise<unknown>
+  /**
+   * Encodes a message without queuing it, throwing what `queue` would. The socket calls it only
+   * for a message whose options are invalid: an encoding failure is reported ahead of those.
+   */
   encode(data: Out): Payload
   /** A connection opened and the server selected `selected` (empty string for none). */
   attach(selected: string): void
   /** A frame arrived on the current connection. */
   receive(data: WireData): void
   /**
-   * The socket is open: writes every queued entry of the outbox to the current connection (a
-   * protocol may gather what is sent in one tick), now and whenever the socket calls again.
+   * The socket is open: writes every queued entry of the outbox to the current connection, and
+   * from then on what `queue` adds (a protocol may gather what is sent in one tick).
    */
   flush(): void
-  /**
-   * Writes the entry the onOpen hook just put ahead of the queue, and nothing else: before the
-   * socket is open the backlog waits for `flush`.
-   */
-  writeAheadOfQueue(): void
   /** The current connection is gone. */
   detach(): void
-  /** Writes a message at once, bypassing the outbox, when the protocol has nothing to wait for (raw mode). */
-  writeNow?(payload: Payload): boolean
-  /** An id for a new request (protocols with requests). */
-  nextId?(): number
   /** Checks at once that the connection is alive (the page became visible, the network came back). */
   probe?(): void
   /**
