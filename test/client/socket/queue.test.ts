@@ -118,6 +118,16 @@ describe('send() in raw mode', () => {
     expect(sock.pending).toBe(0)
   })
 
+  it('a message that cannot be encoded is refused for that, before its per-call options are checked', async () => {
+    const server = createServer()
+    const sock = rawSocket<unknown, unknown>(server.url, { autoConnect: false })
+    const errors = collect<[TetherError]>(sock, 'error')
+    const error = await rejection(sock.send(10n, { timeout: -1 }))
+    expect(error).toBeInstanceOf(EncodeError)
+    expect(errors.map(([e]) => e)).toEqual([error])
+    expect(sock.pending).toBe(0)
+  })
+
   it('rejects with an EncodeError when options.serialize returns neither a string nor binary', async () => {
     const server = createServer()
     const sock = rawSocket<unknown, unknown>(server.url, { autoConnect: false, serialize: () => 42 as never })
