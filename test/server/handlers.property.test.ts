@@ -364,7 +364,8 @@ describe('after the hello', () => {
           else if (typeof frame === 'number') expectClose = frame
           else if (frame?.t === 'hello') expectClose = 1002
           else if (frame?.t === 'ack' && frame.s > txSeq) expectClose = 1002
-          else if (frame?.t === 'ack' && frame.s > acked) acked = frame.s // it moves the acknowledged sequence: free
+          // An ack that moves the acknowledged sequence is free.
+          else if (frame?.t === 'ack' && frame.s > acked) acked = frame.s
           else if (tokens < 1) refused()
           else if (!frame || frame.t === 'ack')
             tokens-- // a frame of an unknown type, or an ack that moves nothing: its token, nothing more
@@ -795,7 +796,8 @@ describe('backpressure over the rate limit', () => {
             else if (frame?.t === 'hello') closing = 1002
             else if (frame?.t === 'ack') {
               if (frame.s > sentSeq) closing = 1002
-              else if (frame.s > acked) acked = frame.s // it moves the acknowledged sequence: free
+              // An ack that moves the acknowledged sequence is free.
+              else if (frame.s > acked) acked = frame.s
               else if (!refusing) admit({ kind: 'owed', frame: index }, size)
             } else if (refusing) ignore(size)
             else admit({ kind: 'frame', decoded: frame, frame: index }, size)
