@@ -199,9 +199,10 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       // pong, or acks that keep up. Frames it merely sends are no sign that it reads.
       this.heartbeat = setInterval(() => {
         for (const ws of this.sockets) {
-          const ping = this.checks.get(ws)?.(!this.unanswered.has(ws)) ?? false
+          const next = this.checks.get(ws)?.(!this.unanswered.has(ws)) ?? 'done'
+          if (next === 'wait') continue // reading is paused: the ping out stays outstanding
           this.unanswered.delete(ws)
-          if (!ping) continue
+          if (next !== 'ping') continue
           this.unanswered.add(ws)
           ws.ping()
         }

@@ -15,7 +15,10 @@
  *
  * While the server does not read the connection (rate-limit backpressure, bounded at 10 s) its
  * answers cannot be read either: the connection is not judged, and not pinged, until it reads
- * again.
+ * again; what was outstanding before the pause (a ping, the acks) still counts then. The first
+ * beat after a pause that finds no answer gives one grace (the answer may sit in what is read
+ * next); a second such beat without an answer in between judges. So a client cannot dodge the
+ * judgement by having its reading paused at every other beat.
  * @module
  */
 
@@ -48,23 +51,33 @@ export type Verdict = 'ping' | 'paused' | 'silent' | 'unacknowledged'
 export class Liveness {
   /** A ping is out since the previous beat. */
   private pinged = false
-  /** The progress seen at the previous beat (when the connection had a session then). */
+  /** The progress seen at the previous judged beat (when the connection had a session then). */
   private last: AckProgress | undefined
+  /** The previous beat was paused. */
+  private wasPaused = false
+  /** A grace after a pause was given, and no answer came since. */
+  private graced = false
 
   /** Judges the interval since the previous beat and records what the next beat compares with. */
   beat({ answered, paused, progress }: Observation): Verdict {
-    const last = this.last
-    this.last = progress && { ...progress }
     if (paused) {
-      this.pinged = false
-      this.last = undefined
+      // Not judged, and nothing recorded: what was outstanding is judged once it reads again.
+      this.wasPaused = true
       return 'paused'
     }
+    const afterPause = this.wasPaused
+    this.wasPaused = false
+    const last = this.last
+    this.last = progress && { ...progress }
     const pinged = this.pinged
     this.pinged = true
     if (!pinged) return 'ping'
     const acksProgressed = progress !== undefined && last !== undefined && progress.acked > last.acked
-    if (!answered && !acksProgressed) return 'silent'
+    if (answered || acksProgressed) this.graced = false
+    else if (afterPause && !this.graced) {
+      this.graced = true
+      return 'ping'
+    } else return 'silent'
     // The pong proves that what was written before the previous ping arrived.
     if (answered && !acksProgressed && progress !== undefined && last !== undefined && progress.acked < last.written) {
       return 'unacknowledged'

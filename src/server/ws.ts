@@ -31,9 +31,10 @@ export interface ConnectionHooks {
 /**
  * Run by the server's heartbeat every `heartbeatInterval`, with whether the previous ping was
  * answered: judges the connection (liveness.ts), cuts it if the client is not answering, and
- * returns whether to ping it again.
+ * says what next: `'ping'` it again, `'wait'` (its reading is paused: the ping out stays
+ * outstanding, and no other is sent), or `'done'` (it is closing).
  */
-export type HeartbeatCheck = (answered: boolean) => boolean
+export type HeartbeatCheck = (answered: boolean) => 'ping' | 'wait' | 'done'
 
 /** Serves tether.v1 on one accepted WebSocket. */
 export function attachConnection(ws: WebSocket, principal: string | undefined, hooks: ConnectionHooks): void {
@@ -60,14 +61,14 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
   }
   const liveness = new Liveness()
   hooks.watch(ws, (answered) => {
-    if (closing || ws.readyState !== WebSocket.OPEN) return false
+    if (closing || ws.readyState !== WebSocket.OPEN) return 'done'
     const verdict = liveness.beat({ answered, paused: ws.isPaused, progress: session?.ackProgress(connection) })
     if (verdict === 'silent') ws.terminate()
     else if (verdict === 'unacknowledged') {
       session?.detach(connection, CloseCode.TRY_AGAIN_LATER)
       close(CloseCode.TRY_AGAIN_LATER, 'messages received but not acknowledged within the heartbeat interval')
     }
-    return verdict === 'ping'
+    return verdict === 'ping' ? 'ping' : verdict === 'paused' ? 'wait' : 'done'
   })
   // A connection that never says hello would hold its socket (and be read, frame after frame) forever.
   const helloDeadline = setTimeout(() => {

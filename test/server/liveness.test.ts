@@ -30,12 +30,29 @@ describe('Liveness', () => {
     expect(fresh.beat({ answered: true, paused: false, progress: at(3, 5) })).toBe('unacknowledged')
   })
 
-  it('does not judge (nor ping) a connection whose reading is paused, and starts afresh after', () => {
+  it('does not judge (nor ping) a connection whose reading is paused; after it, one grace, then the judgement', () => {
     const live = new Liveness()
     live.beat({ answered: true, paused: false, progress: at(0, 3) })
     expect(live.beat({ answered: false, paused: true, progress: at(0, 3) })).toBe('paused')
     expect(live.beat({ answered: false, paused: true, progress: at(0, 3) })).toBe('paused')
     expect(live.beat({ answered: false, paused: false, progress: at(0, 3) })).toBe('ping')
     expect(live.beat({ answered: false, paused: false, progress: at(0, 3) })).toBe('silent')
+  })
+
+  it('a client whose reading is paused at every other beat cannot dodge the judgement: one grace after a pause, then silent', () => {
+    const live = new Liveness()
+    const progress = at(0, 500) // 500 written, nothing acknowledged, no pong ever
+    const verdicts = Array.from({ length: 8 }, (_, beat) => live.beat({ answered: false, paused: beat % 2 === 1, progress }))
+    expect(verdicts).toEqual(['ping', 'paused', 'ping', 'paused', 'silent', 'paused', 'silent', 'paused'])
+  })
+
+  it('an answer after a pause restores the grace for the next pause', () => {
+    const live = new Liveness()
+    live.beat({ answered: true, paused: false, progress: at(0, 0) })
+    expect(live.beat({ answered: false, paused: true, progress: at(0, 0) })).toBe('paused')
+    expect(live.beat({ answered: false, paused: false, progress: at(0, 0) })).toBe('ping') // the grace
+    expect(live.beat({ answered: true, paused: false, progress: at(0, 0) })).toBe('ping') // it answered
+    expect(live.beat({ answered: false, paused: true, progress: at(0, 0) })).toBe('paused')
+    expect(live.beat({ answered: false, paused: false, progress: at(0, 0) })).toBe('ping') // a grace again
   })
 })
