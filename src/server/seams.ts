@@ -14,6 +14,7 @@ export interface SessionConnection {
    * or with an error when it never will be (the connection closed).
    */
   send(frame: string, written?: (error?: Error) => void): void
+  /** Closes the connection; the reason is cut here to the WebSocket limit (123 UTF-8 bytes). */
   close(code: number, reason: string): void
   /** Stops reading from the connection (rate-limit backpressure: admission.ts says when). */
   pause?(): void

@@ -258,7 +258,7 @@ export class Session {
         const connection = this.connection
         if (!connection) return
         this.detach(connection, error.closeCode)
-        connection.close(error.closeCode, error.message.slice(0, 120))
+        connection.close(error.closeCode, error.message) // the adapter cuts it to the WebSocket limit
       },
     }
   }
