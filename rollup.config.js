@@ -12,7 +12,13 @@ import { dts } from 'rollup-plugin-dts'
 rmSync('dist', { recursive: true, force: true })
 
 // Public entries (each gets .mjs, .cjs, .d.ts and .d.cts); the CLI is ESM only.
-const entries = { index: 'src/index.ts', server: 'src/server/index.ts', react: 'src/bindings/react.ts', vue: 'src/bindings/vue.ts' }
+const entries = {
+  index: 'src/index.ts',
+  server: 'src/server/index.ts',
+  redis: 'src/redis/index.ts',
+  react: 'src/bindings/react.ts',
+  vue: 'src/bindings/vue.ts',
+}
 const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
 // The bindings' declarations import the client's types from the `.` entry instead of bundling
 // a copy: TetherSocket has private members, so a copy would be a different, incompatible type.

@@ -38,9 +38,25 @@ export interface ReplyErrorBody {
   message: string
 }
 
+/**
+ * Why a server did not resume the session a `hello` named: it does not know it (expired, ended,
+ * never existed, or someone else's), or it knows less of it than the client does (its store
+ * lost acknowledged writes), so resuming would break exactly-once.
+ */
+export type ResumeRefusal = 'unknown' | 'lost'
+
 /** Frames a client sends. */
 export type ClientFrame =
-  | { t: 'hello'; sid: string | null; ack: number }
+  | {
+      t: 'hello'
+      sid: string | null
+      /** The last server sequence number the client received. */
+      ack: number
+      /** The last of its own sequence numbers the server acknowledged (optional: older clients leave it out). */
+      acked?: number
+      /** The last of its own sequence numbers the client has written (optional). */
+      sent?: number
+    }
   | { t: 'msg'; s: number; d: unknown[] }
   | { t: 'req'; s: number; id: number; d: unknown }
   | { t: 'ack'; s: number }
@@ -48,7 +64,16 @@ export type ClientFrame =
 
 /** Frames a server sends. */
 export type ServerFrame =
-  | { t: 'welcome'; sid: string; resumed: boolean; ack: number; max: number; reqs?: number }
+  | {
+      t: 'welcome'
+      sid: string
+      resumed: boolean
+      ack: number
+      max: number
+      reqs?: number
+      /** With `resumed: false` for a `hello` that named a session: why it was not resumed. */
+      reason?: ResumeRefusal
+    }
   | { t: 'msg'; s: number; d: unknown[] }
   | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyErrorBody }
   | { t: 'ack'; s: number }
@@ -105,6 +130,8 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       if (from !== 'client') return undefined
       if (frame.sid !== null && typeof frame.sid !== 'string') throw bad('sid')
       if (!isSeq(frame.ack)) throw bad('ack')
+      if (frame.acked !== undefined && !isSeq(frame.acked)) throw bad('acked')
+      if (frame.sent !== undefined && !isSeq(frame.sent)) throw bad('sent')
       break
     case 'req':
       if (from !== 'client') return undefined
@@ -118,6 +145,8 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       if (!isSeq(frame.ack)) throw bad('ack')
       if (!isSeq(frame.max) || frame.max === 0) throw bad('max')
       if (frame.reqs !== undefined && (!isSeq(frame.reqs) || frame.reqs === 0)) throw bad('reqs')
+      // Reasons may be added by later servers: an unknown one is kept, never refused.
+      if (frame.reason !== undefined && typeof frame.reason !== 'string') throw bad('reason')
       break
     case 'res': {
       if (from !== 'server') return undefined
@@ -196,7 +225,17 @@ export const reqFrame = (seq: number, id: number, payload: string): string => `{
 
 /** A `res` frame: a reply (payload already JSON-encoded) or an error. */
 export const resFrame = (seq: number, id: number, payload: string | undefined, err?: ReplyErrorBody): string =>
-  err ? `{"t":"res","s":${seq},"id":${id},"err":${JSON.stringify(err)}}` : `{"t":"res","s":${seq},"id":${id},"d":${payload ?? 'null'}}`
+  resHead(seq) + resTail(id, payload, err)
+
+/**
+ * A `res` frame without its sequence number (which the server's outbox gives it when it is
+ * written): `resHead(seq) + resTail(…)` is the frame.
+ */
+export const resTail = (id: number, payload: string | undefined, err?: ReplyErrorBody): string =>
+  err ? `,"id":${id},"err":${JSON.stringify(err)}}` : `,"id":${id},"d":${payload ?? 'null'}}`
+
+/** The start of a `res` frame, up to its sequence number. */
+export const resHead = (seq: number): string => `{"t":"res","s":${seq}`
 
 /**
  * Encodes a payload as JSON, refusing values JSON has no text for (undefined, functions,

@@ -17,18 +17,35 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { ClosedError, DeliveryError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { optionError } from './option-error.js'
 import { sharedMessage } from './outbox.js'
-import { type ExpireReason, RequestError, Session } from './sessions.js'
+import type { MessageInfo, SessionConnection, SessionEvents } from './seams.js'
+import { SharedService } from './service.js'
+import { type ExpireReason, RequestError, Session, type SharedSession } from './sessions.js'
 import { serveStatic } from './static.js'
-import { attachConnection, type ConnectionHooks, type HeartbeatCheck } from './ws.js'
+import type { SessionStore } from './store.js'
+import { attachConnection, type ConnectionHooks, type HeartbeatCheck, type HelloFrame } from './ws.js'
 
 export type { RateLimit } from './limits.js'
+export type { MessageInfo } from './seams.js'
 export { type ExpireReason, RequestError, Session } from './sessions.js'
+export type {
+  ClaimedSession,
+  ClaimRefusal,
+  ClaimRequest,
+  CommitBatch,
+  CommitResult,
+  ReleaseRequest,
+  SessionStore,
+  StoredEntry,
+  StoreLink,
+  StoreListener,
+  StoreNotice,
+} from './store.js'
 
 /** Options of {@link createTetherServer}. */
 export interface TetherServerOptions {
@@ -116,6 +133,19 @@ export interface TetherServerOptions {
   heartbeatInterval?: number
   /** A folder served over plain HTTP on the same port (standalone mode), e.g. the demo page. */
   static?: string
+  /**
+   * Where sessions live. Default: in this process's memory (they end with it). A shared store,
+   * `redisStore(client)` from `tethersocket/redis`, makes every server that uses it one
+   * service: any node resumes any session, and exactly-once holds across the death of a node
+   * (docs/SCALING.md). `maxDisconnectedBytes` then does not apply: disconnected sessions live
+   * in the store, each within `maxQueue` and `maxQueueBytes`.
+   * @example
+   * ```ts
+   * const client = await createClient({ url: process.env.REDIS_URL }).connect()
+   * const server = await createTetherServer({ port: 8080, store: redisStore(client) })
+   * ```
+   */
+  store?: SessionStore
 }
 
 /** Events of a {@link TetherServer}. */
@@ -137,14 +167,23 @@ export interface TetherServerEvents {
    * (`'ended'`), or the server closed (`'shutdown'`).
    */
   expire: (session: Session, reason: ExpireReason) => void
-  /** A client's `send()`: exactly once per message, in order per session. */
-  message: (data: unknown, session: Session) => void
+  /**
+   * A client's `send()`: exactly once per message, in order per session. `info.id` names the
+   * item across resends and nodes; `info.redelivered` is true when a node may have handled it
+   * before and died (with a shared store): make outside side effects idempotent by `info.id`.
+   * With a shared store, a promise the listener returns holds the item's acknowledgement, and
+   * what the listener sends to the session meanwhile, until it settles (docs/SCALING.md).
+   */
+  message: (data: unknown, session: Session, info: MessageInfo) => void
   /** A handler threw, or a connection failed in a way worth logging. The server goes on. */
   error: (error: Error) => void
 }
 
-/** Answers a client's `request()`. Throw `RequestError` to answer with an error the client sees. */
-export type RequestHandler = (data: unknown, session: Session) => unknown
+/**
+ * Answers a client's `request()`. Throw `RequestError` to answer with an error the client sees.
+ * `info` is the request's place in the session's sequence, as for `message`.
+ */
+export type RequestHandler = (data: unknown, session: Session, info: MessageInfo) => unknown
 
 /** A running tether.v1 server. Create it with {@link createTetherServer}. */
 export class TetherServer extends EventEmitter<TetherServerEvents> {
@@ -160,6 +199,10 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   private closing: Promise<void> | undefined
   /** What disconnected sessions hold, against `maxDisconnectedBytes`. */
   private readonly budget: DisconnectedBudget
+  /** With a shared store: this node's part in the service, once connected. */
+  private shared: SharedService | undefined
+  /** With a shared store, until it is connected: hellos wait for it. */
+  private sharedReady: Promise<SharedService> | undefined
 
   /** @internal use {@link createTetherServer} */
   constructor(
@@ -235,15 +278,59 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
    * `maxDisconnectedBytes`.
    */
   broadcast(data: unknown): void {
-    const message = sharedMessage(encodePayload(data))
+    const payload = encodePayload(data)
+    if (this.shared) this.shared.broadcast(payload)
+    else this.broadcastHere(payload)
+  }
+
+  /** Queues a broadcast to every session this node holds. */
+  private broadcastHere(payload: string): void {
+    const message = sharedMessage(payload)
     for (const session of this.sessions.values()) session.sendShared(message)
   }
 
-  /** Closes every connection (1001 Going Away), ends every session, and stops listening. */
+  /**
+   * Sends a message to the session `sessionId`, with the meaning of `session.send()`: resolves
+   * when its client acknowledged it. With a shared store the session may be held by any node,
+   * or by none while its client is away; without one, only sessions of this server are found.
+   * Rejects with `ClosedError` when there is no such session.
+   * @example
+   * ```ts
+   * await server.sendTo(order.sessionId, { type: 'shipped', order: order.id })
+   * ```
+   */
+  sendTo(sessionId: string, data: unknown): Promise<void> {
+    const here = this.sessions.get(sessionId)
+    if (here) return here.send(data)
+    let payload: string
+    try {
+      payload = encodePayload(data)
+    } catch (cause) {
+      return Promise.reject(new EncodeError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data }))
+    }
+    if (!this.shared) return Promise.reject(new ClosedError(`session ${sessionId} does not exist (it ended, or expired)`))
+    return this.shared.forward(sessionId, payload)
+  }
+
+  /**
+   * Closes every connection (1001 Going Away) and stops listening. Without a store it ends every
+   * session; with a shared store it hands them back to the store, for the other nodes (or this
+   * one, restarted) to resume.
+   */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      clearInterval(this.heartbeat)
-      this.http.off('upgrade', this.upgrade)
+    this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.heartbeat)
+    this.http.off('upgrade', this.upgrade)
+    const shared = this.shared ?? (await this.sharedReady?.catch(() => undefined))
+    if (shared) {
+      await shared.releaseAll({ code: 1001, reason: 'server shutting down' })
+      await shared.close()
+    }
+    await new Promise<void>((resolve) => {
       // Sessions first: each acknowledges what it delivered before its connection closes.
       for (const session of [...this.sessions.values()]) {
         session.endWith(new ClosedError('the server shut down'), 'shutdown', { code: 1001, reason: 'server shutting down' })
@@ -260,7 +347,22 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
         this.http.close(() => resolve())
       })
     })
-    return this.closing
+  }
+
+  /** Connects the server to a shared store; hellos wait until it is. @internal */
+  async connectStore(store: SessionStore): Promise<void> {
+    this.sharedReady = SharedService.open(store, {
+      sessions: this.sessions,
+      sessionTtl: this.options.sessionTtl,
+      maxQueue: this.options.maxQueue,
+      create: (principal, shared) => this.newSession(principal, shared),
+      handle: (id, principal) => this.newSession(principal, { id }),
+      opened: (session, resumed) => this.notify(resumed ? 'resume' : 'session', session),
+      expired: (session, reason) => this.notify('expire', session, reason),
+      broadcastHere: (payload) => this.broadcastHere(payload),
+      error: (error) => this.emit('error', error),
+    })
+    this.shared = await this.sharedReady
   }
 
   private readonly upgrade = tetherListener(
@@ -339,39 +441,92 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
     }
   }
 
+  /** A hello without a shared store: the session is found here, or made. */
+  private helloHere(frame: HelloFrame, principal: string | undefined, connection: SessionConnection): Session {
+    const asked = frame.sid === null ? undefined : this.sessions.get(frame.sid)
+    // Someone else's session id resumes nothing: the same answer as for an unknown id.
+    const found = asked && asked.principal === principal ? asked : undefined
+    // A client that knows more of the session than this server (it cannot, unless it is confused)
+    // gets a new session, told why: resuming would skip or repeat items.
+    const lost = found?.knowsLessThan(frame.ack, frame.acked) === true
+    if (found && !lost) {
+      found.attach(connection, { ack: frame.ack, resumed: true })
+      this.notify('resume', found)
+      return found
+    }
+    const session = this.newSession(principal)
+    // A client whose session is gone acknowledges sequence numbers of the old one: they mean nothing here.
+    session.attach(
+      connection,
+      frame.sid === null ? { ack: 0, resumed: false } : { ack: 0, resumed: false, reason: lost ? 'lost' : 'unknown' },
+    )
+    this.notify('session', session)
+    return session
+  }
+
+  /** Makes a session with this server's limits and events, and registers it (a handle for `expire` is not). */
+  private newSession(principal: string | undefined, shared?: SharedSession | { readonly id: string }): Session {
+    const session = new Session(principal, this.options, this.sessionEvents, shared)
+    if (!shared || 'link' in shared) this.sessions.set(session.id, session)
+    return session
+  }
+
+  /** Dispatches a client message to the `message` listeners; with a shared store, returns the promises they returned. */
+  private deliver(data: unknown, session: Session, info: MessageInfo): unknown {
+    if (!this.shared) {
+      this.notify('message', data, session, info)
+      return undefined
+    }
+    let pending: Promise<unknown>[] | undefined
+    for (const listener of this.listeners('message')) {
+      // A once-listener is removed before it runs, as emit() does.
+      this.removeListener('message', listener, undefined, true)
+      try {
+        const result: unknown = listener(data, session, info)
+        if (result instanceof Promise) {
+          pending ??= []
+          pending.push(result.catch((error: unknown) => this.emit('error', asError(error))))
+        }
+      } catch (error) {
+        this.emit('error', asError(error))
+      }
+    }
+    return pending && Promise.all(pending)
+  }
+
+  private readonly sessionEvents: SessionEvents = {
+    message: (data, s, info) => this.deliver(data, s, info),
+    request: async (data, s, info) => {
+      try {
+        if (!this.handler) throw new Error('a client sent a request, but no handler is set (server.onRequest)')
+        return await this.handler(data, s, info)
+      } catch (error) {
+        // The client only learns ERR_INTERNAL; the details belong in the server's logs.
+        if (!(error instanceof RequestError)) this.emit('error', asError(error))
+        throw error
+      }
+    },
+    expire: (s, reason) => {
+      if (this.sessions.get(s.id) === s) this.sessions.delete(s.id)
+      this.budget.remove(s)
+      // With a shared store, session.end() ends it for the whole service.
+      if (reason === 'ended') this.shared?.end(s)
+      this.notify('expire', s, reason)
+    },
+    memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
+    disconnect: (s, code) => this.notify('disconnect', s, code),
+    release: (s) => this.shared?.release(s),
+    acknowledged: (s, seq) => this.shared?.acknowledged(s, seq),
+    lost: (s, reason) => this.shared?.lost(s, reason),
+    forward: (s, payload) => (this.shared ? this.shared.forward(s.id, payload) : Promise.reject(new ClosedError('session has ended'))),
+  }
+
   private readonly hooks: ConnectionHooks = {
-    findSession: (id, principal) => {
-      const session = this.sessions.get(id)
-      // Someone else's session id resumes nothing: the same answer as for an unknown id.
-      return session && session.principal === principal ? session : undefined
+    hello: (frame, principal, connection) => {
+      if (this.shared) return this.shared.hello(frame, principal, connection)
+      if (this.sharedReady) return this.sharedReady.then((shared) => shared.hello(frame, principal, connection))
+      return this.helloHere(frame, principal, connection)
     },
-    newSession: (principal) => {
-      const session = new Session(principal, this.options, {
-        message: (data, s) => {
-          this.notify('message', data, s)
-        },
-        request: async (data, s) => {
-          try {
-            if (!this.handler) throw new Error('a client sent a request, but no handler is set (server.onRequest)')
-            return await this.handler(data, s)
-          } catch (error) {
-            // The client only learns ERR_INTERNAL; the details belong in the server's logs.
-            if (!(error instanceof RequestError)) this.emit('error', asError(error))
-            throw error
-          }
-        },
-        expire: (s, reason) => {
-          this.sessions.delete(s.id)
-          this.budget.remove(s)
-          this.notify('expire', s, reason)
-        },
-        memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
-        disconnect: (s, code) => this.notify('disconnect', s, code),
-      })
-      this.sessions.set(session.id, session)
-      return session
-    },
-    opened: (session, resumed) => this.notify(resumed ? 'resume' : 'session', session),
     helloTimeout: this.options.helloTimeout,
     watch: (ws, check) => this.checks.set(ws, check),
   }
@@ -483,13 +638,18 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
       throw optionError(key, `at most ${MAX_TIMER} ms (about 24.8 days)`, value)
     }
   }
-  if (options.server) return new TetherServer(options.server, false, settings)
+  if (options.server) {
+    const attached = new TetherServer(options.server, false, settings)
+    if (options.store) await attached.connectStore(options.store)
+    return attached
+  }
   const staticDir = options.static
   const http = createServer((request, response) => {
     if (staticDir) serveStatic(staticDir, request, response)
     else response.writeHead(426, { 'Content-Type': 'text/plain' }).end('This is a tethersocket (tether.v1) WebSocket endpoint.\n')
   })
   const server = new TetherServer(http, true, settings)
+  if (options.store) await server.connectStore(options.store)
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject)
     http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {

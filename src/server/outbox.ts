@@ -18,7 +18,7 @@
  * @module
  */
 import { QueueFullError, type TetherError } from '../errors.js'
-import { msgBatcher } from '../protocol/frames.js'
+import { msgBatcher, resHead } from '../protocol/frames.js'
 import type { AckProgress } from './liveness.js'
 import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 import type { SessionConnection, SessionLimits } from './seams.js'
@@ -28,11 +28,16 @@ import type { SessionConnection, SessionLimits } from './seams.js'
  * consecutive), so a broadcast's entry carries nothing per session and is shared by all of them.
  */
 export interface Outgoing {
-  /** A `msg` payload (JSON), or a complete `res` frame. */
+  /** A `msg` payload (JSON), or a `res` frame without its sequence number (frames.ts `resTail`). */
   readonly payload: string
   /** UTF-8 bytes of `payload`. */
   readonly size: number
   readonly reply?: true
+  /**
+   * With a shared store: the client item being handled when it was sent (journal.ts). It is
+   * recorded, and written, only with that item.
+   */
+  readonly item?: number
   /** Only for `session.send()`: its promise, and what settles it. */
   readonly promise?: Promise<void>
   readonly resolve?: () => void
@@ -44,6 +49,7 @@ export interface Outgoing {
 /** A message encoded once for many sessions (a broadcast): each queues this same object, without a promise. @internal */
 export interface SharedMessage extends Outgoing {
   holdersAway: number
+  readonly item?: undefined
   readonly reply?: undefined
   readonly promise?: undefined
   readonly resolve?: undefined
@@ -80,8 +86,20 @@ export class SessionOutbox {
   private away = false
   /** The connection writing stopped on (WRITE_BUFFER_BYTES were buffered), until what it buffered was handed on. */
   private blocked: SessionConnection | undefined
+  /**
+   * Entries up to here may be written. Without a shared store every entry may be written at
+   * once; with one, only those it has recorded (`recorded()`), so a node that resumes the
+   * session resends exactly what the client has not acknowledged.
+   */
+  private writable = 0
 
-  constructor(private readonly limits: Pick<SessionLimits, 'maxQueue' | 'maxQueueBytes' | 'maxPayload'>) {}
+  /**
+   * @param writeAhead - entries are written only once `recorded()` says the store has them
+   */
+  constructor(
+    private readonly limits: Pick<SessionLimits, 'maxQueue' | 'maxQueueBytes' | 'maxPayload'>,
+    private readonly writeAhead = false,
+  ) {}
 
   /** Sequence number of the last entry pushed. */
   get last(): number {
@@ -142,6 +160,7 @@ export class SessionOutbox {
    */
   push(entry: Outgoing): number {
     this.lastSeq++
+    if (!this.writeAhead) this.writable = this.lastSeq
     this.entries.push(entry)
     this.counted += cost(entry)
     if (entry.holdersAway === undefined) return 0
@@ -185,7 +204,8 @@ export class SessionOutbox {
     if (!connection || this.blocked === connection) return
     const { entries } = this
     const start = this.head + this.written
-    if (start >= entries.length) return
+    const end = entries.length - (this.lastSeq - this.writable)
+    if (start >= end) return
     // Only a connection that reports what it buffers can be waited for.
     const watch = connection.bufferedAmount !== undefined
     let full = false
@@ -200,12 +220,12 @@ export class SessionOutbox {
     }
     const batch = msgBatcher(this.limits.maxPayload, write)
     const firstSeq = this.lastSeq - this.pending + 1 - this.head
-    for (let i = start; i < entries.length && !full; i++) {
+    for (let i = start; i < end && !full; i++) {
       const entry = entries[i]
       this.written++
       if (entry.reply) {
         batch.end()
-        write(entry.payload)
+        write(resHead(firstSeq + i) + entry.payload)
         continue
       }
       batch.add(firstSeq + i, entry.payload, entry.size)
@@ -219,6 +239,58 @@ export class SessionOutbox {
     if (this.blocked !== connection || (connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES / 2) return
     this.blocked = undefined
     this.flush(connection)
+  }
+
+  /** Entries after `recordedUpTo` (numbered from it + 1): what a commit records next. @internal */
+  unrecorded(recordedUpTo: number): Outgoing[] {
+    const from = this.head + this.pending - (this.lastSeq - recordedUpTo)
+    return this.entries.slice(Math.max(from, this.head))
+  }
+
+  /** The store recorded the entries up to `seq`: they may be written now (`flush`). */
+  recorded(seq: number): void {
+    if (seq > this.writable) this.writable = seq
+  }
+
+  /**
+   * Other nodes appended `gap` after entry `base` (the store numbered them first): they go in
+   * after it, and the entries this node numbered after `base` (not recorded, so never written)
+   * move up behind them.
+   */
+  insert(base: number, gap: readonly Outgoing[]): void {
+    if (gap.length === 0) return
+    const at = this.head + this.pending - (this.lastSeq - base)
+    this.entries.splice(at, 0, ...gap)
+    this.lastSeq += gap.length
+    for (const entry of gap) this.counted += cost(entry)
+  }
+
+  /**
+   * A claimed session's messages, as the store had them: the client acknowledged up to `acked`,
+   * and `entries` follow, all recorded. Only on an outbox that holds nothing yet.
+   */
+  restore(acked: number, entries: readonly Outgoing[]): void {
+    this.entries = [...entries]
+    this.head = 0
+    this.ackedSeq = acked
+    this.lastSeq = this.writable = acked + entries.length
+    for (const entry of entries) this.counted += cost(entry)
+  }
+
+  /**
+   * Takes out the promises of entries not yet acknowledged, which then stay in the outbox
+   * without them: the session is leaving this node (released, or claimed elsewhere), and
+   * another node will see the client acknowledge them. Entries after `recordedUpTo` are
+   * returned too, to be appended through the store. @internal
+   */
+  detachWaiters(): Array<{ seq: number; entry: Outgoing }> {
+    const out: Array<{ seq: number; entry: Outgoing }> = []
+    const first = this.lastSeq - this.pending + 1
+    for (let i = this.head; i < this.entries.length; i++) {
+      const entry = this.entries[i]
+      if (entry.resolve) out.push({ seq: first + i - this.head, entry })
+    }
+    return out
   }
 
   /**

@@ -38,10 +38,34 @@ export interface SessionConnection {
 /** Why a session ended: its `sessionTtl` ran out, the server evicted it to stay within `maxDisconnectedBytes`, `end()` was called, or the server shut down. */
 export type ExpireReason = 'ttl' | 'evicted' | 'ended' | 'shutdown'
 
+/**
+ * Where a client item stands in its session's sequence: the third argument of the `message`
+ * listener and of the request handler.
+ * @example
+ * ```ts
+ * server.on('message', async (order, session, info) => {
+ *   // Side effects keyed by info.id happen once, even when a node died mid-way and the item came again.
+ *   await db.query('INSERT INTO orders (id, body) VALUES ($1, $2) ON CONFLICT DO NOTHING', [info.id, order])
+ * })
+ * ```
+ */
+export interface MessageInfo {
+  /** Identifies the item across resends and nodes: the session id and the item's sequence number. */
+  readonly id: string
+  /** The item's sequence number in its session (the client numbers its items from 1). */
+  readonly seq: number
+  /**
+   * True when a node may already have handled this item and died (or let the session go)
+   * before recording it: its side effects may have happened once already.
+   */
+  readonly redelivered: boolean
+}
+
 /** What sessions report to the server that owns them. */
 export interface SessionEvents {
-  message(data: unknown, session: Session): void
-  request(data: unknown, session: Session): Promise<unknown>
+  /** A client item, in order; what it returns, if a promise, holds the item's record in a shared store until it settles. */
+  message(data: unknown, session: Session, info: MessageInfo): unknown
+  request(data: unknown, session: Session, info: MessageInfo): Promise<unknown>
   expire(session: Session, reason: ExpireReason): void
   /**
    * The session let go of its connection (closed, lost, or closed by the server), `code` being
@@ -57,6 +81,17 @@ export interface SessionEvents {
    * since the budget counts each broadcast's payload once.
    */
   memory?(session: Session, parked: boolean, sharedBytes: number): void
+  /** With a shared store: the session's connection is gone; the server records it as waiting for a resume, and lets it go. */
+  release?(session: Session): void
+  /** With a shared store: the store recorded messages the client acknowledged, up to `seq`, that promises on other nodes wait on. */
+  acknowledged?(session: Session, seq: number): void
+  /**
+   * With a shared store: the store refused this node's write (`'fenced'`: a newer connection
+   * claimed the session, here or on another node; `'gone'`: it ended elsewhere) or failed.
+   */
+  lost?(session: Session, reason: 'fenced' | 'gone' | Error): void
+  /** A `send()` on a session this node let go: the server sends it through the store, wherever the session is. */
+  forward?(session: Session, payload: string): Promise<void>
 }
 
 /** Limits of one session. */

@@ -21,16 +21,52 @@ import {
   FrameError,
   perTick,
   type ReplyErrorBody,
-  resFrame,
+  type ResumeRefusal,
+  resTail,
 } from '../protocol/frames.js'
 import { Admission, type AdmissionHost, type RequestFrame, type Work } from './admission.js'
+import { fromStored, Journal, type JournalHost } from './journal.js'
 import type { AckProgress } from './liveness.js'
 import { SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES } from './memory.js'
 import { type Outgoing, SessionOutbox, type SharedMessage } from './outbox.js'
-import type { ExpireReason, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
+import type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
+import type { ClaimedSession, StoreLink } from './store.js'
 
 /** What the session needs and reports (seams.ts). */
-export type { ExpireReason, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
+export type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
+
+/**
+ * A session held in a shared store (store.ts): the store's link, and what the claim found
+ * (none for a new session).
+ */
+export interface SharedSession {
+  readonly link: StoreLink
+  readonly id: string
+  readonly claimed?: ClaimedSession
+  /** The client's hello: the last server item it received, and the last of its own it wrote. */
+  readonly ack: number
+  readonly sent: number
+}
+
+/** How a connection attaches: the client's ack from its hello, and the welcome's `resumed` and `reason`. */
+export interface Attachment {
+  readonly ack: number
+  readonly resumed: boolean
+  readonly reason?: ResumeRefusal
+}
+
+/** `info` of a `message` or request: where the item stands in the session's sequence. */
+class ItemInfo implements MessageInfo {
+  constructor(
+    private readonly session: string,
+    readonly seq: number,
+    readonly redelivered: boolean,
+  ) {}
+
+  get id(): string {
+    return `${this.session}:${this.seq}`
+  }
+}
 
 const noop = () => {}
 
@@ -43,7 +79,7 @@ const PING: Work = { t: 'ping' }
  */
 export class Session {
   /** 128 random bits, base64url: unguessable, and the only key to resume the session. */
-  readonly id = randomBytes(16).toString('base64url')
+  readonly id: string
   /** Last client sequence number delivered to the handlers (and acknowledged). */
   private rxSeq = 0
   /** Last client sequence number accepted on this connection: delivered, or held by admission. */
@@ -59,17 +95,60 @@ export class Session {
   private ended = false
   /** Requests handed to the handler and not yet answered. */
   private pendingRequests = 0
+  /** With a shared store: what this node records there before acknowledging or writing (journal.ts). */
+  private readonly journal: Journal | undefined
+  /** Client items up to here may have been handled before (by a node that died, or let the session go unrecorded). */
+  private readonly redeliverUpTo: number = 0
+  /** With a shared store: this node holds the session (false once it let it go: released, or claimed elsewhere). */
+  private held = true
 
   /**
    * @param principal - who authenticated this session (`undefined` when no `authenticate` hook); only the same principal may resume it
+   * @param shared - with a shared store: the store, and what the claim found; or only the id, for
+   *   a handle of a session no node holds (its `send()` goes through the store)
    */
   constructor(
     readonly principal: string | undefined,
     private readonly limits: SessionLimits,
     private readonly events: SessionEvents,
+    shared?: SharedSession | { readonly id: string },
   ) {
-    this.outbox = new SessionOutbox(limits)
+    this.id = shared?.id ?? randomBytes(16).toString('base64url')
+    this.outbox = new SessionOutbox(limits, shared !== undefined)
     this.admission = new Admission(limits.rateLimit, limits.maxPayload, this.admissionHost())
+    if (!shared) return
+    if (!('link' in shared)) {
+      this.held = false
+      return
+    }
+    const { claimed, ack } = shared
+    if (claimed) {
+      this.outbox.restore(ack, claimed.entries.map(fromStored))
+      this.rxSeq = this.rxAccepted = claimed.rx
+      // Resent items the old holder may have handled: up to what it said it handled, and when it
+      // died (unclean), up to what the client had written.
+      this.redeliverUpTo = Math.max(claimed.seen, claimed.unclean ? shared.sent : 0)
+    }
+    this.journal = new Journal(shared.link, this.id, claimed?.epoch ?? 1, this.outbox, this.journalHost(), {
+      rx: claimed?.rx ?? 0,
+      tx: claimed ? ack + claimed.entries.length : 0,
+      trimmed: ack,
+    })
+  }
+
+  /** The client side of the sequence as far as this node knows it: the last client item delivered. @internal */
+  get received(): number {
+    return this.rxSeq
+  }
+
+  /** Sequence number of the last message to the client. @internal */
+  get lastSent(): number {
+    return this.outbox.last
+  }
+
+  /** With a shared store: the fencing token of this node's claim. @internal */
+  get epoch(): number | undefined {
+    return this.journal?.epoch
   }
 
   /** Whether a connection is attached now. */
@@ -121,6 +200,8 @@ export class Session {
   /** `send()` for a payload already JSON-encoded. @internal */
   sendEncoded(payload: string): Promise<void> {
     if (this.ended) return handledRejection(new ClosedError('session has ended'))
+    // Let go by this node (released, or claimed elsewhere): the message goes through the store.
+    if (!this.held) return this.events.forward?.(this, payload) ?? handledRejection(new ClosedError('session has ended'))
     const size = Buffer.byteLength(payload)
     const full = this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
     if (full) return handledRejection(full)
@@ -130,7 +211,8 @@ export class Session {
       resolve = res
       reject = rej
     })
-    this.enqueue({ payload, size, promise, resolve, reject })
+    const item = this.journal?.handling
+    this.enqueue(item === undefined ? { payload, size, promise, resolve, reject } : { payload, size, promise, resolve, reject, item })
     return promise
   }
 
@@ -140,7 +222,7 @@ export class Session {
    * or is at `maxQueue` or `maxQueueBytes`. @internal
    */
   sendShared(message: SharedMessage): boolean {
-    if (this.ended || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
+    if (this.ended || !this.held || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
     this.enqueue(message)
     return true
   }
@@ -148,7 +230,9 @@ export class Session {
   /** Appends to the outbox and writes it at the end of the tick; while disconnected, the budget hears of it. */
   private enqueue(entry: Outgoing): void {
     const sharedBytes = this.outbox.push(entry)
-    this.queueFlush()
+    // With a shared store, entries are written once recorded (the commit's result flushes).
+    if (this.journal) this.journal.schedule()
+    else this.queueFlush()
     // Disconnected: what it holds counts against the server-wide budget (which may end this session).
     if (this.outbox.parked) this.events.memory?.(this, true, sharedBytes)
   }
@@ -156,8 +240,17 @@ export class Session {
   /** Everything sent in this tick goes out together, batched (until the connection's buffer is full: outbox.ts). */
   private readonly queueFlush = perTick(() => this.outbox.flush(this.connection))
 
+  /**
+   * Whether a client whose hello says it received server items up to `ack`, and saw its own
+   * acknowledged up to `acked`, knows more of this session than this server does: resuming it
+   * would skip or repeat items, so it is refused (`'lost'`).
+   */
+  knowsLessThan(ack: number, acked: number | undefined): boolean {
+    return ack > this.outbox.last || (acked ?? 0) > (this.journal ? this.journal.recordedRx : this.rxSeq)
+  }
+
   /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. @internal */
-  attach(connection: SessionConnection, clientAck: number, resumed: boolean): void {
+  attach(connection: SessionConnection, { ack: clientAck, resumed, reason }: Attachment): void {
     if (clientAck > this.outbox.last)
       throw new FrameError(`hello acknowledges ${clientAck} but only ${this.outbox.last} were sent`, CloseCode.PROTOCOL_ERROR)
     clearTimeout(this.expiry)
@@ -174,9 +267,10 @@ export class Session {
         t: 'welcome',
         sid: this.id,
         resumed,
-        ack: this.rxSeq,
+        ack: this.acknowledged,
         max: this.limits.maxPayload,
         reqs: this.limits.maxPendingRequests,
+        ...(reason && { reason }),
       }),
     )
     this.outbox.rewind()
@@ -199,6 +293,11 @@ export class Session {
     // Presence tracking hears of the connection first: before anything the budget does (an eviction's expire).
     this.events.disconnect?.(this, code)
     if (this.ended) return // a disconnect listener ended the session
+    // With a shared store the store keeps the session, and whichever node finds it due expires it.
+    if (this.journal) {
+      this.events.release?.(this)
+      return
+    }
     this.expiry = setTimeout(
       () => this.endWith(new DeliveryError('session expired before the client acknowledged'), 'ttl'),
       this.limits.sessionTtl,
@@ -232,6 +331,70 @@ export class Session {
     }
   }
 
+  /** What the journal reports: recorded (acknowledge and write), or refused. */
+  private journalHost(): JournalHost {
+    return {
+      committed: (_rx, acknowledged) => {
+        this.ackDue = true
+        this.writeAck()
+        this.outbox.flush(this.connection)
+        if (acknowledged !== undefined) this.events.acknowledged?.(this, acknowledged)
+      },
+      failed: (reason) => this.events.lost?.(this, reason),
+    }
+  }
+
+  /**
+   * With a shared store: what this node holds of the session once its records are written: the
+   * records before a release. Resolves once nothing is left to commit. @internal
+   */
+  drain(): Promise<void> {
+    return this.journal?.drain() ?? Promise.resolve()
+  }
+
+  /**
+   * With a shared store: this node lets the session go (released, or claimed elsewhere, or the
+   * store failed): the journal stops, the connection (if any) closes with `close`, held work
+   * is discarded. The send promises still waiting are handed back (by sequence number) for the
+   * server to resolve when another node sees them acknowledged; `send()` from now on goes
+   * through the store. @internal
+   */
+  letGo(close?: { code: number; reason: string }): Array<{ seq: number; entry: Outgoing }> {
+    if (!this.held) return []
+    this.held = false
+    this.journal?.stop()
+    clearTimeout(this.expiry)
+    this.admission.discard()
+    const connection = this.connection
+    this.connection = undefined
+    if (connection && close) {
+      connection.close(close.code, close.reason)
+      this.events.disconnect?.(this, close.code)
+    }
+    this.events.memory?.(this, false, this.outbox.unpark())
+    return this.outbox.detachWaiters()
+  }
+
+  /** With a shared store: the last message the store recorded (all of them without a store). @internal */
+  get recordedUpTo(): number {
+    return this.journal ? this.journal.recordedMessages : this.outbox.last
+  }
+
+  /** With a shared store: another node appended messages to this session; a commit brings them here and writes them. @internal */
+  pull(): void {
+    this.journal?.pull()
+  }
+
+  /** With a shared store: whether this node holds the session (it lets it go when released or claimed elsewhere). @internal */
+  get isHeld(): boolean {
+    return this.held
+  }
+
+  /** With a shared store: the last client item this node handed to the handlers (recorded or not). @internal */
+  get seen(): number {
+    return this.rxSeq
+  }
+
   /** The protocol's side of admission: what it hands back, in order. */
   private admissionHost(): AdmissionHost {
     return {
@@ -240,10 +403,16 @@ export class Session {
       acked: () => this.outbox.acked,
       message: (seq, data) => {
         this.rxSeq = seq
+        const info = new ItemInfo(this.id, seq, seq <= this.redeliverUpTo)
+        if (this.journal) {
+          // Acknowledged once recorded, with what its handlers sent (journal.ts).
+          this.journal.deliver(seq, () => this.events.message(data, this, info))
+          return
+        }
         // Queued before delivering: perTick defers the write to the end of the tick, when rxSeq is
         // what these deliveries left it, so it goes out even if a handler throws halfway.
         this.queueAck()
-        this.events.message(data, this)
+        this.events.message(data, this, info)
       },
       request: (frame) => this.request(frame),
       ping: () => this.connection?.send('{"t":"pong"}'),
@@ -302,6 +471,7 @@ export class Session {
     if (seq > this.outbox.last)
       throw new FrameError(`ack ${seq} for a message never sent (last sent ${this.outbox.last})`, CloseCode.PROTOCOL_ERROR)
     this.outbox.acknowledge(seq)
+    this.journal?.schedule()
   }
 
   /** Hands a request to the handler, within the limits on replies; throws FrameError (1013) beyond them. */
@@ -313,14 +483,22 @@ export class Session {
       // The client was told the limit in welcome; one that ignores it is asked to come back later.
       this.overLimit(`more than ${this.limits.maxPendingRequests} requests awaiting replies (maxPendingRequests)`)
     }
-    this.rxSeq = frame.s
-    this.queueAck()
+    const seq = frame.s
+    this.rxSeq = seq
     const { id } = frame
     this.pendingRequests++
-    this.events.request(frame.d, this).then(
-      (value) => this.reply(id, value),
-      (error: unknown) => this.reply(id, undefined, publicError(error)),
-    )
+    const info = new ItemInfo(this.id, seq, seq <= this.redeliverUpTo)
+    const handle = () =>
+      this.events.request(frame.d, this, info).then(
+        (value) => this.reply(id, seq, value),
+        (error: unknown) => this.reply(id, seq, undefined, publicError(error)),
+      )
+    // With a shared store the request is acknowledged with its reply, in one commit (journal.ts).
+    if (this.journal) this.journal.deliver(seq, handle)
+    else {
+      this.queueAck()
+      handle()
+    }
   }
 
   /** Closes with 1013: come back later (what was refused is not acknowledged, so it is resent). */
@@ -328,17 +506,19 @@ export class Session {
     throw new FrameError(reason, CloseCode.TRY_AGAIN_LATER)
   }
 
-  private reply(id: number, value: unknown, error?: ReplyErrorBody): void {
+  private reply(id: number, seq: number, value: unknown, error?: ReplyErrorBody): void {
     this.pendingRequests--
-    if (this.ended) return
+    if (this.ended || !this.held) return
     let payload: string | undefined
     try {
       payload = error ? undefined : encodePayload(value ?? null)
     } catch {
       error = { code: 'ERR_REPLY_ENCODING', message: 'the reply could not be encoded as JSON' }
     }
-    const frame = resFrame(this.outbox.last + 1, id, payload, error)
-    this.enqueue({ payload: frame, size: Buffer.byteLength(frame), reply: true })
+    // Numbered when written (outbox.ts): with a shared store, entries may move up behind others' (journal.ts).
+    const tail = resTail(id, payload, error)
+    const size = Buffer.byteLength(tail)
+    this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq } : { payload: tail, size, reply: true })
   }
 
   /** One cumulative ack for everything received in this tick, written at its end. */
@@ -356,7 +536,12 @@ export class Session {
   private writeAck(): void {
     if (!this.ackDue) return
     this.ackDue = false
-    this.connection?.send(`{"t":"ack","s":${this.rxSeq}}`)
+    this.connection?.send(`{"t":"ack","s":${this.acknowledged}}`)
+  }
+
+  /** The last client item the client may be told is acknowledged: delivered, or with a shared store, recorded. */
+  private get acknowledged(): number {
+    return this.journal ? this.journal.recordedRx : this.rxSeq
   }
 
   /** Ends the session now: pending sends reject, the connection closes, the server forgets it (`expire`, reason `'ended'`). */

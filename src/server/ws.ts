@@ -11,17 +11,22 @@
  */
 import { type RawData, WebSocket } from 'ws'
 import { cutReason } from '../protocol/close-reason.js'
-import { CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
+import { type ClientFrame, CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import { Liveness } from './liveness.js'
 import type { SessionConnection } from './seams.js'
 import type { Session } from './sessions.js'
 
+/** A `hello` frame. */
+export type HelloFrame = Extract<ClientFrame, { t: 'hello' }>
+
 /** What a connection needs from the server. */
 export interface ConnectionHooks {
-  /** The session `id` if it exists and belongs to `principal`. */
-  findSession(id: string, principal: string | undefined): Session | undefined
-  newSession(principal: string | undefined): Session
-  opened(session: Session, resumed: boolean): void
+  /**
+   * Finds, claims or creates the session a `hello` asks for, attaches `connection` to it (which
+   * writes the welcome), and reports it. With a shared store it takes a round trip to the store:
+   * frames that arrive meanwhile wait.
+   */
+  hello(frame: HelloFrame, principal: string | undefined, connection: SessionConnection): Session | Promise<Session>
   /** How long a connection may take to send its `hello`, in ms, before it is closed with 1002. */
   readonly helloTimeout: number
   /** Registers the connection's heartbeat check (see {@link HeartbeatCheck}); called once, before any frame. */
@@ -72,8 +77,21 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
   })
   // A connection that never says hello would hold its socket (and be read, frame after frame) forever.
   const helloDeadline = setTimeout(() => {
-    if (!session && !closing) close(CloseCode.PROTOCOL_ERROR, `no "hello" within ${hooks.helloTimeout} ms`)
+    if (!session && !early && !closing) close(CloseCode.PROTOCOL_ERROR, `no "hello" within ${hooks.helloTimeout} ms`)
   }, hooks.helloTimeout)
+  /** While the session a hello asked for is being claimed in a shared store: frames that arrived meanwhile. */
+  let early: Buffer[] | undefined
+  const fail = (error: unknown) => {
+    if (!(error instanceof FrameError)) throw error
+    // The session is done with this connection now: it acknowledges what it delivered (before the
+    // close frame), and nothing it held for the connection is delivered later.
+    session?.detach(connection, error.closeCode)
+    close(error.closeCode, error.message)
+  }
+  const opened = (attached: Session) => {
+    session = attached // only once attached: a refused resume must not detach the session's real connection
+    clearTimeout(helloDeadline)
+  }
   ws.on('message', (data: RawData, isBinary: boolean) => {
     // Frames still arriving on a connection being closed (by us, or by server.close() before its
     // hello) are not processed (nor acknowledged): the client resends them when it resumes.
@@ -81,6 +99,11 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     try {
       if (isBinary) throw new FrameError('binary frame: tether.v1 frames are JSON text', CloseCode.INVALID_DATA)
       const text = asBuffer(data)
+      if (early) {
+        if (early.length >= EARLY_MAX) throw new FrameError(`more than ${EARLY_MAX} frames before "welcome"`, CloseCode.PROTOCOL_ERROR)
+        early.push(text)
+        return
+      }
       if (session) {
         // Not decoded here: the session decodes a frame once the rate limit lets it in.
         session.receiveText(text, text.byteLength)
@@ -94,19 +117,36 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
       const frame = decodeFrame(text.toString(), 'client')
       if (!frame) return
       if (frame.t !== 'hello') throw new FrameError(`"${frame.t}" frame before "hello"`, CloseCode.PROTOCOL_ERROR)
-      const found = frame.sid === null ? undefined : hooks.findSession(frame.sid, principal)
-      const target = found ?? hooks.newSession(principal)
-      // A client whose session is gone acknowledges sequence numbers of the old one: they mean nothing here.
-      target.attach(connection, found ? frame.ack : 0, found !== undefined)
-      session = target // only once attached: a refused resume must not detach the session's real connection
-      clearTimeout(helloDeadline)
-      hooks.opened(session, found !== undefined)
+      const found = hooks.hello(frame, principal, connection)
+      if (!(found instanceof Promise)) {
+        opened(found)
+        return
+      }
+      early = []
+      found.then(
+        (attached) => {
+          const waiting = early ?? []
+          early = undefined
+          if (closing || ws.readyState !== WebSocket.OPEN) {
+            // The client left while the session was being claimed: it waits for a resume again.
+            attached.detach(connection, closing ? CloseCode.PROTOCOL_ERROR : 1006)
+            return
+          }
+          opened(attached)
+          try {
+            for (const frame of waiting) attached.receiveText(frame, frame.byteLength)
+          } catch (error) {
+            fail(error)
+          }
+        },
+        (error: unknown) => {
+          early = undefined
+          if (error instanceof FrameError) close(error.closeCode, error.message)
+          else close(CloseCode.TRY_AGAIN_LATER, 'the session store is unavailable')
+        },
+      )
     } catch (error) {
-      if (!(error instanceof FrameError)) throw error
-      // The session is done with this connection now: it acknowledges what it delivered (before the
-      // close frame), and nothing it held for the connection is delivered later.
-      session?.detach(connection, error.closeCode)
-      close(error.closeCode, error.message)
+      fail(error)
     }
   })
   ws.on('error', () => {}) // a close event follows; ws closes with 1009 on oversized frames itself
@@ -116,6 +156,9 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
     session?.detach(connection, code)
   })
 }
+
+/** Frames held while the session of a hello is claimed in a shared store (a client waits for welcome: it sends none). */
+const EARLY_MAX = 64
 
 /** The largest frame decoded before the hello (docs/PROTOCOL.md §4): a hello, with room to grow. */
 export const PRE_HELLO_MAX = 4096

@@ -79,8 +79,7 @@ async function server(options: TetherServerOptions = {}) {
   tether.on('expire', (session, reason) => expired.push({ id: session.id, reason }))
   /** A new session with a connection attached, as a client's first hello makes it. */
   const connect = (connection: SessionConnection = quickConnection()) => {
-    const session = hooks.newSession(undefined)
-    session.attach(connection, 0, false)
+    const session = hooks.hello({ t: 'hello', sid: null, ack: 0 }, undefined, connection) as Session
     return { session, connection }
   }
   /** A new session whose client went away. */
@@ -170,14 +169,14 @@ describe('maxDisconnectedBytes: the budget of disconnected sessions, server-wide
     const { tether, expired, connect, abandoned } = await server({ maxDisconnectedBytes: 100_000 })
     const { session } = connect()
     let connection = quickConnection()
-    session.attach(connection, 0, false)
+    session.attach(connection, { ack: 0, resumed: false })
     for (let i = 1; i <= 10; i++) {
       tether.broadcast('x'.repeat(10_000)) // written; the client has it, but its ack is lost with the connection
       await vi.advanceTimersByTimeAsync(0)
       session.detach(connection)
       expect(budgetOf(tether).bytes).toBe(SESSION_BYTES + SHARED_ENTRY_BYTES + 10_002)
       connection = quickConnection()
-      session.attach(connection, i, true) // its hello acknowledges it
+      session.attach(connection, { ack: i, resumed: true }) // its hello acknowledges it
       expect(budgetOf(tether).bytes).toBe(0)
     }
     abandoned() // a session that holds nothing fits
@@ -210,7 +209,7 @@ describe('maxDisconnectedBytes: the budget of disconnected sessions, server-wide
     expect(budget.bytes).toBe(100 * (SESSION_BYTES + SHARED_ENTRY_BYTES) + 10_000)
     // Each session still counts the payload in full against its own maxQueueBytes.
     expect(clients[0].session.queuedBytes).toBe(10_000 + SHARED_ENTRY_BYTES)
-    for (const { session } of clients.slice(1)) session.attach(quickConnection(), 0, true)
+    for (const { session } of clients.slice(1)) session.attach(quickConnection(), { ack: 0, resumed: true })
     expect(budget.bytes).toBe(SESSION_BYTES + SHARED_ENTRY_BYTES + 10_000)
     clients[0].session.end()
     expect(budget.bytes).toBe(0)
@@ -226,7 +225,7 @@ describe('maxDisconnectedBytes: the budget of disconnected sessions, server-wide
     b.session.detach(b.connection)
     // a comes back and goes again: now b has been disconnected longest.
     const again = quickConnection()
-    a.session.attach(again, 0, true)
+    a.session.attach(again, { ack: 0, resumed: true })
     a.session.detach(again)
     const sends = [a.session.send('p'.repeat(98)), b.session.send('p'.repeat(98))]
     const c = connect()
@@ -302,7 +301,7 @@ describe('broadcast', () => {
     // b's client comes back on a new connection: it is resent both.
     b.session.detach(b.connection)
     const again = slowConnection()
-    b.session.attach(again, 0, true)
+    b.session.attach(again, { ack: 0, resumed: true })
     expect(again.parsed().filter((frame) => frame.t === 'msg')).toEqual([{ t: 'msg', s: 1, d: ['one', 'two'] }])
   })
 })
@@ -352,7 +351,7 @@ describe('writing to a client that does not read', () => {
     // The client had the first 50 (acknowledged in its hello), and comes back on a fresh connection.
     session.detach(conn)
     const fresh = slowConnection()
-    session.attach(fresh, 50, true)
+    session.attach(fresh, { ack: 50, resumed: true })
     for (let rounds = 0; rounds < 20 && fresh.seqs().length < 250; rounds++) {
       fresh.drain()
       await tick()

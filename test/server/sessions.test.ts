@@ -64,7 +64,7 @@ function setup(limits: Partial<SessionLimits> = {}, handler: Handler = async (da
   /** Attaches a fresh connection as a new session would be, and forgets the welcome. */
   const connect = (clientAck = 0, resumed = false) => {
     const conn = connection()
-    session.attach(conn, clientAck, resumed)
+    session.attach(conn, { ack: clientAck, resumed: resumed })
     return conn
   }
   return { session, events, messages, connect }
@@ -126,7 +126,7 @@ describe('session identity and welcome', () => {
 
   it('a hello acknowledging more than was ever sent is a protocol error', () => {
     const { session } = setup()
-    const error = frameError(() => session.attach(connection(), 1, true))
+    const error = frameError(() => session.attach(connection(), { ack: 1, resumed: true }))
     expect(error.closeCode).toBe(1002)
     expect(session.connected).toBe(false)
   })
@@ -521,7 +521,8 @@ describe('requests', () => {
     const conn = connect()
     conn.clear()
     receive(session, req(1, 7, { q: 'x' }))
-    expect(events.request).toHaveBeenCalledExactlyOnceWith({ q: 'x' }, session)
+    expect(events.request).toHaveBeenCalledExactlyOnceWith({ q: 'x' }, session, expect.objectContaining({ seq: 1, redelivered: false }))
+    expect(events.request.mock.calls[0][2].id).toBe(`${session.id}:1`)
     await tick()
     expect(conn.frames()).toEqual([
       { t: 'ack', s: 1 },

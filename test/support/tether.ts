@@ -104,13 +104,15 @@ export interface Proxy {
   close(): Promise<void>
 }
 
-export async function startProxy(targetPort: number): Promise<Proxy> {
+/** `target`: the port to forward to, or a function that says it for each new connection (a switch between nodes). */
+export async function startProxy(target: number | (() => number)): Promise<Proxy> {
+  const targetPort = typeof target === 'number' ? () => target : target
   const pairs = new Set<[Socket, Socket]>()
   const frozen = new Set<[Socket, Socket]>()
   let accepted = 0
   const server: NetServer = createNetServer((client) => {
     accepted++
-    const upstream = netConnect(targetPort, '127.0.0.1')
+    const upstream = netConnect(targetPort(), '127.0.0.1')
     const pair: [Socket, Socket] = [client, upstream]
     pairs.add(pair)
     const end = () => {

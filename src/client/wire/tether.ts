@@ -36,6 +36,12 @@ export interface SessionInfo {
   id: string
   /** The session this client had before, if the server no longer knew it (expired or restarted). Unacknowledged messages are resent to the new session: at-least-once across this boundary. */
   previous: string | undefined
+  /**
+   * Why the previous session was not resumed, when the server said: `'unknown'` (it expired or
+   * the server never had it) or `'lost'` (the server's session store lost writes it had
+   * acknowledged, so it could not resume it without breaking exactly-once).
+   */
+  reason?: string
 }
 
 /** A timer that fires this much later than asked was throttled or frozen: re-probe before judging. */
@@ -52,6 +58,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private txSeq = 0
   /** Last server sequence number delivered to the application. */
   private rxSeq = 0
+  /** Last of our sequence numbers the server acknowledged: told in `hello`, so a server that knows less can say so. */
+  private ackedSeq = 0
   /** The server's maximum frame size, learned from `welcome`. */
   private maxPayload = Number.POSITIVE_INFINITY
   /**
@@ -117,7 +125,14 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.phase = 'handshake'
     this.lastReceived = Date.now()
     this.pingSentAt = 0
-    this.host.write(encodeFrame({ t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq }))
+    const resume = this.sessionId !== undefined
+    this.host.write(
+      encodeFrame(
+        resume
+          ? { t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq, acked: this.ackedSeq, sent: this.txSeq }
+          : { t: 'hello', sid: null, ack: this.rxSeq },
+      ),
+    )
     this.armHeartbeat(this.heartbeat ? this.heartbeat.interval : 0)
   }
 
@@ -225,7 +240,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
         }
         entry = next
       }
-      this.txSeq = this.rxSeq = 0
+      this.txSeq = this.rxSeq = this.ackedSeq = 0
       this.failReplies(
         (entry) =>
           new DeliveryError('the server session ended before the reply arrived; the request may or may not have been handled', {
@@ -235,7 +250,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       if (this.phase !== 'handshake') return // an error listener closed or reconnected the socket
       this.sessionId = frame.sid
       this.phase = 'welcomed'
-      this.onSession({ id: frame.sid, previous })
+      this.onSession(frame.reason === undefined ? { id: frame.sid, previous } : { id: frame.sid, previous, reason: frame.reason })
       if (this.phase !== 'welcomed') return // a listener closed or reconnected the socket
     }
     this.sessionId = frame.sid
@@ -250,6 +265,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   /** Cumulative ack: everything up to `seq` reached the server. */
   private acknowledge(seq: number): void {
     if (seq > this.txSeq) throw new FrameError(`ack ${seq} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
+    if (seq > this.ackedSeq) this.ackedSeq = seq
     const { outbox } = this.host
     for (let entry = outbox.head; entry && entry.seq !== 0 && entry.seq <= seq; entry = outbox.head) {
       if (entry.requestId === undefined) {

@@ -285,7 +285,7 @@ describe('TetherProtocol.receive in the handshake', () => {
           t.outbox.rewind()
           t.written.length = 0
           t.protocol.attach('tether.v1')
-          expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: 'S', ack: 0 })])
+          expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: 'S', ack: 0, acked: firstAck, sent: 5 })])
           const drop = feed(t, JSON.stringify({ t: 'welcome', sid, resumed, ack, max: MiB }))
           await microtasks()
           if (resumed && sid === 'S') {

@@ -362,7 +362,7 @@ describe('receiving', () => {
     expect(t.host.deliver.mock.calls.map(([m]) => m)).toEqual(['a', 'b'])
     t.clear()
     t.protocol.attach('tether.v1')
-    expect(t.frames()).toEqual([{ t: 'hello', sid: 's1', ack: 2 }])
+    expect(t.frames()).toEqual([{ t: 'hello', sid: 's1', ack: 2, acked: 0, sent: 0 }])
     t.server({ t: 'welcome', sid: 's1', resumed: true, ack: 0, max: MiB })
     t.server({ t: 'msg', s: 3, d: ['c'] })
     expect(t.host.deliver.mock.calls.map(([m]) => m)).toEqual(['a', 'b', 'c'])
@@ -563,7 +563,29 @@ describe('resume', () => {
     t.disconnect()
     t.clear()
     t.protocol.attach('tether.v1')
-    expect(t.raw).toEqual(['{"t":"hello","sid":"sess","ack":2}'])
+    expect(t.raw).toEqual(['{"t":"hello","sid":"sess","ack":2,"acked":0,"sent":0}'])
+  })
+
+  it('hello says how far the server acknowledged our items and how far we wrote, so a server that knows less can tell', async () => {
+    const t = setup()
+    await t.connect({ sid: 'sess' })
+    for (const m of ['a', 'b', 'c']) t.send(m)
+    await tick()
+    t.server({ t: 'ack', s: 2 })
+    t.disconnect()
+    t.clear()
+    t.protocol.attach('tether.v1')
+    expect(t.frames()).toEqual([{ t: 'hello', sid: 'sess', ack: 0, acked: 2, sent: 3 }])
+  })
+
+  it('a welcome that refuses the resume with a reason reports it with the session change', async () => {
+    const t = setup()
+    await t.connect({ sid: 'old' })
+    t.disconnect()
+    t.protocol.attach('tether.v1')
+    t.server({ t: 'welcome', sid: 'new', resumed: false, ack: 0, max: MiB, reason: 'lost' })
+    await tick()
+    expect(t.onSession).toHaveBeenLastCalledWith({ id: 'new', previous: 'old', reason: 'lost' })
   })
 
   it('resends what the server lacks with the SAME seqs, before ready() and before anything new', async () => {
@@ -579,7 +601,12 @@ describe('resume', () => {
     t.protocol.attach('tether.v1')
     t.server({ t: 'welcome', sid: 's1', resumed: true, ack: 2, max: MiB })
     await tick()
-    expect(t.log).toEqual([{ t: 'hello', sid: 's1', ack: 0 }, { t: 'msg', s: 3, d: ['c', 'd'] }, 'ready', { t: 'msg', s: 5, d: ['e'] }])
+    expect(t.log).toEqual([
+      { t: 'hello', sid: 's1', ack: 0, acked: 1, sent: 4 },
+      { t: 'msg', s: 3, d: ['c', 'd'] },
+      'ready',
+      { t: 'msg', s: 5, d: ['e'] },
+    ])
     expect(t.onSession).toHaveBeenCalledTimes(1) // still the first session
     expect(sent.map((p) => p.status)).toEqual(['resolved', 'resolved', 'pending', 'pending'])
     t.server({ t: 'ack', s: 5 })
@@ -598,7 +625,12 @@ describe('resume', () => {
     t.protocol.attach('tether.v1')
     t.server({ t: 'welcome', sid: 's1', resumed: true, ack: 0, max: MiB })
     await tick()
-    expect(t.log).toEqual([{ t: 'hello', sid: 's1', ack: 0 }, { t: 'msg', s: 1, d: ['m'] }, { t: 'req', s: 2, id: 1, d: 'q' }, 'ready'])
+    expect(t.log).toEqual([
+      { t: 'hello', sid: 's1', ack: 0, acked: 0, sent: 2 },
+      { t: 'msg', s: 1, d: ['m'] },
+      { t: 'req', s: 2, id: 1, d: 'q' },
+      'ready',
+    ])
     t.server({ t: 'ack', s: 2 })
     t.server({ t: 'res', s: 1, id: 1, d: 'a' })
     await tick()
@@ -650,7 +682,7 @@ describe('a new session (the old one expired)', () => {
     await tick()
     expect(t.onSession).toHaveBeenLastCalledWith({ id: 'new', previous: 'old' })
     expect(t.protocol.sessionId).toBe('new')
-    expect(t.log).toEqual([{ t: 'hello', sid: 'old', ack: 2 }, 'ready', { t: 'msg', s: 1, d: ['b', 'c'] }])
+    expect(t.log).toEqual([{ t: 'hello', sid: 'old', ack: 2, acked: 1, sent: 3 }, 'ready', { t: 'msg', s: 1, d: ['b', 'c'] }])
     t.send('d')
     await tick()
     expect(t.frames().at(-1)).toEqual({ t: 'msg', s: 3, d: ['d'] })

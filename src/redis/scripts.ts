@@ -1,0 +1,140 @@
+/**
+ * The Lua scripts of the Redis session store: each touches one session's keys only (the hash
+ * `H` and the list `Q`, which share a hash tag, so they live in one Redis Cluster slot), and
+ * runs atomically. The index of due sessions and the notices are separate commands.
+ *
+ * A session's hash `H`:
+ * - `e` epoch (the fencing token: every write names the epoch of its claim), `o` held by a node (1) or not (0);
+ * - `p` principal (absent for an anonymous session);
+ * - `rx` last client item recorded; `sn` last client item a node handled before it let the session go;
+ * - `tx` last message to the client appended; `ak` messages the client acknowledged (let go);
+ * - `w` highest message a promise on some node waits on (0: none); `dl` deadline, ms since the epoch.
+ *
+ * The list `Q` holds the messages `ak + 1` to `tx`, in order: `m` + a `msg` payload, or `r` + the
+ * tail of a `res` frame.
+ * @module
+ */
+
+/** KEYS: H. ARGV: has principal (1/0), principal, deadline. 1 if created, 0 if the id exists. */
+export const CREATE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'e', 1, 'o', 1, 'rx', 0, 'sn', 0, 'tx', 0, 'ak', 0, 'w', 0, 'dl', ARGV[3])
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'p', ARGV[2]) end
+return 1
+`
+
+/**
+ * KEYS: H, Q. ARGV: has principal (1/0), principal, deadline, ack (last message the client
+ * received), acked (last client item it saw acknowledged, -1 if not said).
+ * Returns {'unknown'}, {'lost'}, or {'ok', epoch, rx, tx, unclean (1/0), seen, waiting, entries}.
+ */
+export const CLAIM = `
+local h = redis.call('HMGET', KEYS[1], 'e', 'o', 'rx', 'tx', 'ak', 'sn', 'w', 'p')
+if not h[1] then return {'unknown'} end
+if ARGV[1] == '1' then
+  if h[8] ~= ARGV[2] then return {'unknown'} end
+elseif h[8] then
+  return {'unknown'}
+end
+local rx, tx, ak = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
+local ack, acked = tonumber(ARGV[4]), tonumber(ARGV[5])
+-- The client saw more than the store recorded, or acknowledged messages the store let go
+-- before it says it received them: the store lost writes.
+if ack > tx or acked > rx or ack < ak then return {'lost'} end
+local epoch = tonumber(h[1]) + 1
+if ack > ak then redis.call('LTRIM', KEYS[2], ack - ak, -1) end
+local waiting = tonumber(h[7])
+if waiting <= ack then waiting = 0 end
+redis.call('HSET', KEYS[1], 'e', epoch, 'o', 1, 'ak', ack, 'w', waiting, 'dl', ARGV[3])
+local unclean = 0
+if h[2] == '1' then unclean = 1 end
+return {'ok', epoch, rx, tx, unclean, tonumber(h[6]), tonumber(h[7]), redis.call('LRANGE', KEYS[2], 0, -1)}
+`
+
+/**
+ * KEYS: H, Q. ARGV: epoch, rx, base, trim, then the entries to append.
+ * Returns {'fenced'}, {'gone'}, or {'ok', waiting, gap} where gap is what others appended after base.
+ */
+export const COMMIT = `
+local h = redis.call('HMGET', KEYS[1], 'e', 'tx', 'ak', 'rx', 'w')
+if not h[1] then return {'gone'} end
+if h[1] ~= ARGV[1] then return {'fenced'} end
+local tx, ak = tonumber(h[2]), tonumber(h[3])
+local base = tonumber(ARGV[3])
+local gap = {}
+if tx > base then gap = redis.call('LRANGE', KEYS[2], base - ak, tx - ak - 1) end
+local n = #ARGV - 4
+local i = 5
+while i <= #ARGV do
+  local last = math.min(i + 999, #ARGV)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, last))
+  i = last + 1
+end
+tx = tx + n
+local rx = tonumber(ARGV[2])
+if rx < tonumber(h[4]) then rx = tonumber(h[4]) end
+local trim = tonumber(ARGV[4])
+if trim > ak then
+  redis.call('LTRIM', KEYS[2], trim - ak, -1)
+  ak = trim
+end
+local waiting = tonumber(h[5])
+local left = waiting
+if waiting <= ak then left = 0 end
+redis.call('HSET', KEYS[1], 'tx', tx, 'ak', ak, 'rx', rx, 'w', left)
+return {'ok', waiting, gap}
+`
+
+/** KEYS: H. ARGV: epoch, deadline, waiting, seen. 1 if released, 0 if fenced or gone. */
+export const RELEASE = `
+local h = redis.call('HMGET', KEYS[1], 'e', 'w')
+if not h[1] or h[1] ~= ARGV[1] then return 0 end
+local waiting = math.max(tonumber(h[2]), tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'o', 0, 'dl', ARGV[2], 'w', waiting, 'sn', ARGV[4])
+return 1
+`
+
+/** KEYS: H. ARGV: epoch, deadline. 1 if the deadline moved, 0 if fenced or gone. */
+export const TOUCH = `
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'dl', ARGV[2])
+return 1
+`
+
+/**
+ * KEYS: H, Q. ARGV: entry, waiting (1/0), maxQueue. The message's number; -1 if there is no
+ * such session, -2 if it holds maxQueue messages.
+ */
+export const APPEND = `
+local h = redis.call('HMGET', KEYS[1], 'tx', 'ak', 'w')
+if not h[1] then return -1 end
+local tx = tonumber(h[1])
+if tx - tonumber(h[2]) >= tonumber(ARGV[3]) then return -2 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+tx = tx + 1
+redis.call('HSET', KEYS[1], 'tx', tx)
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'w', tx) end
+return tx
+`
+
+/** KEYS: H, Q. ARGV: epoch ('' for any). 1 if this call ended the session. */
+export const END = `
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then return 0 end
+if ARGV[1] ~= '' and e ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+`
+
+/**
+ * KEYS: H, Q. ARGV: now. {0} if gone already, {1, deadline} if not due (resumed or touched),
+ * {2, principal or ''} , {3} if anonymous: ended by this call.
+ */
+export const EXPIRE = `
+local h = redis.call('HMGET', KEYS[1], 'dl', 'p')
+if not h[1] then return {0} end
+if tonumber(h[1]) > tonumber(ARGV[1]) then return {1, h[1]} end
+redis.call('DEL', KEYS[1], KEYS[2])
+if h[2] then return {2, h[2]} end
+return {3}
+`

@@ -1,0 +1,190 @@
+/**
+ * A session's journal in a shared store: what this node must record before it may acknowledge
+ * a client item or write a message to the client, gathered per tick into one commit.
+ *
+ * The rule it keeps (docs/SCALING.md states it for users): a client item is acknowledged only
+ * once the store recorded it, and what its handlers sent while handling it (`session.send()`
+ * before the handler returned, or before the promise it returned settled, and a request's
+ * reply) is recorded in the same commit as the item, never in an earlier one: an entry sent
+ * while items up to `n` were being handled waits for the commit that records `n`. So if the
+ * node dies before that commit, neither the ack nor those sends exist anywhere, the client
+ * resends the item, and its sends are made again, once.
+ *
+ * - Delivered: handed to the handlers (`deliver`). Settled: the handlers returned, and any
+ *   promise they returned settled. The commit's `rx` is the last item before the first one not
+ *   settled.
+ * - Entries pushed while items are being handled carry the last delivered item (`item`); a
+ *   commit takes the outbox's unrecorded entries in order up to the first whose item is not
+ *   yet settled. Entries pushed while nothing is being handled carry none and go at once.
+ * - One commit in flight per session; what comes meanwhile goes in the next one.
+ * @module
+ */
+import { perTick } from '../protocol/frames.js'
+import type { Outgoing, SessionOutbox } from './outbox.js'
+import type { CommitBatch, StoredEntry, StoreLink } from './store.js'
+
+/** What the journal reports to its session. */
+export interface JournalHost {
+  /**
+   * The store recorded client items up to `rx` and more messages: acknowledge, write.
+   * `acknowledged`: the client's ack reached messages other nodes wait on; tell them.
+   */
+  committed(rx: number, acknowledged: number | undefined): void
+  /** The store refused a commit: the session was claimed elsewhere, or is gone; or the store failed. */
+  failed(reason: 'fenced' | 'gone' | Error): void
+}
+
+/** A gap entry as the outbox holds it. */
+export const fromStored = (entry: StoredEntry): Outgoing =>
+  entry.reply
+    ? { payload: entry.payload, size: Buffer.byteLength(entry.payload), reply: true }
+    : { payload: entry.payload, size: Buffer.byteLength(entry.payload) }
+
+/** One session's writes to the shared store. @internal */
+export class Journal {
+  /** Last client item handed to the handlers. */
+  private delivered: number
+  /** Items delivered whose handlers have not settled, in order. */
+  private readonly unsettled: number[] = []
+  /** Last client item the store recorded: what the client is told is acknowledged. */
+  recordedRx: number
+  /** Last message the store recorded: messages up to here may be written. */
+  private recordedTx: number
+  /** Messages the client acknowledged that the store let go. */
+  private trimmed: number
+  private inFlight = false
+  private stopped = false
+  /** Another node appended messages: the next commit runs even with nothing of its own, to bring them here. */
+  private pulling = false
+  /** Called when no commit is in flight and nothing is left to commit (a release waits for it). */
+  private drained: (() => void) | undefined
+
+  constructor(
+    private readonly link: StoreLink,
+    readonly id: string,
+    readonly epoch: number,
+    private readonly outbox: SessionOutbox,
+    private readonly host: JournalHost,
+    recorded: { rx: number; tx: number; trimmed: number },
+  ) {
+    this.delivered = this.recordedRx = recorded.rx
+    this.recordedTx = recorded.tx
+    this.trimmed = recorded.trimmed
+  }
+
+  /** Last message the store recorded. */
+  get recordedMessages(): number {
+    return this.recordedTx
+  }
+
+  /** Commits soon even with nothing to record: another node appended messages, which the commit's gap brings. */
+  pull(): void {
+    this.pulling = true
+    this.schedule()
+  }
+
+  /** The item an entry pushed now belongs to: the last delivered, while some are being handled. */
+  get handling(): number | undefined {
+    return this.unsettled.length > 0 ? this.delivered : undefined
+  }
+
+  /**
+   * Hands item `seq` to its handlers (`run`); what they return, if it is a promise, holds its
+   * record (and every later one) until it settles.
+   */
+  deliver(seq: number, run: () => unknown): void {
+    this.delivered = seq
+    this.unsettled.push(seq)
+    let result: unknown
+    try {
+      result = run()
+    } finally {
+      if (!isThenable(result)) this.settle(seq)
+    }
+    if (isThenable(result)) {
+      const done = () => this.settle(seq)
+      result.then(done, done)
+    }
+  }
+
+  /** The handlers of `seq` are done: it, and what they sent, may be recorded. */
+  settle(seq: number): void {
+    const at = this.unsettled.indexOf(seq)
+    if (at >= 0) this.unsettled.splice(at, 1)
+    this.schedule()
+  }
+
+  /** Something changed (an entry, an ack, a settled item): commit at the end of the tick. */
+  readonly schedule = perTick(() => this.commit())
+
+  /** Stops committing (the session left this node); a waiting drain is released. */
+  stop(): void {
+    this.stopped = true
+    this.drained?.()
+    this.drained = undefined
+  }
+
+  /** Resolves once nothing is in flight and nothing committable is left (before a release). */
+  drain(): Promise<void> {
+    if (this.stopped || (!this.inFlight && !this.hasWork())) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.drained = resolve
+      this.schedule()
+    })
+  }
+
+  private get settledRx(): number {
+    return this.unsettled.length > 0 ? this.unsettled[0] - 1 : this.delivered
+  }
+
+  private hasWork(): boolean {
+    return this.pulling || this.settledRx > this.recordedRx || this.outbox.last > this.recordedTx || this.outbox.acked > this.trimmed
+  }
+
+  private commit(): void {
+    if (this.stopped || this.inFlight) return
+    if (!this.hasWork()) {
+      this.drained?.()
+      this.drained = undefined
+      return
+    }
+    const rx = this.settledRx
+    const entries: StoredEntry[] = []
+    for (const entry of this.outbox.unrecorded(this.recordedTx)) {
+      if (entry.item !== undefined && entry.item > rx) break
+      entries.push(entry)
+    }
+    const batch: CommitBatch = { epoch: this.epoch, rx, base: this.recordedTx, entries, trim: this.outbox.acked }
+    this.inFlight = true
+    this.pulling = false
+    this.link.commit(this.id, batch).then(
+      (result) => {
+        this.inFlight = false
+        if (this.stopped) return
+        if (!result.ok) {
+          this.stopped = true
+          this.host.failed(result.reason)
+          return
+        }
+        const gap = result.gap.map(fromStored)
+        this.outbox.insert(batch.base, gap)
+        this.recordedTx = batch.base + gap.length + entries.length
+        this.outbox.recorded(this.recordedTx)
+        const elsewhere = result.waiting > this.trimmed && batch.trim > this.trimmed
+        this.trimmed = Math.max(this.trimmed, batch.trim)
+        this.recordedRx = Math.max(this.recordedRx, rx)
+        this.host.committed(this.recordedRx, elsewhere ? this.trimmed : undefined)
+        this.commit()
+      },
+      (error: unknown) => {
+        this.inFlight = false
+        if (this.stopped) return
+        this.stopped = true
+        this.host.failed(error instanceof Error ? error : new Error(String(error)))
+      },
+    )
+  }
+}
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'

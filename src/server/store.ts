@@ -1,0 +1,169 @@
+/**
+ * The session store seam: where a session's state lives when it must outlive this process.
+ *
+ * By default there is no store: each session keeps its state in its own memory (sessions.ts,
+ * outbox.ts), synchronously, as it always has, and it ends with the process. A shared store
+ * (`redisStore()` from `tethersocket/redis`, or your own implementation of {@link SessionStore})
+ * makes the servers that share it one service: a session created on one node resumes on any
+ * other, and what was delivered and acknowledged survives the death of a node.
+ *
+ * What a shared store records, per session (journal.ts writes it, in one `commit` per tick):
+ * - the last client item recorded (`rx`): an item is acknowledged to the client only once it is;
+ * - the messages to the client (`tx` numbers them), each recorded before it is written, together
+ *   with the `rx` of the item whose handling sent them, and kept until the client acknowledges
+ *   them (`trim`);
+ * - who holds the session (`epoch`, the fencing token): a claim by a new connection, on any node,
+ *   takes a new epoch, and every write with an older one fails, so no two nodes ever write one
+ *   session's sequence;
+ * - while it is disconnected, when it expires (`deadline`), so that any node can expire it, once.
+ * @module
+ */
+import type { ExpireReason } from './seams.js'
+
+/** A message to the client as the store keeps it: a `msg` payload, or the tail of a `res` frame (frames.ts `resTail`). */
+export interface StoredEntry {
+  readonly payload: string
+  readonly reply?: true
+}
+
+/** What a node learns of a session when it claims it. */
+export interface ClaimedSession {
+  readonly principal: string | undefined
+  /** This claim's fencing token: every later write must carry it. */
+  readonly epoch: number
+  /** Last client item recorded. */
+  readonly rx: number
+  /** Last message to the client recorded. */
+  readonly tx: number
+  /** The messages after the client's `ack` (from its hello), numbered `ack + 1` to `tx`. */
+  readonly entries: readonly StoredEntry[]
+  /**
+   * The node that held the session before did not release it (it died, or still holds a
+   * connection the client gave up on): client items after `rx` may have been delivered there.
+   */
+  readonly unclean: boolean
+  /** Last client item a node handed to its handlers, if more than `rx` (handled, not recorded): resent items up to it are redelivered. */
+  readonly seen: number
+  /** The highest message a promise on another node waits on (0: none). */
+  readonly waiting: number
+}
+
+/** Why a claim failed: no such session (or another principal's), or the store knows less than the client. */
+export type ClaimRefusal = 'unknown' | 'lost'
+
+/** What the client said in its `hello`, as far as a claim needs it. */
+export interface ClaimRequest {
+  readonly principal: string | undefined
+  /** Until a node touches it, the session expires then (ms since the epoch). */
+  readonly deadline: number
+  /** The last server item the client received: what it acknowledges. */
+  readonly ack: number
+  /** The last of its own items the client saw acknowledged (absent from older clients). */
+  readonly acked?: number
+}
+
+/** What a node tells the store when a session it holds disconnects. */
+export interface ReleaseRequest {
+  readonly epoch: number
+  /** When it expires unless resumed, in ms since the epoch. */
+  readonly deadline: number
+  /** The highest message a promise of this node waits on (0: none): the next holder says when the client acknowledges it. */
+  readonly waiting: number
+  /** Last client item this node handed to its handlers: items after the recorded ones, up to here, were handled but not recorded. */
+  readonly seen: number
+}
+
+/** One commit: what a session's tick changed, written at once (atomically in a shared store). */
+export interface CommitBatch {
+  /** The fencing token of the claim. */
+  readonly epoch: number
+  /** Last client item whose handling is complete; recorded, then acknowledged. */
+  readonly rx: number
+  /** The last message this node knows the store holds: `entries` follow it. */
+  readonly base: number
+  /** New messages to the client, in order. */
+  readonly entries: readonly StoredEntry[]
+  /** The client acknowledged messages up to here: the store lets them go. */
+  readonly trim: number
+}
+
+/** A commit's outcome. */
+export type CommitResult =
+  | {
+      readonly ok: true
+      /**
+       * Messages other nodes appended after `base` (`sendTo`), ahead of this commit's
+       * entries: the node inserts them before its own, which are numbered after them.
+       */
+      readonly gap: readonly StoredEntry[]
+      /** The highest message a promise on another node waits on (0: none): the holder says when the client acknowledges it. */
+      readonly waiting: number
+    }
+  /** The session was claimed elsewhere (`'fenced'`) or is gone (`'gone'`): this node lets it go. */
+  | { readonly ok: false; readonly reason: 'fenced' | 'gone' }
+
+/** What other nodes tell this one, through the store's messaging. */
+export interface StoreListener {
+  /** A message was appended to `id` by another node: the node holding it commits, to write it. */
+  appended(id: string): void
+  /** The client of `id` acknowledged messages up to `seq`: `sendTo()` promises waiting here resolve. */
+  acknowledged(id: string, seq: number): void
+  /** The session `id` ended (on any node): what waits for it here rejects. */
+  ended(id: string, reason: ExpireReason): void
+  /** The session `id` was claimed with `epoch`: a node holding it with an older epoch lets it go. */
+  claimed(id: string, epoch: number): void
+  /** A broadcast from any node: each node queues it to the sessions it holds. */
+  broadcast(payload: string): void
+  /** The store's connection failed (it reconnects by itself, if it can): reported as the server's `error`. */
+  error(error: Error): void
+}
+
+/** Notices between nodes (see {@link StoreListener}). */
+export type StoreNotice =
+  | { readonly t: 'appended'; readonly id: string }
+  | { readonly t: 'acknowledged'; readonly id: string; readonly seq: number }
+  | { readonly t: 'ended'; readonly id: string; readonly reason: ExpireReason }
+  | { readonly t: 'claimed'; readonly id: string; readonly epoch: number }
+  | { readonly t: 'broadcast'; readonly payload: string }
+
+/** One server's connection to a shared store. Every method may reject when the store is unreachable. */
+export interface StoreLink {
+  /** Records a new session, held by this node with epoch 1, expiring at `deadline` unless touched. */
+  create(id: string, principal: string | undefined, deadline: number): Promise<void>
+  /** Claims a session for a new connection on this node (a resume): a new epoch fences the old holder. */
+  claim(id: string, request: ClaimRequest): Promise<ClaimedSession | ClaimRefusal>
+  /** Writes one session's tick (see {@link CommitBatch}). */
+  commit(id: string, batch: CommitBatch): Promise<CommitResult>
+  /**
+   * The session's connection is gone: it waits for a resume until `deadline` (ms since the
+   * epoch), held by no node. False when fenced or gone.
+   */
+  release(id: string, release: ReleaseRequest): Promise<boolean>
+  /** The holder is alive: the session's deadline moves to `deadline` (a node that dies stops this, and its sessions expire). */
+  touch(id: string, epoch: number, deadline: number): Promise<boolean>
+  /**
+   * Appends a message to a session wherever it is held (or while no node holds it): its number;
+   * `'unknown'` if there is no such session, `'full'` if it holds `maxQueue` messages.
+   * `waiting`: a promise on this node waits for its ack (the holder will say when it comes).
+   */
+  append(id: string, entry: StoredEntry, options: { waiting: boolean; maxQueue: number }): Promise<number | 'unknown' | 'full'>
+  /** Ends a session (with `epoch`: only if still held with it). True if this call ended it. */
+  end(id: string, epoch?: number): Promise<boolean>
+  /** Sessions whose deadline passed by `now`, at most `limit`. */
+  due(now: number, limit: number): Promise<string[]>
+  /** Ends a session whose deadline passed, if it still has (no one resumed it): its principal if this call ended it. */
+  expire(id: string, now: number): Promise<{ principal: string | undefined } | undefined>
+  /** Tells every node sharing the store (this one too). */
+  notify(notice: StoreNotice): Promise<void>
+  /** Disconnects what the link opened (not the client the user gave). */
+  close(): Promise<void>
+}
+
+/**
+ * A store several server processes share. Pass it as the server's `store` option:
+ * `createTetherServer({ store: redisStore(client) })`.
+ */
+export interface SessionStore {
+  /** Connects one server to the store; `listener` hears the other nodes. */
+  open(listener: StoreListener): Promise<StoreLink>
+}
