@@ -78,7 +78,7 @@ describe('server restart (session state lost)', () => {
 
     expect(sessions).toEqual([
       { id: first.id, previous: undefined },
-      { id: restarted.created[0].id, previous: first.id },
+      { id: restarted.created[0].id, previous: first.id, reason: 'unknown' },
     ])
     expect(old.received).toEqual(range(10, 1))
     expect(restarted.received).toEqual(range(6, 6)) // 6-10 again, then 11
@@ -168,7 +168,7 @@ describe('server restart (session state lost)', () => {
     // The client saw the session loss and moved to a new one.
     expect(sessions).toEqual([
       { id: first.id, previous: undefined },
-      { id: newSession.id, previous: first.id },
+      { id: newSession.id, previous: first.id, reason: 'unknown' },
     ])
     // Nothing lost: every number reached a server, and each server delivered in order, once.
     expect(new Set([...atOld, ...atNew]).size).toBe(N)

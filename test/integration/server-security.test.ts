@@ -217,7 +217,7 @@ describe('authenticate', () => {
 })
 
 describe('resume attempts that fail', () => {
-  it('a refused resume (bogus ack) closes with 1002 and does not disturb the session nor report it disconnected', async () => {
+  it('a refused resume (bogus ack) gets a new session, told the old one was lost, and does not disturb the session nor report it disconnected', async () => {
     const server = await startTether()
     const disconnects: [string, number][] = []
     server.on('disconnect', (s, code) => disconnects.push([s.id, code]))
@@ -227,15 +227,16 @@ describe('resume attempts that fail', () => {
     const ws = new WebSocket(urlOf(server), ['tether.v1'])
     defer(() => ws.terminate())
     ws.on('error', () => {})
-    const code = await withTimeout(
-      new Promise<number>((resolve) => {
+    const welcome = await withTimeout(
+      new Promise<Record<string, unknown>>((resolve) => {
         ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', sid, ack: 999 })))
-        ws.on('close', (c) => resolve(c))
+        ws.on('message', (data) => resolve(JSON.parse(String(data))))
       }),
       3000,
       'the refusal',
     )
-    expect(code).toBe(1002)
+    expect(welcome).toMatchObject({ t: 'welcome', resumed: false, reason: 'lost' })
+    expect(welcome.sid).not.toBe(sid)
     await sleep(50)
     expect(server.sessions.get(sid)?.connected).toBe(true)
     expect(closes).toEqual([])

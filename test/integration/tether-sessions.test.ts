@@ -97,7 +97,7 @@ describe('sessions', () => {
     await waitFor(() => sessions.length === 2 && sock.state === 'open', 3000, 'a new session')
     const second = sock.sessionId!
     expect(second).not.toBe(first)
-    expect(sessions[1]).toEqual({ id: second, previous: first })
+    expect(sessions[1]).toEqual({ id: second, previous: first, reason: 'unknown' })
     await withTimeout(Promise.all([...inFlight, ...queued]), 3000, 'the unacknowledged sends')
     expect(received).toEqual([
       [1, first],

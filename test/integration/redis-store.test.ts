@@ -1,0 +1,162 @@
+/**
+ * The Redis session store with two server nodes in this process and a real redis-server: a
+ * session created on one node resumes on the other, nothing is lost or repeated across the
+ * move, a claim fences the old holder, `sendTo` reaches a session on another node, and a
+ * session whose client never comes back expires once, on one node.
+ */
+import { createClient } from 'redis'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { redisStore } from '../../src/redis/index.js'
+import type { MessageInfo, Session, TetherServer } from '../../src/server/index.js'
+import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { cleanupTether, defer, startProxy, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
+
+let redis: RedisServer
+let prefixCount = 0
+
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(() => stopAllRedis())
+afterEach(() => cleanupTether())
+
+/** A connected node-redis client, closed after the test. */
+async function redisClient() {
+  const client = createClient({ url: redis.url })
+  client.on('error', () => {}) // a test that restarts Redis sees the client reconnect
+  await client.connect()
+  defer(() => client.close())
+  return client
+}
+
+/** Two server nodes sharing one store (a prefix of their own, so tests do not see each other's sessions). */
+async function twoNodes(options: { sessionTtl?: number } = {}) {
+  const prefix = `t${++prefixCount}-${Date.now()}`
+  const nodes: TetherServer[] = []
+  for (let i = 0; i < 2; i++) {
+    nodes.push(await startTether({ store: redisStore(await redisClient(), { prefix }), heartbeatInterval: 0, ...options }))
+  }
+  return nodes as [TetherServer, TetherServer]
+}
+
+interface Received {
+  data: unknown
+  node: number
+  info: MessageInfo
+}
+
+/** Records what each node's `message` listener gets; each echoes it back to the session. */
+function echo(nodes: TetherServer[]) {
+  const received: Received[] = []
+  nodes.forEach((node, index) => {
+    node.on('message', (data, session, info) => {
+      received.push({ data, node: index, info })
+      void session.send({ echo: data }).catch(() => {})
+    })
+  })
+  return received
+}
+
+describe('a session in Redis', () => {
+  it('created on one node, resumes on the other: the same session id, nothing lost or repeated either way', async () => {
+    const nodes = await twoNodes()
+    const received = echo(nodes)
+    let target = nodes[0].port
+    const proxy = await startProxy(() => target)
+    const client = tetherClient<{ echo: number }, number>(urlOf(proxy))
+    await waitFor(() => client.sock.sessionId, 5000, 'first session')
+    const sid = client.sock.sessionId
+    await Promise.all([1, 2, 3, 4, 5].map((n) => client.sock.send(n)))
+    await waitFor(() => client.messages.length === 5, 5000, 'echoes from node 0')
+
+    // The client's connection moves to node 1.
+    target = nodes[1].port
+    proxy.cutAll()
+    await waitFor(() => client.sock.state === 'open' && proxy.accepted === 2, 5000, 'reconnected through node 1')
+    await Promise.all([6, 7, 8].map((n) => client.sock.send(n)))
+    await waitFor(() => client.messages.length === 8, 5000, 'echoes from node 1')
+
+    expect(client.sock.sessionId).toBe(sid)
+    expect(client.sessions).toHaveLength(1)
+    expect(received.map((r) => r.data)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    expect(received.map((r) => r.node)).toEqual([0, 0, 0, 0, 0, 1, 1, 1])
+    expect(received.map((r) => r.info.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => `${sid}:${n}`))
+    expect(received.every((r) => !r.info.redelivered)).toBe(true)
+    expect(client.messages).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => ({ echo: n })))
+    expect(nodes[0].sessions.size).toBe(0) // node 0 let it go
+    expect(nodes[1].sessions.get(sid ?? '')?.connected).toBe(true)
+  })
+
+  it('messages sent while the client is away wait in Redis, and the node that resumes the session writes them, once, in order', async () => {
+    const nodes = await twoNodes()
+    let target = nodes[0].port
+    const proxy = await startProxy(() => target)
+    let session: Session | undefined
+    nodes[0].on('session', (s) => {
+      session = s
+    })
+    const client = tetherClient<number>(urlOf(proxy))
+    await waitFor(() => session?.connected, 5000, 'connected to node 0')
+    const first = session?.send(1)
+    await first
+    // The client goes away; node 0 sends on (through the store), then the client comes back on node 1.
+    target = 0 // refused while away
+    proxy.cutAll()
+    await waitFor(() => nodes[0].sessions.size === 0, 5000, 'node 0 released the session')
+    const later = [2, 3, 4].map((n) => session?.send(n))
+    target = nodes[1].port
+    await Promise.all(later)
+    await waitFor(() => client.messages.length === 4, 5000, 'all four')
+    expect(client.messages).toEqual([1, 2, 3, 4])
+  })
+
+  it('sendTo reaches a session held by another node, and resolves when its client acknowledged', async () => {
+    const nodes = await twoNodes()
+    const client = tetherClient<string>(urlOf(nodes[1]))
+    await waitFor(() => client.sock.sessionId, 5000, 'session on node 1')
+    const sid = client.sock.sessionId ?? ''
+    await nodes[0].sendTo(sid, 'from node 0')
+    expect(client.messages).toEqual(['from node 0'])
+    await expect(nodes[0].sendTo('no-such-session', 'x')).rejects.toMatchObject({ name: 'ClosedError' })
+  })
+
+  it('a claim fences the old holder: its later writes fail, and it closes its connection', async () => {
+    const nodes = await twoNodes()
+    const received = echo(nodes)
+    const first = tetherClient<{ echo: number }, number>(urlOf(nodes[0]))
+    await waitFor(() => first.sock.sessionId, 5000, 'session on node 0')
+    const sid = first.sock.sessionId ?? ''
+    await first.sock.send(1)
+    // Another connection resumes the same session on node 1 (as a client whose old connection hung would).
+    const raw = await import('ws')
+    const ws = new raw.WebSocket(urlOf(nodes[1]), 'tether.v1')
+    defer(() => ws.terminate())
+    const frames: Record<string, unknown>[] = []
+    ws.on('message', (data) => frames.push(JSON.parse(String(data))))
+    await new Promise((resolve) => ws.once('open', resolve))
+    ws.send(JSON.stringify({ t: 'hello', sid, ack: 1, acked: 1, sent: 1 }))
+    await waitFor(() => frames.length > 0, 5000, 'welcome')
+    expect(frames[0]).toMatchObject({ t: 'welcome', sid, resumed: true, ack: 1 })
+    // Node 0 hears of the claim and lets its connection go.
+    await waitFor(() => first.closes.length > 0, 5000, 'old connection closed')
+    expect(first.closes[0]).toMatchObject({ code: 1000 })
+    expect(nodes[0].sessions.has(sid)).toBe(false)
+    expect(received).toHaveLength(1)
+  })
+
+  it('a client that never comes back expires once, on one node, after sessionTtl', async () => {
+    const nodes = await twoNodes({ sessionTtl: 300 })
+    const expired: { node: number; id: string; reason: string }[] = []
+    nodes.forEach((node, index) => {
+      node.on('expire', (session, reason) => expired.push({ node: index, id: session.id, reason }))
+    })
+    const client = tetherClient(urlOf(nodes[0]), { reconnect: false })
+    await waitFor(() => client.sock.sessionId, 5000, 'session')
+    const sid = client.sock.sessionId
+    client.sock.close()
+    await waitFor(() => expired.length > 0, 5000, 'expired')
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    expect(expired).toHaveLength(1)
+    expect(expired[0]).toMatchObject({ id: sid, reason: 'ttl' })
+  })
+})
