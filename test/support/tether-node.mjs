@@ -1,0 +1,42 @@
+// One node of a tethersocket service on Redis, as a child process for the failover tests: the
+// built server (dist/) with `redisStore`, an echo `message` handler and an echo request handler.
+// It reports on stdout, one JSON line each, written synchronously before the handler returns,
+// so a SIGKILL never loses a line about something the node did:
+//   { t: 'ready', port } · { t: 'msg', data, id, redelivered, sid } · { t: 'req', data, id, redelivered }
+//   { t: 'hold', sid } (a session opened or resumed here) · { t: 'expire', sid, reason } · { t: 'error', message }
+// Env: REDIS_URL, PORT, PREFIX, SESSION_TTL (ms), REQUEST_DELAY (ms the request handler waits),
+// MESSAGE_DELAY (ms: the message handler returns a promise settled that much later, which holds
+// the item's record, and its echo, until then).
+import { writeSync } from 'node:fs'
+import { createClient } from 'redis'
+import { redisStore } from '../../dist/redis.mjs'
+import { createTetherServer } from '../../dist/server.mjs'
+
+const say = (line) => writeSync(1, `${JSON.stringify(line)}\n`)
+const client = createClient({ url: process.env.REDIS_URL })
+client.on('error', (error) => say({ t: 'error', message: `redis: ${error.message}` }))
+await client.connect()
+const server = await createTetherServer({
+  port: Number(process.env.PORT),
+  host: '127.0.0.1',
+  store: redisStore(client, { prefix: process.env.PREFIX }),
+  sessionTtl: Number(process.env.SESSION_TTL ?? 60000),
+  heartbeatInterval: 1000,
+})
+const messageDelay = Number(process.env.MESSAGE_DELAY ?? 0)
+server.on('message', (data, session, info) => {
+  say({ t: 'msg', data, id: info.id, redelivered: info.redelivered, sid: session.id })
+  session.send({ echo: data }).catch(() => {})
+  if (messageDelay > 0) return new Promise((resolve) => setTimeout(resolve, messageDelay))
+})
+const delay = Number(process.env.REQUEST_DELAY ?? 0)
+server.onRequest(async (data, _session, info) => {
+  say({ t: 'req', data, id: info.id, redelivered: info.redelivered })
+  if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+  return { re: data }
+})
+server.on('session', (session) => say({ t: 'hold', sid: session.id }))
+server.on('resume', (session) => say({ t: 'hold', sid: session.id }))
+server.on('expire', (session, reason) => say({ t: 'expire', sid: session.id, reason }))
+server.on('error', (error) => say({ t: 'error', message: error.message }))
+say({ t: 'ready', port: server.port })
