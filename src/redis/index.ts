@@ -173,8 +173,9 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
       const reply = (await scripts.commit.run(
         client,
         [hash(id), queue(id)],
-        [batch.epoch, batch.rx, batch.base, batch.trim, ...batch.entries.map(encodeEntry)],
+        [batch.epoch, batch.rx, batch.base, batch.trim, batch.recorded, ...batch.entries.map(encodeEntry)],
       )) as unknown[]
+      // A store that lost writes holds a session that is not this one any more: gone, as if ended.
       if (reply[0] !== 'ok') return { ok: false, reason: reply[0] === 'fenced' ? 'fenced' : 'gone' }
       return { ok: true, waiting: reply[1] as number, gap: (reply[2] as string[]).map(decodeEntry) }
     },

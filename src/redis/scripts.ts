@@ -52,8 +52,9 @@ return {'ok', epoch, rx, tx, unclean, tonumber(h[6]), tonumber(h[7]), redis.call
 `
 
 /**
- * KEYS: H, Q. ARGV: epoch, rx, base, trim, then the entries to append.
- * Returns {'fenced'}, {'gone'}, or {'ok', waiting, gap} where gap is what others appended after base.
+ * KEYS: H, Q. ARGV: epoch, rx, base, trim, recorded rx (what this node saw recorded), then the
+ * entries to append. Returns {'fenced'}, {'gone'}, {'lost'}, or {'ok', waiting, gap} where gap
+ * is what others appended after base.
  */
 export const COMMIT = `
 local h = redis.call('HMGET', KEYS[1], 'e', 'tx', 'ak', 'rx', 'w')
@@ -61,10 +62,13 @@ if not h[1] then return {'gone'} end
 if h[1] ~= ARGV[1] then return {'fenced'} end
 local tx, ak = tonumber(h[2]), tonumber(h[3])
 local base = tonumber(ARGV[3])
+-- The store has fewer messages, or fewer client items, than this node saw it record: it lost
+-- writes (restarted from an older file, or a failover). The session cannot go on as it was.
+if tx < base or tonumber(h[4]) < tonumber(ARGV[5]) then return {'lost'} end
 local gap = {}
 if tx > base then gap = redis.call('LRANGE', KEYS[2], base - ak, tx - ak - 1) end
-local n = #ARGV - 4
-local i = 5
+local n = #ARGV - 5
+local i = 6
 while i <= #ARGV do
   local last = math.min(i + 999, #ARGV)
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, last))

@@ -154,7 +154,14 @@ export class Journal {
       if (entry.item !== undefined && entry.item > rx) break
       entries.push(entry)
     }
-    const batch: CommitBatch = { epoch: this.epoch, rx, base: this.recordedTx, entries, trim: this.outbox.acked }
+    const batch: CommitBatch = {
+      epoch: this.epoch,
+      rx,
+      base: this.recordedTx,
+      entries,
+      trim: this.outbox.acked,
+      recorded: this.recordedRx,
+    }
     this.inFlight = true
     this.pulling = false
     this.link.commit(this.id, batch).then(

@@ -85,6 +85,12 @@ export interface CommitBatch {
   readonly entries: readonly StoredEntry[]
   /** The client acknowledged messages up to here: the store lets them go. */
   readonly trim: number
+  /**
+   * The last client item this node saw the store record. A store that holds less (it lost
+   * writes: restarted from an older file, or failed over) answers `'gone'`: the session it
+   * holds is not the one the client knows.
+   */
+  readonly recorded: number
 }
 
 /** A commit's outcome. */
@@ -99,7 +105,7 @@ export type CommitResult =
       /** The highest message a promise on another node waits on (0: none): the holder says when the client acknowledges it. */
       readonly waiting: number
     }
-  /** The session was claimed elsewhere (`'fenced'`) or is gone (`'gone'`): this node lets it go. */
+  /** The session was claimed elsewhere (`'fenced'`), or is gone (`'gone'`: ended, or the store lost writes): this node lets it go. */
   | { readonly ok: false; readonly reason: 'fenced' | 'gone' }
 
 /** What other nodes tell this one, through the store's messaging. */

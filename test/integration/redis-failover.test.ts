@@ -110,4 +110,26 @@ describe('two server processes on one Redis', () => {
       `failover: ${total} messages, 6 SIGKILLs of the holding node; ${seen.deliveries} deliveries, ${seen.duplicates} handled twice (all flagged redelivered; ${seen.flagged} flagged); echoes exactly once`,
     )
   }, 90000)
+
+  it('a request whose node is killed while its handler runs is answered: not acknowledged, it is resent, and the other node runs it again, flagged redelivered', async () => {
+    const p = prefix()
+    const nodes = [
+      await startNode({ redisUrl: redis.url, prefix: p, requestDelay: 400 }),
+      await startNode({ redisUrl: redis.url, prefix: p, requestDelay: 400 }),
+    ]
+    let current = 0
+    const proxy = await startProxy(() => nodes[current].port)
+    const client = tetherClient<unknown, string>(urlOf(proxy))
+    await waitFor(() => client.sock.sessionId, 10000, 'session')
+    const reply = client.sock.request('who')
+    await waitFor(() => nodes[0].lines.some((line) => line.t === 'req'), 5000, 'the handler started on node 0')
+    current = 1
+    await nodes[0].kill()
+    expect(await withTimeout(reply, 10000, 'the reply')).toEqual({ re: 'who' })
+    const runs = nodes.flatMap((node) => node.lines.filter((line) => line.t === 'req'))
+    expect(runs).toHaveLength(2)
+    expect(runs[0]).toMatchObject({ data: 'who', redelivered: false })
+    expect(runs[1]).toMatchObject({ data: 'who', redelivered: true, id: runs[0].t === 'req' ? runs[0].id : '' })
+    expect(client.sessions).toHaveLength(1)
+  }, 30000)
 })
