@@ -113,6 +113,7 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
   const queue = (id: string) => `${prefix}:{${id}}:q`
   const due = `${prefix}:due`
   const channel = `${prefix}:notices`
+  const broadcasts = `${prefix}:broadcasts`
   const principalArgs = (principal: string | undefined) => (principal === undefined ? ['0', ''] : ['1', principal])
 
   const subscriber = client.duplicate()
@@ -135,15 +136,15 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
       case 'claimed':
         return listener.claimed(notice.id, notice.epoch)
       case 'broadcast':
-        return listener.broadcast(notice.payload)
+        return listener.broadcast(notice.id)
     }
   })
 
   const index = (id: string, deadline: number) => client.sendCommand(['ZADD', due, String(deadline), id])
 
   return {
-    async create(id, principal, deadline) {
-      const created = await scripts.create.run(client, [hash(id)], [...principalArgs(principal), deadline])
+    async create(id, principal, deadline, broadcast) {
+      const created = await scripts.create.run(client, [hash(id)], [...principalArgs(principal), deadline, broadcast])
       if (created !== 1) throw new Error(`session id ${id} exists already`)
       await index(id, deadline)
     },
@@ -156,7 +157,17 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
       )) as unknown[]
       if (reply[0] !== 'ok') return reply[0] === 'lost' ? 'lost' : 'unknown'
       await index(id, request.deadline)
-      const [, epoch, rx, tx, unclean, seen, waiting, entries] = reply as [string, number, number, number, number, number, number, string[]]
+      const [, epoch, rx, tx, unclean, seen, waiting, entries, broadcast] = reply as [
+        string,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        string[],
+        string,
+      ]
       return {
         principal: request.principal,
         epoch,
@@ -166,6 +177,7 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
         seen,
         waiting,
         entries: entries.map(decodeEntry),
+        broadcast,
       }
     },
 
@@ -173,7 +185,7 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
       const reply = (await scripts.commit.run(
         client,
         [hash(id), queue(id)],
-        [batch.epoch, batch.rx, batch.base, batch.trim, batch.recorded, ...batch.entries.map(encodeEntry)],
+        [batch.epoch, batch.rx, batch.base, batch.trim, batch.recorded, batch.broadcast ?? '', ...batch.entries.map(encodeEntry)],
       )) as unknown[]
       // A store that lost writes holds a session that is not this one any more: gone, as if ended.
       if (reply[0] !== 'ok') return { ok: false, reason: reply[0] === 'fenced' ? 'fenced' : 'gone' }
@@ -220,6 +232,24 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
       if (reply[0] === 2) return { principal: reply[1] as string }
       if (reply[0] === 3) return { principal: undefined }
       return undefined
+    },
+
+    async broadcast(payload, keep) {
+      // Trimmed by age (approximately, which is cheap): stream ids begin with Redis's clock in ms.
+      const oldest = Math.max(0, Date.now() - keep)
+      const id = (await client.sendCommand(['XADD', broadcasts, 'MINID', '~', String(oldest), '*', 'p', payload])) as string
+      await client.sendCommand(['PUBLISH', channel, JSON.stringify({ t: 'broadcast', id } satisfies StoreNotice)])
+      return id
+    },
+
+    async broadcastsAfter(id) {
+      const entries = (await client.sendCommand(['XRANGE', broadcasts, `(${id}`, '+'])) as Array<[string, string[]]>
+      return entries.map(([entryId, fields]) => ({ id: entryId, payload: fields[fields.indexOf('p') + 1] ?? 'null' }))
+    },
+
+    async lastBroadcast() {
+      const last = (await client.sendCommand(['XREVRANGE', broadcasts, '+', '-', 'COUNT', '1'])) as Array<[string, string[]]>
+      return last[0]?.[0] ?? '0-0'
     },
 
     async notify(notice) {

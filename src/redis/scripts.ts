@@ -8,17 +8,18 @@
  * - `p` principal (absent for an anonymous session);
  * - `rx` last client item recorded; `sn` last client item a node handled before it let the session go;
  * - `tx` last message to the client appended; `ak` messages the client acknowledged (let go);
- * - `w` highest message a promise on some node waits on (0: none); `dl` deadline, ms since the epoch.
+ * - `w` highest message a promise on some node waits on (0: none); `dl` deadline, ms since the epoch;
+ * - `bc` the last entry of the broadcast log (a stream, `<prefix>:broadcasts`) the session took in.
  *
  * The list `Q` holds the messages `ak + 1` to `tx`, in order: `m` + a `msg` payload, or `r` + the
  * tail of a `res` frame.
  * @module
  */
 
-/** KEYS: H. ARGV: has principal (1/0), principal, deadline. 1 if created, 0 if the id exists. */
+/** KEYS: H. ARGV: has principal (1/0), principal, deadline, broadcast. 1 if created, 0 if the id exists. */
 export const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'e', 1, 'o', 1, 'rx', 0, 'sn', 0, 'tx', 0, 'ak', 0, 'w', 0, 'dl', ARGV[3])
+redis.call('HSET', KEYS[1], 'e', 1, 'o', 1, 'rx', 0, 'sn', 0, 'tx', 0, 'ak', 0, 'w', 0, 'dl', ARGV[3], 'bc', ARGV[4])
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'p', ARGV[2]) end
 return 1
 `
@@ -26,10 +27,10 @@ return 1
 /**
  * KEYS: H, Q. ARGV: has principal (1/0), principal, deadline, ack (last message the client
  * received), acked (last client item it saw acknowledged, -1 if not said).
- * Returns {'unknown'}, {'lost'}, or {'ok', epoch, rx, tx, unclean (1/0), seen, waiting, entries}.
+ * Returns {'unknown'}, {'lost'}, or {'ok', epoch, rx, tx, unclean (1/0), seen, waiting, entries, broadcast}.
  */
 export const CLAIM = `
-local h = redis.call('HMGET', KEYS[1], 'e', 'o', 'rx', 'tx', 'ak', 'sn', 'w', 'p')
+local h = redis.call('HMGET', KEYS[1], 'e', 'o', 'rx', 'tx', 'ak', 'sn', 'w', 'p', 'bc')
 if not h[1] then return {'unknown'} end
 if ARGV[1] == '1' then
   if h[8] ~= ARGV[2] then return {'unknown'} end
@@ -48,12 +49,12 @@ if waiting <= ack then waiting = 0 end
 redis.call('HSET', KEYS[1], 'e', epoch, 'o', 1, 'ak', ack, 'w', waiting, 'dl', ARGV[3])
 local unclean = 0
 if h[2] == '1' then unclean = 1 end
-return {'ok', epoch, rx, tx, unclean, tonumber(h[6]), tonumber(h[7]), redis.call('LRANGE', KEYS[2], 0, -1)}
+return {'ok', epoch, rx, tx, unclean, tonumber(h[6]), tonumber(h[7]), redis.call('LRANGE', KEYS[2], 0, -1), h[9] or '0-0'}
 `
 
 /**
- * KEYS: H, Q. ARGV: epoch, rx, base, trim, recorded rx (what this node saw recorded), then the
- * entries to append. Returns {'fenced'}, {'gone'}, {'lost'}, or {'ok', waiting, gap} where gap
+ * KEYS: H, Q. ARGV: epoch, rx, base, trim, recorded rx (what this node saw recorded), the last
+ * broadcast among the entries ('' if none), then the entries to append. Returns {'fenced'}, {'gone'}, {'lost'}, or {'ok', waiting, gap} where gap
  * is what others appended after base.
  */
 export const COMMIT = `
@@ -67,8 +68,8 @@ local base = tonumber(ARGV[3])
 if tx < base or tonumber(h[4]) < tonumber(ARGV[5]) then return {'lost'} end
 local gap = {}
 if tx > base then gap = redis.call('LRANGE', KEYS[2], base - ak, tx - ak - 1) end
-local n = #ARGV - 5
-local i = 6
+local n = #ARGV - 6
+local i = 7
 while i <= #ARGV do
   local last = math.min(i + 999, #ARGV)
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, last))
@@ -86,6 +87,7 @@ local waiting = tonumber(h[5])
 local left = waiting
 if waiting <= ak then left = 0 end
 redis.call('HSET', KEYS[1], 'tx', tx, 'ak', ak, 'rx', rx, 'w', left)
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'bc', ARGV[6]) end
 return {'ok', waiting, gap}
 `
 

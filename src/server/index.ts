@@ -22,7 +22,7 @@ import { encodePayload } from '../protocol/frames.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { optionError } from './option-error.js'
-import { sharedMessage } from './outbox.js'
+import { type SharedMessage, sharedMessage } from './outbox.js'
 import type { MessageInfo, SessionConnection, SessionEvents } from './seams.js'
 import { SharedService } from './service.js'
 import { type ExpireReason, RequestError, Session, type SharedSession } from './sessions.js'
@@ -284,8 +284,8 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   }
 
   /** Queues a broadcast to every session this node holds. */
-  private broadcastHere(payload: string): void {
-    const message = sharedMessage(payload)
+  private broadcastHere(payload: string | SharedMessage): void {
+    const message = typeof payload === 'string' ? sharedMessage(payload) : payload
     for (const session of this.sessions.values()) session.sendShared(message)
   }
 

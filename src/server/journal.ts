@@ -150,9 +150,11 @@ export class Journal {
     }
     const rx = this.settledRx
     const entries: StoredEntry[] = []
+    let broadcast: string | undefined
     for (const entry of this.outbox.unrecorded(this.recordedTx)) {
       if (entry.item !== undefined && entry.item > rx) break
       entries.push(entry)
+      if (entry.broadcast !== undefined) broadcast = entry.broadcast
     }
     const batch: CommitBatch = {
       epoch: this.epoch,
@@ -161,6 +163,7 @@ export class Journal {
       entries,
       trim: this.outbox.acked,
       recorded: this.recordedRx,
+      ...(broadcast !== undefined && { broadcast }),
     }
     this.inFlight = true
     this.pulling = false

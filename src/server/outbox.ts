@@ -38,6 +38,8 @@ export interface Outgoing {
    * recorded, and written, only with that item.
    */
   readonly item?: number
+  /** With a shared store, for a broadcast: its id in the service's broadcast log. */
+  readonly broadcast?: string
   /** Only for `session.send()`: its promise, and what settles it. */
   readonly promise?: Promise<void>
   readonly resolve?: () => void
@@ -50,6 +52,8 @@ export interface Outgoing {
 export interface SharedMessage extends Outgoing {
   holdersAway: number
   readonly item?: undefined
+  /** With a shared store: its id in the service's broadcast log. */
+  readonly broadcast?: string
   readonly reply?: undefined
   readonly promise?: undefined
   readonly resolve?: undefined
@@ -57,7 +61,10 @@ export interface SharedMessage extends Outgoing {
 }
 
 /** Makes a {@link SharedMessage} of a payload already JSON-encoded. @internal */
-export const sharedMessage = (payload: string): SharedMessage => ({ payload, size: Buffer.byteLength(payload), holdersAway: 0 })
+export const sharedMessage = (payload: string, broadcast?: string): SharedMessage =>
+  broadcast === undefined
+    ? { payload, size: Buffer.byteLength(payload), holdersAway: 0 }
+    : { payload, size: Buffer.byteLength(payload), holdersAway: 0, broadcast }
 
 /** Bytes an entry counts against `maxQueueBytes` (memory.ts has the figures). */
 export const cost = (entry: Outgoing): number =>

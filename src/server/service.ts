@@ -16,11 +16,11 @@
  */
 import { randomBytes } from 'node:crypto'
 import { ClosedError, DeliveryError, QueueFullError, type TetherError } from '../errors.js'
-import { CloseCode } from '../protocol/frames.js'
-import type { Outgoing } from './outbox.js'
+import { CloseCode, perTick } from '../protocol/frames.js'
+import { type Outgoing, type SharedMessage, sharedMessage } from './outbox.js'
 import type { ExpireReason, SessionConnection } from './seams.js'
 import type { Session, SharedSession } from './sessions.js'
-import type { SessionStore, StoreLink, StoreListener } from './store.js'
+import { isAfter, type LoggedBroadcast, type SessionStore, type StoreLink, type StoreListener } from './store.js'
 import type { HelloFrame } from './ws.js'
 
 /** What the service needs from its server. */
@@ -35,8 +35,8 @@ export interface ServiceHost {
   handle(id: string, principal: string | undefined): Session
   opened(session: Session, resumed: boolean): void
   expired(session: Session, reason: ExpireReason): void
-  /** Queues a broadcast to the sessions this node holds. */
-  broadcastHere(payload: string): void
+  /** Queues a broadcast from the service's log to the sessions this node holds. */
+  broadcastHere(message: SharedMessage): void
   error(error: Error): void
 }
 
@@ -58,11 +58,18 @@ export class SharedService {
   private sweeping = false
   /** Releases (and claims) under way, so that close() waits for them. */
   private readonly busy = new Set<Promise<unknown>>()
+  /** The last entry of the broadcast log queued to the sessions held here. */
+  private broadcastAt: string
+  /** A read of the broadcast log is under way; `readAgain`: another notice came meanwhile. */
+  private reading = false
+  private readAgain = false
 
   private constructor(
     private readonly link: StoreLink,
     private readonly host: ServiceHost,
+    broadcastAt: string,
   ) {
+    this.broadcastAt = broadcastAt
     const ttl = host.sessionTtl
     this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, ttl / 4)))
     this.sweeper.unref()
@@ -79,11 +86,13 @@ export class SharedService {
       acknowledged: (id, seq) => service?.settle(id, seq),
       ended: (id, reason) => service?.ended(id, reason),
       claimed: (id, epoch) => service?.claimed(id, epoch),
-      broadcast: (payload) => host.broadcastHere(payload),
+      broadcast: (id) => {
+        if (service && isAfter(id, service.broadcastAt)) service.readLog()
+      },
       error: (error) => host.error(error),
     }
     const link = await store.open(listener)
-    service = new SharedService(link, host)
+    service = new SharedService(link, host, await link.lastBroadcast())
     return service
   }
 
@@ -108,9 +117,18 @@ export class SharedService {
       if (typeof claimed !== 'string') {
         void this.link.notify({ t: 'claimed', id, epoch: claimed.epoch }).catch(this.reportError)
         if (claimed.waiting > 0) void this.link.notify({ t: 'acknowledged', id, seq: frame.ack }).catch(this.reportError)
-        const session = this.host.create(principal, { link: this.link, id, claimed, ack: frame.ack, sent: frame.sent ?? 0 })
+        const session = this.host.create(principal, {
+          link: this.link,
+          id,
+          claimed,
+          ack: frame.ack,
+          sent: frame.sent ?? 0,
+          broadcast: claimed.broadcast,
+        })
         session.attach(connection, { ack: frame.ack, resumed: true })
         this.host.opened(session, true)
+        // What was broadcast while it was away: the next read of the log starts where it stands.
+        if (claimed.broadcast !== this.broadcastAt) this.readLog()
         return session
       }
       reason = claimed
@@ -120,8 +138,9 @@ export class SharedService {
         if (await this.link.end(id)) this.endedHere(id, principal, 'ended')
       }
     }
-    const session = this.host.create(principal, { link: this.link, id: newId(), ack: 0, sent: 0 })
-    await this.link.create(session.id, principal, deadline)
+    const broadcast = this.broadcastAt
+    const session = this.host.create(principal, { link: this.link, id: newId(), ack: 0, sent: 0, broadcast })
+    await this.link.create(session.id, principal, deadline, broadcast)
     session.attach(connection, reason ? { ack: 0, resumed: false, reason } : { ack: 0, resumed: false })
     this.host.opened(session, false)
     return session
@@ -189,10 +208,49 @@ export class SharedService {
     this.link.notify({ t: 'acknowledged', id: session.id, seq }).catch(this.reportError)
   }
 
-  /** Broadcasts to every node's held sessions, this one's too. */
+  /**
+   * Logs a broadcast for the service: every node queues it to the sessions it holds; a session
+   * no node holds takes it in when it is claimed. The log keeps entries `2 × sessionTtl` (and a
+   * minute), longer than any session that may still resume needs them.
+   */
   broadcast(payload: string): void {
-    this.link.notify({ t: 'broadcast', payload }).catch(this.reportError)
+    this.link.broadcast(payload, 2 * this.host.sessionTtl + 60_000).catch(this.reportError)
   }
+
+  /** Reads the broadcast log on from where this node is, and queues what is new to the sessions held here. */
+  private readLog(): void {
+    if (this.reading) {
+      this.readAgain = true
+      return
+    }
+    this.reading = true
+    this.readLogSoon()
+  }
+
+  private readonly readLogSoon = perTick(() => {
+    // From the earliest place of any session held here (one just claimed may be behind the node).
+    let from = this.broadcastAt
+    for (const session of this.host.sessions.values()) {
+      if (session.isHeld && isAfter(from, session.broadcastPosition)) from = session.broadcastPosition
+    }
+    this.link
+      .broadcastsAfter(from)
+      .then((entries) => {
+        // Each session takes what is after its own place (Session.sendShared), in the log's order.
+        for (const message of asMessages(entries)) {
+          if (isAfter(message.broadcast, this.broadcastAt)) this.broadcastAt = message.broadcast
+          this.host.broadcastHere(message)
+        }
+      })
+      .catch(this.reportError)
+      .finally(() => {
+        this.reading = false
+        if (this.readAgain) {
+          this.readAgain = false
+          this.readLog()
+        }
+      })
+  })
 
   /** The store refused or failed a write of a session this node held. */
   lost(session: Session, reason: 'fenced' | 'gone' | Error): void {
@@ -304,6 +362,8 @@ export class SharedService {
     } finally {
       this.sweeping = false
     }
+    // A notice missed while the store's connection was down: the log is read now and then anyway.
+    this.readLog()
   }
 
   /** This node ended `id` in the store: it alone emits `expire`, and tells the others. */
@@ -334,6 +394,10 @@ export class SharedService {
     this.host.error(error instanceof Error ? error : new Error(String(error)))
   }
 }
+
+/** Log entries as broadcast messages (one object per broadcast, shared by every session here). */
+const asMessages = (entries: LoggedBroadcast[]): Array<SharedMessage & { broadcast: string }> =>
+  entries.map((entry) => sharedMessage(entry.payload, entry.id) as SharedMessage & { broadcast: string })
 
 function newId(): string {
   return randomBytes(16).toString('base64url')

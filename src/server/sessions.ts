@@ -30,7 +30,7 @@ import type { AckProgress } from './liveness.js'
 import { SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES } from './memory.js'
 import { type Outgoing, SessionOutbox, type SharedMessage } from './outbox.js'
 import type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
-import type { ClaimedSession, StoreLink } from './store.js'
+import { type ClaimedSession, isAfter, type StoreLink } from './store.js'
 
 /** What the session needs and reports (seams.ts). */
 export type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
@@ -46,6 +46,8 @@ export interface SharedSession {
   /** The client's hello: the last server item it received, and the last of its own it wrote. */
   readonly ack: number
   readonly sent: number
+  /** For a new session: the broadcast log as far as this node has taken it in (a claimed one says its own). */
+  readonly broadcast: string
 }
 
 /** How a connection attaches: the client's ack from its hello, and the welcome's `resumed` and `reason`. */
@@ -101,6 +103,8 @@ export class Session {
   private readonly redeliverUpTo: number = 0
   /** With a shared store: this node holds the session (false once it let it go: released, or claimed elsewhere). */
   private held = true
+  /** With a shared store: the last broadcast of the service's log queued to this session. */
+  private broadcastAt = '0-0'
 
   /**
    * @param principal - who authenticated this session (`undefined` when no `authenticate` hook); only the same principal may resume it
@@ -122,6 +126,7 @@ export class Session {
       return
     }
     const { claimed, ack } = shared
+    this.broadcastAt = claimed?.broadcast ?? shared.broadcast
     if (claimed) {
       this.outbox.restore(ack, claimed.entries.map(fromStored))
       this.rxSeq = this.rxAccepted = claimed.rx
@@ -222,7 +227,13 @@ export class Session {
    * or is at `maxQueue` or `maxQueueBytes`. @internal
    */
   sendShared(message: SharedMessage): boolean {
-    if (this.ended || !this.held || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
+    if (this.ended || !this.held) return false
+    // From the service's log (shared store): each broadcast once, in the log's order.
+    if (message.broadcast !== undefined) {
+      if (!isAfter(message.broadcast, this.broadcastAt)) return false
+      this.broadcastAt = message.broadcast
+    }
+    if (this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
     this.enqueue(message)
     return true
   }
@@ -383,6 +394,11 @@ export class Session {
   /** With a shared store: another node appended messages to this session; a commit brings them here and writes them. @internal */
   pull(): void {
     this.journal?.pull()
+  }
+
+  /** With a shared store: the last broadcast of the service's log queued to this session. @internal */
+  get broadcastPosition(): string {
+    return this.broadcastAt
   }
 
   /** With a shared store: whether this node holds the session (it lets it go when released or claimed elsewhere). @internal */

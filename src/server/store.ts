@@ -15,7 +15,10 @@
  * - who holds the session (`epoch`, the fencing token): a claim by a new connection, on any node,
  *   takes a new epoch, and every write with an older one fails, so no two nodes ever write one
  *   session's sequence;
- * - while it is disconnected, when it expires (`deadline`), so that any node can expire it, once.
+ * - while it is disconnected, when it expires (`deadline`), so that any node can expire it, once;
+ * - how far it has taken in the service's broadcasts (`broadcast`): broadcasts are logged once
+ *   for the whole service, the nodes queue them to the sessions they hold, and a node that
+ *   claims a session catches it up from the log. A disconnected session holds no copy.
  * @module
  */
 import type { ExpireReason } from './seams.js'
@@ -46,6 +49,8 @@ export interface ClaimedSession {
   readonly seen: number
   /** The highest message a promise on another node waits on (0: none). */
   readonly waiting: number
+  /** The last broadcast the session took in (an id of the broadcast log): later ones are queued to it after the claim. */
+  readonly broadcast: string
 }
 
 /** Why a claim failed: no such session (or another principal's), or the store knows less than the client. */
@@ -91,6 +96,8 @@ export interface CommitBatch {
    * holds is not the one the client knows.
    */
   readonly recorded: number
+  /** The last broadcast among `entries`, if any: the session has taken in the log up to it. */
+  readonly broadcast?: string
 }
 
 /** A commit's outcome. */
@@ -118,8 +125,8 @@ export interface StoreListener {
   ended(id: string, reason: ExpireReason): void
   /** The session `id` was claimed with `epoch`: a node holding it with an older epoch lets it go. */
   claimed(id: string, epoch: number): void
-  /** A broadcast from any node: each node queues it to the sessions it holds. */
-  broadcast(payload: string): void
+  /** A broadcast was logged (by any node): each node reads the log on from where it was, and queues what is new to the sessions it holds. */
+  broadcast(id: string): void
   /** The store's connection failed (it reconnects by itself, if it can): reported as the server's `error`. */
   error(error: Error): void
 }
@@ -130,12 +137,40 @@ export type StoreNotice =
   | { readonly t: 'acknowledged'; readonly id: string; readonly seq: number }
   | { readonly t: 'ended'; readonly id: string; readonly reason: ExpireReason }
   | { readonly t: 'claimed'; readonly id: string; readonly epoch: number }
-  | { readonly t: 'broadcast'; readonly payload: string }
+  | { readonly t: 'broadcast'; readonly id: string }
+
+/**
+ * Whether broadcast id `a` comes after `b`. Ids of the broadcast log are two numbers,
+ * `<ms>-<n>` (the form of Redis stream ids), ordered by the first, then the second.
+ */
+export function isAfter(a: string, b: string): boolean {
+  const [am, an] = a.split('-').map(Number)
+  const [bm, bn] = b.split('-').map(Number)
+  return am > bm || (am === bm && an > bn)
+}
+
+/** A broadcast as the log holds it: its id (ordered), and its payload. */
+export interface LoggedBroadcast {
+  readonly id: string
+  readonly payload: string
+}
 
 /** One server's connection to a shared store. Every method may reject when the store is unreachable. */
 export interface StoreLink {
-  /** Records a new session, held by this node with epoch 1, expiring at `deadline` unless touched. */
-  create(id: string, principal: string | undefined, deadline: number): Promise<void>
+  /**
+   * Records a new session, held by this node with epoch 1, expiring at `deadline` unless
+   * touched, having taken in the broadcast log up to `broadcast`.
+   */
+  create(id: string, principal: string | undefined, deadline: number, broadcast: string): Promise<void>
+  /**
+   * Logs a broadcast for the whole service and tells every node; its id. Entries older than
+   * `keep` ms are let go (no session that may still resume needs them).
+   */
+  broadcast(payload: string, keep: number): Promise<string>
+  /** Broadcasts logged after `id` (`'0-0'`: from the start), in order. */
+  broadcastsAfter(id: string): Promise<LoggedBroadcast[]>
+  /** The id of the last broadcast logged (`'0-0'` if none). */
+  lastBroadcast(): Promise<string>
   /** Claims a session for a new connection on this node (a resume): a new epoch fences the old holder. */
   claim(id: string, request: ClaimRequest): Promise<ClaimedSession | ClaimRefusal>
   /** Writes one session's tick (see {@link CommitBatch}). */

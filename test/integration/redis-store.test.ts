@@ -159,4 +159,28 @@ describe('a session in Redis', () => {
     expect(expired).toHaveLength(1)
     expect(expired[0]).toMatchObject({ id: sid, reason: 'ttl' })
   })
+
+  it('broadcast reaches the sessions of every node, and a session away at the time once it resumes: each once, in order', async () => {
+    const nodes = await twoNodes()
+    const a = tetherClient<string>(urlOf(nodes[0]))
+    const b = tetherClient<string>(urlOf(nodes[1]))
+    let target = nodes[0].port
+    const proxy = await startProxy(() => target)
+    const c = tetherClient<string>(urlOf(proxy))
+    await waitFor(() => a.sock.sessionId && b.sock.sessionId && c.sock.sessionId, 5000, 'three sessions')
+    const cid = c.sock.sessionId
+    // c goes away: its session is held by no node while the broadcasts are made.
+    target = 0
+    proxy.cutAll()
+    await waitFor(() => nodes[0].sessions.size === 1, 5000, 'node 0 released c')
+    for (const text of ['one', 'two', 'three']) nodes[1].broadcast(text)
+    await waitFor(() => a.messages.length === 3 && b.messages.length === 3, 5000, 'connected sessions got them')
+    target = nodes[1].port
+    await waitFor(() => c.messages.length === 3, 5000, 'c caught up on resume')
+    nodes[0].broadcast('four')
+    await waitFor(() => a.messages.length === 4 && b.messages.length === 4 && c.messages.length === 4, 5000, 'the fourth')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (const client of [a, b, c]) expect(client.messages).toEqual(['one', 'two', 'three', 'four'])
+    expect(c.sock.sessionId).toBe(cid)
+  })
 })
