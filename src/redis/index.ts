@@ -217,6 +217,11 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
       return ended === 1
     },
 
+    async acknowledgedUpTo(id) {
+      const acked = await client.sendCommand(['HGET', hash(id), 'ak'])
+      return acked === null || acked === undefined ? undefined : Number(acked)
+    },
+
     async due(now, limit) {
       return (await client.sendCommand(['ZRANGEBYSCORE', due, '-inf', String(now), 'LIMIT', '0', String(limit)])) as string[]
     },

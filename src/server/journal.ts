@@ -44,8 +44,8 @@ export const fromStored = (entry: StoredEntry): Outgoing =>
 export class Journal {
   /** Last client item handed to the handlers. */
   private delivered: number
-  /** Items delivered whose handlers have not settled, in order. */
-  private readonly unsettled: number[] = []
+  /** Items delivered whose handlers have not settled, in order, with when their handling began. */
+  private readonly unsettled: Array<{ seq: number; at: number }> = []
   /** Last client item the store recorded: what the client is told is acknowledged. */
   recordedRx: number
   /** Last message the store recorded: messages up to here may be written. */
@@ -94,7 +94,7 @@ export class Journal {
    */
   deliver(seq: number, run: () => unknown): void {
     this.delivered = seq
-    this.unsettled.push(seq)
+    this.unsettled.push({ seq, at: Date.now() })
     let result: unknown
     try {
       result = run()
@@ -109,7 +109,7 @@ export class Journal {
 
   /** The handlers of `seq` are done: it, and what they sent, may be recorded. */
   settle(seq: number): void {
-    const at = this.unsettled.indexOf(seq)
+    const at = this.unsettled.findIndex((item) => item.seq === seq)
     if (at >= 0) this.unsettled.splice(at, 1)
     this.schedule()
   }
@@ -124,9 +124,12 @@ export class Journal {
     this.drained = undefined
   }
 
-  /** Resolves once nothing is in flight and nothing committable is left (before a release). */
+  /**
+   * Resolves once nothing is in flight and nothing committable is left (before a release).
+   * What waits for an item still being handled is not committable: it stays behind.
+   */
   drain(): Promise<void> {
-    if (this.stopped || (!this.inFlight && !this.hasWork())) return Promise.resolve()
+    if (this.stopped || (!this.inFlight && this.nextBatch() === undefined)) return Promise.resolve()
     return new Promise((resolve) => {
       this.drained = resolve
       this.schedule()
@@ -134,37 +137,54 @@ export class Journal {
   }
 
   private get settledRx(): number {
-    return this.unsettled.length > 0 ? this.unsettled[0] - 1 : this.delivered
+    return this.unsettled.length > 0 ? this.unsettled[0].seq - 1 : this.delivered
   }
 
-  private hasWork(): boolean {
-    return this.pulling || this.settledRx > this.recordedRx || this.outbox.last > this.recordedTx || this.outbox.acked > this.trimmed
+  /**
+   * The oldest item still being handled, if its handler started before `since` (ms since the
+   * epoch) and a message it sent waits for it: a handler that awaits the client's ack of its own
+   * message waits forever, since that message is written only once the handler is done.
+   */
+  stalled(since: number): number | undefined {
+    const oldest = this.unsettled[0]
+    if (!oldest || oldest.at > since) return undefined
+    const waiting = this.outbox.unrecorded(this.recordedTx)[0]
+    return waiting?.item !== undefined && waiting.item >= oldest.seq ? oldest.seq : undefined
   }
 
-  private commit(): void {
-    if (this.stopped || this.inFlight) return
-    if (!this.hasWork()) {
-      this.drained?.()
-      this.drained = undefined
-      return
-    }
+  /** What a commit now would record, or undefined if it would record nothing. */
+  private nextBatch(): (CommitBatch & { entries: StoredEntry[] }) | undefined {
     const rx = this.settledRx
     const entries: StoredEntry[] = []
     let broadcast: string | undefined
     for (const entry of this.outbox.unrecorded(this.recordedTx)) {
+      // An entry sent while an item not yet settled was handled waits for that item's record.
       if (entry.item !== undefined && entry.item > rx) break
       entries.push(entry)
       if (entry.broadcast !== undefined) broadcast = entry.broadcast
     }
-    const batch: CommitBatch = {
+    const trim = this.outbox.acked
+    if (!this.pulling && rx <= this.recordedRx && entries.length === 0 && trim <= this.trimmed) return undefined
+    return {
       epoch: this.epoch,
       rx,
       base: this.recordedTx,
       entries,
-      trim: this.outbox.acked,
+      trim,
       recorded: this.recordedRx,
       ...(broadcast !== undefined && { broadcast }),
     }
+  }
+
+  private commit(): void {
+    if (this.stopped || this.inFlight) return
+    const batch = this.nextBatch()
+    if (!batch) {
+      this.drained?.()
+      this.drained = undefined
+      return
+    }
+    const { rx, entries } = batch
     this.inFlight = true
     this.pulling = false
     this.link.commit(this.id, batch).then(

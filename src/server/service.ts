@@ -19,7 +19,7 @@ import { ClosedError, DeliveryError, QueueFullError, type TetherError } from '..
 import { CloseCode, perTick } from '../protocol/frames.js'
 import { type Outgoing, type SharedMessage, sharedMessage } from './outbox.js'
 import type { ExpireReason, SessionConnection } from './seams.js'
-import type { Session, SharedSession } from './sessions.js'
+import { type Session, type SharedSession, unrecordedItem } from './sessions.js'
 import { isAfter, type LoggedBroadcast, type SessionStore, type StoreLink, type StoreListener } from './store.js'
 import type { HelloFrame } from './ws.js'
 
@@ -47,6 +47,11 @@ interface Waiter {
   readonly reject: (error: TetherError) => void
 }
 
+const noop = () => {}
+
+/** A handler holding its item this long while a message it sent waits for it is reported (it may await its own message). */
+const STALL_WARNING = 5000
+
 /** How many due sessions one sweep takes at most. */
 const SWEEP_BATCH = 100
 
@@ -56,6 +61,8 @@ export class SharedService {
   private readonly sweeper: ReturnType<typeof setInterval>
   private readonly toucher: ReturnType<typeof setInterval>
   private sweeping = false
+  /** Sessions whose stalled handler was reported, with the item: reported once. */
+  private readonly stallsReported = new Map<string, number>()
   /** Releases (and claims) under way, so that close() waits for them. */
   private readonly busy = new Set<Promise<unknown>>()
   /** The last entry of the broadcast log queued to the sessions held here. */
@@ -188,6 +195,7 @@ export class SharedService {
       )
     }
     const done = this.wait(id, seq)
+    done.catch(noop) // as session.send(): an ignored failure must not end the process
     void this.link.notify({ t: 'appended', id }).catch(this.reportError)
     return done
   }
@@ -284,6 +292,7 @@ export class SharedService {
    */
   private letGo(session: Session, close?: { code: number; reason: string }): number {
     const recordedUpTo = session.recordedUpTo
+    const recordedItems = session.recordedItems
     const waiting = session.letGo(close)
     if (this.host.sessions.get(session.id) === session) this.host.sessions.delete(session.id)
     let highest = 0
@@ -293,14 +302,19 @@ export class SharedService {
         highest = seq
         continue
       }
-      // Not recorded: it was never written; it goes through the store, after what was.
-      this.forward(session.id, entry.payload).then(entry.resolve, entry.reject)
+      // Not recorded, so never written. Sent while handling an item not recorded either: that item
+      // comes again, and its handler sends this again. Otherwise it goes through the store.
+      if (entry.item !== undefined && entry.item > recordedItems) {
+        entry.promise?.catch(noop) // an ignored failure must not end the process
+        entry.reject?.(unrecordedItem())
+      } else this.forward(session.id, entry.payload).then(entry.resolve, entry.reject)
     }
     return highest
   }
 
   private waitEntry(id: string, seq: number, entry: Outgoing): void {
     if (!entry.resolve || !entry.reject) return
+    entry.promise?.catch(noop) // an ignored failure (the session ended) must not end the process
     this.addWaiter(id, { seq, resolve: entry.resolve, reject: entry.reject })
   }
 
@@ -362,8 +376,40 @@ export class SharedService {
     } finally {
       this.sweeping = false
     }
-    // A notice missed while the store's connection was down: the log is read now and then anyway.
+    // A notice missed while the store's connection was down: the log is read now and then anyway,
+    // and the sessions promises here wait on are asked how far their clients acknowledged.
     this.readLog()
+    this.reconcileWaiters()
+    this.reportStalls()
+  }
+
+  /** Settles what waits here by what the store says of each session (a missed notice is not waited for forever). */
+  private reconcileWaiters(): void {
+    for (const id of this.waiters.keys()) {
+      this.link
+        .acknowledgedUpTo(id)
+        .then((acked) => {
+          if (acked === undefined) this.ended(id, 'ended')
+          else this.settle(id, acked)
+        })
+        .catch(this.reportError)
+    }
+  }
+
+  /** Reports, once each, handlers that hold their item while a message they sent waits for it. */
+  private reportStalls(): void {
+    const since = Date.now() - STALL_WARNING
+    for (const session of this.host.sessions.values()) {
+      const seq = session.stalled(since)
+      if (seq === undefined || this.stallsReported.get(session.id) === seq) continue
+      this.stallsReported.set(session.id, seq)
+      this.host.error(
+        new Error(
+          `session ${session.id}: the handler of client item ${seq} has not finished for ${STALL_WARNING / 1000} s, and a message it sent waits for it. With a shared store a handler's messages are written once it is done (docs/SCALING.md), so a handler that awaits session.send() to its own session never finishes: do not await it there.`,
+        ),
+      )
+    }
+    for (const id of this.stallsReported.keys()) if (!this.host.sessions.has(id)) this.stallsReported.delete(id)
   }
 
   /** This node ended `id` in the store: it alone emits `expire`, and tells the others. */

@@ -205,8 +205,14 @@ export class Session {
   /** `send()` for a payload already JSON-encoded. @internal */
   sendEncoded(payload: string): Promise<void> {
     if (this.ended) return handledRejection(new ClosedError('session has ended'))
-    // Let go by this node (released, or claimed elsewhere): the message goes through the store.
-    if (!this.held) return this.events.forward?.(this, payload) ?? handledRejection(new ClosedError('session has ended'))
+    if (!this.held) {
+      // Sent by a handler whose item was not recorded when this node let the session go: the item
+      // is delivered again (on whichever node resumes it), and its handler sends this again there.
+      const item = this.journal?.handling
+      if (item !== undefined && item > this.acknowledged) return handledRejection(unrecordedItem())
+      // Let go by this node (released, or claimed elsewhere): the message goes through the store.
+      return this.events.forward?.(this, payload) ?? handledRejection(new ClosedError('session has ended'))
+    }
     const size = Buffer.byteLength(payload)
     const full = this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
     if (full) return handledRejection(full)
@@ -384,6 +390,19 @@ export class Session {
     }
     this.events.memory?.(this, false, this.outbox.unpark())
     return this.outbox.detachWaiters()
+  }
+
+  /**
+   * With a shared store: the oldest client item whose handler began before `since` and has not
+   * settled while a message it sent waits for it (journal.ts `stalled`). @internal
+   */
+  stalled(since: number): number | undefined {
+    return this.held ? this.journal?.stalled(since) : undefined
+  }
+
+  /** The last client item recorded (without a store: delivered). @internal */
+  get recordedItems(): number {
+    return this.acknowledged
   }
 
   /** With a shared store: the last message the store recorded (all of them without a store). @internal */
@@ -593,6 +612,12 @@ export class Session {
     this.events.expire(this, reason)
   }
 }
+
+/** Why a message sent while handling an item is not delivered: the item was not recorded before the session moved. @internal */
+export const unrecordedItem = (): DeliveryError =>
+  new DeliveryError(
+    'the session moved to another connection before the client item being handled was recorded: the item will be delivered again, and its handler will send this again',
+  )
 
 function handledRejection(error: TetherError): Promise<void> {
   const promise = Promise.reject(error)

@@ -190,6 +190,11 @@ export interface StoreLink {
   append(id: string, entry: StoredEntry, options: { waiting: boolean; maxQueue: number }): Promise<number | 'unknown' | 'full'>
   /** Ends a session (with `epoch`: only if still held with it). True if this call ended it. */
   end(id: string, epoch?: number): Promise<boolean>
+  /**
+   * How far the client of `id` acknowledged messages (undefined: no such session). Nodes ask it
+   * now and then for the sessions their promises wait on, in case a notice was missed.
+   */
+  acknowledgedUpTo(id: string): Promise<number | undefined>
   /** Sessions whose deadline passed by `now`, at most `limit`. */
   due(now: number, limit: number): Promise<string[]>
   /** Ends a session whose deadline passed, if it still has (no one resumed it): its principal if this call ended it. */

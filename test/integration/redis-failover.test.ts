@@ -25,19 +25,20 @@ const prefix = () => `f${++prefixCount}-${Date.now()}`
 
 type Delivery = Extract<NodeLine, { t: 'msg' }>
 
-/** Every delivery of every node, and the items handled more than once. */
+/** Every delivery of every node, in the order they happened, and the deliveries of each item. */
 function deliveries(nodes: TetherNode[]) {
-  const all = nodes.flatMap((node) => node.lines.filter((line): line is Delivery => line.t === 'msg'))
+  const all = nodes.flatMap((node) => node.lines.filter((line): line is Delivery => line.t === 'msg')).sort((a, b) => a.at - b.at)
   const byId = new Map<string, Delivery[]>()
   for (const delivery of all) byId.set(delivery.id, [...(byId.get(delivery.id) ?? []), delivery])
   return { all, byId }
 }
 
 /**
- * Streams `total` messages through a proxy to whichever of `nodes` lives, killing the node that
- * holds the session `kills` times; returns the client and what the nodes reported.
+ * Streams messages (`perTick` every 5 ms) through a proxy to whichever of `nodes` lives, for as
+ * long as it takes to kill the node that holds the session `kills` times (at random pauses of
+ * `pause` ms); returns the client, its session and how many messages it sent.
  */
-async function streamThroughKills(nodes: TetherNode[], total: number, kills: number, pause: [number, number]) {
+async function streamThroughKills(nodes: TetherNode[], kills: number, pause: [number, number], perTick = 20) {
   let current = 0
   const proxy = await startProxy(() => nodes[current].port)
   const client = tetherClient<{ echo: number }, number>(urlOf(proxy))
@@ -45,21 +46,26 @@ async function streamThroughKills(nodes: TetherNode[], total: number, kills: num
   const sid = client.sock.sessionId
   const sends: Promise<void>[] = []
   let next = 1
+  // Messages go on being sent through every kill, so each one lands mid-stream.
   const pump = setInterval(() => {
-    for (let i = 0; i < 40 && next <= total; i++) sends.push(client.sock.send(next++))
-    if (next > total) clearInterval(pump)
+    for (let i = 0; i < perTick; i++) sends.push(client.sock.send(next++))
   }, 5)
-  for (let round = 0; round < kills; round++) {
-    await sleep(pause[0] + Math.floor(Math.random() * (pause[1] - pause[0])))
-    const victim = nodes[current]
-    current = 1 - current // new connections go to the other node
-    await victim.kill()
-    await victim.restart() // replaced on its port: the next kill may land there
+  try {
+    for (let round = 0; round < kills; round++) {
+      await sleep(pause[0] + Math.floor(Math.random() * (pause[1] - pause[0])))
+      const victim = nodes[current]
+      current = 1 - current // new connections go to the other node
+      await victim.kill()
+      await victim.restart() // replaced on its port: the next kill may land there
+    }
+  } finally {
+    clearInterval(pump)
   }
+  const total = next - 1
   await withTimeout(Promise.all(sends), 30000, 'every send resolved')
   await waitFor(() => client.messages.length >= total, 30000, 'every echo')
   await sleep(200) // a duplicate echo would arrive now
-  return { client, sid }
+  return { client, sid, total }
 }
 
 /** The guarantees, checked on what the client saw and what every node handled. */
@@ -77,10 +83,11 @@ function expectExactlyOnce(
   // Client to server: every item handled; again only with redelivered, and always under the same id.
   const { all, byId } = deliveries(nodes)
   expect(new Set(all.map((d) => d.data))).toEqual(new Set(numbers))
-  for (const [id, list] of byId) {
-    expect(list.every((d) => d.id === `${sid}:${d.data}` && id === d.id)).toBe(true)
-    for (const again of list.slice(1)) expect(again.redelivered).toBe(true)
-  }
+  const misnamed = all.filter((d) => d.id !== `${sid}:${d.data}`)
+  expect(misnamed.slice(0, 5)).toEqual([])
+  // Every delivery after an item's first says it may be one again.
+  const unflagged = [...byId.values()].filter((list) => list.slice(1).some((again) => !again.redelivered))
+  expect(unflagged.slice(0, 3)).toEqual([])
   return { deliveries: all.length, duplicates: all.length - byId.size, flagged: all.filter((d) => d.redelivered).length }
 }
 
@@ -91,8 +98,7 @@ describe('two server processes on one Redis', () => {
       await startNode({ redisUrl: redis.url, prefix: p, messageDelay: 30 }),
       await startNode({ redisUrl: redis.url, prefix: p, messageDelay: 30 }),
     ]
-    const total = 1500
-    const { client, sid } = await streamThroughKills(nodes, total, 4, [100, 250])
+    const { client, sid, total } = await streamThroughKills(nodes, 4, [100, 250])
     const seen = expectExactlyOnce(nodes, client, sid, total)
     expect(seen.duplicates).toBeGreaterThan(0) // the kills did land mid-handling
     console.log(
@@ -103,8 +109,7 @@ describe('two server processes on one Redis', () => {
   it('the node holding the session is killed six times mid-stream: every send resolves, items are handled again only when flagged redelivered, echoes arrive exactly once and in order, the session id never changes', async () => {
     const p = prefix()
     const nodes = [await startNode({ redisUrl: redis.url, prefix: p }), await startNode({ redisUrl: redis.url, prefix: p })]
-    const total = 3000
-    const { client, sid } = await streamThroughKills(nodes, total, 6, [150, 400])
+    const { client, sid, total } = await streamThroughKills(nodes, 6, [150, 400])
     const seen = expectExactlyOnce(nodes, client, sid, total)
     console.log(
       `failover: ${total} messages, 6 SIGKILLs of the holding node; ${seen.deliveries} deliveries, ${seen.duplicates} handled twice (all flagged redelivered; ${seen.flagged} flagged); echoes exactly once`,

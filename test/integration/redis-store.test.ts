@@ -183,4 +183,82 @@ describe('a session in Redis', () => {
     for (const client of [a, b, c]) expect(client.messages).toEqual(['one', 'two', 'three', 'four'])
     expect(c.sock.sessionId).toBe(cid)
   })
+
+  it('a handler that holds its item (a promise) while its echo waits: no commands to Redis meanwhile, and the echo goes with the item', async () => {
+    const [node] = await twoNodes()
+    let release = () => {}
+    let holding = false
+    node.on('message', (data, session) => {
+      void session.send({ echo: data }).catch(() => {})
+      holding = true
+      return new Promise<void>((resolve) => {
+        release = resolve
+      })
+    })
+    const client = tetherClient<{ echo: number }, number>(urlOf(node))
+    await waitFor(() => client.sock.sessionId, 5000, 'session')
+    const stats = await redisClient()
+    const commits = async () =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(String(await stats.sendCommand(['INFO', 'commandstats'])))?.[1] ?? 0)
+    const sent = client.sock.send(1)
+    await waitFor(() => holding, 5000, 'the handler holds the item')
+    const before = await commits()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const during = (await commits()) - before
+    expect(client.messages).toEqual([]) // the echo waits for the item
+    release()
+    await sent
+    await waitFor(() => client.messages.length === 1, 5000, 'the echo, after the item was recorded')
+    expect(client.messages).toEqual([{ echo: 1 }])
+    expect(during).toBeLessThanOrEqual(3) // not a loop of empty commits
+  })
+
+  it('a client that leaves while a handler holds its item: the session is handed back at once, and where it resumes the item comes again, flagged, and is echoed once', async () => {
+    const nodes = await twoNodes()
+    const errors: Error[] = []
+    const delivered: { node: number; data: unknown; redelivered: boolean }[] = []
+    const held: Promise<void>[] = []
+    nodes.forEach((node, index) => {
+      node.on('message', (data, session, info) => {
+        delivered.push({ node: index, data, redelivered: info.redelivered })
+        held.push(session.send({ echo: data }).catch((error: Error) => void errors.push(error)))
+        // Node 0 never finishes; node 1 does at once.
+        if (index === 0) return new Promise<void>(() => {})
+      })
+    })
+    let target = nodes[0].port
+    const proxy = await startProxy(() => target)
+    const client = tetherClient<{ echo: number }, number>(urlOf(proxy))
+    await waitFor(() => client.sock.sessionId, 5000, 'session')
+    void client.sock.send(7)
+    await waitFor(() => delivered.length === 1, 5000, 'delivered on node 0')
+    target = nodes[1].port
+    proxy.cutAll()
+    await waitFor(() => client.messages.length === 1, 5000, 'the echo, from node 1')
+    await waitFor(() => errors.length === 1, 5000, "node 0's held echo refused")
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(delivered).toEqual([
+      { node: 0, data: 7, redelivered: false },
+      { node: 1, data: 7, redelivered: true },
+    ])
+    expect(client.messages).toEqual([{ echo: 7 }])
+    expect(errors[0]).toMatchObject({ name: 'DeliveryError' })
+    expect(errors[0].message).toMatch(/delivered again/)
+    expect(nodes[0].sessions.size).toBe(0)
+  })
+
+  it('a handler that awaits the ack of its own message (which waits for the handler) is reported as an error naming the cause', async () => {
+    const [node] = await twoNodes()
+    const errors: Error[] = []
+    node.on('error', (error) => errors.push(error))
+    node.on('message', async (data, session) => {
+      await session.send({ echo: data }) // never acknowledged: it is written only once this handler is done
+    })
+    const client = tetherClient<{ echo: number }, number>(urlOf(node))
+    await waitFor(() => client.sock.sessionId, 5000, 'session')
+    void client.sock.send(1).catch(() => {})
+    await waitFor(() => errors.length > 0, 9000, 'the report')
+    expect(errors[0].message).toMatch(/client item 1 has not finished .* do not await it there/)
+    expect(client.messages).toEqual([])
+  }, 15000)
 })

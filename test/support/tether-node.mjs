@@ -1,6 +1,6 @@
 // One node of a tethersocket service on Redis, as a child process for the failover tests: the
 // built server (dist/) with `redisStore`, an echo `message` handler and an echo request handler.
-// It reports on stdout, one JSON line each, written synchronously before the handler returns,
+// It reports on stdout, one JSON line each (with `at`, when), written synchronously before the handler returns,
 // so a SIGKILL never loses a line about something the node did:
 //   { t: 'ready', port } · { t: 'msg', data, id, redelivered, sid } · { t: 'req', data, id, redelivered }
 //   { t: 'hold', sid } (a session opened or resumed here) · { t: 'expire', sid, reason } · { t: 'error', message }
@@ -12,7 +12,8 @@ import { createClient } from 'redis'
 import { redisStore } from '../../dist/redis.mjs'
 import { createTetherServer } from '../../dist/server.mjs'
 
-const say = (line) => writeSync(1, `${JSON.stringify(line)}\n`)
+// `at`: when, in ms on this machine's clock (sub-millisecond), to order the lines of several nodes.
+const say = (line) => writeSync(1, `${JSON.stringify({ ...line, at: performance.timeOrigin + performance.now() })}\n`)
 const client = createClient({ url: process.env.REDIS_URL })
 client.on('error', (error) => say({ t: 'error', message: `redis: ${error.message}` }))
 await client.connect()

@@ -11,14 +11,15 @@ import { freePort } from './processes.js'
 const script = fileURLToPath(new URL('./tether-node.mjs', import.meta.url))
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-/** A line a node reported. */
-export type NodeLine =
+/** A line a node reported; `at` is when (ms since the epoch, sub-millisecond), to order the lines of several nodes. */
+export type NodeLine = { at: number } & (
   | { t: 'ready'; port: number }
   | { t: 'msg'; data: unknown; id: string; redelivered: boolean; sid: string }
   | { t: 'req'; data: unknown; id: string; redelivered: boolean }
   | { t: 'hold'; sid: string }
   | { t: 'expire'; sid: string; reason: string }
   | { t: 'error'; message: string }
+)
 
 /** A node and everything its incarnations reported. */
 export interface TetherNode {
