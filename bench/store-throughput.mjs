@@ -3,8 +3,8 @@
 // and with `redisStore` (Redis fsyncing its append-only file on every write, and once a
 // second); the same with an echo handler (`session.send(data)` for every message; timed until
 // every send() resolved and every echo arrived); the 50,000 spread over 100 sessions; and the
-// 50,000 streamed by one session keeping 100 in flight (a new send() as each resolves). Then
-// the latency of one acknowledged send() at a time, where nothing can be batched.
+// 50,000 streamed by one session keeping 100, or 1,000, in flight (a new send() as each
+// resolves). Then the latency of one acknowledged send() at a time, where nothing can be batched.
 import { N } from './acks.mjs'
 import { connected, message, tether, url } from './clients.mjs'
 import { interleave, metric, now, percentile, ratio, spread, summarize, table } from './harness.mjs'
@@ -20,14 +20,19 @@ const stores = [
   { label: 'redisStore, appendfsync everysec', node: 'redis', fsync: 'everysec' },
 ]
 
-/** Sends kept in flight by the windowed variant: a new send() as each one resolves. */
-export const WINDOW = 100
+/** Sends kept in flight by the windowed variants: a new send() as each one resolves. */
+export const WINDOWS = [100, 1_000]
 
 const variants = [
   { label: 'send(), 1 session', sessions: 1, mode: 'count' },
   { label: 'send() + echo, 1 session', sessions: 1, mode: 'echo' },
   { label: `send(), ${SESSIONS} sessions`, sessions: SESSIONS, mode: 'count' },
-  { label: `send(), ${WINDOW} in flight, 1 session`, sessions: 1, mode: 'count', window: WINDOW },
+  ...WINDOWS.map((window) => ({
+    label: `send(), ${window.toLocaleString('en')} in flight, 1 session`,
+    sessions: 1,
+    mode: 'count',
+    window,
+  })),
 ]
 
 /** Sends `n` messages keeping `window` in flight; resolves when the last one is acknowledged. */
