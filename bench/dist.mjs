@@ -9,7 +9,7 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const distDir = join(root, 'dist')
 
 function ensureBuilt() {
-  if (existsSync(join(distDir, 'index.mjs')) && existsSync(join(distDir, 'server.mjs'))) return
+  if (['index.mjs', 'server.mjs', 'redis.mjs'].every((file) => existsSync(join(distDir, file)))) return
   console.error('building dist/ …')
   execFileSync(process.execPath, [join(root, 'node_modules', 'rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], {
     cwd: root,
@@ -27,4 +27,10 @@ export async function loadClient() {
 export async function loadServer() {
   ensureBuilt()
   return import(pathToFileURL(join(distDir, 'server.mjs')).href)
+}
+
+/** The Redis session store, `tethersocket/redis`. */
+export async function loadRedis() {
+  ensureBuilt()
+  return import(pathToFileURL(join(distDir, 'redis.mjs')).href)
 }

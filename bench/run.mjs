@@ -14,6 +14,7 @@ const sections = {
   reconnect: () => import('./reconnect.mjs'),
   memory: () => import('./memory.mjs'),
   size: () => import('./size.mjs'),
+  store: () => import('./store.mjs'),
 }
 // Sections that need the server process.
 const networked = new Set(['throughput', 'acks', 'latency', 'reconnect'])
