@@ -81,6 +81,11 @@ class Script {
     this.sha = createHash('sha1').update(source).digest('hex')
   }
 
+  /** Loads the script into Redis's cache, so that the first calls need not send its source. */
+  load(client: RedisClient): Promise<unknown> {
+    return client.sendCommand(['SCRIPT', 'LOAD', this.source])
+  }
+
   async run(client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> {
     const tail = [String(keys.length), ...keys, ...args.map(String)]
     try {
@@ -116,6 +121,7 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
   const broadcasts = `${prefix}:broadcasts`
   const principalArgs = (principal: string | undefined) => (principal === undefined ? ['0', ''] : ['1', principal])
 
+  await Promise.all(Object.values(scripts).map((script) => script.load(client)))
   const subscriber = client.duplicate()
   subscriber.on('error', (error) => listener.error(error))
   await subscriber.connect()

@@ -9,8 +9,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type ChaosFaults, seedFromEnv, startChaosProxy } from '../support/chaos-proxy.js'
 import { startHaproxy, stopAllHaproxy } from '../support/haproxy.js'
 import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
-import { type NodeLine, startNode, stopAllNodes, type TetherNode } from '../support/tether-nodes.js'
 import { cleanupTether, defer, sleep, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+import { type NodeLine, startNode, stopAllNodes, type TetherNode } from '../support/tether-nodes.js'
 
 let redis: RedisServer
 
@@ -85,9 +85,7 @@ describe('behind HAProxy, with the chaos proxy in front', () => {
     expect(client.sock.sessionId).toBe(sid)
     expect(client.sessions).toHaveLength(1)
     expect(client.messages).toEqual(numbers.map((n) => ({ echo: n })))
-    const all = nodes
-      .flatMap((node) => node.lines.filter((line): line is Delivery => line.t === 'msg'))
-      .sort((a, b) => a.at - b.at)
+    const all = nodes.flatMap((node) => node.lines.filter((line): line is Delivery => line.t === 'msg')).sort((a, b) => a.at - b.at)
     const seen = new Set<string>()
     const unflagged: Delivery[] = []
     for (const delivery of all) {

@@ -125,14 +125,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.phase = 'handshake'
     this.lastReceived = Date.now()
     this.pingSentAt = 0
-    const resume = this.sessionId !== undefined
-    this.host.write(
-      encodeFrame(
-        resume
-          ? { t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq, acked: this.ackedSeq, sent: this.txSeq }
-          : { t: 'hello', sid: null, ack: this.rxSeq },
-      ),
-    )
+    this.host.write(encodeFrame({ t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq, acked: this.ackedSeq, sent: this.txSeq }))
     this.armHeartbeat(this.heartbeat ? this.heartbeat.interval : 0)
   }
 
@@ -250,7 +243,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       if (this.phase !== 'handshake') return // an error listener closed or reconnected the socket
       this.sessionId = frame.sid
       this.phase = 'welcomed'
-      this.onSession(frame.reason === undefined ? { id: frame.sid, previous } : { id: frame.sid, previous, reason: frame.reason })
+      this.onSession({ id: frame.sid, previous, reason: frame.reason })
       if (this.phase !== 'welcomed') return // a listener closed or reconnected the socket
     }
     this.sessionId = frame.sid

@@ -239,7 +239,7 @@ describe('TetherProtocol.receive in the handshake', () => {
       fc.asyncProperty(anyWireData, async (data) => {
         const t = setup()
         t.protocol.attach('tether.v1')
-        expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: null, ack: 0 })])
+        expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: null, ack: 0, acked: 0, sent: 0 })])
         const frame = parse(data)
         const drop = feed(t, data)
         if (frame?.t === 'welcome') {

@@ -126,7 +126,7 @@ describe('handshake', () => {
   it('attach sends hello with no session and nothing received', () => {
     const t = setup()
     t.protocol.attach('tether.v1')
-    expect(t.raw).toEqual(['{"t":"hello","sid":null,"ack":0}'])
+    expect(t.raw).toEqual(['{"t":"hello","sid":null,"ack":0,"acked":0,"sent":0}'])
     expect(t.host.ready).not.toHaveBeenCalled()
   })
 
@@ -144,7 +144,7 @@ describe('handshake', () => {
     const a = t.send('a')
     t.protocol.attach('tether.v1')
     await tick()
-    expect(t.frames()).toEqual([{ t: 'hello', sid: null, ack: 0 }])
+    expect(t.frames()).toEqual([{ t: 'hello', sid: null, ack: 0, acked: 0, sent: 0 }])
     t.server({ t: 'welcome', sid: 's1', resumed: false, ack: 0, max: MiB })
     await tick()
     expect(t.log.slice(1)).toEqual(['ready', { t: 'msg', s: 1, d: ['a'] }])
