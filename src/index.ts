@@ -51,3 +51,4 @@ export {
   TetherError,
   TimeoutError,
 } from './errors.js'
+export type { ReplyOf, RequestReply } from './protocol/requests.js'

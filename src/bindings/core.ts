@@ -9,6 +9,7 @@ import { reportLater } from '../client/report.js'
 import {
   ClosedError,
   type RequestOptions,
+  type RequestReply,
   type SendOptions,
   type SocketState,
   TetherError,
@@ -18,17 +19,17 @@ import {
 } from '../index.js'
 
 /** The callbacks both bindings add to the socket's options. */
-export interface BindingCallbacks<In, Out> {
+export interface BindingCallbacks<In, Out, Requests extends RequestReply = RequestReply> {
   /** Called for every message. */
-  onMessage?: (data: In, socket: TetherSocket<In, Out>) => void
+  onMessage?: (data: In, socket: TetherSocket<In, Out, Requests>) => void
   /** Called for every `error` event, for a refused call, and when the socket cannot be created. */
   onError?: (error: TetherError) => void
 }
 
 /** What both bindings show of the socket (React as values, Vue as refs). */
-export interface BindingSnapshot<In, Out> {
+export interface BindingSnapshot<In, Out, Requests extends RequestReply = RequestReply> {
   /** The current socket; `null` while there is none. */
-  readonly socket: TetherSocket<In, Out> | null
+  readonly socket: TetherSocket<In, Out, Requests> | null
   /** The socket's state; without a socket `'idle'`, or `'closed'` when none is coming or it could not be created. */
   readonly state: SocketState
   /** `socket.pending`, or 0 without a socket. */
@@ -65,12 +66,15 @@ export const REFUSED = {
 } as const
 
 /** {@link INITIAL} for a binding's message types (it holds no message nor socket). */
-export const initial = <In, Out>() => INITIAL as unknown as BindingSnapshot<In, Out>
+export const initial = <In, Out, Requests extends RequestReply = RequestReply>() => INITIAL as unknown as BindingSnapshot<In, Out, Requests>
 
 /** Socket events after which state, pending or sessionId may have changed. */
 const REFRESH_ON = ['state', 'close', 'reconnecting', 'session', 'pending'] as const
 
-type Waiter<In, Out> = { resolve: (socket: TetherSocket<In, Out>) => void; reject: (error: TetherError) => void }
+type Waiter<In, Out, Requests extends RequestReply = RequestReply> = {
+  resolve: (socket: TetherSocket<In, Out, Requests>) => void
+  reject: (error: TetherError) => void
+}
 
 const noop = () => {}
 
@@ -79,15 +83,15 @@ const noop = () => {}
  * `send`/`request`/`close`/`reconnect`, which are stable (arrow properties) and work before
  * the socket exists.
  */
-export class BindingCore<In, Out> {
+export class BindingCore<In, Out, Requests extends RequestReply = RequestReply> {
   /** The latest snapshot: a new frozen object whenever a field changed. */
-  snapshot = initial<In, Out>()
+  snapshot = initial<In, Out, Requests>()
   /**
    * True while the binding has no url: calls are refused instead of waiting. `open()` sets it;
    * a binding may set it earlier, as soon as it knows a socket is (or is no longer) coming.
    */
   noUrl = false
-  private socket: TetherSocket<In, Out> | null = null
+  private socket: TetherSocket<In, Out, Requests> | null = null
   private detach = noop
   private lastMessage: In | undefined
   private error: TetherError | undefined
@@ -96,22 +100,26 @@ export class BindingCore<In, Out> {
   /** Set when no socket is coming any more (unmount, disposal). */
   private ended: ClosedError | undefined
   /** Calls made while no socket existed yet but one was about to. */
-  private waiting: Waiter<In, Out>[] = []
+  private waiting: Waiter<In, Out, Requests>[] = []
 
   /**
    * @param callbacks - the binding's current `onMessage` and `onError`, read at each call
    * @param publish - told of each new snapshot
    */
   constructor(
-    private readonly callbacks: () => BindingCallbacks<In, Out>,
-    private readonly publish: (prev: BindingSnapshot<In, Out>, next: BindingSnapshot<In, Out>) => void,
+    private readonly callbacks: () => BindingCallbacks<In, Out, Requests>,
+    private readonly publish: (prev: BindingSnapshot<In, Out, Requests>, next: BindingSnapshot<In, Out, Requests>) => void,
   ) {}
 
   /** `socket.send`, now or once the socket exists. */
   send = (data: Out, options?: SendOptions): Promise<void> => this.call((socket) => socket.send(data, options))
 
   /** `socket.request`, now or once the socket exists. */
-  request = <R = unknown>(data: Out, options?: RequestOptions): Promise<R> => this.call((socket) => socket.request<R>(data, options))
+  request = ((data: Requests['request'], options?: RequestOptions) => this.call((socket) => socket.request(data, options))) as TetherSocket<
+    In,
+    Out,
+    Requests
+  >['request']
 
   /** Closes the current socket; it stays closed until `reconnect()` or a new socket. */
   close = (code?: number, reason?: string): Promise<void> => (this.socket ? this.socket.close(code, reason) : Promise.resolve())
@@ -122,7 +130,7 @@ export class BindingCore<In, Out> {
   /** Re-reads the socket; publishes a new snapshot only when a value changed. */
   refresh = (): void => {
     const socket = this.socket
-    const next: BindingSnapshot<In, Out> = {
+    const next: BindingSnapshot<In, Out, Requests> = {
       socket,
       state: socket ? socket.state : this.ended || this.failure ? 'closed' : 'idle',
       pending: socket ? socket.pending : 0,
@@ -150,10 +158,10 @@ export class BindingCore<In, Out> {
       this.refresh()
       return
     }
-    let socket: TetherSocket<In, Out>
+    let socket: TetherSocket<In, Out, Requests>
     try {
       // autoConnect: false, so that listeners are attached before the first event.
-      socket = new TetherSocket<In, Out>(url, { ...options, autoConnect: false })
+      socket = new TetherSocket<In, Out, Requests>(url, { ...options, autoConnect: false })
     } catch (cause) {
       // A bad URL or option: shown as `error` rather than thrown from an effect or a watcher.
       this.failure =
@@ -199,8 +207,8 @@ export class BindingCore<In, Out> {
    * at once (the snapshot is read again right after the call); acknowledgements, failures and
    * sends made on the socket directly arrive with the socket's `pending` event.
    */
-  private call<T>(use: (socket: TetherSocket<In, Out>) => Promise<T>): Promise<T> {
-    const run = (socket: TetherSocket<In, Out>) => {
+  private call<T>(use: (socket: TetherSocket<In, Out, Requests>) => Promise<T>): Promise<T> {
+    const run = (socket: TetherSocket<In, Out, Requests>) => {
       const promise = use(socket)
       this.refresh()
       return promise
@@ -209,7 +217,7 @@ export class BindingCore<In, Out> {
     const refusal = this.ended ?? this.failure ?? (this.noUrl ? new ClosedError(REFUSED.noUrl) : undefined)
     const later = refusal
       ? Promise.reject(refusal)
-      : new Promise<TetherSocket<In, Out>>((resolve, reject) => this.waiting.push({ resolve, reject })).then(run)
+      : new Promise<TetherSocket<In, Out, Requests>>((resolve, reject) => this.waiting.push({ resolve, reject })).then(run)
     later.catch(noop) // like the socket's own promises: ignoring one never raises an unhandled rejection
     if (refusal) this.report(refusal)
     return later
@@ -234,7 +242,7 @@ export class BindingCore<In, Out> {
     this.refresh()
   }
 
-  private listen(socket: TetherSocket<In, Out>): () => void {
+  private listen(socket: TetherSocket<In, Out, Requests>): () => void {
     const onMessage = (data: In) => {
       this.lastMessage = data
       try {

@@ -12,7 +12,7 @@
  *
  * @example
  * ```tsx
- * import { useTetherSocket } from 'tethersocket/react'
+import { useTetherSocket } from 'tethersocket/react'
  *
  * function Chat() {
  *   const { state, pending, send } = useTetherSocket<ServerMsg, ClientMsg>('wss://example.com/live', {
@@ -26,7 +26,7 @@
 import { type DependencyList, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
 import type {
   ReconnectOptions,
-  RequestOptions,
+  RequestReply,
   SendOptions,
   SocketState,
   TetherError,
@@ -55,7 +55,9 @@ import { type BindingCallbacks, BindingCore, type BindingSnapshot, FIELDS, initi
  * })
  * ```
  */
-export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out>, BindingCallbacks<In, Out> {
+export interface UseTetherSocketOptions<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply>
+  extends TetherSocketOptions<In, Out>,
+    BindingCallbacks<In, Out, Requests> {
   /**
    * Values that, when one changes (`Object.is`), close the socket and open a new one, like an
    * effect's dependency list (keep its length constant). A string or `URL` `url` is always a
@@ -63,7 +65,7 @@ export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends Tet
    */
   deps?: DependencyList
   /** Called for every message, without re-rendering. Use this rather than `lastMessage` to handle each message. */
-  onMessage?: (data: In, socket: TetherSocket<In, Out>) => void
+  onMessage?: (data: In, socket: TetherSocket<In, Out, Requests>) => void
   /** Called for every `error` event, for a refused call, and when the socket cannot be created (a bad URL or option). */
   onError?: (error: TetherError) => void
 }
@@ -78,9 +80,9 @@ export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends Tet
  * const { state, send } = useTetherSocket(url) // re-renders on state changes only
  * ```
  */
-export interface UseTetherSocketResult<In = unknown, Out = unknown> {
+export interface UseTetherSocketResult<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply> {
   /** The socket, or `null` before the first effect ran, during server rendering, or when `url` is `null`. */
-  readonly socket: TetherSocket<In, Out> | null
+  readonly socket: TetherSocket<In, Out, Requests> | null
   /** The socket's state; `'idle'` while there is no socket, `'closed'` when it could not be created. */
   readonly state: SocketState
   /** Messages queued or sent but not yet acknowledged (follows the socket's `pending` event). */
@@ -101,16 +103,19 @@ export interface UseTetherSocketResult<In = unknown, Out = unknown> {
    */
   readonly send: (data: Out, options?: SendOptions) => Promise<void>
   /** `socket.request`, stable across renders, waiting for the socket like `send`. */
-  readonly request: <R = unknown>(data: Out, options?: RequestOptions) => Promise<R>
+  readonly request: TetherSocket<In, Out, Requests>['request']
   /** Closes the current socket, stable across renders; it stays closed until `reconnect()`, a new `url` or a `deps` change. */
   readonly close: (code?: number, reason?: string) => Promise<void>
   /** Reconnects now, stable across renders: drops the connection or the backoff wait, or reopens a closed socket. */
   readonly reconnect: () => void
 }
 
-type Snapshot<In, Out> = BindingSnapshot<In, Out>
+type Snapshot<In, Out, Requests extends RequestReply = RequestReply> = BindingSnapshot<In, Out, Requests>
 type Field = keyof Snapshot<unknown, unknown>
-type Change<In, Out> = (prev: Snapshot<In, Out>, next: Snapshot<In, Out>) => void
+type Change<In, Out, Requests extends RequestReply = RequestReply> = (
+  prev: Snapshot<In, Out, Requests>,
+  next: Snapshot<In, Out, Requests>,
+) => void
 
 // Layout effects warn during server rendering in React 18; there they would not run anyway.
 const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEffect : useLayoutEffect
@@ -129,23 +134,23 @@ function fresh<F>(initial: F | undefined, pick: () => unknown): F | undefined {
 }
 
 /** One hook instance: the shared core, driven by the effect, and the store React reads. */
-class Binding<In, Out> {
+class Binding<In, Out, Requests extends RequestReply = RequestReply> {
   /** The url and options of the latest committed render. */
   latest: { url: UrlProvider | null; options: UseTetherSocketOptions<In, Out> }
   /** Fields the component read: only their changes re-render it. */
   readonly tracked = new Set<Field>()
-  readonly core: BindingCore<In, Out>
+  readonly core: BindingCore<In, Out, Requests>
   /**
    * `mounted`: the effect ran; `released`: its cleanup ran (a re-run, StrictMode's simulated
    * unmount, or a real unmount: a microtask later tells which). Before the first effect and
    * after a release, calls wait for the next socket.
    */
   private phase: 'new' | 'mounted' | 'released' = 'new'
-  private readonly listeners = new Set<Change<In, Out>>()
+  private readonly listeners = new Set<Change<In, Out, Requests>>()
 
   constructor(url: UrlProvider | null, options: UseTetherSocketOptions<In, Out>) {
     this.latest = { url, options }
-    this.core = new BindingCore<In, Out>(
+    this.core = new BindingCore<In, Out, Requests>(
       () => this.latest.options,
       (prev, next) => {
         for (const listener of this.listeners) listener(prev, next)
@@ -157,7 +162,7 @@ class Binding<In, Out> {
   // ── the store ─────────────────────────────────────────────────────────────
 
   subscribe = (onStoreChange: () => void): (() => void) => {
-    const listener: Change<In, Out> = (prev, next) => {
+    const listener: Change<In, Out, Requests> = (prev, next) => {
       for (const field of this.tracked) {
         if (!Object.is(prev[field], next[field])) {
           onStoreChange()
@@ -169,9 +174,9 @@ class Binding<In, Out> {
     return () => this.listeners.delete(listener)
   }
 
-  getSnapshot = (): Snapshot<In, Out> => this.core.snapshot
+  getSnapshot = (): Snapshot<In, Out, Requests> => this.core.snapshot
 
-  getServerSnapshot = (): Snapshot<In, Out> => initial<In, Out>()
+  getServerSnapshot = (): Snapshot<In, Out, Requests> => initial<In, Out, Requests>()
 
   /** A render committed: its url and options are the ones to use from now on. */
   commit(url: UrlProvider | null, options: UseTetherSocketOptions<In, Out>): void {
@@ -230,7 +235,10 @@ class Binding<In, Out> {
 }
 
 /** A result object whose getters record which fields the component reads. */
-function view<In, Out>(binding: Binding<In, Out>, snapshot: Snapshot<In, Out>): UseTetherSocketResult<In, Out> {
+function view<In, Out, Requests extends RequestReply = RequestReply>(
+  binding: Binding<In, Out, Requests>,
+  snapshot: Snapshot<In, Out, Requests>,
+): UseTetherSocketResult<In, Out, Requests> {
   const { send, request, close, reconnect } = binding.core
   const result = { send, request, close, reconnect }
   for (const field of FIELDS) {
@@ -242,7 +250,7 @@ function view<In, Out>(binding: Binding<In, Out>, snapshot: Snapshot<In, Out>): 
       },
     })
   }
-  return result as UseTetherSocketResult<In, Out>
+  return result as UseTetherSocketResult<In, Out, Requests>
 }
 
 /** Marks a function `url`: it is not a dependency (it is called before every attempt). */
@@ -271,11 +279,11 @@ const FUNCTION_URL = '\0function'
  * }
  * ```
  */
-export function useTetherSocket<In = unknown, Out = unknown>(
+export function useTetherSocket<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply>(
   url: UrlProvider | null,
   options: UseTetherSocketOptions<In, Out> = {},
-): UseTetherSocketResult<In, Out> {
-  const [binding] = useState(() => new Binding<In, Out>(url, options))
+): UseTetherSocketResult<In, Out, Requests> {
+  const [binding] = useState(() => new Binding<In, Out, Requests>(url, options))
   // Committed values only: a render React throws away must not change what the socket uses.
   useIsomorphicLayoutEffect(() => {
     binding.commit(url, options)
@@ -304,8 +312,8 @@ export function useTetherSocket<In = unknown, Out = unknown>(
  * })
  * ```
  */
-export function useTetherEvent<In, Out, E extends keyof TetherSocketEvents<In>>(
-  socket: TetherSocket<In, Out> | null | undefined,
+export function useTetherEvent<In, Out, Requests extends RequestReply, E extends keyof TetherSocketEvents<In>>(
+  socket: TetherSocket<In, Out, Requests> | null | undefined,
   event: E,
   listener: TetherSocketEvents<In>[E],
 ): void {

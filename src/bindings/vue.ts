@@ -10,7 +10,7 @@
  * @example
  * ```vue
  * <script setup lang="ts">
- * import { useTetherSocket } from 'tethersocket/vue'
+import { useTetherSocket } from 'tethersocket/vue'
  * const { state, pending, lastMessage, send } = useTetherSocket<ServerMsg, ClientMsg>('wss://example.com/live')
  * </script>
  * <template>
@@ -31,7 +31,7 @@ import {
   toValue,
   watch,
 } from 'vue'
-import type { RequestOptions, SendOptions, SocketState, TetherError, TetherSocket, TetherSocketOptions, UrlProvider } from '../index.js'
+import type { RequestReply, SendOptions, SocketState, TetherError, TetherSocket, TetherSocketOptions, UrlProvider } from '../index.js'
 import { type BindingCallbacks, BindingCore, REFUSED } from './core.js'
 
 /**
@@ -63,9 +63,11 @@ export type TetherUrlSource = MaybeRefOrGetter<string | URL | null | undefined> 
  * useTetherSocket(url, { mode: 'raw', onMessage: (msg) => log.value.push(msg) })
  * ```
  */
-export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends TetherSocketOptions<In, Out>, BindingCallbacks<In, Out> {
+export interface UseTetherSocketOptions<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply>
+  extends TetherSocketOptions<In, Out>,
+    BindingCallbacks<In, Out, Requests> {
   /** Called for every message. Use this rather than watching `lastMessage` to handle each message. */
-  onMessage?: (data: In, socket: TetherSocket<In, Out>) => void
+  onMessage?: (data: In, socket: TetherSocket<In, Out, Requests>) => void
   /** Called for every `error` event, for a refused call, and when the socket cannot be created (a bad URL or option). */
   onError?: (error: TetherError) => void
 }
@@ -80,9 +82,9 @@ export interface UseTetherSocketOptions<In = unknown, Out = unknown> extends Tet
  * watch(state, (s) => console.log('now', s))
  * ```
  */
-export interface UseTetherSocketReturn<In = unknown, Out = unknown> {
+export interface UseTetherSocketReturn<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply> {
   /** The current socket: `null` before mount, while the url is null, and after the scope is disposed. Replaced when the url changes. */
-  readonly socket: Readonly<ShallowRef<TetherSocket<In, Out> | null>>
+  readonly socket: Readonly<ShallowRef<TetherSocket<In, Out, Requests> | null>>
   /** The socket's state; `'idle'` without a socket, `'closed'` after disposal or when it could not be created. */
   readonly state: Readonly<ShallowRef<SocketState>>
   /** Messages queued or sent but not yet acknowledged (follows the socket's `pending` event). */
@@ -96,7 +98,7 @@ export interface UseTetherSocketReturn<In = unknown, Out = unknown> {
   /** `socket.send`. Before mount the call waits for the socket; after disposal, or while the url is null, it rejects with `ClosedError`. */
   send(data: Out, options?: SendOptions): Promise<void>
   /** `socket.request`, waiting for the socket like `send`. */
-  request<R = unknown>(data: Out, options?: RequestOptions): Promise<R>
+  request: TetherSocket<In, Out, Requests>['request']
   /** Closes the current socket (it stays closed until `reconnect()` or a url change). */
   close(code?: number, reason?: string): Promise<void>
   /** Reconnects now: drops the connection or the backoff wait, or reopens a closed socket. */
@@ -130,17 +132,17 @@ const isThenable = (value: unknown): value is Promise<string | URL> =>
  * scope.stop() // closes the socket
  * ```
  */
-export function useTetherSocket<In = unknown, Out = unknown>(
+export function useTetherSocket<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply>(
   url: TetherUrlSource,
   options: UseTetherSocketOptions<In, Out> = {},
-): UseTetherSocketReturn<In, Out> {
-  const socket = shallowRef<TetherSocket<In, Out> | null>(null)
+): UseTetherSocketReturn<In, Out, Requests> {
+  const socket = shallowRef<TetherSocket<In, Out, Requests> | null>(null)
   const state = shallowRef<SocketState>('idle')
   const pending = shallowRef(0)
   const sessionId = shallowRef<string | undefined>()
   const lastMessage = shallowRef<In | undefined>()
   const error = shallowRef<TetherError | undefined>()
-  const core = new BindingCore<In, Out>(
+  const core = new BindingCore<In, Out, Requests>(
     () => options,
     (_prev, next) => {
       socket.value = next.socket

@@ -27,6 +27,7 @@ import { EventEmitter } from 'eventemitter3'
 import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
 import { CloseCode } from '../protocol/frames.js'
+import type { ReplyOf, RequestReply } from '../protocol/requests.js'
 import { backoffDelay } from './backoff.js'
 import { isOnline, watchEnvironment } from './environment.js'
 import { describeFailure, type ErrorEventLike } from './failure.js'
@@ -190,6 +191,13 @@ interface EnqueueAs {
   request?: boolean
   aheadOfQueue?: boolean
 }
+/**
+ * The reply type of `request<R>(data: Q)`: `R` when given, else the reply `Requests` gives `Q`.
+ * `R` is never inferred from where the reply goes (`const n: string = await sock.request(…)` must
+ * not make the reply a string): hence `NoInfer` where it is used.
+ */
+type ReplyType<R, Requests extends RequestReply, Q> = [R] extends [never] ? ReplyOf<Requests, Q> : R
+
 /** A plain `send()`. */
 const AS_SEND: EnqueueAs = {}
 
@@ -202,14 +210,19 @@ const closedError = (entry: Entry) => new ClosedError('the socket was closed bef
  *
  * @typeParam In - messages the server sends
  * @typeParam Out - messages this client sends
+ * @typeParam Requests - the requests this client makes and their replies (a union of
+ *   {@link RequestReply}); by default any request, with an `unknown` reply
  * @example
  * ```ts
- * const sock = new TetherSocket<ServerMsg, ClientMsg>('wss://example.com/live')
+ * const sock = new TetherSocket<ServerMsg, ClientMsg, Requests>('wss://example.com/live')
  * sock.on('message', (msg) => render(msg))
  * await sock.send({ type: 'chat', text: 'hi' }) // resolves once the server has it
+ * const user = await sock.request({ get: 'user', id: 7 }) // typed by Requests
  * ```
  */
-export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<TetherSocketEvents<In>> {
+export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply> extends EventEmitter<
+  TetherSocketEvents<In>
+> {
   private readonly options: ResolvedOptions<In, Out>
   private readonly url: UrlProvider
   private readonly outbox: Outbox
@@ -298,13 +311,19 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
   }
 
   /**
-   * Sends a request and resolves with the server's reply (tether mode only).
+   * Sends a request and resolves with the server's reply (tether mode only). The reply's type
+   * comes from the socket's `Requests` (the kind whose request type `data` fits), or from `R`
+   * when given.
    * @example
    * ```ts
-   * const user = await sock.request<User>({ get: 'user', id: 7 }, { timeout: 5000 })
+   * const user = await sock.request({ get: 'user', id: 7 }, { timeout: 5000 }) // typed by Requests
+   * const time = await sock.request<number>({ get: 'time' }) // or say the reply's type
    * ```
    */
-  request<R = unknown>(data: Out, options?: RequestOptions): Promise<R> {
+  request<R = never, Q extends Requests['request'] = Requests['request']>(
+    data: Q,
+    options?: RequestOptions,
+  ): Promise<ReplyType<NoInfer<R>, Requests, Q>> {
     if (!this.protocol.requests) {
       return this.rejectNow(
         new TetherError(
@@ -315,7 +334,7 @@ export class TetherSocket<In = unknown, Out = unknown> extends EventEmitter<Teth
         ),
       )
     }
-    return this.enqueue(data, options, { request: true }) as Promise<R>
+    return this.enqueue(data as unknown as Out, options, { request: true }) as Promise<ReplyType<NoInfer<R>, Requests, Q>>
   }
 
   /**

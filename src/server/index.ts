@@ -19,6 +19,7 @@ import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { ClosedError, DeliveryError, EncodeError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
+import type { RequestReply } from '../protocol/requests.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { optionError } from './option-error.js'
@@ -30,6 +31,7 @@ import { serveStatic } from './static.js'
 import type { SessionStore } from './store.js'
 import { attachConnection, type ConnectionHooks, type HeartbeatCheck, type HelloFrame } from './ws.js'
 
+export type { ReplyOf, RequestReply } from '../protocol/requests.js'
 export type { RateLimit } from './limits.js'
 export type { MessageInfo } from './seams.js'
 export { type ExpireReason, RequestError, Session } from './sessions.js'
@@ -148,25 +150,29 @@ export interface TetherServerOptions {
   store?: SessionStore
 }
 
-/** Events of a {@link TetherServer}. */
-export interface TetherServerEvents {
+/**
+ * Events of a {@link TetherServer}.
+ * @typeParam In - messages clients send
+ * @typeParam Out - messages the server sends
+ */
+export interface TetherServerEvents<In = unknown, Out = unknown> {
   /** A new session (not a resumed one). */
-  session: (session: Session) => void
+  session: (session: Session<Out>) => void
   /** A session's client reconnected and resumed it. */
-  resume: (session: Session) => void
+  resume: (session: Session<Out>) => void
   /**
    * A session's connection closed; the session waits `sessionTtl` for a resume. Not emitted for
    * a connection replaced by a newer one of the same session (a resume from elsewhere: `resume`
    * says so, and the session stays connected); when a session ends while connected (`server.close()`,
    * `session.end()`), `disconnect` comes before `expire`.
    */
-  disconnect: (session: Session, code: number) => void
+  disconnect: (session: Session<Out>, code: number) => void
   /**
    * A session ended and was freed: its `sessionTtl` ran out (`'ttl'`), it was evicted to keep
    * disconnected sessions within `maxDisconnectedBytes` (`'evicted'`), `session.end()` was called
    * (`'ended'`), or the server closed (`'shutdown'`).
    */
-  expire: (session: Session, reason: ExpireReason) => void
+  expire: (session: Session<Out>, reason: ExpireReason) => void
   /**
    * A client's `send()`: exactly once per message, in order per session. `info.id` names the
    * item across resends and nodes; `info.redelivered` is true when a node may have handled it
@@ -174,22 +180,36 @@ export interface TetherServerEvents {
    * With a shared store, a promise the listener returns holds the item's acknowledgement, and
    * what the listener sends to the session meanwhile, until it settles (docs/SCALING.md).
    */
-  message: (data: unknown, session: Session, info: MessageInfo) => void
+  message: (data: In, session: Session<Out>, info: MessageInfo) => void
   /** A handler threw, or a connection failed in a way worth logging. The server goes on. */
   error: (error: Error) => void
 }
 
 /**
- * Answers a client's `request()`. Throw `RequestError` to answer with an error the client sees.
- * `info` is the request's place in the session's sequence, as for `message`.
+ * Answers a client's `request()`: returns (or resolves with) the reply. Throw `RequestError` to
+ * answer with an error the client sees. `info` is the request's place in the session's
+ * sequence, as for `message`.
+ * @typeParam Requests - the requests clients make and their replies (a union of {@link RequestReply})
+ * @typeParam Out - messages the server sends
  */
-export type RequestHandler = (data: unknown, session: Session, info: MessageInfo) => unknown
+export type RequestHandler<Requests extends RequestReply = RequestReply, Out = unknown> = (
+  data: Requests['request'],
+  session: Session<Out>,
+  info: MessageInfo,
+) => Requests['reply'] | PromiseLike<Requests['reply']>
 
-/** A running tether.v1 server. Create it with {@link createTetherServer}. */
-export class TetherServer extends EventEmitter<TetherServerEvents> {
-  /** Sessions by id, connected or waiting for a resume. */
-  readonly sessions = new Map<string, Session>()
-  private handler: RequestHandler | undefined
+/**
+ * A running tether.v1 server. Create it with {@link createTetherServer}.
+ * @typeParam In - messages clients send (the client's `Out`)
+ * @typeParam Out - messages the server sends (the client's `In`)
+ * @typeParam Requests - the requests clients make and their replies (the client's `Requests`)
+ */
+export class TetherServer<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply> extends EventEmitter<
+  TetherServerEvents<In, Out>
+> {
+  /** Sessions by id: connected or waiting for a resume; with a shared store, those this node holds. */
+  readonly sessions = new Map<string, Session<Out>>()
+  private handler: RequestHandler<Requests, Out> | undefined
   private readonly wss: WebSocketServer
   private readonly sockets = new Set<WebSocket>()
   private readonly unanswered = new Set<WebSocket>()
@@ -264,10 +284,12 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
    * Sets the handler of client `request()`s; its return value (or resolved value) is the reply.
    * @example
    * ```ts
+   * type Requests = RequestReply<{ a: number; b: number }, number>
+   * const server = await createTetherServer<ClientMsg, ServerMsg, Requests>({ port: 8080 })
    * server.onRequest(async ({ a, b }) => a + b)
    * ```
    */
-  onRequest(handler: RequestHandler): void {
+  onRequest(handler: RequestHandler<Requests, Out>): void {
     this.handler = handler
   }
 
@@ -277,7 +299,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
    * `maxQueueBytes` (or ended) is skipped. Disconnected sessions may be evicted to stay within
    * `maxDisconnectedBytes`.
    */
-  broadcast(data: unknown): void {
+  broadcast(data: Out): void {
     const payload = encodePayload(data)
     if (this.shared) this.shared.broadcast(payload)
     else this.broadcastHere(payload)
@@ -299,7 +321,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
    * await server.sendTo(order.sessionId, { type: 'shipped', order: order.id })
    * ```
    */
-  sendTo(sessionId: string, data: unknown): Promise<void> {
+  sendTo(sessionId: string, data: Out): Promise<void> {
     const here = this.sessions.get(sessionId)
     if (here) return here.send(data)
     let payload: string
@@ -474,7 +496,8 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
   /** Dispatches a client message to the `message` listeners; with a shared store, returns the promises they returned. */
   private deliver(data: unknown, session: Session, info: MessageInfo): unknown {
     if (!this.shared) {
-      this.notify('message', data, session, info)
+      // What the client sent is what the app declared it sends (In): the protocol carries JSON as given.
+      this.notify('message', data as In, session, info)
       return undefined
     }
     let pending: Promise<unknown>[] | undefined
@@ -482,7 +505,7 @@ export class TetherServer extends EventEmitter<TetherServerEvents> {
       // A once-listener is removed before it runs, as emit() does.
       this.removeListener('message', listener, undefined, true)
       try {
-        const result: unknown = listener(data, session, info)
+        const result: unknown = listener(data as In, session, info)
         if (result instanceof Promise) {
           pending ??= []
           pending.push(result.catch((error: unknown) => this.emit('error', asError(error))))
@@ -604,7 +627,9 @@ const TIMED: readonly string[] = ['sessionTtl', 'heartbeatInterval', 'helloTimeo
  * Resolves once it is listening.
  * @throws `OptionError` (as a rejection) naming the first bad option and the value given
  */
-export async function createTetherServer(options: TetherServerOptions = {}): Promise<TetherServer> {
+export async function createTetherServer<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply>(
+  options: TetherServerOptions = {},
+): Promise<TetherServer<In, Out, Requests>> {
   const maxPayload = options.maxPayload ?? 1024 * 1024
   const rateLimit = resolveRateLimit(options.rateLimit, maxPayload)
   const settings = {
@@ -639,7 +664,7 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     }
   }
   if (options.server) {
-    const attached = new TetherServer(options.server, false, settings)
+    const attached = new TetherServer<In, Out, Requests>(options.server, false, settings)
     if (options.store) await attached.connectStore(options.store)
     return attached
   }
@@ -648,7 +673,7 @@ export async function createTetherServer(options: TetherServerOptions = {}): Pro
     if (staticDir) serveStatic(staticDir, request, response)
     else response.writeHead(426, { 'Content-Type': 'text/plain' }).end('This is a tethersocket (tether.v1) WebSocket endpoint.\n')
   })
-  const server = new TetherServer(http, true, settings)
+  const server = new TetherServer<In, Out, Requests>(http, true, settings)
   if (options.store) await server.connectStore(options.store)
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject)

@@ -79,7 +79,7 @@ const PING: Work = { t: 'ping' }
  * `sessionTtl`. Delivery to the server's handlers is exactly once and in order; `send()`
  * resolves when the client has acknowledged.
  */
-export class Session {
+export class Session<Out = unknown> {
   /** 128 random bits, base64url: unguessable, and the only key to resume the session. */
   readonly id: string
   /** Last client sequence number delivered to the handlers (and acknowledged). */
@@ -192,7 +192,7 @@ export class Session {
    * await session.send({ type: 'welcome', motd })
    * ```
    */
-  send(data: unknown): Promise<void> {
+  send(data: Out): Promise<void> {
     let payload: string
     try {
       payload = encodePayload(data)
