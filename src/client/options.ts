@@ -4,6 +4,7 @@
  * @module
  */
 import { OptionError } from '../errors.js'
+import { DEV, unknownKey } from '../suggest.js'
 import type { Payload } from './outbox.js'
 
 /** Where to connect: a URL, or a function called before every attempt (for fresh auth tokens). */
@@ -222,6 +223,11 @@ export function checkSendOptions(
   data: unknown,
   call: 'send' | 'request' = 'send',
 ): OptionError | undefined {
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    return new OptionError(`${call}() options must be an object; got ${shown(options)}`, { data })
+  }
+  const unknown = DEV && options !== undefined && unknownKey(`${call} options`, options, KNOWN[call])
+  if (unknown) return new OptionError(unknown, { data })
   const { timeout, ttl, key, signal } = options ?? {}
   const problem =
     timeout !== undefined && !(timeout > 0)
@@ -281,9 +287,38 @@ function fn<T>(option: string, value: T | undefined): T | undefined {
   return value
 }
 
-function object<T>(option: string, value: T | undefined): T | undefined {
+/**
+ * Checks that an options object is an object and, in development, that it names only `known`
+ * options (a misspelt one would be ignored: `{ reconect: false }` would reconnect).
+ */
+function object<T>(option: string, value: T | undefined, known: readonly string[]): T | undefined {
   if (value !== undefined && (value === null || typeof value !== 'object')) fail(option, 'an object', value)
+  const unknown = DEV && value !== undefined && unknownKey(option ? `options.${option}` : 'options', value as object, known)
+  if (unknown) throw new OptionError(unknown)
   return value
+}
+
+/** The options of `new TetherSocket(url, options)`, and of its groups, by name. */
+const KNOWN = {
+  options: [
+    'WebSocket',
+    'protocols',
+    'mode',
+    'reconnect',
+    'queue',
+    'ackTimeout',
+    'requestTimeout',
+    'heartbeat',
+    'autoConnect',
+    'onOpen',
+    'serialize',
+    'deserialize',
+  ],
+  reconnect: [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'],
+  queue: Object.keys(DEFAULTS.queue),
+  heartbeat: Object.keys(DEFAULTS.heartbeat),
+  send: ['timeout', 'signal', 'ttl', 'key'],
+  request: ['timeout', 'signal'],
 }
 
 const isProtocolList = (value: unknown): value is string | string[] =>
@@ -301,7 +336,7 @@ export function checkProtocols(value: unknown): string | string[] {
 
 /** Applies defaults and validates; throws {@link OptionError} naming the first bad option. */
 export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
-  object('', options)
+  object('', options, KNOWN.options)
   // undefined, and only undefined, means "the default" (null is refused like any other wrong value).
   const WebSocketImpl = options.WebSocket === undefined ? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket : options.WebSocket
   if (typeof WebSocketImpl !== 'function') {
@@ -319,7 +354,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
 
   let reconnect: ResolvedOptions<In, Out>['reconnect'] = false
   if (options.reconnect !== false) {
-    const r = object('reconnect', options.reconnect) ?? {}
+    const r = object('reconnect', options.reconnect, KNOWN.reconnect) ?? {}
     reconnect = {
       ...numbers('reconnect.', r, DEFAULTS.reconnect),
       shouldReconnect: fn('reconnect.shouldReconnect', r.shouldReconnect) ?? defaultShouldReconnect,
@@ -327,13 +362,13 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
     if (reconnect.jitter > 1) fail('reconnect.jitter', 'a number from 0 to 1', reconnect.jitter)
   }
 
-  const q = object('queue', options.queue) ?? {}
+  const q = object('queue', options.queue, KNOWN.queue) ?? {}
   const overflow = q.overflow === undefined ? DEFAULTS.queue.overflow : q.overflow
   if (overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
 
   let heartbeat: ResolvedOptions<In, Out>['heartbeat'] = false
   if (options.heartbeat !== false) {
-    const h = object('heartbeat', options.heartbeat) ?? {}
+    const h = object('heartbeat', options.heartbeat, KNOWN.heartbeat) ?? {}
     heartbeat = numbers('heartbeat.', h, DEFAULTS.heartbeat)
   }
   const autoConnect = options.autoConnect === undefined ? DEFAULTS.autoConnect : options.autoConnect

@@ -31,6 +31,9 @@ export interface EntryOptions {
   deadline: number
   /** Absolute time (ms) after which a message never transmitted is dropped, or Infinity. */
   staleAt: number
+  /** The timeout and ttl those came from, in ms: for the messages of a `TimeoutError`. */
+  timeout?: number
+  ttl?: number
   signal?: AbortSignal
   key?: string
   /** Request id (tether mode): the entry finishes with the reply, not the ack. */
@@ -48,6 +51,8 @@ interface Extras {
   readonly requestId: number | undefined
   readonly deadline: number
   readonly staleAt: number
+  readonly timeout: number | undefined
+  readonly ttl: number | undefined
   readonly aheadOfQueue: boolean
   unlisten: (() => void) | undefined
 }
@@ -104,6 +109,17 @@ export class Entry {
   /** Absolute time (ms) after which, never written, it is dropped; or Infinity. */
   get staleAt(): number {
     return this.extras ? this.extras.staleAt : Number.POSITIVE_INFINITY
+  }
+
+  /**
+   * Why its deadline passed, for a `TimeoutError`: how long it was given, and by which option
+   * (a request waits for its reply, a message for its ack).
+   */
+  get timedOut(): string {
+    const waited = this.extras?.timeout
+    return this.requestId === undefined
+      ? `not acknowledged within ${waited} ms (the send's timeout, or ackTimeout)`
+      : `no reply within ${waited} ms (the request's timeout, or requestTimeout)`
   }
 
   /** Added `aheadOfQueue` (by the open hook): goes ahead of queued messages, behind earlier such ones. */
@@ -214,7 +230,7 @@ export class Outbox {
     const promise = new Promise<unknown>((res) => {
       resolve = res
     })
-    const { signal, key, requestId, deadline, staleAt, aheadOfQueue = false } = options
+    const { signal, key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue = false } = options
     const plain =
       !signal &&
       !aheadOfQueue &&
@@ -222,7 +238,9 @@ export class Outbox {
       requestId === undefined &&
       deadline === Number.POSITIVE_INFINITY &&
       staleAt === Number.POSITIVE_INFINITY
-    const extras: Extras | undefined = plain ? undefined : { key, requestId, deadline, staleAt, aheadOfQueue, unlisten: undefined }
+    const extras: Extras | undefined = plain
+      ? undefined
+      : { key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue, unlisten: undefined }
     const entry = new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
     if (signal?.aborted) {
       this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
@@ -410,9 +428,12 @@ export class Outbox {
     for (let entry = this.head; entry; ) {
       const following = entry.next
       if (!entry.settled && entry.seq === 0 && entry.staleAt <= now) {
-        this.fail(entry, new TimeoutError(`dropped unsent after waiting longer than its ttl`, { data: entry.data }))
+        this.fail(
+          entry,
+          new TimeoutError(`dropped unsent after waiting ${entry.extras?.ttl} ms (the send's ttl, or queue.ttl)`, { data: entry.data }),
+        )
       } else if (!entry.settled && entry.deadline <= now) {
-        this.fail(entry, new TimeoutError(`not delivered within its timeout`, { data: entry.data }))
+        this.fail(entry, new TimeoutError(entry.timedOut, { data: entry.data }))
       }
       entry = following
     }

@@ -810,6 +810,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     return {
       deadline: now + timeout,
       staleAt: now + ttl,
+      timeout,
+      ttl,
       signal: options?.signal,
       key: options?.key,
       request,

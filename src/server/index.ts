@@ -17,9 +17,10 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { ClosedError, DeliveryError, EncodeError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, OptionError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import type { RequestReply } from '../protocol/requests.js'
+import { unknownKey } from '../suggest.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget } from './memory.js'
 import { optionError } from './option-error.js'
@@ -617,6 +618,60 @@ function refuse(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy())
 }
 
+/** The options of {@link createTetherServer}, by name (a misspelt one would be ignored: `{ prot: 1 }` would listen on 8080). */
+const KNOWN: readonly (keyof TetherServerOptions)[] = [
+  'port',
+  'host',
+  'server',
+  'path',
+  'sessionTtl',
+  'maxPayload',
+  'maxQueue',
+  'maxQueueBytes',
+  'maxDisconnectedBytes',
+  'allowedOrigins',
+  'authenticate',
+  'rateLimit',
+  'maxPendingRequests',
+  'helloTimeout',
+  'heartbeatInterval',
+  'static',
+  'store',
+]
+
+/**
+ * The options that are not limits: unknown names (with the closest known one), and the types
+ * of where to listen, what to attach to and the hooks, so that a bad one is an OptionError
+ * naming it, not an error from `net` or a crash at the first connection.
+ */
+function checkShape(options: TetherServerOptions): void {
+  if (options === null || typeof options !== 'object') throw optionError('', 'an object', options)
+  const unknown = unknownKey('options', options, KNOWN)
+  if (unknown) throw new OptionError(`createTetherServer: ${unknown}`)
+  const { port, host, server, path, allowedOrigins, authenticate, store, static: folder } = options
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+    throw optionError('port', 'an integer from 0 to 65535 (0: any free port)', port)
+  }
+  if (host !== undefined && (typeof host !== 'string' || host === '')) throw optionError('host', 'a host name or IP address', host)
+  if (server !== undefined && typeof (server as { on?: unknown } | null)?.on !== 'function') {
+    throw optionError('server', 'an http.Server or https.Server to attach to', server)
+  }
+  if (server !== undefined && port !== undefined) {
+    throw optionError('port', 'left out with options.server (the server you attach to listens where it listens)', port)
+  }
+  if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) throw optionError('path', 'a path starting with "/"', path)
+  if (folder !== undefined && typeof folder !== 'string') throw optionError('static', 'a folder path', folder)
+  if (allowedOrigins !== undefined && typeof allowedOrigins !== 'function' && !isStrings(allowedOrigins)) {
+    throw optionError('allowedOrigins', 'an array of origins (strings) or a function', allowedOrigins)
+  }
+  if (authenticate !== undefined && typeof authenticate !== 'function') throw optionError('authenticate', 'a function', authenticate)
+  if (store !== undefined && typeof (store as { open?: unknown } | null)?.open !== 'function') {
+    throw optionError('store', 'a session store, such as redisStore(client) from tethersocket/redis', store)
+  }
+}
+
+const isStrings = (value: unknown): value is string[] => Array.isArray(value) && value.every((item) => typeof item === 'string')
+
 /** The longest delay a Node timer honours. */
 const MAX_TIMER = 2 ** 31 - 1
 /** Options that are timer delays, in ms. */
@@ -630,6 +685,7 @@ const TIMED: readonly string[] = ['sessionTtl', 'heartbeatInterval', 'helloTimeo
 export async function createTetherServer<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply>(
   options: TetherServerOptions = {},
 ): Promise<TetherServer<In, Out, Requests>> {
+  checkShape(options)
   const maxPayload = options.maxPayload ?? 1024 * 1024
   const rateLimit = resolveRateLimit(options.rateLimit, maxPayload)
   const settings = {

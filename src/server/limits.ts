@@ -4,6 +4,8 @@
  * bounds on holding work over it. admission.ts states the rule that uses them.
  * @module
  */
+import { OptionError } from '../errors.js'
+import { unknownKey } from '../suggest.js'
 import { optionError } from './option-error.js'
 
 /** Incoming rate limit of one session. */
@@ -57,6 +59,8 @@ export function resolveRateLimit(option: RateLimit | false | undefined, maxPaylo
     throw optionError('rateLimit', 'false or { rate: a finite number > 0, burst >= 1 }', given)
   }
   if (given === false) return false
+  const unknown = unknownKey('options.rateLimit', given, ['rate', 'burst', 'bytesPerSecond', 'burstBytes'])
+  if (unknown) throw new OptionError(`createTetherServer: ${unknown}`)
   const { bytesPerSecond = DEFAULT_BYTES_PER_SECOND, burstBytes = Math.max(DEFAULT_BURST_BYTES, maxPayload || 0) } = given
   if (typeof bytesPerSecond !== 'number' || !(bytesPerSecond > 0)) {
     throw optionError('rateLimit.bytesPerSecond', 'a number of bytes > 0 (Infinity for no byte budget)', bytesPerSecond)

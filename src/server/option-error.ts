@@ -23,4 +23,4 @@ function shown(value: unknown, depth = 0): string {
 
 /** The error for a bad option, in the client's style: "options.X must be …; got …". */
 export const optionError = (option: string, expected: string, value: unknown): OptionError =>
-  new OptionError(`createTetherServer: options.${option} must be ${expected}; got ${shown(value)}`)
+  new OptionError(`createTetherServer: options${option ? `.${option}` : ''} must be ${expected}; got ${shown(value)}`)

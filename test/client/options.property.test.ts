@@ -94,6 +94,9 @@ const isNumber =
     typeof v === 'number' && !Number.isNaN(v) && v >= min && (!integer || v === Number.POSITIVE_INFINITY || Number.isInteger(v))
 const isFunction: Check = (v) => typeof v === 'function'
 const isObject: Check = (v) => typeof v === 'object' && v !== null
+/** An object naming only the options of its group (a misspelt name is refused, in development). */
+const onlyKnown = (v: unknown, group: string): boolean =>
+  isObject(v) && Object.keys(v as object).every((key) => `${group}.${key}` in documented)
 const oneOf =
   (...allowed: unknown[]): Check =>
   (v) =>
@@ -108,7 +111,7 @@ const documented: Record<string, { valid: Check; numeric?: { min: number; intege
   WebSocket: { valid: isFunction },
   protocols: { valid: (v) => typeof v === 'string' || isFunction(v) || (Array.isArray(v) && v.every((p) => typeof p === 'string')) },
   mode: { valid: oneOf('tether', 'raw') },
-  reconnect: { valid: (v) => v === false || isObject(v) },
+  reconnect: { valid: (v) => v === false || onlyKnown(v, 'reconnect') },
   'reconnect.minDelay': { valid: isNumber(0), numeric: { min: 0 } },
   // The default minDelay is 1000, and maxDelay may not be below minDelay.
   'reconnect.maxDelay': { valid: isNumber(1000), numeric: { min: 1000 } },
@@ -119,14 +122,14 @@ const documented: Record<string, { valid: Check; numeric?: { min: number; intege
   'reconnect.resetAfter': { valid: isNumber(0), numeric: { min: 0 } },
   'reconnect.busyDelay': { valid: isNumber(0), numeric: { min: 0 } },
   'reconnect.shouldReconnect': { valid: isFunction },
-  queue: { valid: isObject },
+  queue: { valid: (v) => onlyKnown(v, 'queue') },
   'queue.maxMessages': { valid: isNumber(1, true), numeric: { min: 1, integer: true } },
   'queue.maxBytes': { valid: isNumber(1), numeric: { min: 1 } },
   'queue.overflow': { valid: oneOf('reject', 'drop-oldest') },
   'queue.ttl': { valid: isNumber(1), numeric: { min: 1 } },
   ackTimeout: { valid: isNumber(1), numeric: { min: 1 } },
   requestTimeout: { valid: isNumber(1), numeric: { min: 1 } },
-  heartbeat: { valid: (v) => v === false || isObject(v) },
+  heartbeat: { valid: (v) => v === false || onlyKnown(v, 'heartbeat') },
   'heartbeat.interval': { valid: isNumber(1), numeric: { min: 1 } },
   'heartbeat.timeout': { valid: isNumber(1), numeric: { min: 1 } },
   autoConnect: { valid: (v) => typeof v === 'boolean' },

@@ -451,3 +451,31 @@ describe('checkSendOptions', () => {
     expect(checkSendOptions({ timeout: -1 }, 'x', 'request')?.message).toBe('request options: timeout must be a number > 0; got -1')
   })
 })
+
+describe('unknown option names (development)', () => {
+  it.each([
+    [{ reconect: false }, 'options.reconect is not an option (did you mean options.reconnect?)'],
+    [{ Websocket: WebSocket }, 'options.Websocket is not an option (did you mean options.WebSocket?)'],
+    [{ reconnect: { maxDealy: 5 } }, 'options.reconnect.maxDealy is not an option (did you mean options.reconnect.maxDelay?)'],
+    [{ queue: { maxMesages: 5 } }, 'options.queue.maxMesages is not an option (did you mean options.queue.maxMessages?)'],
+    [{ heartbeat: { intervall: 5 } }, 'options.heartbeat.intervall is not an option (did you mean options.heartbeat.interval?)'],
+  ])('%j is refused with an OptionError that suggests the known name', (options, message) => {
+    const error = optionError(options)
+    expect(error.message).toContain(message)
+    expect(error.message).toContain('the options are:')
+  })
+
+  it('a name like no option gets no suggestion, and the list of options', () => {
+    expect(optionError({ zzzzzzzz: 1 }).message).toMatch(/^options\.zzzzzzzz is not an option; the options are: WebSocket, protocols, mode/)
+  })
+
+  it('per-call options: an unknown name, or options that are not an object, are refused naming the call', () => {
+    expect(checkSendOptions({ timout: 5 } as never, 'd')?.message).toContain(
+      'send options.timout is not an option (did you mean send options.timeout?)',
+    )
+    expect(checkSendOptions({ ttl: 5 } as never, 'd', 'request')?.message).toContain('request options.ttl is not an option')
+    expect(checkSendOptions(5 as never, 'd')?.message).toBe('send() options must be an object; got 5')
+    expect(checkSendOptions(null as never, 'd', 'request')?.message).toBe('request() options must be an object; got null')
+    expect(checkSendOptions({ timeout: 5, signal: undefined }, 'd')).toBeUndefined()
+  })
+})

@@ -25,3 +25,32 @@ describe('createTetherServer: timer options', () => {
     await server.close()
   })
 })
+
+describe('createTetherServer: option names and shapes', () => {
+  it('an unknown option name is refused, suggesting the known one', async () => {
+    await expect(createTetherServer({ prot: 1 } as never)).rejects.toThrow(
+      'createTetherServer: options.prot is not an option (did you mean options.port?)',
+    )
+    await expect(createTetherServer({ server: createServer(), sesionTtl: 5 } as never)).rejects.toThrow('did you mean options.sessionTtl?')
+    await expect(createTetherServer({ server: createServer(), rateLimit: { rate: 1, burst: 1, brust: 2 } } as never)).rejects.toThrow(
+      'options.rateLimit.brust is not an option (did you mean options.rateLimit.burst?)',
+    )
+  })
+
+  it.each([
+    [{ port: 99999 }, 'options.port must be an integer from 0 to 65535 (0: any free port); got 99999'],
+    [{ port: '80' }, 'options.port must be an integer from 0 to 65535 (0: any free port); got "80"'],
+    [{ host: 7 }, 'options.host must be a host name or IP address; got 7'],
+    [{ server: {} }, 'options.server must be an http.Server or https.Server to attach to'],
+    [{ server: createServer(), port: 0 }, 'options.port must be left out with options.server'],
+    [{ path: 'ws' }, 'options.path must be a path starting with "/"; got "ws"'],
+    [{ static: 1 }, 'options.static must be a folder path; got 1'],
+    [{ allowedOrigins: 'https://a.example' }, 'options.allowedOrigins must be an array of origins (strings) or a function'],
+    [{ authenticate: true }, 'options.authenticate must be a function; got true'],
+    [{ store: {} }, 'options.store must be a session store, such as redisStore(client) from tethersocket/redis'],
+  ])('%j is an OptionError naming the option (not an error from net)', async (options, message) => {
+    const refused = createTetherServer(options as never)
+    await expect(refused).rejects.toThrow(OptionError)
+    await expect(refused).rejects.toThrow(message)
+  })
+})

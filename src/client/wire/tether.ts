@@ -277,7 +277,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       if (left < Number.POSITIVE_INFINITY) {
         this.replyTimers.set(
           id,
-          timer(() => this.settleRequest(id, new TimeoutError('no reply within the request timeout', { data: entry.data })), left),
+          timer(() => this.settleRequest(id, new TimeoutError(entry.timedOut, { data: entry.data })), left),
         )
       }
     }
