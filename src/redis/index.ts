@@ -1,7 +1,8 @@
 /**
  * `tethersocket/redis`: the session store on Redis. Servers that share it form one service:
  * any node resumes any session, and exactly-once holds in both directions across the death
- * of a node (docs/SCALING.md).
+ * of a node (docs/SCALING.md). Pass a connected client of the `redis` package: `createClient()`
+ * for one Redis, `createCluster()` for a Redis Cluster.
  *
  * @example
  * ```ts
@@ -28,13 +29,32 @@ import type {
 import { APPEND, CLAIM, COMMIT, CREATE, END, EXPIRE, RELEASE, TOUCH } from './scripts.js'
 
 /**
- * What the store needs of a client from the `redis` package (node-redis 5 or later): a
- * connected client. The store sends commands on it, and subscribes to its notices on a
- * duplicate it opens and closes itself.
+ * What the store needs of a standalone client from the `redis` package (node-redis 5 or later),
+ * as `createClient()` makes it, connected. The store sends commands on it, and subscribes to
+ * its notices on a duplicate it opens and closes itself.
  */
 export interface RedisClient {
   sendCommand(args: string[]): Promise<unknown>
   duplicate(): RedisSubscriber
+}
+
+/** A node of a Redis Cluster, as a cluster client lists it. */
+export interface RedisClusterNode {
+  /** `host:port`. */
+  readonly address: string
+}
+
+/**
+ * What the store needs of a cluster client from the `redis` package (node-redis 5 or later),
+ * as `createCluster({ rootNodes })` makes it, connected: commands routed by the key they name,
+ * the masters (each gets the store's scripts when the store opens), and a duplicate to
+ * subscribe on, which the store opens and closes itself.
+ */
+export interface RedisClusterClient {
+  sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>
+  readonly masters: readonly RedisClusterNode[]
+  nodeClient(node: RedisClusterNode): Promise<{ sendCommand(args: string[]): Promise<unknown> }>
+  duplicate(overrides?: { minimizeConnections?: boolean }): RedisSubscriber
 }
 
 /** The duplicate connection the store subscribes on. */
@@ -57,43 +77,102 @@ export interface RedisStoreOptions {
 
 /**
  * A session store on Redis, for the server's `store` option. `client` is your connected
- * client from the `redis` package; the store never closes it.
+ * client from the `redis` package: a standalone one (`createClient()`) or a Redis Cluster one
+ * (`createCluster()`); the store never closes it.
  * @example
  * ```ts
  * const server = await createTetherServer({ store: redisStore(client, { prefix: 'chat' }) })
  * ```
  */
-export function redisStore(client: RedisClient, options: RedisStoreOptions = {}): SessionStore {
+export function redisStore(client: RedisClient | RedisClusterClient, options: RedisStoreOptions = {}): SessionStore {
   const prefix = options.prefix ?? 'tether'
   if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix)) {
     throw new TypeError(`redisStore: options.prefix must be a non-empty string without braces, got ${JSON.stringify(prefix)}`)
   }
-  if (!client || typeof client.sendCommand !== 'function' || typeof client.duplicate !== 'function') {
-    throw new TypeError('redisStore: pass a connected client of the `redis` package (createClient(...).connect())')
+  const connection = connectionOf(client)
+  return { open: (listener) => openLink(connection, prefix, listener) }
+}
+
+/**
+ * How the store reaches Redis, the same for both kinds of client. Every command names the key
+ * (or channel) it is about, which routes it in a cluster; a standalone client ignores it.
+ */
+interface Connection {
+  send(key: string | undefined, args: string[]): Promise<unknown>
+  /** Puts the scripts into the script cache of every Redis that runs them. */
+  load(sources: string[]): Promise<void>
+  /** A new connection to subscribe on; the store closes it. */
+  subscriber(): RedisSubscriber
+}
+
+const USAGE =
+  'pass a connected client of the `redis` package: await createClient({ url }).connect() or await createCluster({ rootNodes }).connect()'
+
+/**
+ * Whether `client` is node-redis's cluster client, told by what only that class has: the list of
+ * masters it discovered and `nodeClient()` to reach one of them (a standalone or a sentinel
+ * client has neither). Constructor names are not used: bundlers rename classes.
+ */
+function isCluster(client: RedisClient | RedisClusterClient): client is RedisClusterClient {
+  const candidate = client as Partial<RedisClusterClient>
+  return typeof candidate.nodeClient === 'function' && Array.isArray(candidate.masters)
+}
+
+function connectionOf(client: RedisClient | RedisClusterClient): Connection {
+  if (typeof client !== 'object' || client === null)
+    throw new TypeError(`redisStore: ${USAGE}; got ${client === null ? 'null' : typeof client}`)
+  if (typeof (client as { then?: unknown }).then === 'function') {
+    throw new TypeError(`redisStore: got a promise; ${USAGE} (await the connect())`)
   }
-  return { open: (listener) => openLink(client, prefix, listener) }
+  if (typeof client.sendCommand !== 'function' || typeof client.duplicate !== 'function') {
+    throw new TypeError(`redisStore: got an object without sendCommand() and duplicate(); ${USAGE}`)
+  }
+  if (!isCluster(client)) {
+    return {
+      send: (_key, args) => client.sendCommand(args),
+      load: async (sources) => {
+        await Promise.all(sources.map((source) => client.sendCommand(['SCRIPT', 'LOAD', source])))
+      },
+      subscriber: () => client.duplicate(),
+    }
+  }
+  return {
+    // Never readonly, so never a replica (even with `useReplicas`): the store reads what it
+    // has just written (a broadcast it logged, an acknowledgement), which a replica may lag.
+    send: (key, args) => client.sendCommand(key, false, args),
+    // Every master, where the scripts run (sent with their first key). A master that joins
+    // later (a promoted replica, a new shard) gets them from the NOSCRIPT fallback of `run`.
+    load: async (sources) => {
+      const masters = client.masters
+      if (masters.length === 0) throw new Error(`redisStore: the cluster client knows no masters; ${USAGE}`)
+      await Promise.all(
+        masters.map(async (master) => {
+          const node = await client.nodeClient(master)
+          await Promise.all(sources.map((source) => node.sendCommand(['SCRIPT', 'LOAD', source])))
+        }),
+      )
+    },
+    // Only the pub/sub connection is used on it: no connection to every master.
+    subscriber: () => client.duplicate({ minimizeConnections: true }),
+  }
 }
 
 /** A Lua script, run by its SHA1 (loaded on first use, and again after a Redis restart). */
 class Script {
   private readonly sha: string
-  constructor(private readonly source: string) {
+  constructor(readonly source: string) {
     this.sha = createHash('sha1').update(source).digest('hex')
   }
 
-  /** Loads the script into Redis's cache, so that the first calls need not send its source. */
-  load(client: RedisClient): Promise<unknown> {
-    return client.sendCommand(['SCRIPT', 'LOAD', this.source])
-  }
-
-  async run(client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> {
+  /** Runs on the Redis that holds `keys` (one slot: they share a hash tag). */
+  async run(redis: Connection, keys: string[], args: Array<string | number>): Promise<unknown> {
     const tail = [String(keys.length), ...keys, ...args.map(String)]
     try {
-      return await client.sendCommand(['EVALSHA', this.sha, ...tail])
+      return await redis.send(keys[0], ['EVALSHA', this.sha, ...tail])
     } catch (error) {
-      // Not in the script cache (a restarted Redis): EVAL sends the source, which caches it.
+      // Not in the script cache (a restarted Redis, a new master): EVAL sends the source, which caches it.
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-      return client.sendCommand(['EVAL', this.source, ...tail])
+      return redis.send(keys[0], ['EVAL', this.source, ...tail])
     }
   }
 }
@@ -113,7 +192,7 @@ const scripts = {
 const encodeEntry = (entry: StoredEntry): string => (entry.reply ? 'r' : 'm') + entry.payload
 const decodeEntry = (text: string): StoredEntry => (text[0] === 'r' ? { payload: text.slice(1), reply: true } : { payload: text.slice(1) })
 
-async function openLink(client: RedisClient, prefix: string, listener: StoreListener): Promise<StoreLink> {
+async function openLink(redis: Connection, prefix: string, listener: StoreListener): Promise<StoreLink> {
   const hash = (id: string) => `${prefix}:{${id}}`
   const queue = (id: string) => `${prefix}:{${id}}:q`
   const due = `${prefix}:due`
@@ -121,8 +200,8 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
   const broadcasts = `${prefix}:broadcasts`
   const principalArgs = (principal: string | undefined) => (principal === undefined ? ['0', ''] : ['1', principal])
 
-  await Promise.all(Object.values(scripts).map((script) => script.load(client)))
-  const subscriber = client.duplicate()
+  await redis.load(Object.values(scripts).map((script) => script.source))
+  const subscriber = redis.subscriber()
   subscriber.on('error', (error) => listener.error(error))
   await subscriber.connect()
   await subscriber.subscribe(channel, (message) => {
@@ -146,18 +225,18 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
     }
   })
 
-  const index = (id: string, deadline: number) => client.sendCommand(['ZADD', due, String(deadline), id])
+  const index = (id: string, deadline: number) => redis.send(due, ['ZADD', due, String(deadline), id])
 
   return {
     async create(id, principal, deadline, broadcast) {
-      const created = await scripts.create.run(client, [hash(id)], [...principalArgs(principal), deadline, broadcast])
+      const created = await scripts.create.run(redis, [hash(id)], [...principalArgs(principal), deadline, broadcast])
       if (created !== 1) throw new Error(`session id ${id} exists already`)
       await index(id, deadline)
     },
 
     async claim(id, request): Promise<ClaimedSession | ClaimRefusal> {
       const reply = (await scripts.claim.run(
-        client,
+        redis,
         [hash(id), queue(id)],
         [...principalArgs(request.principal), request.deadline, request.ack, request.acked ?? -1],
       )) as unknown[]
@@ -189,7 +268,7 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
 
     async commit(id, batch): Promise<CommitResult> {
       const reply = (await scripts.commit.run(
-        client,
+        redis,
         [hash(id), queue(id)],
         [batch.epoch, batch.rx, batch.base, batch.trim, batch.recorded, batch.broadcast ?? '', ...batch.entries.map(encodeEntry)],
       )) as unknown[]
@@ -199,47 +278,47 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
     },
 
     async release(id, release) {
-      const released = await scripts.release.run(client, [hash(id)], [release.epoch, release.deadline, release.waiting, release.seen])
+      const released = await scripts.release.run(redis, [hash(id)], [release.epoch, release.deadline, release.waiting, release.seen])
       if (released !== 1) return false
       await index(id, release.deadline)
       return true
     },
 
     async touch(id, epoch, deadline) {
-      const touched = await scripts.touch.run(client, [hash(id)], [epoch, deadline])
+      const touched = await scripts.touch.run(redis, [hash(id)], [epoch, deadline])
       if (touched !== 1) return false
       await index(id, deadline)
       return true
     },
 
     async append(id, entry, { waiting, maxQueue }) {
-      const seq = (await scripts.append.run(client, [hash(id), queue(id)], [encodeEntry(entry), waiting ? 1 : 0, maxQueue])) as number
+      const seq = (await scripts.append.run(redis, [hash(id), queue(id)], [encodeEntry(entry), waiting ? 1 : 0, maxQueue])) as number
       return seq === -1 ? 'unknown' : seq === -2 ? 'full' : seq
     },
 
     async end(id, epoch) {
-      const ended = await scripts.end.run(client, [hash(id), queue(id)], [epoch ?? ''])
-      await client.sendCommand(['ZREM', due, id])
+      const ended = await scripts.end.run(redis, [hash(id), queue(id)], [epoch ?? ''])
+      await redis.send(due, ['ZREM', due, id])
       return ended === 1
     },
 
     async acknowledgedUpTo(id) {
-      const acked = await client.sendCommand(['HGET', hash(id), 'ak'])
+      const acked = await redis.send(hash(id), ['HGET', hash(id), 'ak'])
       return acked === null || acked === undefined ? undefined : Number(acked)
     },
 
     async due(now, limit) {
-      return (await client.sendCommand(['ZRANGEBYSCORE', due, '-inf', String(now), 'LIMIT', '0', String(limit)])) as string[]
+      return (await redis.send(due, ['ZRANGEBYSCORE', due, '-inf', String(now), 'LIMIT', '0', String(limit)])) as string[]
     },
 
     async expire(id, now) {
-      const reply = (await scripts.expire.run(client, [hash(id), queue(id)], [now])) as unknown[]
+      const reply = (await scripts.expire.run(redis, [hash(id), queue(id)], [now])) as unknown[]
       if (reply[0] === 1) {
         // Resumed or touched since it was indexed: indexed again at its deadline.
         await index(id, Number(reply[1]))
         return undefined
       }
-      await client.sendCommand(['ZREM', due, id])
+      await redis.send(due, ['ZREM', due, id])
       if (reply[0] === 2) return { principal: reply[1] as string }
       if (reply[0] === 3) return { principal: undefined }
       return undefined
@@ -248,23 +327,23 @@ async function openLink(client: RedisClient, prefix: string, listener: StoreList
     async broadcast(payload, keep) {
       // Trimmed by age (approximately, which is cheap): stream ids begin with Redis's clock in ms.
       const oldest = Math.max(0, Date.now() - keep)
-      const id = (await client.sendCommand(['XADD', broadcasts, 'MINID', '~', String(oldest), '*', 'p', payload])) as string
-      await client.sendCommand(['PUBLISH', channel, JSON.stringify({ t: 'broadcast', id } satisfies StoreNotice)])
+      const id = (await redis.send(broadcasts, ['XADD', broadcasts, 'MINID', '~', String(oldest), '*', 'p', payload])) as string
+      await redis.send(channel, ['PUBLISH', channel, JSON.stringify({ t: 'broadcast', id } satisfies StoreNotice)])
       return id
     },
 
     async broadcastsAfter(id) {
-      const entries = (await client.sendCommand(['XRANGE', broadcasts, `(${id}`, '+'])) as Array<[string, string[]]>
+      const entries = (await redis.send(broadcasts, ['XRANGE', broadcasts, `(${id}`, '+'])) as Array<[string, string[]]>
       return entries.map(([entryId, fields]) => ({ id: entryId, payload: fields[fields.indexOf('p') + 1] ?? 'null' }))
     },
 
     async lastBroadcast() {
-      const last = (await client.sendCommand(['XREVRANGE', broadcasts, '+', '-', 'COUNT', '1'])) as Array<[string, string[]]>
+      const last = (await redis.send(broadcasts, ['XREVRANGE', broadcasts, '+', '-', 'COUNT', '1'])) as Array<[string, string[]]>
       return last[0]?.[0] ?? '0-0'
     },
 
     async notify(notice) {
-      await client.sendCommand(['PUBLISH', channel, JSON.stringify(notice)])
+      await redis.send(channel, ['PUBLISH', channel, JSON.stringify(notice)])
     },
 
     async close() {
