@@ -5,16 +5,25 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { dirname, join } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { serveChat } from '../examples/script-tag/chat-server.mjs'
+
+// What a first build takes on a modest 2-core machine; a guess shown before it starts, so the
+// wait is not silent. Update it when the build's duration changes.
+const BUILD_SECONDS = 30
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bundle = join(root, 'dist', 'tethersocket.global.js')
 if (!existsSync(bundle) || !existsSync(join(root, 'dist', 'server.mjs'))) {
-  console.log('building…')
+  console.log(`building the package (about ${BUILD_SECONDS} s, first run only)…`)
+  const started = performance.now()
+  // --silent: rollup's progress and warnings are not for demo users; a failed build still prints its error.
   execFileSync(process.execPath, [join(root, 'node_modules', 'rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], {
     cwd: root,
     stdio: 'inherit',
   })
+  console.log(`built in ${((performance.now() - started) / 1000).toFixed(1)} s`)
 }
 const { createTetherServer } = await import(join(root, 'dist', 'server.mjs'))
 
@@ -31,22 +40,9 @@ const http = createServer((req, res) => {
 })
 
 const server = await createTetherServer({ server: http, path: '/ws' })
-const history = []
-server.on('session', (session) => {
-  for (const msg of history) session.send(msg)
-  console.log(`session ${session.id.slice(0, 6)} opened (${server.sessions.size} sessions)`)
-})
+serveChat(server)
+server.on('session', (session) => console.log(`session ${session.id.slice(0, 6)} opened (${server.sessions.size} sessions)`))
 server.on('resume', (session) => console.log(`session ${session.id.slice(0, 6)} resumed`))
-server.on('message', (msg) => {
-  if (typeof msg?.text !== 'string') return
-  const clean = { from: String(msg.from).slice(0, 12), text: msg.text.slice(0, 500) }
-  history.push(clean)
-  if (history.length > 50) history.shift()
-  server.broadcast(clean)
-})
-
-// request() from a client: a little status, so the examples have something to ask.
-server.onRequest(() => ({ sessions: server.sessions.size, messages: history.length, time: new Date().toISOString() }))
 server.on('error', (error) => console.error(`server error: ${error.message}`))
 
 // A busy or forbidden port is the user's to fix: say so in one line, without a stack trace.

@@ -1,0 +1,72 @@
+/**
+ * The demo of `npm start` for the browser tests: the chat page (examples/script-tag/index.html)
+ * served with the chat of examples/script-tag/chat-server.mjs on the reference server, as
+ * scripts/start.mjs serves them, and what the tests read from the page.
+ */
+import type { Page } from 'playwright-core'
+import { type Chat, serveChat } from '../../examples/script-tag/chat-server.mjs'
+import type { BrowserSuite } from '../support/browser.js'
+import { waitInPage } from '../support/browser.js'
+import { type PageServer, startPageServer } from '../support/browser-server.js'
+
+/** A page server with the demo's chat on it, closed after the test. */
+export async function startDemo(suite: BrowserSuite, port?: number): Promise<PageServer & { chat: Chat }> {
+  let chat: Chat | undefined
+  const server = await startPageServer({
+    ...(port === undefined ? {} : { port }),
+    setup: (tether) => {
+      chat = serveChat(tether)
+    },
+  })
+  suite.defer(() => server.close())
+  return Object.assign(server, { chat: chat! })
+}
+
+/** What went wrong while a page was open: uncaught errors, console errors, failed or refused requests. */
+export function watchProblems(page: Page): string[] {
+  const problems: string[] = []
+  page.on('pageerror', (error) => problems.push(`uncaught ${error.name}: ${error.message}`))
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`)
+  })
+  page.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`HTTP ${response.status()} for ${response.url()}`)
+  })
+  page.on('requestfailed', (request) => problems.push(`request failed: ${request.url()} (${request.failure()?.errorText})`))
+  return problems
+}
+
+/** Loads the chat page from `origin` and waits until it says it is connected. */
+export async function openChat(page: Page, origin: string): Promise<void> {
+  await page.goto(`${origin}/`)
+  await waitInPage(page, () => document.getElementById('state')?.textContent === 'connected', 'the chat to say it is connected')
+}
+
+/** Types a line and presses Enter. */
+export async function say(page: Page, text: string): Promise<void> {
+  await page.fill('#text', text)
+  await page.press('#text', 'Enter')
+}
+
+/** The chat log as shown: `who: text` per line, `who` being `you` on the page's own lines. */
+export const logLines = (page: Page): Promise<string[]> =>
+  page.$$eval('#log li:not(.notice)', (items) =>
+    items.map((li) => `${li.querySelector('.who')?.textContent}: ${li.querySelector('.text')?.textContent}`),
+  )
+
+/** Waits until the log shows `count` lines (notices aside). */
+export const waitForLines = (page: Page, count: number, description = `${count} lines in the log`) =>
+  waitInPage(page, (n) => document.querySelectorAll('#log li:not(.notice)').length === n, description, { arg: count })
+
+/** The page's name (what the other tabs see as the sender of its lines). */
+export const nameOf = async (page: Page): Promise<string> => (await page.textContent('#me')) ?? ''
+
+/**
+ * Clicks "retry now" if the page shows it, in one step in the page: right after the server is
+ * back, the page may be reconnecting on its own (the button disappears once it is connected).
+ */
+export const retryIfShown = (page: Page): Promise<void> =>
+  page.evaluate(() => {
+    const button = document.getElementById('retry')
+    if (button && !button.hidden) button.click()
+  })
