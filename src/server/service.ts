@@ -112,7 +112,10 @@ export class SharedService {
   private async claimOrCreate(frame: HelloFrame, principal: string | undefined, connection: SessionConnection): Promise<Session> {
     const deadline = Date.now() + this.host.sessionTtl
     let reason: 'unknown' | 'lost' | undefined
-    if (frame.sid !== null) {
+    // Only ids this service makes name a session: anything else resumes nothing, without asking the
+    // store (an id with a brace would not keep a session's keys in one Redis Cluster slot).
+    if (frame.sid !== null && !isSessionId(frame.sid)) reason = 'unknown'
+    else if (frame.sid !== null) {
       const id = frame.sid
       // Held here (a quick reconnect): its last records are written first, so nothing is redelivered.
       const here = this.host.sessions.get(id)
@@ -187,6 +190,7 @@ export class SharedService {
    * Resolves when the client acknowledged it (the holder says so), as `session.send()`.
    */
   async forward(id: string, payload: string): Promise<void> {
+    if (!isSessionId(id)) throw new ClosedError(`session ${JSON.stringify(id)} does not exist: session ids are 22 base64url characters`)
     const seq = await this.link.append(id, { payload }, { waiting: true, maxQueue: this.host.maxQueue })
     if (seq === 'unknown') throw new ClosedError(`session ${id} does not exist (it ended, or expired)`)
     if (seq === 'full') {
@@ -444,6 +448,9 @@ export class SharedService {
 /** Log entries as broadcast messages (one object per broadcast, shared by every session here). */
 const asMessages = (entries: LoggedBroadcast[]): Array<SharedMessage & { broadcast: string }> =>
   entries.map((entry) => sharedMessage(entry.payload, entry.id) as SharedMessage & { broadcast: string })
+
+/** Whether `id` has the form of the ids sessions get (128 random bits, base64url). */
+export const isSessionId = (id: string): boolean => /^[A-Za-z0-9_-]{22}$/.test(id)
 
 function newId(): string {
   return randomBytes(16).toString('base64url')

@@ -231,6 +231,24 @@ describe('the Redis store on a Redis Cluster', () => {
     await expectRoutedByKey()
   })
 
+  it('a hello naming an id no session can have (braces, empty) gets a new session, reason unknown, and sendTo to it a ClosedError: Redis is not asked', async () => {
+    const { nodes } = await twoNodes()
+    const { WebSocket } = await import('ws')
+    for (const sid of ['}x', '', '{a}b', 'x'.repeat(23)]) {
+      const ws = new WebSocket(urlOf(nodes[0]), 'tether.v1')
+      defer(() => ws.terminate())
+      const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        ws.once('open', () => ws.send(JSON.stringify({ t: 'hello', sid, ack: 0 })))
+        ws.once('message', (data) => resolve(JSON.parse(String(data))))
+        ws.once('close', (code) => reject(new Error(`closed with ${code} for sid ${JSON.stringify(sid)}`)))
+      })
+      expect(welcome).toMatchObject({ t: 'welcome', resumed: false, reason: 'unknown' })
+      ws.terminate()
+      await expect(nodes[1].sendTo(sid, 'x')).rejects.toMatchObject({ name: 'ClosedError' })
+    }
+    await expectRoutedByKey()
+  })
+
   it('a broadcast reaches the held sessions of both nodes, and an away session once it resumes: each once, in order', async () => {
     const { prefix, nodes } = await twoNodes()
     const sessions = await spreadSessions(prefix, nodes[0], 3)
