@@ -35,7 +35,7 @@ export type {
   TetherSocketEvents,
   TetherSocketStats,
 } from './client/socket.js'
-export { TetherSocket } from './client/socket.js'
+export { type ReplyType, TetherSocket } from './client/socket.js'
 export type { SessionInfo } from './client/wire/tether.js'
 export type { ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
 export {

@@ -21,10 +21,15 @@
 
 /** The numbers that shape the reconnect delay. */
 export interface BackoffPolicy {
+  /** Upper bound of the first retry's delay, in ms. */
   minDelay: number
+  /** Largest delay, in ms. */
   maxDelay: number
+  /** Growth of the bound per failed attempt. */
   factor: number
+  /** Share of the delay that is randomized, 0..1. */
   jitter: number
+  /** Least delay after a close that asks clients to come back later (1012, 1013), in ms. */
   busyDelay: number
 }
 

@@ -21,8 +21,11 @@ export type WebSocketConstructor = new (
   url: string,
   protocols?: string | string[],
 ) => {
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number
+  /** Writes a frame. */
   send(data: never): void
+  /** Starts the closing handshake. */
   close(code?: number, reason?: string): void
 }
 
@@ -30,31 +33,33 @@ export type WebSocketConstructor = new (
 export interface CloseInfo {
   /** The WebSocket close code; 1006 when the connection failed without a close frame (also for a failed or timed-out attempt). */
   code: number
+  /** The close reason the server gave ('' when none). */
   reason: string
+  /** Whether the close handshake completed. */
   wasClean: boolean
 }
 
 /** Reconnection policy. The delay formula is documented in the README and in `backoff.ts`. */
 export interface ReconnectOptions {
-  /** Upper bound of the first retry's delay, in ms. Default `1000` ({@link DEFAULTS}`.reconnect.minDelay`). */
+  /** Upper bound of the first retry's delay, in ms. Default `1000`. */
   minDelay?: number
-  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger; {@link DEFAULTS}`.reconnect.maxDelay`). */
+  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger). */
   maxDelay?: number
-  /** Growth of the delay bound per failed attempt. Default `2` ({@link DEFAULTS}`.reconnect.factor`). */
+  /** Growth of the delay bound per failed attempt. Default `2`. */
   factor?: number
-  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`; {@link DEFAULTS}`.reconnect.jitter`). */
+  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`). */
   jitter?: number
   /**
    * Retries after the first failure before reconnection is given up: `3` allows 4 failed
    * attempts in a row (1 + 3 retries); `0` never retries. A connection that drops before
-   * `resetAfter` counts as a failed attempt. Default `Infinity` ({@link DEFAULTS}`.reconnect.maxRetries`).
+   * `resetAfter` counts as a failed attempt. Default `Infinity`.
    */
   maxRetries?: number
-  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000` ({@link DEFAULTS}`.reconnect.connectTimeout`). */
+  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000`. */
   connectTimeout?: number
-  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000` ({@link DEFAULTS}`.reconnect.resetAfter`). */
+  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000`. */
   resetAfter?: number
-  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000` ({@link DEFAULTS}`.reconnect.busyDelay`). */
+  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000`. */
   busyDelay?: number
   /**
    * Decides, per close, whether to try again. Not consulted after `close()`.
@@ -66,21 +71,21 @@ export interface ReconnectOptions {
 
 /** Bounds of the outgoing queue (messages queued plus, in tether mode, sent but not yet acknowledged). */
 export interface QueueOptions {
-  /** Most messages held at once. Default `10000` ({@link DEFAULTS}`.queue.maxMessages`). */
+  /** Most messages held at once. Default `10000`. */
   maxMessages?: number
-  /** Most payload bytes held at once. Default `10485760`, 10 MiB ({@link DEFAULTS}`.queue.maxBytes`). */
+  /** Most payload bytes held at once. Default `10485760`, 10 MiB. */
   maxBytes?: number
-  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. ({@link DEFAULTS}`.queue.overflow`) */
+  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. */
   overflow?: 'reject' | 'drop-oldest'
-  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity` ({@link DEFAULTS}`.queue.ttl`). */
+  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity`. */
   ttl?: number
 }
 
 /** Heartbeat settings (tether mode). */
 export interface HeartbeatOptions {
-  /** Send a ping after this many ms without traffic. Default `25000` ({@link DEFAULTS}`.heartbeat.interval`). */
+  /** Send a ping after this many ms without traffic. Default `25000`. */
   interval?: number
-  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000` ({@link DEFAULTS}`.heartbeat.timeout`). */
+  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000`. */
   timeout?: number
 }
 
@@ -102,19 +107,19 @@ export interface TetherSocketOptions<In = unknown, Out = unknown> {
    * fails that attempt with a `ConnectionError` naming `options.protocols`.
    */
   protocols?: ProtocolsProvider
-  /** `'tether'` (default, {@link DEFAULTS}`.mode`): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
+  /** `'tether'` (default): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
   mode?: 'tether' | 'raw'
   /** Reconnection policy, or `false` to never reconnect. */
   reconnect?: false | ReconnectOptions
   /** Bounds of the outgoing queue. */
   queue?: QueueOptions
-  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity` ({@link DEFAULTS}`.ackTimeout`). */
+  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity`. */
   ackTimeout?: number
-  /** Default `timeout` of `request()` in ms. Default `30000` ({@link DEFAULTS}`.requestTimeout`). */
+  /** Default `timeout` of `request()` in ms. Default `30000`. */
   requestTimeout?: number
   /** Liveness checks (tether mode), or `false`. */
   heartbeat?: false | HeartbeatOptions
-  /** Connect at construction. Default `true` ({@link DEFAULTS}`.autoConnect`); when `false`, call `connect()`. */
+  /** Connect at construction. Default `true`; when `false`, call `connect()`. */
   autoConnect?: boolean
   /**
    * Runs on every open before the queued backlog is written, for a hello or auth message that

@@ -76,6 +76,7 @@ export interface ReconnectingInfo {
 
 /** A snapshot of counters, for dashboards and debugging. */
 export interface TetherSocketStats {
+  /** The connection state. */
   state: SocketState
   /** Messages waiting to be written. */
   queued: number
@@ -196,7 +197,7 @@ interface EnqueueAs {
  * `R` is never inferred from where the reply goes (`const n: string = await sock.request(…)` must
  * not make the reply a string): hence `NoInfer` where it is used.
  */
-type ReplyType<R, Requests extends RequestReply, Q> = [R] extends [never] ? ReplyOf<Requests, Q> : R
+export type ReplyType<R, Requests extends RequestReply, Q> = [R] extends [never] ? ReplyOf<Requests, Q> : R
 
 /** A plain `send()`. */
 const AS_SEND: EnqueueAs = {}

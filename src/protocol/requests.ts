@@ -21,7 +21,9 @@
  * @typeParam R - what the server's handler answers
  */
 export interface RequestReply<Q = unknown, R = unknown> {
+  /** What the client sends. */
   readonly request: Q
+  /** What the server answers it with. */
   readonly reply: R
 }
 

@@ -34,7 +34,9 @@ import { APPEND, CLAIM, COMMIT, CREATE, END, EXPIRE, RELEASE, TOUCH } from './sc
  * its notices on a duplicate it opens and closes itself.
  */
 export interface RedisClient {
+  /** Sends one command (its name and arguments). */
   sendCommand(args: string[]): Promise<unknown>
+  /** A new connection with the same settings (the store subscribes on it). */
   duplicate(): RedisSubscriber
 }
 
@@ -51,18 +53,33 @@ export interface RedisClusterNode {
  * subscribe on, which the store opens and closes itself.
  */
 export interface RedisClusterClient {
+  /** Sends one command to the master of `firstKey`'s slot. */
   sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>
+  /** The masters it knows (empty until connected). */
   readonly masters: readonly RedisClusterNode[]
-  nodeClient(node: RedisClusterNode): Promise<{ sendCommand(args: string[]): Promise<unknown> }>
-  duplicate(overrides?: { minimizeConnections?: boolean }): RedisSubscriber
+  /** The client of one node (the store loads its scripts on each master). */
+  nodeClient(node: RedisClusterNode): Promise<{
+    /** Sends one command to that node. */
+    sendCommand(args: string[]): Promise<unknown>
+  }>
+  /** A new cluster connection with the same settings (the store subscribes on it). */
+  duplicate(overrides?: {
+    /** One pub/sub connection rather than one per master. */
+    minimizeConnections?: boolean
+  }): RedisSubscriber
 }
 
 /** The duplicate connection the store subscribes on. */
 export interface RedisSubscriber {
+  /** Opens the connection. */
   connect(): Promise<unknown>
+  /** Listens to a channel. */
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>
+  /** Closes the connection (node-redis 5 and later). */
   close?(): Promise<unknown>
+  /** Closes the connection (older node-redis). */
   quit?(): Promise<unknown>
+  /** Hears the connection's errors (it reconnects by itself). */
   on(event: 'error', listener: (error: Error) => void): unknown
 }
 

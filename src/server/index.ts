@@ -42,6 +42,7 @@ export type {
   ClaimRequest,
   CommitBatch,
   CommitResult,
+  LoggedBroadcast,
   ReleaseRequest,
   SessionStore,
   StoredEntry,

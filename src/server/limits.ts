@@ -17,14 +17,14 @@ export interface RateLimit {
   /**
    * Sustained bytes per second of frames decoded in their turn (those over 64 bytes): the
    * decoding budget, since parsing costs about what a frame weighs. A number above 0;
-   * `Infinity` for no byte budget. Left out: {@link DEFAULT_BYTES_PER_SECOND} when the server
+   * `Infinity` for no byte budget. Left out: 2 MiB (2097152) when the server
    * fills in the option, no byte budget for a session made without it.
    */
   bytesPerSecond?: number
   /**
    * Bytes of such frames decoded at once on top of the sustained rate: at least the largest
    * frame accepted (`maxPayload`), so every frame is decoded eventually. Left out:
-   * `max(`{@link DEFAULT_BURST_BYTES}`, maxPayload)`.
+   * `max(4 MiB, maxPayload)`.
    */
   burstBytes?: number
 }

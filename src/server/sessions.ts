@@ -107,6 +107,7 @@ export class Session<Out = unknown> {
   private broadcastAt = '0-0'
 
   /**
+   * Sessions are made by the server, never by hand. @internal
    * @param principal - who authenticated this session (`undefined` when no `authenticate` hook); only the same principal may resume it
    * @param shared - with a shared store: the store, and what the claim found; or only the id, for
    *   a handle of a session no node holds (its `send()` goes through the store)
@@ -635,7 +636,12 @@ function handledRejection(error: TetherError): Promise<void> {
  * ```
  */
 export class RequestError extends Error {
+  /**
+   * @param code - a stable code the client sees as its `ReplyError`'s `code` (e.g. `'BAD_REQUEST'`)
+   * @param message - what the client sees as the error's message
+   */
   constructor(
+    /** The code the client sees. */
     readonly code: string,
     message: string,
   ) {

@@ -25,12 +25,15 @@ import type { ExpireReason } from './seams.js'
 
 /** A message to the client as the store keeps it: a `msg` payload, or the tail of a `res` frame (frames.ts `resTail`). */
 export interface StoredEntry {
+  /** The JSON payload, or the `res` frame's tail. */
   readonly payload: string
+  /** Set for a reply (a `res` frame's tail). */
   readonly reply?: true
 }
 
 /** What a node learns of a session when it claims it. */
 export interface ClaimedSession {
+  /** Who the session belongs to (undefined: anonymous). */
   readonly principal: string | undefined
   /** This claim's fencing token: every later write must carry it. */
   readonly epoch: number
@@ -58,6 +61,7 @@ export type ClaimRefusal = 'unknown' | 'lost'
 
 /** What the client said in its `hello`, as far as a claim needs it. */
 export interface ClaimRequest {
+  /** Who is resuming: only the session's own principal may. */
   readonly principal: string | undefined
   /** Until a node touches it, the session expires then (ms since the epoch). */
   readonly deadline: number
@@ -69,6 +73,7 @@ export interface ClaimRequest {
 
 /** What a node tells the store when a session it holds disconnects. */
 export interface ReleaseRequest {
+  /** The fencing token of this node's claim. */
   readonly epoch: number
   /** When it expires unless resumed, in ms since the epoch. */
   readonly deadline: number
@@ -103,6 +108,7 @@ export interface CommitBatch {
 /** A commit's outcome. */
 export type CommitResult =
   | {
+      /** Recorded. */
       readonly ok: true
       /**
        * Messages other nodes appended after `base` (`sendTo`), ahead of this commit's
@@ -113,7 +119,12 @@ export type CommitResult =
       readonly waiting: number
     }
   /** The session was claimed elsewhere (`'fenced'`), or is gone (`'gone'`: ended, or the store lost writes): this node lets it go. */
-  | { readonly ok: false; readonly reason: 'fenced' | 'gone' }
+  | {
+      /** Not recorded. */
+      readonly ok: false
+      /** Why: claimed elsewhere, or gone. */
+      readonly reason: 'fenced' | 'gone'
+    }
 
 /** What other nodes tell this one, through the store's messaging. */
 export interface StoreListener {
@@ -133,11 +144,42 @@ export interface StoreListener {
 
 /** Notices between nodes (see {@link StoreListener}). */
 export type StoreNotice =
-  | { readonly t: 'appended'; readonly id: string }
-  | { readonly t: 'acknowledged'; readonly id: string; readonly seq: number }
-  | { readonly t: 'ended'; readonly id: string; readonly reason: ExpireReason }
-  | { readonly t: 'claimed'; readonly id: string; readonly epoch: number }
-  | { readonly t: 'broadcast'; readonly id: string }
+  | {
+      /** A message was appended to session `id` by another node. */
+      readonly t: 'appended'
+      /** The session. */
+      readonly id: string
+    }
+  | {
+      /** The client of session `id` acknowledged messages up to `seq`. */
+      readonly t: 'acknowledged'
+      /** The session. */
+      readonly id: string
+      /** The last message acknowledged. */
+      readonly seq: number
+    }
+  | {
+      /** Session `id` ended. */
+      readonly t: 'ended'
+      /** The session. */
+      readonly id: string
+      /** Why it ended. */
+      readonly reason: ExpireReason
+    }
+  | {
+      /** Session `id` was claimed with `epoch`. */
+      readonly t: 'claimed'
+      /** The session. */
+      readonly id: string
+      /** The claim's fencing token. */
+      readonly epoch: number
+    }
+  | {
+      /** A broadcast was logged with id `id`. */
+      readonly t: 'broadcast'
+      /** Its id in the broadcast log. */
+      readonly id: string
+    }
 
 /**
  * Whether broadcast id `a` comes after `b`. Ids of the broadcast log are two numbers,
@@ -151,7 +193,9 @@ export function isAfter(a: string, b: string): boolean {
 
 /** A broadcast as the log holds it: its id (ordered), and its payload. */
 export interface LoggedBroadcast {
+  /** Its place in the log. */
   readonly id: string
+  /** The message, as JSON. */
   readonly payload: string
 }
 
@@ -198,7 +242,16 @@ export interface StoreLink {
   /** Sessions whose deadline passed by `now`, at most `limit`. */
   due(now: number, limit: number): Promise<string[]>
   /** Ends a session whose deadline passed, if it still has (no one resumed it): its principal if this call ended it. */
-  expire(id: string, now: number): Promise<{ principal: string | undefined } | undefined>
+  expire(
+    id: string,
+    now: number,
+  ): Promise<
+    | {
+        /** Who the session belonged to. */
+        principal: string | undefined
+      }
+    | undefined
+  >
   /** Tells every node sharing the store (this one too). */
   notify(notice: StoreNotice): Promise<void>
   /** Disconnects what the link opened (not the client the user gave). */
