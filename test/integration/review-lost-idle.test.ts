@@ -40,7 +40,8 @@ describe('review: an idle connected session that Redis lost', () => {
     await waitFor(() => tc.sock.sessionId, 5000, 'session')
     const sid = tc.sock.sessionId ?? ''
     await redis.restore(older)
-    await expect(node.sendTo('not-' + sid, 'x')).rejects.toMatchObject({ name: 'ClosedError' }) // Redis answers again
+    // Redis answers again (a send to another id: one to this session would make a commit, which notices).
+    await expect(node.sendTo(`other-${sid}`, 'x')).rejects.toMatchObject({ name: 'ClosedError' })
     // The client only receives. Touches happen every 300 ms; today nothing comes of them.
     await waitFor(() => tc.sessions.length === 2, 4000, 'the client moved to a new session')
     expect(tc.sessions[1]).toMatchObject({ previous: sid, reason: 'unknown' })
