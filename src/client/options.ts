@@ -41,25 +41,25 @@ export interface CloseInfo {
 
 /** Reconnection policy. The delay formula is documented in the README and in `backoff.ts`. */
 export interface ReconnectOptions {
-  /** Upper bound of the first retry's delay, in ms. Default `1000`. */
+  /** Upper bound of the first retry's delay, in ms. Default `1000` (`DEFAULTS.reconnect.minDelay`). */
   minDelay?: number
-  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger). */
+  /** Largest delay between attempts, in ms. Default `30000` (or `minDelay`, if that is larger; `DEFAULTS.reconnect.maxDelay`). */
   maxDelay?: number
-  /** Growth of the delay bound per failed attempt. Default `2`. */
+  /** Growth of the delay bound per failed attempt. Default `2` (`DEFAULTS.reconnect.factor`). */
   factor?: number
-  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`). */
+  /** Share of the delay that is randomized, 0..1, so clients that lost one server do not return in waves. Default `1` (full jitter: uniform in `(0, bound]`; `DEFAULTS.reconnect.jitter`). */
   jitter?: number
   /**
    * Retries after the first failure before reconnection is given up: `3` allows 4 failed
    * attempts in a row (1 + 3 retries); `0` never retries. A connection that drops before
-   * `resetAfter` counts as a failed attempt. Default `Infinity`.
+   * `resetAfter` counts as a failed attempt. Default `Infinity` (`DEFAULTS.reconnect.maxRetries`).
    */
   maxRetries?: number
-  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000`. */
+  /** An attempt (URL provider, handshake and `onOpen` hook) not open after this many ms is abandoned. Default `10000` (`DEFAULTS.reconnect.connectTimeout`). */
   connectTimeout?: number
-  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000`. */
+  /** The attempt counter resets only once a connection stayed open this long, in ms, so a server that accepts and drops at once causes no tight loop. Default `5000` (`DEFAULTS.reconnect.resetAfter`). */
   resetAfter?: number
-  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000`. */
+  /** After close code 1012 or 1013 the delay is at least `busyDelay * (1 + random())` ms. Default `5000` (`DEFAULTS.reconnect.busyDelay`). */
   busyDelay?: number
   /**
    * Decides, per close, whether to try again. Not consulted after `close()`.
@@ -71,21 +71,21 @@ export interface ReconnectOptions {
 
 /** Bounds of the outgoing queue (messages queued plus, in tether mode, sent but not yet acknowledged). */
 export interface QueueOptions {
-  /** Most messages held at once. Default `10000`. */
+  /** Most messages held at once. Default `10000` (`DEFAULTS.queue.maxMessages`). */
   maxMessages?: number
-  /** Most payload bytes held at once. Default `10485760`, 10 MiB. */
+  /** Most payload bytes held at once. Default `10485760`, 10 MiB (`DEFAULTS.queue.maxBytes`). */
   maxBytes?: number
-  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. */
+  /** What a full queue does with a new message: `'reject'` it (default) or `'drop-oldest'` queued one to make room. Both reject the message concerned with `QueueFullError`. (`DEFAULTS.queue.overflow`) */
   overflow?: 'reject' | 'drop-oldest'
-  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity`. */
+  /** Default `ttl` of every message, in ms: a message still unsent after this long is dropped with `TimeoutError`. Default `Infinity` (`DEFAULTS.queue.ttl`). */
   ttl?: number
 }
 
 /** Heartbeat settings (tether mode). */
 export interface HeartbeatOptions {
-  /** Send a ping after this many ms without traffic. Default `25000`. */
+  /** Send a ping after this many ms without traffic. Default `25000` (`DEFAULTS.heartbeat.interval`). */
   interval?: number
-  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000`. */
+  /** Replace the connection when nothing arrived for `interval + timeout` ms. Default `10000` (`DEFAULTS.heartbeat.timeout`). */
   timeout?: number
 }
 
@@ -107,19 +107,19 @@ export interface TetherSocketOptions<In = unknown, Out = unknown> {
    * fails that attempt with a `ConnectionError` naming `options.protocols`.
    */
   protocols?: ProtocolsProvider
-  /** `'tether'` (default): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
+  /** `'tether'` (default, `DEFAULTS.mode`): acknowledged exactly-once delivery. `'raw'`: plain WebSocket messages to any server. */
   mode?: 'tether' | 'raw'
   /** Reconnection policy, or `false` to never reconnect. */
   reconnect?: false | ReconnectOptions
   /** Bounds of the outgoing queue. */
   queue?: QueueOptions
-  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity`. */
+  /** Default `timeout` of `send()` in ms (tether mode: until acknowledged). Default `Infinity` (`DEFAULTS.ackTimeout`). */
   ackTimeout?: number
-  /** Default `timeout` of `request()` in ms. Default `30000`. */
+  /** Default `timeout` of `request()` in ms. Default `30000` (`DEFAULTS.requestTimeout`). */
   requestTimeout?: number
   /** Liveness checks (tether mode), or `false`. */
   heartbeat?: false | HeartbeatOptions
-  /** Connect at construction. Default `true`; when `false`, call `connect()`. */
+  /** Connect at construction. Default `true` (`DEFAULTS.autoConnect`); when `false`, call `connect()`. */
   autoConnect?: boolean
   /**
    * Runs on every open before the queued backlog is written, for a hello or auth message that

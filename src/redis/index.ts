@@ -255,9 +255,9 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
       const reply = (await scripts.claim.run(
         redis,
         [hash(id), queue(id)],
-        [...principalArgs(request.principal), request.deadline, request.ack, request.acked ?? -1],
+        [...principalArgs(request.principal), request.deadline, request.ack, request.acked ?? -1, Date.now()],
       )) as unknown[]
-      if (reply[0] !== 'ok') return reply[0] === 'lost' ? 'lost' : 'unknown'
+      if (reply[0] !== 'ok') return reply[0] === 'lost' || reply[0] === 'expired' ? reply[0] : 'unknown'
       await index(id, request.deadline)
       const [, epoch, rx, tx, unclean, seen, waiting, entries, broadcast] = reply as [
         string,
@@ -308,8 +308,12 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
       return true
     },
 
-    async append(id, entry, { waiting, maxQueue }) {
-      const seq = (await scripts.append.run(redis, [hash(id), queue(id)], [encodeEntry(entry), waiting ? 1 : 0, maxQueue])) as number
+    async append(id, entry, { waiting, maxQueue, maxQueueBytes }) {
+      const seq = (await scripts.append.run(
+        redis,
+        [hash(id), queue(id)],
+        [encodeEntry(entry), waiting ? 1 : 0, maxQueue, maxQueueBytes],
+      )) as number
       return seq === -1 ? 'unknown' : seq === -2 ? 'full' : seq
     },
 

@@ -307,10 +307,10 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     else this.broadcastHere(payload)
   }
 
-  /** Queues a broadcast to every session this node holds. */
-  private broadcastHere(payload: string | SharedMessage): void {
+  /** Queues a broadcast to every session this node holds (from the log: those not behind `readFrom`). */
+  private broadcastHere(payload: string | SharedMessage, readFrom?: string): void {
     const message = typeof payload === 'string' ? sharedMessage(payload) : payload
-    for (const session of this.sessions.values()) session.sendShared(message)
+    for (const session of this.sessions.values()) session.sendShared(message, readFrom)
   }
 
   /**
@@ -379,11 +379,12 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       sessions: this.sessions,
       sessionTtl: this.options.sessionTtl,
       maxQueue: this.options.maxQueue,
+      maxQueueBytes: this.options.maxQueueBytes,
       create: (principal, shared) => this.newSession(principal, shared),
       handle: (id, principal) => this.newSession(principal, { id }),
       opened: (session, resumed) => this.notify(resumed ? 'resume' : 'session', session),
       expired: (session, reason) => this.notify('expire', session, reason),
-      broadcastHere: (payload) => this.broadcastHere(payload),
+      broadcastHere: (message, readFrom) => this.broadcastHere(message, readFrom),
       error: (error) => this.emit('error', error),
     })
     this.shared = await this.sharedReady
@@ -619,6 +620,22 @@ function refuse(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy())
 }
 
+/**
+ * Connects a new server to its store; if that fails, the server is closed (its upgrade listener
+ * and heartbeat gone, so a retry with a new server is not disturbed) and the error thrown.
+ */
+async function connectOrClose(
+  server: { connectStore(store: SessionStore): Promise<void>; close(): Promise<void> },
+  store: SessionStore,
+): Promise<void> {
+  try {
+    await server.connectStore(store)
+  } catch (error) {
+    await server.close().catch(() => {})
+    throw error
+  }
+}
+
 /** The options of {@link createTetherServer}, by name (a misspelt one would be ignored: `{ prot: 1 }` would listen on 8080). */
 const KNOWN: readonly (keyof TetherServerOptions)[] = [
   'port',
@@ -722,7 +739,7 @@ export async function createTetherServer<In = unknown, Out = unknown, Requests e
   }
   if (options.server) {
     const attached = new TetherServer<In, Out, Requests>(options.server, false, settings)
-    if (options.store) await attached.connectStore(options.store)
+    if (options.store) await connectOrClose(attached, options.store)
     return attached
   }
   const staticDir = options.static
@@ -731,7 +748,7 @@ export async function createTetherServer<In = unknown, Out = unknown, Requests e
     else response.writeHead(426, { 'Content-Type': 'text/plain' }).end('This is a tethersocket (tether.v1) WebSocket endpoint.\n')
   })
   const server = new TetherServer<In, Out, Requests>(http, true, settings)
-  if (options.store) await server.connectStore(options.store)
+  if (options.store) await connectOrClose(server, options.store)
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject)
     http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {

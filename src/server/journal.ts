@@ -44,6 +44,8 @@ export const fromStored = (entry: StoredEntry): Outgoing =>
 export class Journal {
   /** Last client item handed to the handlers. */
   private delivered: number
+  /** The item whose handlers are running now, synchronously (what they send is known to be its). */
+  private current: number | undefined
   /** Items delivered whose handlers have not settled, in order, with when their handling began. */
   private readonly unsettled: Array<{ seq: number; at: number }> = []
   /** Last client item the store recorded: what the client is told is acknowledged. */
@@ -57,7 +59,9 @@ export class Journal {
   /** Another node appended messages: the next commit runs even with nothing of its own, to bring them here. */
   private pulling = false
   /** Called when no commit is in flight and nothing is left to commit (a release waits for it). */
-  private drained: (() => void) | undefined
+  private drained: Array<() => void> = []
+  /** Called when no commit is in flight (letting the session go waits for the outcome of the last one). */
+  private idled: Array<() => void> = []
 
   constructor(
     private readonly link: StoreLink,
@@ -83,9 +87,20 @@ export class Journal {
     this.schedule()
   }
 
-  /** The item an entry pushed now belongs to: the last delivered, while some are being handled. */
+  /**
+   * The items an entry pushed now may belong to: from the oldest being handled (`from`) to the
+   * last delivered (`item`); undefined while none is being handled.
+   */
   get handling(): number | undefined {
-    return this.unsettled.length > 0 ? this.delivered : undefined
+    return this.current ?? (this.unsettled.length > 0 ? this.delivered : undefined)
+  }
+
+  /**
+   * The oldest item being handled (see {@link handling}); while a handler runs synchronously,
+   * that item exactly: what it sends then is known to be its own.
+   */
+  get handlingFrom(): number | undefined {
+    return this.current ?? this.unsettled[0]?.seq
   }
 
   /**
@@ -96,9 +111,11 @@ export class Journal {
     this.delivered = seq
     this.unsettled.push({ seq, at: Date.now() })
     let result: unknown
+    this.current = seq
     try {
       result = run()
     } finally {
+      this.current = undefined
       if (!isThenable(result)) this.settle(seq)
     }
     if (isThenable(result)) {
@@ -120,8 +137,9 @@ export class Journal {
   /** Stops committing (the session left this node); a waiting drain is released. */
   stop(): void {
     this.stopped = true
-    this.drained?.()
-    this.drained = undefined
+    this.wake(this.drained)
+    // What waits for the journal to be idle waits for the commit in flight, if any.
+    if (!this.inFlight) this.wake(this.idled)
   }
 
   /**
@@ -131,9 +149,25 @@ export class Journal {
   drain(): Promise<void> {
     if (this.stopped || (!this.inFlight && this.nextBatch() === undefined)) return Promise.resolve()
     return new Promise((resolve) => {
-      this.drained = resolve
+      this.drained.push(resolve)
       this.schedule()
     })
+  }
+
+  /** Resolves once no commit is in flight: what the store recorded is then known. */
+  idle(): Promise<void> {
+    if (!this.inFlight) return Promise.resolve()
+    return new Promise((resolve) => this.idled.push(resolve))
+  }
+
+  /** Resolves what waits for the journal to drain, and to be idle. */
+  private release(): void {
+    this.wake(this.drained)
+    this.wake(this.idled)
+  }
+
+  private wake(waiting: Array<() => void>): void {
+    for (const resolve of waiting.splice(0)) resolve()
   }
 
   private get settledRx(): number {
@@ -154,15 +188,32 @@ export class Journal {
 
   /** What a commit now would record, or undefined if it would record nothing. */
   private nextBatch(): (CommitBatch & { entries: StoredEntry[] }) | undefined {
-    const rx = this.settledRx
-    const entries: StoredEntry[] = []
-    let broadcast: string | undefined
-    for (const entry of this.outbox.unrecorded(this.recordedTx)) {
-      // An entry sent while an item not yet settled was handled waits for that item's record.
-      if (entry.item !== undefined && entry.item > rx) break
-      entries.push(entry)
-      if (entry.broadcast !== undefined) broadcast = entry.broadcast
+    const pending = this.outbox.unrecorded(this.recordedTx)
+    // An entry sent while items up to `item` were handled waits until they are all settled; and
+    // since any one of them from `from` on may have sent it, none of those is recorded without
+    // it. So the commit records items up to `rx` and the entries before the first that waits
+    // for an item after `rx`, where `rx` stays below the `from` of every entry left behind
+    // (lowering `rx` may leave more behind, so until it holds).
+    let rx = this.settledRx
+    let count = pending.length
+    for (;;) {
+      count = pending.findIndex((entry) => entry.item !== undefined && entry.item > rx)
+      if (count < 0) {
+        count = pending.length
+        break
+      }
+      let bound = rx
+      for (let i = count; i < pending.length; i++) {
+        const { item, from = item } = pending[i]
+        if (from !== undefined && from - 1 < bound) bound = from - 1
+      }
+      if (bound >= rx) break
+      rx = bound
     }
+    rx = Math.max(rx, this.recordedRx)
+    const entries: StoredEntry[] = pending.slice(0, count)
+    let broadcast: string | undefined
+    for (const entry of pending.slice(0, count)) if (entry.broadcast !== undefined) broadcast = entry.broadcast
     const trim = this.outbox.acked
     if (!this.pulling && rx <= this.recordedRx && entries.length === 0 && trim <= this.trimmed) return undefined
     return {
@@ -180,8 +231,7 @@ export class Journal {
     if (this.stopped || this.inFlight) return
     const batch = this.nextBatch()
     if (!batch) {
-      this.drained?.()
-      this.drained = undefined
+      this.release()
       return
     }
     const { rx, entries } = batch
@@ -190,27 +240,31 @@ export class Journal {
     this.link.commit(this.id, batch).then(
       (result) => {
         this.inFlight = false
-        if (this.stopped) return
         if (!result.ok) {
+          if (!this.stopped) this.host.failed(result.reason)
           this.stopped = true
-          this.host.failed(result.reason)
-          return
+        } else {
+          // Applied even once stopped: what the store recorded must be known before the session is let go.
+          const gap = result.gap.map(fromStored)
+          this.outbox.insert(batch.base, gap)
+          this.recordedTx = batch.base + gap.length + entries.length
+          this.outbox.recorded(this.recordedTx)
+          const elsewhere = result.waiting > this.trimmed && batch.trim > this.trimmed
+          this.trimmed = Math.max(this.trimmed, batch.trim)
+          this.recordedRx = Math.max(this.recordedRx, rx)
+          this.host.committed(this.recordedRx, elsewhere ? this.trimmed : undefined)
         }
-        const gap = result.gap.map(fromStored)
-        this.outbox.insert(batch.base, gap)
-        this.recordedTx = batch.base + gap.length + entries.length
-        this.outbox.recorded(this.recordedTx)
-        const elsewhere = result.waiting > this.trimmed && batch.trim > this.trimmed
-        this.trimmed = Math.max(this.trimmed, batch.trim)
-        this.recordedRx = Math.max(this.recordedRx, rx)
-        this.host.committed(this.recordedRx, elsewhere ? this.trimmed : undefined)
-        this.commit()
+        this.wake(this.idled)
+        if (this.stopped) this.release()
+        else this.commit()
       },
       (error: unknown) => {
         this.inFlight = false
-        if (this.stopped) return
-        this.stopped = true
-        this.host.failed(error instanceof Error ? error : new Error(String(error)))
+        if (!this.stopped) {
+          this.stopped = true
+          this.host.failed(error instanceof Error ? error : new Error(String(error)))
+        }
+        this.release()
       },
     )
   }

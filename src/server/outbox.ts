@@ -38,6 +38,11 @@ export interface Outgoing {
    * recorded, and written, only with that item.
    */
   readonly item?: number
+  /**
+   * With `item`: the oldest client item being handled when it was sent. It was sent by one of the
+   * items from here to `item`, so no commit may record this one without recording those too.
+   */
+  readonly from?: number
   /** With a shared store, for a broadcast: its id in the service's broadcast log. */
   readonly broadcast?: string
   /** Only for `session.send()`: its promise, and what settles it. */

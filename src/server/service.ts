@@ -29,14 +29,18 @@ export interface ServiceHost {
   readonly sessions: Map<string, Session>
   readonly sessionTtl: number
   readonly maxQueue: number
+  readonly maxQueueBytes: number
   /** Makes a session (restored from a claim, or new) and registers it in `sessions`. */
   create(principal: string | undefined, shared: SharedSession): Session
   /** A session no node holds, as a handle for `expire` and for sends through the store. */
   handle(id: string, principal: string | undefined): Session
   opened(session: Session, resumed: boolean): void
   expired(session: Session, reason: ExpireReason): void
-  /** Queues a broadcast from the service's log to the sessions this node holds. */
-  broadcastHere(message: SharedMessage): void
+  /**
+   * Queues a broadcast from the service's log to the sessions this node holds whose place in
+   * the log is not before `readFrom` (where the read that found it began).
+   */
+  broadcastHere(message: SharedMessage, readFrom: string): void
   error(error: Error): void
 }
 
@@ -137,11 +141,15 @@ export class SharedService {
         })
         session.attach(connection, { ack: frame.ack, resumed: true })
         this.host.opened(session, true)
+        // Appended by another node between the claim and now: its notice found no session here.
+        session.pull()
         // What was broadcast while it was away: the next read of the log starts where it stands.
         if (claimed.broadcast !== this.broadcastAt) this.readLog()
         return session
       }
-      reason = claimed
+      reason = claimed === 'lost' ? 'lost' : 'unknown'
+      // Past its deadline: the claim ended it, so this node reports it expired, once.
+      if (claimed === 'expired') this.endedHere(id, principal, 'ttl')
       if (claimed === 'lost') {
         // The store knows less than the client: it ends that session (its messages are not
         // what the client saw) and the client is told, once, and starts a new one.
@@ -150,7 +158,12 @@ export class SharedService {
     }
     const broadcast = this.broadcastAt
     const session = this.host.create(principal, { link: this.link, id: newId(), ack: 0, sent: 0, broadcast })
-    await this.link.create(session.id, principal, deadline, broadcast)
+    try {
+      await this.link.create(session.id, principal, deadline, broadcast)
+    } catch (error) {
+      this.letGo(session) // never recorded: nothing to hand back
+      throw error
+    }
     session.attach(connection, reason ? { ack: 0, resumed: false, reason } : { ack: 0, resumed: false })
     this.host.opened(session, false)
     return session
@@ -171,7 +184,19 @@ export class SharedService {
 
   /** Before the server closes: every held session is released, its connection closed with `close`. */
   async releaseAll(close: { code: number; reason: string }): Promise<void> {
+    // Claims under way register sessions after this begins: until none is left, and nothing is busy.
+    while (this.host.sessions.size > 0 || this.busy.size > 0) {
+      await this.releaseHeld(close)
+      while (this.busy.size > 0) await Promise.all([...this.busy])
+    }
+  }
+
+  private async releaseHeld(close: { code: number; reason: string }): Promise<void> {
     for (const session of [...this.host.sessions.values()]) {
+      if (!session.isHeld) {
+        this.host.sessions.delete(session.id)
+        continue
+      }
       const work = (async () => {
         await session.drain()
         if (!session.isHeld) return
@@ -182,7 +207,6 @@ export class SharedService {
       })()
       this.track(work.catch(this.reportError))
     }
-    while (this.busy.size > 0) await Promise.all([...this.busy])
   }
 
   /**
@@ -191,11 +215,12 @@ export class SharedService {
    */
   async forward(id: string, payload: string): Promise<void> {
     if (!isSessionId(id)) throw new ClosedError(`session ${JSON.stringify(id)} does not exist: session ids are 22 base64url characters`)
-    const seq = await this.link.append(id, { payload }, { waiting: true, maxQueue: this.host.maxQueue })
+    const { maxQueue, maxQueueBytes } = this.host
+    const seq = await this.link.append(id, { payload }, { waiting: true, maxQueue, maxQueueBytes })
     if (seq === 'unknown') throw new ClosedError(`session ${id} does not exist (it ended, or expired)`)
     if (seq === 'full') {
       throw new QueueFullError(
-        `session ${id} has ${this.host.maxQueue} unacknowledged messages (maxQueue); the client is not keeping up or is away`,
+        `session ${id} holds maxQueue (${maxQueue}) unacknowledged messages, or maxQueueBytes (${maxQueueBytes}) with this one; the client is not keeping up or is away`,
       )
     }
     const done = this.wait(id, seq)
@@ -248,10 +273,14 @@ export class SharedService {
     this.link
       .broadcastsAfter(from)
       .then((entries) => {
-        // Each session takes what is after its own place (Session.sendShared), in the log's order.
+        // Each session takes what is after its own place (Session.sendShared), in the log's order;
+        // one whose place is before where this read began (claimed meanwhile) waits for its own read.
         for (const message of asMessages(entries)) {
           if (isAfter(message.broadcast, this.broadcastAt)) this.broadcastAt = message.broadcast
-          this.host.broadcastHere(message)
+          this.host.broadcastHere(message, from)
+        }
+        for (const session of this.host.sessions.values()) {
+          if (session.isHeld && isAfter(this.broadcastAt, session.broadcastPosition)) this.readAgain = true
         }
       })
       .catch(this.reportError)
@@ -354,15 +383,26 @@ export class SharedService {
     const error = new DeliveryError(`session ${id} ended (${reason}) before the client acknowledged`)
     for (const waiter of list ?? []) waiter.reject(error)
     const here = this.host.sessions.get(id)
-    if (here?.isHeld) this.letGo(here, { code: 1000, reason: 'session ended' })
+    if (here?.isHeld) this.letGoWhenIdle(here, { code: 1000, reason: 'session ended' })
   }
 
   /** `id` was claimed with `epoch`: a holder here with an older claim lets it go. */
   private claimed(id: string, epoch: number): void {
     const here = this.host.sessions.get(id)
     if (here?.isHeld && (here.epoch ?? 0) < epoch) {
-      this.letGo(here, { code: 1000, reason: 'the session was resumed on another connection' })
+      this.letGoWhenIdle(here, { code: 1000, reason: 'the session was resumed on another connection' })
     }
+  }
+
+  /**
+   * Lets a session go once the commit it has in flight is answered: a message that commit
+   * records must not be taken for unrecorded (and appended again) by letGo.
+   */
+  private letGoWhenIdle(session: Session, close: { code: number; reason: string }): void {
+    const work = session.stopRecording().then(() => {
+      if (session.isHeld) this.letGo(session, close)
+    })
+    this.track(work.catch(this.reportError))
   }
 
   /** Expires the sessions whose deadline passed; the store gives each to one node only. */
@@ -429,7 +469,13 @@ export class SharedService {
     for (const session of this.host.sessions.values()) {
       const epoch = session.epoch
       if (!session.isHeld || epoch === undefined) continue
-      this.link.touch(session.id, epoch, deadline).catch(this.reportError)
+      this.link
+        .touch(session.id, epoch, deadline)
+        .then((touched) => {
+          // Gone from the store (it lost writes, or it ended elsewhere): the client is told on resume.
+          if (!touched && session.isHeld) this.letGoWhenIdle(session, { code: 1000, reason: 'session ended' })
+        })
+        .catch(this.reportError)
     }
   }
 

@@ -212,7 +212,9 @@ export class Session<Out = unknown> {
       const item = this.journal?.handling
       if (item !== undefined && item > this.acknowledged) return handledRejection(unrecordedItem())
       // Let go by this node (released, or claimed elsewhere): the message goes through the store.
-      return this.events.forward?.(this, payload) ?? handledRejection(new ClosedError('session has ended'))
+      const forwarded = this.events.forward?.(this, payload) ?? handledRejection(new ClosedError('session has ended'))
+      forwarded.catch(noop) // as any send: an ignored failure must not end the process
+      return forwarded
     }
     const size = Buffer.byteLength(payload)
     const full = this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
@@ -224,7 +226,11 @@ export class Session<Out = unknown> {
       reject = rej
     })
     const item = this.journal?.handling
-    this.enqueue(item === undefined ? { payload, size, promise, resolve, reject } : { payload, size, promise, resolve, reject, item })
+    this.enqueue(
+      item === undefined
+        ? { payload, size, promise, resolve, reject }
+        : { payload, size, promise, resolve, reject, item, from: this.journal?.handlingFrom },
+    )
     return promise
   }
 
@@ -233,10 +239,12 @@ export class Session<Out = unknown> {
    * one object every session holds. Returns false, queuing nothing, when the session has ended
    * or is at `maxQueue` or `maxQueueBytes`. @internal
    */
-  sendShared(message: SharedMessage): boolean {
+  sendShared(message: SharedMessage, readFrom?: string): boolean {
     if (this.ended || !this.held) return false
-    // From the service's log (shared store): each broadcast once, in the log's order.
+    // From the service's log (shared store): each broadcast once, in the log's order. A session
+    // whose place is before where the read began would skip what lies between: it is read for later.
     if (message.broadcast !== undefined) {
+      if (readFrom !== undefined && isAfter(readFrom, this.broadcastAt)) return false
       if (!isAfter(message.broadcast, this.broadcastAt)) return false
       this.broadcastAt = message.broadcast
     }
@@ -368,6 +376,16 @@ export class Session<Out = unknown> {
    */
   drain(): Promise<void> {
     return this.journal?.drain() ?? Promise.resolve()
+  }
+
+  /**
+   * With a shared store: stops recording, and resolves once the commit in flight (if any) has its
+   * answer, so that what the store holds is known before the session is let go. @internal
+   */
+  stopRecording(): Promise<void> {
+    if (!this.journal) return Promise.resolve()
+    this.journal.stop()
+    return this.journal.idle()
   }
 
   /**
@@ -554,7 +572,10 @@ export class Session<Out = unknown> {
     // Numbered when written (outbox.ts): with a shared store, entries may move up behind others' (journal.ts).
     const tail = resTail(id, payload, error)
     const size = Buffer.byteLength(tail)
-    this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq } : { payload: tail, size, reply: true })
+    // With a shared store, recorded with its request; `from`: as any entry, the oldest item being
+    // handled now bounds what may be recorded without it (journal.ts).
+    const from = Math.min(seq, this.journal?.handlingFrom ?? seq)
+    this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq, from } : { payload: tail, size, reply: true })
   }
 
   /** One cumulative ack for everything received in this tick, written at its end. */

@@ -56,8 +56,11 @@ export interface ClaimedSession {
   readonly broadcast: string
 }
 
-/** Why a claim failed: no such session (or another principal's), or the store knows less than the client. */
-export type ClaimRefusal = 'unknown' | 'lost'
+/**
+ * Why a claim failed: no such session (or another principal's), the store knows less than the
+ * client, or its deadline had passed (the claim ended it: the node reports it expired).
+ */
+export type ClaimRefusal = 'unknown' | 'lost' | 'expired'
 
 /** What the client said in its `hello`, as far as a claim needs it. */
 export interface ClaimRequest {
@@ -231,7 +234,18 @@ export interface StoreLink {
    * `'unknown'` if there is no such session, `'full'` if it holds `maxQueue` messages.
    * `waiting`: a promise on this node waits for its ack (the holder will say when it comes).
    */
-  append(id: string, entry: StoredEntry, options: { waiting: boolean; maxQueue: number }): Promise<number | 'unknown' | 'full'>
+  append(
+    id: string,
+    entry: StoredEntry,
+    options: {
+      /** A promise of this node waits for the client's ack of it. */
+      waiting: boolean
+      /** Most messages the session may hold. */
+      maxQueue: number
+      /** Most bytes of messages the session may hold (as the store counts them: what it stores of each). */
+      maxQueueBytes: number
+    },
+  ): Promise<number | 'unknown' | 'full'>
   /** Ends a session (with `epoch`: only if still held with it). True if this call ended it. */
   end(id: string, epoch?: number): Promise<boolean>
   /**

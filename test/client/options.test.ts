@@ -417,7 +417,7 @@ describe('DEFAULTS', () => {
       typeof value === 'object' ? Object.keys(value).map((member) => `${key}.${member}`) : [key],
     )
     for (const path of paths) {
-      expect(source, path).toContain(`{@link DEFAULTS}\`.${path}\``)
+      expect(source, path).toContain(`\`DEFAULTS.${path}\``)
     }
   })
 })

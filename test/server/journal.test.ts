@@ -13,8 +13,8 @@ async function microtasks(): Promise<void> {
   for (let i = 0; i < 10; i++) await Promise.resolve()
 }
 
-const entry = (payload: string, item?: number): Outgoing =>
-  item === undefined ? { payload, size: payload.length } : { payload, size: payload.length, item }
+const entry = (payload: string, item?: number, from?: number): Outgoing =>
+  item === undefined ? { payload, size: payload.length } : { payload, size: payload.length, item, from: from ?? item }
 
 function setup(recorded = { rx: 0, tx: 0, trimmed: 0 }) {
   const commits: Array<{ batch: CommitBatch; answer: (result: CommitResult) => void }> = []
@@ -116,6 +116,34 @@ describe('an item whose handler returns a promise', () => {
     expect(t.commits).toHaveLength(1)
     expect(t.commits[0].batch.rx).toBe(2)
     expect(t.commits[0].batch.entries.map((e) => e.payload)).toEqual(['"reply to 1"', '"reply to 2"'])
+  })
+
+  it("an entry left behind holds back every item that may have sent it: a request's reply queued behind a held message's entry", async () => {
+    const t = setup()
+    let answer = () => {}
+    // Request 1 is being answered; message 2 sends (synchronously: its own entry) and holds its item.
+    t.journal.deliver(1, () => new Promise<void>((resolve) => (answer = resolve)))
+    t.journal.deliver(2, () => {
+      t.outbox.push(entry('"noted"', t.journal.handling, t.journal.handlingFrom))
+      return new Promise(() => {})
+    })
+    // The reply of 1 goes behind 'noted' (2 is still held), and item 1 settles with it.
+    t.outbox.push(entry('"reply 1"', 1, t.journal.handlingFrom))
+    answer()
+    await microtasks()
+    // Item 1 may not be recorded without its reply, which waits behind 'noted': nothing is.
+    expect(t.commits.map((c) => c.batch.rx)).toEqual([])
+  })
+
+  it('what a handler sends while it runs synchronously is its own: later items settling move on without waiting for held ones', async () => {
+    const t = setup()
+    t.journal.deliver(1, () => {
+      t.outbox.push(entry('"echo 1"', t.journal.handling, t.journal.handlingFrom))
+      return new Promise(() => {}) // held for good
+    })
+    expect(t.outbox.unrecorded(0)[0]).toMatchObject({ item: 1, from: 1 })
+    t.journal.deliver(2, () => t.outbox.push(entry('"echo 2"', t.journal.handling, t.journal.handlingFrom)))
+    expect(t.outbox.unrecorded(0)[1]).toMatchObject({ item: 2, from: 2 })
   })
 
   it('a later item settled first is recorded only up to the held one', async () => {
