@@ -1,12 +1,12 @@
 // Builds: ESM (.mjs) and CJS (.cjs) per entry, bundled .d.ts/.d.cts, and the minified IIFE.
 
 import { rmSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import commonjs from '@rollup/plugin-commonjs'
 import resolve from '@rollup/plugin-node-resolve'
 import terser from '@rollup/plugin-terser'
-import typescript from '@rollup/plugin-typescript'
 import { dts } from 'rollup-plugin-dts'
+import { emitDeclarations } from './scripts/build/declarations.mjs'
+import { transpile } from './scripts/build/transpile.mjs'
 
 // Start from an empty dist/, so no stale chunk of an earlier build is packed.
 rmSync('dist', { recursive: true, force: true })
@@ -23,15 +23,18 @@ const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
 // The bindings' declarations import the client's types from the `.` entry instead of bundling
 // a copy: TetherSocket has private members, so a copy would be a different, incompatible type.
 const bindings = ['react', 'vue']
-const client = fileURLToPath(new URL('./src/index.ts', import.meta.url))
-const ts = () => typescript({ tsconfig: './tsconfig.build.json' })
+// One transpiler for every config, so each file is transpiled once; `npm run typecheck` checks types.
+const typescript = transpile({ tsconfig: './tsconfig.build.json' })
 const banner = '/*! tethersocket | MIT */'
+// Declarations keep their TSDoc (for editors) and drop what is marked @internal.
+const declarationOptions = { removeComments: false, stripInternal: true }
+const declarations = emitDeclarations({ tsconfig: './tsconfig.build.json', rootDir: 'src', entries, compilerOptions: declarationOptions })
 
 export default [
   {
     input: { ...entries, cli: 'src/server/cli.ts' },
     external,
-    plugins: [ts()],
+    plugins: [typescript],
     output: {
       dir: 'dist',
       format: 'es',
@@ -43,12 +46,12 @@ export default [
   {
     input: entries,
     external,
-    plugins: [ts()],
+    plugins: [typescript],
     output: { dir: 'dist', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: 'shared-[hash].cjs', exports: 'named' },
   },
   {
     input: 'src/global.ts',
-    plugins: [resolve({ browser: true }), commonjs(), ts()],
+    plugins: [resolve({ browser: true }), commonjs(), typescript],
     output: {
       file: 'dist/tethersocket.global.js',
       format: 'iife',
@@ -58,12 +61,15 @@ export default [
       plugins: [terser({ format: { comments: /^!/ } })],
     },
   },
-  ...Object.entries(entries).flatMap(([name, input]) =>
-    ['d.ts', 'd.cts'].map((ext) => ({
-      input,
-      external: bindings.includes(name) ? [...external, client] : external,
-      plugins: [dts({ tsconfig: './tsconfig.build.json', compilerOptions: { removeComments: false, stripInternal: true } })],
-      output: { file: `dist/${name}.${ext}`, format: 'es', paths: { [client]: ext === 'd.ts' ? './index.js' : './index.cjs' } },
+  // The declarations: emitted once for the package, then bundled per entry as .d.ts and .d.cts.
+  ...Object.entries(declarations).map(([name, input]) => ({
+    input,
+    external: bindings.includes(name) ? [...external, declarations.index] : external,
+    plugins: [dts({ tsconfig: './tsconfig.build.json', compilerOptions: declarationOptions })],
+    output: ['d.ts', 'd.cts'].map((ext) => ({
+      file: `dist/${name}.${ext}`,
+      format: 'es',
+      paths: { [declarations.index]: ext === 'd.ts' ? './index.js' : './index.cjs' },
     })),
-  ),
+  })),
 ]

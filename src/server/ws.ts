@@ -9,10 +9,10 @@
  * reading from the TCP socket: frames of a chunk already read are still emitted, and held.
  * @module
  */
-import { type RawData, WebSocket } from 'ws'
 import { cutReason } from '../protocol/close-reason.js'
 import { type ClientFrame, CloseCode, decodeFrame, FrameError, SUBPROTOCOL } from '../protocol/frames.js'
 import { Liveness } from './liveness.js'
+import { type RawData, WebSocket } from './require-ws.js'
 import type { SessionConnection } from './seams.js'
 import type { Session } from './sessions.js'
 
