@@ -90,6 +90,14 @@ export class FrameError extends Error {
   }
 }
 
+/**
+ * Whether `t` names a frame type tether.v1 defines, in either direction. Frames of other types
+ * are ignored everywhere, before `hello` and `welcome` too (PROTOCOL.md §3.4, §4.1, §4.5).
+ */
+export const isFrameType = (t: unknown): boolean => typeof t === 'string' && FRAME_TYPE.test(t)
+
+const FRAME_TYPE = /^(?:hello|welcome|msg|req|res|ack|ping|pong)$/
+
 const isSeq = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 
 /**
@@ -158,6 +166,11 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
         (typeof err !== 'object' || err === null || typeof err.code !== 'string' || typeof err.message !== 'string')
       ) {
         throw bad('err')
+      }
+      // A reply or an error, never both nor neither (PROTOCOL.md §3.6): either reading of such a frame would be a guess.
+      const hasReply = 'd' in frame
+      if (hasReply === (err !== undefined)) {
+        throw new FrameError('"res" frame must carry exactly one of "d" and "err"', CloseCode.PROTOCOL_ERROR)
       }
       break
     }

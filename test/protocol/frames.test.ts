@@ -10,6 +10,7 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
+  isFrameType,
   msgFrame,
   reqFrame,
   resFrame,
@@ -279,6 +280,24 @@ describe('decodeFrame: structure → 1002', () => {
     const error = refusal(json({ t: 'res', s: 1, id: 1, err }), 'server')
     expect(error.closeCode).toBe(1002)
     expect(error.message).toContain('"err"')
+  })
+})
+
+describe('decodeFrame: a res carries exactly one of d and err (PROTOCOL.md §3.6)', () => {
+  it.each([
+    ['both', { t: 'res', s: 1, id: 1, d: 1, err: { code: 'E', message: 'm' } }],
+    ['neither', { t: 'res', s: 1, id: 1 }],
+  ])('%s: refused with 1002', (_name, frame) => {
+    const error = refusal(json(frame), 'server')
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toContain('exactly one of "d" and "err"')
+  })
+})
+
+describe('isFrameType', () => {
+  it('names the eight tether.v1 frame types, case-sensitively, and nothing else', () => {
+    for (const t of ['hello', 'welcome', 'msg', 'req', 'res', 'ack', 'ping', 'pong']) expect(isFrameType(t), t).toBe(true)
+    for (const t of ['Hello', 'notice', '', 'msg ', 'hellox', 1, null, undefined]) expect(isFrameType(t), String(t)).toBe(false)
   })
 })
 

@@ -17,6 +17,7 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
+  isFrameType,
   MSG_OVERHEAD,
   msgBatcher,
   perTick,
@@ -153,6 +154,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       return
     }
     if (this.phase === 'handshake' && frame?.t !== 'welcome') {
+      // A type tether.v1 does not define is ignored here too (§4.5): a later server may send new
+      // frames before its welcome. (decodeFrame parsed it, so it is an object with a string `t`.)
+      if (!frame && !isFrameType(JSON.parse(data as string).t)) return
       this.notTether('its first frame is not a welcome')
       return
     }
