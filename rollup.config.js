@@ -29,7 +29,7 @@ const banner = '/*! tethersocket | MIT */'
 
 export default [
   {
-    input: { ...entries, cli: 'src/server/cli.ts' },
+    input: { ...entries, cli: 'src/server/cli.ts', conformance: 'src/conformance/cli.ts' },
     external,
     plugins: [ts()],
     output: {
