@@ -174,6 +174,7 @@ describe('handshake', () => {
     ['an ack', '{"t":"ack","s":0}'],
     ['a pong', '{"t":"pong"}'],
     ['an echoed ping (a client type)', '{"t":"ping"}'],
+    ['a client type with invalid fields', '{"t":"req","s":0}'],
   ])('before the welcome, a frame of a tether.v1 type other than welcome (%s) is final too (§4.5)', (_, frame) => {
     const t = setup()
     t.protocol.attach('tether.v1')
@@ -538,7 +539,7 @@ describe('requests', () => {
     const reply = t.request('q')
     await tick()
     t.server({ t: 'res', s: 1, id: 1, ...body })
-    expect(t.droppedWithProtocolError().message).toMatch(/exactly one of "d" and "err"/)
+    expect(t.droppedWithProtocolError().message).toMatch(/"res" frame has an invalid "d"/)
     await tick()
     expect(reply.status).toBe('pending')
   })
