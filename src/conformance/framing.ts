@@ -27,6 +27,7 @@ function msgOfSize(bytes: number, seq = 1): string {
   return head + 'x'.repeat(bytes - head.length - tail.length) + tail
 }
 
+/** The rules of frames as such, in running order. */
 export const framingRules: Rule[] = [
   {
     id: 'frame.invalid-json',

@@ -11,6 +11,7 @@ import { isRefusal, SUBPROTOCOL } from './session.js'
 /** A session id no server has given out. */
 const UNKNOWN_SID = 'x-conformance-no-such-session-0000000000'
 
+/** The rules of the opening, in running order. */
 export const handshakeRules: Rule[] = [
   {
     id: 'subprotocol.selected',

@@ -5,6 +5,7 @@
 import { check } from './expect.js'
 import type { Rule } from './run.js'
 
+/** The rules of the heartbeat. */
 export const heartbeatRules: Rule[] = [
   {
     id: 'ping.pong',

@@ -36,6 +36,7 @@ async function overTheLimit(kit: Kit): Promise<{ session: KitSession; reqs: numb
   return { session, reqs }
 }
 
+/** The rules of requests, in running order. */
 export const requestRules: Rule[] = [
   {
     id: 'req.reply',

@@ -23,6 +23,7 @@ async function sessionWithUnacknowledgedEchoes(kit: Kit): Promise<KitSession> {
   return session
 }
 
+/** The rules of resuming, in running order. */
 export const resumeRules: Rule[] = [
   {
     id: 'resume.welcome',

@@ -7,6 +7,7 @@
 import { closesWith, expectJson } from './expect.js'
 import type { Rule } from './run.js'
 
+/** The rules of sequencing and acks on one connection, in running order. */
 export const sequenceRules: Rule[] = [
   {
     id: 'seq.in-order',

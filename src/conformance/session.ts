@@ -46,6 +46,7 @@ export async function connect(url: string, timeout: number, protocols: string[] 
   return peer
 }
 
+/** Whether `Peer.open` met a refused upgrade rather than a connection. */
 export const isRefusal = (value: Peer | Refusal): value is Refusal => 'refused' in value
 
 /** One session, over one connection at a time. */
@@ -66,7 +67,7 @@ export class KitSession {
   /** How far the current connection's messages were taken in. */
   private cursor = 0
 
-  /** @param connect - opens a connection offering tether.v1 (see {@link connect}) */
+  /** @param connectTo - opens a connection offering tether.v1 (see {@link connect}) */
   constructor(private readonly connectTo: () => Promise<Peer>) {}
 
   /** The current connection. */
@@ -79,7 +80,8 @@ export class KitSession {
    * Opens a connection and says hello: a new session by default, or the `hello` given (as
    * fields or as text). Before the hello it sends `before` (frames of unknown types, §4.1).
    * Resolves with the checked welcome; a welcome that resumes resets nothing, one that does not
-   * starts the session's numbering again (§4.6).
+   * starts the session's numbering again (§4.6). Nothing is resent by itself: each rule sends
+   * what it checks.
    */
   async open(hello: Hello = { sid: null, ack: 0 }, before: (object | string)[] = []): Promise<Welcome> {
     const peer = await this.connectOnly()
