@@ -32,7 +32,7 @@ const declarations = emitDeclarations({ tsconfig: './tsconfig.build.json', rootD
 
 export default [
   {
-    input: { ...entries, cli: 'src/server/cli.ts' },
+    input: { ...entries, cli: 'src/server/cli.ts', conformance: 'src/conformance/cli.ts' },
     external,
     plugins: [typescript],
     output: {

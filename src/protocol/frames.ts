@@ -90,7 +90,7 @@ export class FrameError extends Error {
   }
 }
 
-const isSeq = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+const isSeq = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0
 
 /**
  * Parses and validates one frame. Returns `undefined` for a well-formed frame of an unknown
@@ -159,6 +159,8 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       ) {
         throw bad('err')
       }
+      // A reply or an error, never both nor neither (PROTOCOL.md §3.6): either reading would be a guess.
+      if ('d' in frame !== !err) throw bad('d')
       break
     }
     default:

@@ -5,19 +5,23 @@
  * npx tethersocket-server --port 8080 --host 127.0.0.1 --static ./public
  * ```
  * Every connection is logged. Messages are echoed back to their sender, requests are
- * answered with `{ echo: data }`, so a client can be tried against it at once.
+ * answered with `{ echo: data }`, so a client can be tried against it at once. With
+ * `--conformance` it runs the echo mode the conformance kit needs (docs/PROTOCOL.md §12.2).
  * @module
  */
 import { parseArgs } from 'node:util'
-import { createTetherServer } from './index.js'
+import { createTetherServer, RequestError } from './index.js'
 
-const USAGE = `Usage: tethersocket-server [--port 8080] [--host 127.0.0.1] [--static DIR] [--session-ttl MS] [--quiet]
+const USAGE = `Usage: tethersocket-server [--port 8080] [--host 127.0.0.1] [--static DIR] [--session-ttl MS] [--conformance] [--quiet]
 
 Starts the tethersocket reference server (tether.v1 over WebSocket).
   --port, -p        port to listen on (0 picks a free one)      default 8080
   --host            address to bind                             default 127.0.0.1
   --static DIR      also serve the files in DIR over HTTP
   --session-ttl MS  keep disconnected sessions this long        default 120000
+  --conformance     echo mode for tethersocket-conformance: also a request
+                    {"fail": CODE} gets an error reply with that code, and one
+                    with {"delay": MS} is answered MS later (PROTOCOL.md §12.2)
   --quiet           log nothing but the listening address
 Messages are echoed to their sender; requests are answered with { echo: data }.`
 
@@ -54,7 +58,7 @@ async function main(): Promise<void> {
   server.on('message', (data, session) => {
     session.send(data)
   })
-  server.onRequest((data) => ({ echo: data }))
+  server.onRequest(values.conformance ? conformanceReply : (data) => ({ echo: data }))
   const where = `${values.host.includes(':') ? `[${values.host}]` : values.host}:${server.port}`
   console.log(`tethersocket-server listening on ws://${where}${values.static ? ` (serving ${values.static} at http://${where}/)` : ''}`)
   const stop = () => {
@@ -71,10 +75,26 @@ function parse() {
       host: { type: 'string', default: '127.0.0.1' },
       static: { type: 'string' },
       'session-ttl': { type: 'string', default: '120000' },
+      conformance: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values
+}
+
+/** The longest `delay` echo mode honours (PROTOCOL.md §12.2). */
+const MAX_DELAY = 10_000
+
+/**
+ * A request in echo mode (PROTOCOL.md §12.2): `{ echo: data }`, after `data.delay` ms when it
+ * has one, or an error reply with the code `data.fail` when it has one.
+ */
+async function conformanceReply(data: unknown): Promise<unknown> {
+  const fields = typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {}
+  const delay = typeof fields.delay === 'number' ? Math.min(Math.max(fields.delay, 0), MAX_DELAY) : 0
+  if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+  if (typeof fields.fail === 'string') throw new RequestError(fields.fail, 'failed on request (echo mode)')
+  return { echo: data }
 }
 
 function listenFailure(error: NodeJS.ErrnoException, port: number, host: string): string {

@@ -294,8 +294,9 @@ export class Session<Out = unknown> {
         sid: this.id,
         resumed,
         ack: this.acknowledged,
-        max: this.limits.maxPayload,
-        reqs: this.limits.maxPendingRequests,
+        // JSON has no Infinity: no limit is the largest integer for `max`, and no `reqs` at all (PROTOCOL.md §3.7, §3.8).
+        max: Math.min(this.limits.maxPayload, Number.MAX_SAFE_INTEGER),
+        ...(Number.isFinite(this.limits.maxPendingRequests) && { reqs: this.limits.maxPendingRequests }),
         ...(reason && { reason }),
       }),
     )

@@ -170,6 +170,8 @@ function wellTyped(frame: Record<string, unknown>, from: Side): boolean {
     case 'res': {
       if (from !== 'server' || !isSeq(frame.s) || !isSafeNat(frame.id)) return false
       const err = frame.err as Record<string, unknown> | undefined
+      // Exactly one of a reply and an error (PROTOCOL.md §3.6).
+      if (Object.hasOwn(frame, 'd') === (err !== undefined)) return false
       return (
         err === undefined || (typeof err === 'object' && err !== null && typeof err.code === 'string' && typeof err.message === 'string')
       )

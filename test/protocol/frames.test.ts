@@ -282,6 +282,17 @@ describe('decodeFrame: structure → 1002', () => {
   })
 })
 
+describe('decodeFrame: a res carries exactly one of d and err (PROTOCOL.md §3.6)', () => {
+  it.each([
+    ['both', { t: 'res', s: 1, id: 1, d: 1, err: { code: 'E', message: 'm' } }],
+    ['neither', { t: 'res', s: 1, id: 1 }],
+  ])('%s: refused with 1002', (_name, frame) => {
+    const error = refusal(json(frame), 'server')
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toBe('"res" frame has an invalid "d"')
+  })
+})
+
 describe('decodeFrame: __proto__ keys', () => {
   it('a "__proto__" key in a frame does not pollute Object.prototype', () => {
     const frame = decodeFrame('{"t":"msg","s":1,"d":[{"__proto__":{"polluted":true}}],"__proto__":{"hacked":1}}', 'client')

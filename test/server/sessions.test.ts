@@ -115,6 +115,14 @@ describe('session identity and welcome', () => {
     expect(session.connected).toBe(true)
   })
 
+  it('no limit (Infinity) is announced as such: no reqs, and the largest max JSON integers allow (PROTOCOL.md §3.7, §3.8)', () => {
+    // JSON has no Infinity: written as is, it became null, a welcome every client refuses.
+    const { session, connect } = setup({ maxPayload: Number.POSITIVE_INFINITY, maxPendingRequests: Number.POSITIVE_INFINITY })
+    const conn = connect()
+    expect(conn.raw[0]).not.toContain('null')
+    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: Number.MAX_SAFE_INTEGER }])
+  })
+
   it('the welcome of a resumed connection names the last client seq delivered', () => {
     const { session, connect } = setup()
     const first = connect()

@@ -44,6 +44,9 @@ export interface SessionInfo {
   reason?: string
 }
 
+/** The types of the frames a client sends (PROTOCOL.md §3.1) that a server frame decodes to nothing for. */
+const CLIENT_TYPES = /^(hello|req|ping)$/
+
 /** A timer that fires this much later than asked was throttled or frozen: re-probe before judging. */
 const LATE = 1000
 
@@ -153,6 +156,10 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       return
     }
     if (this.phase === 'handshake' && frame?.t !== 'welcome') {
+      // A type tether.v1 does not define is ignored here too (§4.5): a later server may send new
+      // frames before its welcome. What decodes to nothing here is an object with a string `t`:
+      // of such a type, or of a client frame (an echoed hello), which shows it is no tether server.
+      if (!frame && !CLIENT_TYPES.test(JSON.parse(data as string).t)) return
       this.notTether('its first frame is not a welcome')
       return
     }

@@ -7,7 +7,8 @@
  * well-formed client frames, and ends in exactly one of: normal processing (as a reference
  * model of docs/PROTOCOL.md §2–§4 predicts: what is delivered, acknowledged and answered),
  * or a drop with 4002 and a ProtocolError (final only when the first frame shows the server
- * does not speak tether.v1).
+ * does not speak tether.v1), or, before the welcome, nothing at all for a frame of a type
+ * tether.v1 does not define.
  */
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
@@ -118,6 +119,9 @@ function feed(t: Setup, data: WireData): Drop | undefined {
   }
   return drop
 }
+
+/** The frame types tether.v1 defines, in either direction (§3). */
+const V1_TYPES: unknown[] = ['hello', 'welcome', 'msg', 'req', 'res', 'ack', 'ping', 'pong']
 
 /** What the server frame `data` is, as the grammar sees it: `null` when it is refused. */
 function parse(data: WireData): ServerFrame | undefined | null {
@@ -234,7 +238,7 @@ const snapshot = prototypeSnapshot()
 afterEach(() => expectNoPollution(snapshot))
 
 describe('TetherProtocol.receive in the handshake', () => {
-  it('a welcome starts the session; any other first frame is a final ProtocolError naming raw mode', async () => {
+  it('a welcome starts the session; a frame of an undefined type is ignored; any other is a final ProtocolError naming raw mode', async () => {
     await fc.assert(
       fc.asyncProperty(anyWireData, async (data) => {
         const t = setup()
@@ -251,6 +255,11 @@ describe('TetherProtocol.receive in the handshake', () => {
           await microtasks()
           const sent = t.written.slice(1).map((w) => JSON.parse(w) as Record<string, unknown>)
           expect(sent.map((f) => f.s)).toEqual(sent.length ? [1, 2, 3, 4, 5].slice(0, sent.length) : [])
+        } else if (frame === undefined && !V1_TYPES.includes(JSON.parse(data as string).t)) {
+          // A type tether.v1 does not define (§4.5): ignored, the welcome is still awaited.
+          expect(drop).toBeUndefined()
+          expect(t.readies).toBe(0)
+          expect(t.written).toHaveLength(1)
         } else {
           expect(drop?.final).toBe(true)
           expect(drop?.error?.message).toMatch(/mode: 'raw'/)

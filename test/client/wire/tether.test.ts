@@ -170,6 +170,32 @@ describe('handshake', () => {
     expect(t.host.ready).not.toHaveBeenCalled()
   })
 
+  it.each([
+    ['an ack', '{"t":"ack","s":0}'],
+    ['a pong', '{"t":"pong"}'],
+    ['an echoed ping (a client type)', '{"t":"ping"}'],
+    ['a client type with invalid fields', '{"t":"req","s":0}'],
+  ])('before the welcome, a frame of a tether.v1 type other than welcome (%s) is final too (§4.5)', (_, frame) => {
+    const t = setup()
+    t.protocol.attach('tether.v1')
+    t.protocol.receive(frame)
+    expect(t.host.drop).toHaveBeenCalledTimes(1)
+    expect(t.host.drop.mock.calls[0][2]?.final).toBe(true)
+  })
+
+  it('before the welcome, frames of types tether.v1 does not define are ignored; the welcome then opens (§4.5)', async () => {
+    const t = setup()
+    t.protocol.attach('tether.v1')
+    t.server({ t: 'notice', text: 'a later server may say something first' })
+    t.server({ t: 'Welcome', sid: 'names are case-sensitive' })
+    expect(t.host.drop).not.toHaveBeenCalled()
+    t.server({ t: 'welcome', sid: 's1', resumed: false, ack: 0, max: MiB })
+    await tick()
+    expect(t.host.ready).toHaveBeenCalledTimes(1)
+    expect(t.protocol.sessionId).toBe('s1')
+    expect(t.host.drop).not.toHaveBeenCalled()
+  })
+
   it('a second welcome is a protocol error', async () => {
     const t = setup()
     await t.connect()
@@ -502,6 +528,20 @@ describe('requests', () => {
     expect((reply.error as ReplyError).code).toBe('E_FORBIDDEN')
     expect((reply.error as ReplyError).message).toContain('not yours')
     expect((reply.error as ReplyError).data).toEqual({ op: 'delete' })
+  })
+
+  it.each([
+    ['both d and err', { d: 'value', err: { code: 'E', message: 'm' } }],
+    ['neither d nor err', {}],
+  ])('a res with %s is a protocol error (§3.6): the request stays pending, to be answered after the resume', async (_, body) => {
+    const t = setup()
+    await t.connect()
+    const reply = t.request('q')
+    await tick()
+    t.server({ t: 'res', s: 1, id: 1, ...body })
+    expect(t.droppedWithProtocolError().message).toMatch(/"res" frame has an invalid "d"/)
+    await tick()
+    expect(reply.status).toBe('pending')
   })
 
   it('a res counts in the server sequence: acknowledged, deduplicated, and gaps refused', async () => {
