@@ -11,7 +11,7 @@ import { serveChat } from '../examples/script-tag/chat-server.mjs'
 
 // What a first build takes on a modest 2-core machine; a guess shown before it starts, so the
 // wait is not silent. Update it when the build's duration changes.
-const BUILD_SECONDS = 30
+const BUILD_SECONDS = 10
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bundle = join(root, 'dist', 'tethersocket.global.js')

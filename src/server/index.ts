@@ -302,7 +302,12 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
    * `maxDisconnectedBytes`.
    */
   broadcast(data: Out): void {
-    const payload = encodePayload(data)
+    let payload: string
+    try {
+      payload = encodePayload(data)
+    } catch (cause) {
+      throw new EncodeError(`broadcast: message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data })
+    }
     if (this.shared) this.shared.broadcast(payload)
     else this.broadcastHere(payload)
   }
@@ -731,6 +736,10 @@ export async function createTetherServer<In = unknown, Out = unknown, Requests e
     const value = settings[key]
     if (typeof value !== 'number' || !(value >= 0) || (key !== 'heartbeatInterval' && value === 0)) {
       throw optionError(key, 'a positive number', value)
+    }
+    // Announced to clients in welcome, where only an integer is valid (PROTOCOL.md §3.8).
+    if (key === 'maxPendingRequests' && !Number.isInteger(value) && value !== Number.POSITIVE_INFINITY) {
+      throw optionError(key, 'a positive integer (or Infinity for no limit)', value)
     }
     // Timers fire at once beyond their 32-bit limit: a session kept "forever" would expire at once.
     if (TIMED.includes(key) && value > MAX_TIMER) {

@@ -4,7 +4,7 @@
  */
 import { createServer } from 'node:http'
 import { describe, expect, it } from 'vitest'
-import { OptionError } from '../../src/errors.js'
+import { EncodeError, OptionError } from '../../src/errors.js'
 import { createTetherServer } from '../../src/server/index.js'
 
 describe('createTetherServer: timer options', () => {
@@ -52,5 +52,23 @@ describe('createTetherServer: option names and shapes', () => {
     const refused = createTetherServer(options as never)
     await expect(refused).rejects.toThrow(OptionError)
     await expect(refused).rejects.toThrow(message)
+  })
+})
+
+describe('createTetherServer: what clients are told must be valid', () => {
+  it('maxPendingRequests, announced in welcome as reqs, must be an integer', async () => {
+    await expect(createTetherServer({ server: createServer(), maxPendingRequests: 2.5 })).rejects.toThrow(
+      'options.maxPendingRequests must be a positive integer (or Infinity for no limit); got 2.5',
+    )
+  })
+
+  it('broadcast of a value JSON cannot carry throws an EncodeError, like send() rejects with one', async () => {
+    const server = await createTetherServer({ server: createServer() })
+    try {
+      expect(() => server.broadcast(10n as never)).toThrow(EncodeError)
+      expect(() => server.broadcast(undefined as never)).toThrow(/broadcast: message cannot be encoded as JSON/)
+    } finally {
+      await server.close()
+    }
   })
 })
