@@ -174,7 +174,7 @@ describe('tethersocket-conformance', () => {
 
   it('PROTOCOL.md §12 and the package name the bin the kit is built as', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }
-    expect(pkg.bin['tethersocket-conformance']).toBe('./dist/conformance.mjs')
+    expect(pkg.bin['tethersocket-conformance']).toBe('dist/conformance.mjs')
     expect(readFileSync(KIT, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true)
     expect(readFileSync(join(root, 'docs', 'PROTOCOL.md'), 'utf8')).toContain('npx tethersocket-conformance ws://')
   })
