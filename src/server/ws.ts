@@ -100,7 +100,14 @@ export function attachConnection(ws: WebSocket, principal: string | undefined, h
       if (isBinary) throw new FrameError('binary frame: tether.v1 frames are JSON text', CloseCode.INVALID_DATA)
       const text = asBuffer(data)
       if (early) {
-        if (early.length >= EARLY_MAX) throw new FrameError(`more than ${EARLY_MAX} frames before "welcome"`, CloseCode.PROTOCOL_ERROR)
+        // A client waits for welcome before it sends: what comes meanwhile is held, bounded as
+        // frames before a hello are (no rate limit applies yet).
+        if (early.length >= EARLY_MAX || text.byteLength > PRE_HELLO_MAX) {
+          throw new FrameError(
+            `more than ${EARLY_MAX} frames, or one over ${PRE_HELLO_MAX} bytes, before "welcome"`,
+            CloseCode.PROTOCOL_ERROR,
+          )
+        }
         early.push(text)
         return
       }

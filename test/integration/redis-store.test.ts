@@ -261,4 +261,17 @@ describe('a session in Redis', () => {
     expect(errors[0].message).toMatch(/client item 1 has not finished .* do not await it there/)
     expect(client.messages).toEqual([])
   }, 15000)
+
+  it('frames a client sends before its welcome, while the store is asked, are bounded as frames before a hello are', async () => {
+    const [node] = await twoNodes()
+    const { WebSocket } = await import('ws')
+    const ws = new WebSocket(urlOf(node), 'tether.v1')
+    defer(() => ws.terminate())
+    const closed = new Promise<number>((resolve) => ws.once('close', resolve))
+    await new Promise((resolve) => ws.once('open', resolve))
+    // Both in one write: the second arrives while the session is being recorded in Redis.
+    ws.send(JSON.stringify({ t: 'hello', sid: null, ack: 0 }))
+    ws.send(JSON.stringify({ t: 'msg', s: 1, d: ['x'.repeat(5000)] }))
+    expect(await closed).toBe(1002)
+  })
 })
