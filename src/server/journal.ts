@@ -13,12 +13,16 @@
  * - Delivered: handed to the handlers (`deliver`). Settled: the handlers returned, and any
  *   promise they returned settled. The commit's `rx` is the last item before the first one not
  *   settled.
- * - Entries pushed while items are being handled carry the last delivered item (`item`); a
- *   commit takes the outbox's unrecorded entries in order up to the first whose item is not
- *   yet settled. Entries pushed while nothing is being handled carry none and go at once.
+ * - An entry sent in the async context of an item's handling (its listener, what it awaits,
+ *   the timers and callbacks it starts: Node's AsyncLocalStorage) carries that item (`item`)
+ *   and is recorded only with it, once the item and every one before it are settled. Entries
+ *   sent outside any handling carry none and are recorded at once. A commit takes the
+ *   unrecorded entries it may (moving them ahead of those that wait: messages of different
+ *   items are concurrent, and each item's own keep their order).
  * - One commit in flight per session; what comes meanwhile goes in the next one.
  * @module
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { perTick } from '../protocol/frames.js'
 import type { Outgoing, SessionOutbox } from './outbox.js'
 import type { CommitBatch, StoredEntry, StoreLink } from './store.js'
@@ -34,6 +38,9 @@ export interface JournalHost {
   failed(reason: 'fenced' | 'gone' | Error): void
 }
 
+/** The item whose handling the code running now belongs to, and whose journal (shared store only). */
+const handlingItem = new AsyncLocalStorage<{ readonly journal: Journal; readonly seq: number }>()
+
 /** A gap entry as the outbox holds it. */
 export const fromStored = (entry: StoredEntry): Outgoing =>
   entry.reply
@@ -44,8 +51,6 @@ export const fromStored = (entry: StoredEntry): Outgoing =>
 export class Journal {
   /** Last client item handed to the handlers. */
   private delivered: number
-  /** The item whose handlers are running now, synchronously (what they send is known to be its). */
-  private current: number | undefined
   /** Items delivered whose handlers have not settled, in order, with when their handling began. */
   private readonly unsettled: Array<{ seq: number; at: number }> = []
   /** Last client item the store recorded: what the client is told is acknowledged. */
@@ -88,19 +93,12 @@ export class Journal {
   }
 
   /**
-   * The items an entry pushed now may belong to: from the oldest being handled (`from`) to the
-   * last delivered (`item`); undefined while none is being handled.
+   * The item whose handling the code running now belongs to (its listener, or what that
+   * started), if it is one of this journal's: an entry sent now is recorded with it.
    */
   get handling(): number | undefined {
-    return this.current ?? (this.unsettled.length > 0 ? this.delivered : undefined)
-  }
-
-  /**
-   * The oldest item being handled (see {@link handling}); while a handler runs synchronously,
-   * that item exactly: what it sends then is known to be its own.
-   */
-  get handlingFrom(): number | undefined {
-    return this.current ?? this.unsettled[0]?.seq
+    const handling = handlingItem.getStore()
+    return handling?.journal === this ? handling.seq : undefined
   }
 
   /**
@@ -111,11 +109,9 @@ export class Journal {
     this.delivered = seq
     this.unsettled.push({ seq, at: Date.now() })
     let result: unknown
-    this.current = seq
     try {
-      result = run()
+      result = handlingItem.run({ journal: this, seq }, run)
     } finally {
-      this.current = undefined
       if (!isThenable(result)) this.settle(seq)
     }
     if (isThenable(result)) {
@@ -188,32 +184,13 @@ export class Journal {
 
   /** What a commit now would record, or undefined if it would record nothing. */
   private nextBatch(): (CommitBatch & { entries: StoredEntry[] }) | undefined {
-    const pending = this.outbox.unrecorded(this.recordedTx)
-    // An entry sent while items up to `item` were handled waits until they are all settled; and
-    // since any one of them from `from` on may have sent it, none of those is recorded without
-    // it. So the commit records items up to `rx` and the entries before the first that waits
-    // for an item after `rx`, where `rx` stays below the `from` of every entry left behind
-    // (lowering `rx` may leave more behind, so until it holds).
-    let rx = this.settledRx
-    let count = pending.length
-    for (;;) {
-      count = pending.findIndex((entry) => entry.item !== undefined && entry.item > rx)
-      if (count < 0) {
-        count = pending.length
-        break
-      }
-      let bound = rx
-      for (let i = count; i < pending.length; i++) {
-        const { item, from = item } = pending[i]
-        if (from !== undefined && from - 1 < bound) bound = from - 1
-      }
-      if (bound >= rx) break
-      rx = bound
-    }
-    rx = Math.max(rx, this.recordedRx)
-    const entries: StoredEntry[] = pending.slice(0, count)
+    // Items up to `rx` are settled: they are recorded with every entry they sent, and with the
+    // entries of no item; the entries of items still being handled move behind and wait.
+    const rx = this.settledRx
+    const count = this.outbox.recordableFirst(this.recordedTx, (entry) => entry.item === undefined || entry.item <= rx)
+    const entries = this.outbox.unrecorded(this.recordedTx).slice(0, count)
     let broadcast: string | undefined
-    for (const entry of pending.slice(0, count)) if (entry.broadcast !== undefined) broadcast = entry.broadcast
+    for (const entry of entries) if (entry.broadcast !== undefined) broadcast = entry.broadcast
     const trim = this.outbox.acked
     if (!this.pulling && rx <= this.recordedRx && entries.length === 0 && trim <= this.trimmed) return undefined
     return {

@@ -38,11 +38,6 @@ export interface Outgoing {
    * recorded, and written, only with that item.
    */
   readonly item?: number
-  /**
-   * With `item`: the oldest client item being handled when it was sent. It was sent by one of the
-   * items from here to `item`, so no commit may record this one without recording those too.
-   */
-  readonly from?: number
   /** With a shared store, for a broadcast: its id in the service's broadcast log. */
   readonly broadcast?: string
   /** Only for `session.send()`: its promise, and what settles it. */
@@ -257,6 +252,22 @@ export class SessionOutbox {
   unrecorded(recordedUpTo: number): Outgoing[] {
     const from = this.head + this.pending - (this.lastSeq - recordedUpTo)
     return this.entries.slice(Math.max(from, this.head))
+  }
+
+  /**
+   * Moves the unrecorded entries (after `recordedUpTo`) that `may` accepts ahead of those it
+   * does not, each group in its order, and returns how many it accepted. Unrecorded entries were
+   * never written, so their numbers are not known to anyone yet.
+   */
+  recordableFirst(recordedUpTo: number, may: (entry: Outgoing) => boolean): number {
+    const from = Math.max(this.head + this.pending - (this.lastSeq - recordedUpTo), this.head)
+    const tail = this.entries.slice(from)
+    const accepted = tail.filter(may)
+    if (accepted.length < tail.length && accepted.length > 0) {
+      const waiting = tail.filter((entry) => !may(entry))
+      this.entries.splice(from, tail.length, ...accepted, ...waiting)
+    }
+    return accepted.length
   }
 
   /** The store recorded the entries up to `seq`: they may be written now (`flush`). */

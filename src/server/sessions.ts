@@ -226,11 +226,7 @@ export class Session<Out = unknown> {
       reject = rej
     })
     const item = this.journal?.handling
-    this.enqueue(
-      item === undefined
-        ? { payload, size, promise, resolve, reject }
-        : { payload, size, promise, resolve, reject, item, from: this.journal?.handlingFrom },
-    )
+    this.enqueue(item === undefined ? { payload, size, promise, resolve, reject } : { payload, size, promise, resolve, reject, item })
     return promise
   }
 
@@ -573,10 +569,8 @@ export class Session<Out = unknown> {
     // Numbered when written (outbox.ts): with a shared store, entries may move up behind others' (journal.ts).
     const tail = resTail(id, payload, error)
     const size = Buffer.byteLength(tail)
-    // With a shared store, recorded with its request; `from`: as any entry, the oldest item being
-    // handled now bounds what may be recorded without it (journal.ts).
-    const from = Math.min(seq, this.journal?.handlingFrom ?? seq)
-    this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq, from } : { payload: tail, size, reply: true })
+    // With a shared store, recorded with its request (journal.ts).
+    this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq } : { payload: tail, size, reply: true })
   }
 
   /** One cumulative ack for everything received in this tick, written at its end. */

@@ -13,8 +13,8 @@ async function microtasks(): Promise<void> {
   for (let i = 0; i < 10; i++) await Promise.resolve()
 }
 
-const entry = (payload: string, item?: number, from?: number): Outgoing =>
-  item === undefined ? { payload, size: payload.length } : { payload, size: payload.length, item, from: from ?? item }
+const entry = (payload: string, item?: number): Outgoing =>
+  item === undefined ? { payload, size: payload.length } : { payload, size: payload.length, item }
 
 function setup(recorded = { rx: 0, tx: 0, trimmed: 0 }) {
   const commits: Array<{ batch: CommitBatch; answer: (result: CommitResult) => void }> = []
@@ -118,32 +118,61 @@ describe('an item whose handler returns a promise', () => {
     expect(t.commits[0].batch.entries.map((e) => e.payload)).toEqual(['"reply to 1"', '"reply to 2"'])
   })
 
-  it("an entry left behind holds back every item that may have sent it: a request's reply queued behind a held message's entry", async () => {
+  it("a request's reply is recorded with its request, ahead of a message another item still holds", async () => {
     const t = setup()
     let answer = () => {}
-    // Request 1 is being answered; message 2 sends (synchronously: its own entry) and holds its item.
+    // Request 1 is being answered; message 2 sends and holds its item.
     t.journal.deliver(1, () => new Promise<void>((resolve) => (answer = resolve)))
     t.journal.deliver(2, () => {
-      t.outbox.push(entry('"noted"', t.journal.handling, t.journal.handlingFrom))
+      t.outbox.push(entry('"noted"', t.journal.handling))
       return new Promise(() => {})
     })
-    // The reply of 1 goes behind 'noted' (2 is still held), and item 1 settles with it.
-    t.outbox.push(entry('"reply 1"', 1, t.journal.handlingFrom))
+    t.outbox.push(entry('"reply 1"', 1)) // queued behind 'noted'
     answer()
     await microtasks()
-    // Item 1 may not be recorded without its reply, which waits behind 'noted': nothing is.
-    expect(t.commits.map((c) => c.batch.rx)).toEqual([])
+    expect(t.commits).toHaveLength(1)
+    expect(t.commits[0].batch.rx).toBe(1)
+    expect(t.commits[0].batch.entries.map((e) => e.payload)).toEqual(['"reply 1"'])
+    await t.ok()
+    expect(t.written()).toEqual(['reply 1']) // recorded, so written; 'noted' still waits for item 2
   })
 
-  it('what a handler sends while it runs synchronously is its own: later items settling move on without waiting for held ones', async () => {
+  it('what a handler sends is its own: synchronously, after an await, and from a timer it started', async () => {
+    const t = setup()
+    let later = () => {}
+    t.journal.deliver(1, async () => {
+      t.outbox.push(entry('"sync"', t.journal.handling))
+      await Promise.resolve()
+      t.outbox.push(entry('"after await"', t.journal.handling))
+      await new Promise<void>((resolve) => {
+        later = () => {
+          t.outbox.push(entry('"callback"', t.journal.handling))
+          resolve()
+        }
+      })
+    })
+    await microtasks()
+    expect(t.outbox.unrecorded(0).map((e) => e.item)).toEqual([1, 1])
+    later()
+    await microtasks()
+    expect(t.commits[0].batch).toMatchObject({ rx: 1 })
+    expect(t.commits[0].batch.entries.map((e) => e.payload)).toEqual(['"sync"', '"after await"', '"callback"'])
+  })
+
+  it("what is sent outside any handling is recorded at once, ahead of a held item's messages", async () => {
     const t = setup()
     t.journal.deliver(1, () => {
-      t.outbox.push(entry('"echo 1"', t.journal.handling, t.journal.handlingFrom))
-      return new Promise(() => {}) // held for good
+      t.outbox.push(entry('"held"', t.journal.handling))
+      return new Promise(() => {})
     })
-    expect(t.outbox.unrecorded(0)[0]).toMatchObject({ item: 1, from: 1 })
-    t.journal.deliver(2, () => t.outbox.push(entry('"echo 2"', t.journal.handling, t.journal.handlingFrom)))
-    expect(t.outbox.unrecorded(0)[1]).toMatchObject({ item: 2, from: 2 })
+    expect(t.journal.handling).toBeUndefined() // outside the handler
+    t.outbox.push(entry('"broadcast"', t.journal.handling))
+    t.journal.schedule()
+    await microtasks()
+    expect(t.commits[0].batch).toMatchObject({ rx: 0 })
+    expect(t.commits[0].batch.entries.map((e) => e.payload)).toEqual(['"broadcast"'])
+    await t.ok()
+    expect(t.written()).toEqual(['broadcast'])
   })
 
   it('a later item settled first is recorded only up to the held one', async () => {

@@ -6,7 +6,8 @@
 //   { t: 'hold', sid } (a session opened or resumed here) · { t: 'expire', sid, reason } · { t: 'error', message }
 // Env: REDIS_URL, PORT, PREFIX, SESSION_TTL (ms), REQUEST_DELAY (ms the request handler waits),
 // MESSAGE_DELAY (ms: the message handler returns a promise settled that much later, which holds
-// the item's record, and its echo, until then).
+// the item's record, and its echo, until then), ECHO_AFTER_DELAY=1 (the echo is sent after that
+// delay, not before it).
 import { writeSync } from 'node:fs'
 import { createClient } from 'redis'
 import { redisStore } from '../../dist/redis.mjs'
@@ -25,8 +26,15 @@ const server = await createTetherServer({
   heartbeatInterval: 1000,
 })
 const messageDelay = Number(process.env.MESSAGE_DELAY ?? 0)
+const echoAfter = process.env.ECHO_AFTER_DELAY === '1'
 server.on('message', (data, session, info) => {
   say({ t: 'msg', data, id: info.id, redelivered: info.redelivered, sid: session.id })
+  if (echoAfter) {
+    // An outside call first (a database, say), then the echo: it belongs to the item all the same.
+    return new Promise((resolve) => setTimeout(resolve, messageDelay)).then(() => {
+      session.send({ echo: data }).catch(() => {})
+    })
+  }
   session.send({ echo: data }).catch(() => {})
   if (messageDelay > 0) return new Promise((resolve) => setTimeout(resolve, messageDelay))
 })

@@ -41,6 +41,8 @@ export interface NodeOptions {
   sessionTtl?: number
   requestDelay?: number
   messageDelay?: number
+  /** Send the echo after `messageDelay`, not before it. */
+  echoAfterDelay?: boolean
 }
 
 const live = new Set<ChildProcess>()
@@ -65,6 +67,7 @@ export async function startNode(options: NodeOptions): Promise<TetherNode> {
         SESSION_TTL: String(options.sessionTtl ?? 60000),
         REQUEST_DELAY: String(options.requestDelay ?? 0),
         MESSAGE_DELAY: String(options.messageDelay ?? 0),
+        ECHO_AFTER_DELAY: options.echoAfterDelay ? '1' : '0',
       },
     })
     child = proc
