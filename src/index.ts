@@ -37,6 +37,7 @@ export type {
 } from './client/socket.js'
 export { type ReplyType, TetherSocket } from './client/socket.js'
 export type { SessionInfo } from './client/wire/tether.js'
+export type { MessageInfo } from './client/wire/types.js'
 export type { ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
 export {
   AbortError,

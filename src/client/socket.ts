@@ -51,7 +51,7 @@ import { reportLater } from './report.js'
 import { timer } from './timers.js'
 import { RawProtocol } from './wire/raw.js'
 import { type SessionInfo, TetherProtocol } from './wire/tether.js'
-import type { Handover, Protocol, ProtocolHost, WireData } from './wire/types.js'
+import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './wire/types.js'
 
 export type { SocketState } from './lifecycle.js'
 
@@ -96,8 +96,8 @@ export interface TetherSocketStats {
 export interface TetherSocketEvents<In> {
   /** The socket is open and the backlog is being written. */
   open: () => void
-  /** A message from the server (in tether mode: exactly once, in order). */
-  message: (data: In) => void
+  /** A message from the server (in tether mode: exactly once, in order), and where it stands (`info.id`). */
+  message: (data: In, info: MessageInfo) => void
   /**
    * A connection (or an attempt) ended. The final one (`willReconnect: false`) fires once the
    * state is `closed`, so a listener may call `connect()`.
@@ -841,7 +841,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
         return true
       },
       ready: () => this.ready(),
-      deliver: (message) => this.notify('message', message),
+      deliver: (message, info) => this.notify('message', message, info),
       report: (error) => this.notify('error', error),
       drop: (code, text, { error, final = false } = {}) => {
         if (error) this.notify('error', error)

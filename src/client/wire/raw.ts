@@ -6,9 +6,13 @@
  */
 import { EncodeError, ProtocolError, TetherError } from '../../errors.js'
 import type { Payload } from '../outbox.js'
-import type { Handover, Protocol, ProtocolHost, WireData } from './types.js'
+import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './types.js'
 
 /** Binary data as a WebSocket sends it: ArrayBuffer, a view on one, or Blob. */
+
+/** `info` of every message in raw mode: no session, no sequence. */
+const RAW_INFO: MessageInfo = Object.freeze({ id: undefined, seq: undefined, redelivered: false })
+
 export const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
   data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)
 
@@ -63,7 +67,7 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
       this.host.report(new ProtocolError('options.deserialize threw on an incoming message; the message was skipped', { cause, data }))
       return
     }
-    this.host.deliver(message)
+    this.host.deliver(message, RAW_INFO)
   }
 
   flush(): void {

@@ -28,7 +28,7 @@ import type { HeartbeatOptions } from '../options.js'
 import type { Entry } from '../outbox.js'
 import { timer } from '../timers.js'
 import { isBinary } from './raw.js'
-import type { Handover, Protocol, ProtocolHost, WireData } from './types.js'
+import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './types.js'
 
 /** The `session` event's argument: a new server session began. */
 export interface SessionInfo {
@@ -46,6 +46,19 @@ export interface SessionInfo {
 
 /** The types of the frames a client sends (PROTOCOL.md §3.1) that a server frame decodes to nothing for. */
 const CLIENT_TYPES = /^(hello|req|ping)$/
+
+/** `info` of a server message in tether mode: its id is made only when read. */
+class ServerItem implements MessageInfo {
+  readonly redelivered = false
+  constructor(
+    private readonly session: string | undefined,
+    readonly seq: number,
+  ) {}
+
+  get id(): string {
+    return `${this.session}:${this.seq}`
+  }
+}
 
 /** A timer that fires this much later than asked was throttled or frozen: re-probe before judging. */
 const LATE = 1000
@@ -190,7 +203,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
         const first = this.accept(frame.s, frame.d.length)
         for (let i = first; i < frame.d.length; i++) {
           this.rxSeq = frame.s + i
-          this.host.deliver(frame.d[i] as In)
+          this.host.deliver(frame.d[i] as In, new ServerItem(this.sessionId, this.rxSeq))
           if (!this.live) return // a listener closed or reconnected the socket
         }
         return

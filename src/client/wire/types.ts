@@ -1,4 +1,23 @@
 /**
+ * Where a server message stands: the `message` event's second argument.
+ * @example
+ * ```ts
+ * sock.on('message', (msg, info) => {
+ *   if (info.redelivered && seen.has(info.id)) return // shown before a reload
+ *   render(msg)
+ * })
+ * ```
+ */
+export interface MessageInfo {
+  /** Tether mode: the session id and the message's sequence number, stable across resends. Raw mode: undefined. */
+  readonly id: string | undefined
+  /** Tether mode: the message's sequence number in its session. */
+  readonly seq: number | undefined
+  /** True when the page may have seen this message before (across a reload, with `persist`). */
+  readonly redelivered: boolean
+}
+
+/**
  * The seam between the connection (socket.ts) and what flows over it. A wire protocol
  * encodes messages, keeps them in the outbox until they are finished, writes them to the
  * connection, and turns incoming frames into messages, acknowledgements and errors. `raw.ts`
@@ -31,8 +50,8 @@ export interface ProtocolHost<In> {
    * been written again: the socket may run its `onOpen` hook, enter `open` and flush.
    */
   ready(): void
-  /** Hands an incoming application message to the `message` listeners. */
-  deliver(message: In): void
+  /** Hands an incoming application message to the `message` listeners, with where it stands. */
+  deliver(message: In, info: MessageInfo): void
   /** Reports an error as an `error` event; the connection goes on. */
   report(error: TetherError): void
   /**

@@ -34,7 +34,7 @@ describe('incoming messages in raw mode', () => {
     await flush()
     server.connections[0]!.send('{"n":1}')
     await flush()
-    expect(messages).toEqual([[{ n: 1 }]])
+    expect(messages).toEqual([[{ n: 1 }, { id: undefined, seq: undefined, redelivered: false }]])
   })
 
   it('skips a message deserialize throws on, with a ProtocolError event, and stays open', async () => {
@@ -48,7 +48,7 @@ describe('incoming messages in raw mode', () => {
     await flush()
     expect(errors).toHaveLength(1)
     expect(errors[0]![0]).toBeInstanceOf(ProtocolError)
-    expect(messages).toEqual([[2]])
+    expect(messages).toEqual([[2, { id: undefined, seq: undefined, redelivered: false }]])
     expect(sock.state).toBe('open')
   })
 

@@ -172,7 +172,10 @@ describe('state machine (raw mode)', () => {
     server.connections[0]!.send('hello')
     server.connections[0]!.send('world')
     await flush()
-    expect(messages).toEqual([['hello'], ['world']])
+    expect(messages).toEqual([
+      ['hello', { id: undefined, seq: undefined, redelivered: false }],
+      ['world', { id: undefined, seq: undefined, redelivered: false }],
+    ])
   })
 
   it('rejects an invalid URL at construction with OptionError', () => {

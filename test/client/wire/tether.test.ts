@@ -342,6 +342,18 @@ describe('sending', () => {
 })
 
 describe('receiving', () => {
+  it("each message's info names it by session id and sequence number (the server's numbering, the same on a resend)", async () => {
+    const t = setup()
+    await t.connect()
+    t.server({ t: 'msg', s: 1, d: ['a', 'b'] })
+    await tick()
+    const infos = t.host.deliver.mock.calls.map(([, info]) => ({ id: info.id, seq: info.seq, redelivered: info.redelivered }))
+    expect(infos).toEqual([
+      { id: 's1:1', seq: 1, redelivered: false },
+      { id: 's1:2', seq: 2, redelivered: false },
+    ])
+  })
+
   it('delivers messages in order, frame by frame and item by item', async () => {
     const t = setup()
     await t.connect()
@@ -743,7 +755,7 @@ describe('a new session (the old one expired)', () => {
     t.clear()
     t.server({ t: 'msg', s: 1, d: ['fresh'] })
     await tick()
-    expect(t.host.deliver).toHaveBeenLastCalledWith('fresh')
+    expect(t.host.deliver).toHaveBeenLastCalledWith('fresh', expect.objectContaining({ id: 'new:1', seq: 1, redelivered: false }))
     expect(t.frames()).toEqual([{ t: 'ack', s: 1 }])
     expect(t.host.drop).not.toHaveBeenCalled()
   })
