@@ -125,7 +125,7 @@ export class SharedService {
       const here = this.host.sessions.get(id)
       if (here?.isHeld && here.principal === principal) {
         await here.drain()
-        this.letGo(here, { code: 1000, reason: 'replaced by a newer connection of the same session' })
+        this.letGo(here, { code: 1000, reason: 'replaced by a newer connection of the same session', replaced: true })
       }
       const claimed = await this.link.claim(id, { principal, deadline, ack: frame.ack, acked: frame.acked })
       if (typeof claimed !== 'string') {
@@ -323,7 +323,7 @@ export class SharedService {
    * and the promises of its messages wait here for the ack another node will see. Messages the
    * store had not recorded yet are appended through it. Returns the highest message waited on.
    */
-  private letGo(session: Session, close?: { code: number; reason: string }): number {
+  private letGo(session: Session, close?: { code: number; reason: string; replaced?: boolean }): number {
     const recordedUpTo = session.recordedUpTo
     const recordedItems = session.recordedItems
     const waiting = session.letGo(close)

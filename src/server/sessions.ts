@@ -392,7 +392,7 @@ export class Session<Out = unknown> {
    * server to resolve when another node sees them acknowledged; `send()` from now on goes
    * through the store. @internal
    */
-  letGo(close?: { code: number; reason: string }): Array<{ seq: number; entry: Outgoing }> {
+  letGo(close?: { code: number; reason: string; replaced?: boolean }): Array<{ seq: number; entry: Outgoing }> {
     if (!this.held) return []
     this.held = false
     this.journal?.stop()
@@ -402,7 +402,8 @@ export class Session<Out = unknown> {
     this.connection = undefined
     if (connection && close) {
       connection.close(close.code, close.reason)
-      this.events.disconnect?.(this, close.code)
+      // A connection replaced by a newer one of the same session is not a disconnect (as without a store).
+      if (!close.replaced) this.events.disconnect?.(this, close.code)
     }
     this.events.memory?.(this, false, this.outbox.unpark())
     return this.outbox.detachWaiters()

@@ -274,4 +274,24 @@ describe('a session in Redis', () => {
     ws.send(JSON.stringify({ t: 'msg', s: 1, d: ['x'.repeat(5000)] }))
     expect(await closed).toBe(1002)
   })
+
+  it('a resume on the same node while the old connection is still attached: resume, and no disconnect (as without a store)', async () => {
+    const [node] = await twoNodes()
+    const events: string[] = []
+    node.on('disconnect', () => events.push('disconnect'))
+    node.on('resume', () => events.push('resume'))
+    const first = tetherClient(urlOf(node), { reconnect: false })
+    await waitFor(() => first.sock.sessionId, 5000, 'session')
+    const { WebSocket } = await import('ws')
+    const ws = new WebSocket(urlOf(node), 'tether.v1')
+    defer(() => ws.terminate())
+    const welcome = await new Promise<Record<string, unknown>>((resolve) => {
+      ws.once('open', () => ws.send(JSON.stringify({ t: 'hello', sid: first.sock.sessionId, ack: 0, acked: 0, sent: 0 })))
+      ws.once('message', (data) => resolve(JSON.parse(String(data))))
+    })
+    expect(welcome).toMatchObject({ resumed: true })
+    await waitFor(() => first.closes.length > 0, 5000, 'the old connection closed')
+    expect(first.closes[0]).toMatchObject({ code: 1000 })
+    expect(events).toEqual(['resume'])
+  })
 })
