@@ -37,7 +37,7 @@ export type {
 } from './client/socket.js'
 export { type ReplyType, TetherSocket } from './client/socket.js'
 export type { SessionInfo } from './client/wire/tether.js'
-export type { ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
+export type { PersistFailure, ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
 export {
   AbortError,
   ClosedError,
@@ -45,6 +45,7 @@ export {
   DeliveryError,
   EncodeError,
   OptionError,
+  PersistError,
   ProtocolError,
   QueueFullError,
   ReplyError,
