@@ -83,7 +83,7 @@ export interface OutboxHandle {
    * kept as usual; report the error.
    */
   readonly lost?: PersistError
-  /** Applies changes durably; resolves once the transaction completed. */
+  /** Applies changes durably; resolves once the transaction completed, or rejects with a `PersistError` having written nothing of them. */
   commit(changes: PersistChanges): Promise<void>
   /**
    * Takes over an orphan: its entries move into this outbox (after its own), in order; resolves

@@ -147,7 +147,7 @@ export class IndexedDBOutbox implements OutboxHandle {
       )
       if (!adopted) throw persistError('locked', `the outbox ${orphan.id} of "${name}" is gone: another page adopted it first`)
       const { record, moved } = adopted
-      if (moved.length > 0) this.#last = moved[moved.length - 1].position
+      if (moved.length > 0) this.#last = Math.max(this.#last, moved[moved.length - 1].position)
       return { id: record.id, ...(record.session && { session: record.session }), entries: moved }
     } catch (error) {
       throw this.#context.failure() ?? writeError(error, name, `the adoption of the outbox ${orphan.id}`)

@@ -71,10 +71,33 @@ async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle
       `neither sessionStorage nor Web Locks are available, so no later page could find the outbox of "${name}": it is kept in memory only`,
     )
   }
-  const dbName = databaseName(name)
-  let opened: { db: IDBDatabase; created: boolean }
+  const { db, created } = await openOrExplain(indexedDB, databaseName(name))
+  const failure = watch(db, databaseName(name))
+  let release: (() => void) | undefined
   try {
-    opened = await openDatabase(indexedDB, dbName)
+    const claimed = await claim({ db, keyRange, locks, sessionStorage, name, created })
+    release = claimed.release
+    const orphans = locks ? await findOrphans(db, keyRange, locks, name, claimed.record.id) : []
+    const { record, entries } = claimed
+    const opened: PersistedOutbox = { id: record.id, ...(record.session && { session: record.session }), entries: entries.map(entryOf) }
+    const context = { name, db, keyRange, locks, sessionStorage, record, release: claimed.release, failure }
+    return new IndexedDBOutbox(context, opened, orphans, claimed.lost)
+  } catch (error) {
+    release?.()
+    db.close()
+    throw (
+      failure() ??
+      (error instanceof PersistError
+        ? error
+        : persistError(reasonOf(error), `IndexedDB failed while opening the outbox of "${name}"`, error))
+    )
+  }
+}
+
+/** Opens the database, or throws the PersistError that says why it cannot be. */
+async function openOrExplain(indexedDB: IDBFactory, dbName: string): Promise<{ db: IDBDatabase; created: boolean }> {
+  try {
+    return await openDatabase(indexedDB, dbName)
   } catch (error) {
     throw reasonOf(error) === 'version'
       ? persistError(
@@ -88,14 +111,17 @@ async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle
           error,
         )
   }
-  const { db, created } = opened
+}
+
+/** Watches the connection for being closed under the page; returns what happened, once it has. */
+function watch(db: IDBDatabase, dbName: string): () => PersistError | undefined {
   let failure: PersistError | undefined
   db.onversionchange = (event) => {
     // Close at once: a newer page's upgrade, or the deletion, waits for this connection.
     db.close()
     failure ??=
       event.newVersion === null
-        ? persistError('evicted', `the database "${dbName}" was deleted (site data cleared): what was pending is kept in memory only`)
+        ? persistError('evicted', `the database "${dbName}" was deleted (site data cleared): what is pending is kept in memory only`)
         : persistError(
             'version',
             `a newer version of tethersocket upgraded "${dbName}" in another page: this page keeps what is pending in memory only`,
@@ -108,69 +134,75 @@ async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle
       `the browser closed the database "${dbName}" (its storage was cleared or failed): what is pending is kept in memory only`,
     )
   }
+  return () => failure
+}
 
-  let release: (() => void) | undefined
-  try {
-    const key = tabKey(name)
-    const kept = readTab(sessionStorage, key)
-    let mine: { record: OutboxRecord; entries: EntryRecord[] } | undefined
-    let lost: PersistError | undefined
-    if (kept) {
-      release = locks ? await tryLock(locks, lockName(name, kept)) : () => undefined
-      // No release: another page of this browser holds it (this tab was duplicated, or another
-      // socket of this page has it), and this page gets an outbox of its own.
-      if (release) mine = await reopen(db, keyRange, kept)
-      if (release && !mine) {
-        // Gone. The tab kept its id but the database had to be created: the browser deleted it
-        // since the last page. Otherwise it was adopted by another page while this tab was
-        // reloading (that page delivers what it held), or discarded: nothing is lost.
-        if (created) {
-          lost = persistError(
-            'evicted',
-            `the stored outbox of "${name}" is gone: the browser deleted this site's storage since the last page (evicted, or cleared), and what it held is lost`,
-          )
-        }
+interface Claiming {
+  readonly db: IDBDatabase
+  readonly keyRange: typeof IDBKeyRange
+  readonly locks: Locks | undefined
+  readonly sessionStorage: Storage | undefined
+  readonly name: string
+  /** Whether opening created the database (none existed). */
+  readonly created: boolean
+}
+
+interface Claimed {
+  readonly record: OutboxRecord
+  readonly entries: EntryRecord[]
+  /** Releases its lock. */
+  readonly release: () => void
+  readonly lost?: PersistError
+}
+
+/**
+ * This page's outbox, under its lock: the one this tab kept when its lock is free and it still
+ * exists, else a new one (then kept in sessionStorage for the tab's next page). Without Web
+ * Locks, the kept one whenever it exists.
+ */
+async function claim({ db, keyRange, locks, sessionStorage, name, created }: Claiming): Promise<Claimed> {
+  const hold = (id: string) => (locks ? tryLock(locks, lockName(name, id)) : Promise.resolve(() => undefined))
+  const key = tabKey(name)
+  const kept = readTab(sessionStorage, key)
+  let lost: PersistError | undefined
+  if (kept) {
+    // No lock: another page holds it (this tab was duplicated, or another socket of this page has
+    // it), and this page gets an outbox of its own.
+    const release = await hold(kept)
+    if (release) {
+      const found = await reopen(db, keyRange, kept).catch((error: unknown) => {
         release()
-        release = undefined
+        throw error
+      })
+      if (found) return { ...found, release }
+      release()
+      // Gone. The tab kept its id but the database had to be created: the browser deleted it
+      // since the last page. Otherwise another page adopted it while this tab was reloading (and
+      // delivers what it held), or it was discarded: nothing is lost.
+      if (created) {
+        lost = persistError(
+          'evicted',
+          `the stored outbox of "${name}" is gone: the browser deleted this site's storage since the last page (evicted, or cleared), and what it held is lost`,
+        )
       }
     }
-    if (!mine) {
-      const id = newId()
-      release = locks ? await tryLock(locks, lockName(name, id)) : () => undefined
-      if (!release) throw new Error(`the lock of a new outbox is taken: ${id}`)
-      const now = Date.now()
-      const record: OutboxRecord = { id, created: now, opened: now }
-      await transact(db, 'readwrite', (tx) => {
-        tx.objectStore(OUTBOXES).add(record)
-        return () => undefined
-      })
-      mine = { record, entries: [] }
-      writeTab(sessionStorage, key, id)
-    }
-    const orphans = locks ? await findOrphans(db, keyRange, locks, name, mine.record.id) : []
-    const own = mine.record
-    const context = {
-      name,
-      db,
-      keyRange,
-      locks,
-      sessionStorage,
-      record: own,
-      release: release ?? (() => undefined),
-      failure: () => failure,
-    }
-    const snapshot: PersistedOutbox = { id: own.id, ...(own.session && { session: own.session }), entries: mine.entries.map(entryOf) }
-    return new IndexedDBOutbox(context, snapshot, orphans, lost)
-  } catch (error) {
-    release?.()
-    db.close()
-    throw (
-      failure ??
-      (error instanceof PersistError
-        ? error
-        : persistError(reasonOf(error), `IndexedDB failed while opening the outbox of "${name}"`, error))
-    )
   }
+  const id = newId()
+  const release = await hold(id)
+  if (!release) throw new Error(`the lock of a new outbox is taken: ${id}`)
+  const now = Date.now()
+  const record: OutboxRecord = { id, created: now, opened: now }
+  try {
+    await transact(db, 'readwrite', (tx) => {
+      tx.objectStore(OUTBOXES).add(record)
+      return () => undefined
+    })
+  } catch (error) {
+    release()
+    throw error
+  }
+  writeTab(sessionStorage, key, id)
+  return { record, entries: [], release, ...(lost && { lost }) }
 }
 
 /** Ids of outboxes: 128 random bits in hex (never a ':', which lock names use as separator). */
