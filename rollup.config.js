@@ -18,6 +18,7 @@ const entries = {
   redis: 'src/redis/index.ts',
   react: 'src/bindings/react.ts',
   vue: 'src/bindings/vue.ts',
+  persist: 'src/persist/index.ts',
 }
 const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
 // The bindings' declarations import the client's types from the `.` entry instead of bundling

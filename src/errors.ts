@@ -49,6 +49,8 @@ export type TetherErrorCode =
   | 'ERR_UNSUPPORTED'
   /** A plain {@link TetherError} from the React or Vue binding: creating the socket threw something that was not a TetherError. */
   | 'ERR_CREATE'
+  /** {@link PersistError}: the durable outbox (`tethersocket/persist`) cannot keep what it was given; its `reason` says why. */
+  | 'ERR_PERSIST'
 
 /**
  * The code of a {@link ReplyError}: what the server's request handler gave. The reference server
@@ -180,5 +182,34 @@ export class ReplyError extends TetherError {
 
   constructor(message: string, code: ReplyErrorCode, options?: TetherErrorOptions) {
     super(message, options, 'ReplyError', code)
+  }
+}
+
+/** Why a durable outbox store (`tethersocket/persist`) cannot keep the outbox: a {@link PersistError}'s `reason`. */
+export type PersistFailure =
+  /** IndexedDB is missing or refused to open (a private window, storage disabled), or a storage operation failed. */
+  | 'unavailable'
+  /** The browser's storage quota is used up: the change was not written. */
+  | 'quota'
+  /** The browser deleted the stored outbox under the page (storage cleared or evicted). */
+  | 'evicted'
+  /** The database was written by a newer version of tethersocket, which this one does not downgrade. */
+  | 'version'
+  /** Another page holds the outbox (it reopened or adopted it first), or this page no longer does. */
+  | 'locked'
+
+/**
+ * The durable outbox (`tethersocket/persist`) cannot keep what it was given: `reason` says why
+ * ({@link PersistFailure}); `cause` is the browser's error, when there is one. What was not
+ * written is still held in memory: only its survival of a reload is lost.
+ */
+export class PersistError extends TetherError {
+  declare readonly code: 'ERR_PERSIST'
+  /** Why: `'unavailable'`, `'quota'`, `'evicted'`, `'version'` or `'locked'`. */
+  readonly reason: PersistFailure
+
+  constructor(message: string, reason: PersistFailure, options?: TetherErrorOptions) {
+    super(message, options, 'PersistError', 'ERR_PERSIST')
+    this.reason = reason
   }
 }

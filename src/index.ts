@@ -38,7 +38,7 @@ export type {
 export { type ReplyType, TetherSocket } from './client/socket.js'
 export type { SessionInfo } from './client/wire/tether.js'
 export type { MessageInfo } from './client/wire/types.js'
-export type { ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
+export type { PersistFailure, ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
 export {
   AbortError,
   ClosedError,
@@ -46,6 +46,7 @@ export {
   DeliveryError,
   EncodeError,
   OptionError,
+  PersistError,
   ProtocolError,
   QueueFullError,
   ReplyError,

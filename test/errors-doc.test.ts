@@ -116,6 +116,7 @@ describe('docs/ERRORS.md', () => {
       import('../src/redis/index.js'),
       import('../src/bindings/react.js'),
       import('../src/bindings/vue.js'),
+      import('../src/persist/index.js'),
     ])
     const classes = new Set<string>()
     for (const entry of entries) {

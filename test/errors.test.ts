@@ -6,6 +6,7 @@ import {
   DeliveryError,
   EncodeError,
   OptionError,
+  PersistError,
   ProtocolError,
   QueueFullError,
   ReplyError,
@@ -47,6 +48,7 @@ const carriers: Record<TetherErrorCode, string> = {
   ERR_ENCODE: 'EncodeError',
   ERR_UNSUPPORTED: 'TetherError',
   ERR_CREATE: 'TetherError',
+  ERR_PERSIST: 'PersistError',
 }
 
 describe('TetherError', () => {
@@ -136,6 +138,25 @@ describe('ReplyError', () => {
   })
 })
 
+describe('PersistError', () => {
+  it('is a TetherError named PersistError with code ERR_PERSIST and the reason it was given', () => {
+    const cause = new Error('QuotaExceededError')
+    const error = new PersistError('storage is full', 'quota', { cause })
+    expect(error).toBeInstanceOf(PersistError)
+    expect(error).toBeInstanceOf(TetherError)
+    expect(error).toBeInstanceOf(Error)
+    expect(error).toMatchObject({ name: 'PersistError', code: 'ERR_PERSIST', reason: 'quota', message: 'storage is full' })
+    expect(error.cause).toBe(cause)
+    expect(carriers[error.code]).toBe('PersistError')
+    expectTypeOf<PersistError['code']>().toEqualTypeOf<'ERR_PERSIST'>()
+    expectTypeOf<PersistError['reason']>().toEqualTypeOf<'unavailable' | 'quota' | 'evicted' | 'version' | 'locked'>()
+  })
+
+  it('is not an instance of the other error classes', () => {
+    for (const [ErrorClass] of classes) expect(new PersistError('x', 'evicted')).not.toBeInstanceOf(ErrorClass)
+  })
+})
+
 describe('error classes', () => {
   it('are distinct: one is not an instance of another', () => {
     for (const [A] of classes) {
@@ -162,7 +183,7 @@ describe('the export list', () => {
 
   it('exports every error class from the package entry, under its own name', () => {
     const names = exported.map(([name]) => name).sort()
-    expect(names).toEqual([...classes.map(([, name]) => name), 'ReplyError', 'TetherError'].sort())
+    expect(names).toEqual([...classes.map(([, name]) => name), 'PersistError', 'ReplyError', 'TetherError'].sort())
     for (const [name, value] of exported) expect(new (value as ErrorClass)('x').name).toBe(name)
   })
 

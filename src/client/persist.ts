@@ -15,6 +15,7 @@
  * is offered for adoption to the next page that opens with the same name.
  * @module
  */
+import type { PersistError } from '../errors.js'
 
 /** One queued message as the store keeps it. */
 export interface PersistedEntry {
@@ -66,8 +67,9 @@ export interface PersistChanges {
   readonly session?: PersistedSession | null
 }
 
+// Declared in errors.ts, which PersistError's `reason` needs and which imports nothing of the client.
 /** Why a store cannot keep the outbox: the socket then goes on in memory only, and says so. */
-export type PersistFailure = 'unavailable' | 'quota' | 'evicted' | 'version' | 'locked'
+export type { PersistFailure } from '../errors.js'
 
 /** An opened outbox: this page owns it until `close()`. */
 export interface OutboxHandle {
@@ -75,10 +77,21 @@ export interface OutboxHandle {
   readonly opened: PersistedOutbox
   /** Outboxes of pages gone for good (their lock is free) under the same name, offered for adoption. */
   readonly orphans: readonly PersistedOutbox[]
-  /** Applies changes durably; resolves once the transaction completed. */
+  /**
+   * Set when this tab's previous page left an outbox that is gone because the browser deleted the
+   * stored data (reason `'evicted'`): what it held is lost. The outbox opened is a new, empty one,
+   * kept as usual; report the error.
+   */
+  readonly lost?: PersistError
+  /** Applies changes durably; resolves once the transaction completed, or rejects with a `PersistError` having written nothing of them. */
   commit(changes: PersistChanges): Promise<void>
-  /** Takes over an orphan: its entries move into this outbox (after its own), in order; resolves once durable. */
-  adopt(orphan: PersistedOutbox): Promise<void>
+  /**
+   * Takes over an orphan: its entries move into this outbox (after its own), in order; resolves
+   * once durable with what was adopted: the orphan's id and session, and its entries under their
+   * new positions (after every position this outbox holds or was given in a `commit`). Rejects
+   * with reason `'locked'` when another page reopened or adopted it first.
+   */
+  adopt(orphan: PersistedOutbox): Promise<PersistedOutbox>
   /** Releases the lock (the outbox stays, for this tab's next page or for adoption). */
   close(): void
   /** Deletes the outbox for good (the socket closed with nothing pending). */

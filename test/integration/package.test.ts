@@ -150,6 +150,50 @@ describe('the built client (ESM and CJS)', () => {
   })
 })
 
+describe('the durable outbox entry (tethersocket/persist)', () => {
+  it('resolves as ESM and CJS, shares the error classes with the client, and fails clearly where there is no IndexedDB', async () => {
+    const esm: Module = await import('tethersocket/persist')
+    const cjs: Module = require('tethersocket/persist')
+    expect(require.resolve('tethersocket/persist')).toBe(at('dist/persist.cjs'))
+    expect(Object.keys(esm).sort()).toEqual(['PersistError', 'indexedDBStore', 'requestPersistentStorage'])
+    expect(Object.keys(cjs).sort()).toEqual(Object.keys(esm).sort())
+    // One class for both entries: `instanceof` works whichever entry the error came from.
+    expect(esm.PersistError).toBe((await import('tethersocket')).PersistError)
+    expect(cjs.PersistError).toBe(require('tethersocket').PersistError)
+    const error = await esm
+      .indexedDBStore('chat')
+      .open()
+      .catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(esm.PersistError)
+    expect(error).toMatchObject({ code: 'ERR_PERSIST', reason: 'unavailable' })
+    expect(await esm.requestPersistentStorage()).toBe(false)
+  })
+
+  it('imports nothing at runtime, and none of the client: the default bundle does not carry it, nor it the client', () => {
+    const esm = /^\s*(?:import|export)\b[^'"]*?\bfrom\s*['"]([^'"]+)['"]|^\s*import\s*['"]([^'"]+)['"]/gm
+    expect(bareImports('dist/persist.mjs', esm)).toEqual([])
+    expect(bareImports('dist/persist.cjs', /\brequire\(\s*['"]([^'"]+)['"]\s*\)/g)).toEqual([])
+    for (const code of chunks('dist/persist.mjs', esm)) expect(code).not.toMatch(/class TetherSocket\b/)
+    for (const code of chunks('dist/index.mjs', esm)) expect(code).not.toMatch(/indexedDB|navigator\.locks/)
+  })
+})
+
+/** The code of a built file and of every relative chunk it imports. */
+function chunks(entry: string, pattern: RegExp): string[] {
+  const seen = new Map<string, string>()
+  const visit = (url: URL) => {
+    if (seen.has(url.href)) return
+    const code = readFileSync(url, 'utf8')
+    seen.set(url.href, code)
+    for (const match of code.matchAll(pattern)) {
+      const specifier = match[1] ?? match[2]
+      if (specifier.startsWith('.')) visit(new URL(specifier, url))
+    }
+  }
+  visit(pathToFileURL(at(entry)))
+  return [...seen.values()]
+}
+
 /** The bare specifiers a built file imports, directly or through the relative chunks it imports. */
 function bareImports(entry: string, pattern: RegExp): string[] {
   const bare = new Set<string>()

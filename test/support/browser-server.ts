@@ -48,6 +48,20 @@ const esmPage = `<!doctype html>
 </body></html>
 `
 
+/** A page that imports the durable outbox entry (dist/persist.mjs) as `window.persist`, and nothing else. */
+const persistPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tethersocket: persist</title></head>
+<body>
+<script type="module">
+  import * as persist from '/dist/persist.mjs'
+  window.persist = persist
+  // ?open=<name>: opens that store at once, as a socket does when the page starts.
+  const name = new URLSearchParams(location.search).get('open')
+  if (name) window.opening = persist.indexedDBStore(name).open()
+</script>
+</body></html>
+`
+
 /** Path → [content type, file or inline body]. `/dist/<file>` is handled apart. */
 const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/': [HTML, { file: join(root, 'examples', 'script-tag', 'index.html') }],
@@ -56,6 +70,7 @@ const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/harness.js': [JS, { file: join(root, 'test', 'support', 'browser-harness.js') }],
   '/script-tag.html': [HTML, { body: scriptTagPage }],
   '/esm.html': [HTML, { body: esmPage }],
+  '/persist.html': [HTML, { body: persistPage }],
 }
 
 /** Fails with a clear message when the build is missing (`npm test` builds first). */

@@ -1,0 +1,77 @@
+/**
+ * Checking what a caller gives the store (a wrong value would abort the whole transaction with a
+ * platform error that names nothing), and converting between entries and records.
+ * @module
+ */
+import type { PersistChanges, PersistedEntry, PersistedSession } from '../client/persist.js'
+import { OptionError } from '../errors.js'
+import type { EntryRecord } from './schema.js'
+
+const isBinary = (value: unknown): value is ArrayBuffer => Object.prototype.toString.call(value) === '[object ArrayBuffer]'
+const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value)
+/** A time, or Infinity for "never" (as the client's outbox keeps it). */
+const isTime = (value: unknown): value is number => typeof value === 'number' && !Number.isNaN(value)
+
+function shown(value: unknown): string {
+  if (isBinary(value)) return 'an ArrayBuffer'
+  if (typeof value === 'number' || typeof value === 'bigint' || value === undefined) return String(value)
+  try {
+    return JSON.stringify(value)?.slice(0, 80) ?? typeof value
+  } catch {
+    return typeof value
+  }
+}
+
+function check(ok: boolean, what: string, value: unknown): void {
+  if (!ok) throw new OptionError(`commit(): ${what}; got ${shown(value)}`)
+}
+
+/** The record of `entry` in outbox `outbox`, with only the fields the entry has. Throws an OptionError naming the bad field. */
+export function entryRecord(outbox: string, entry: PersistedEntry): EntryRecord {
+  check(typeof entry === 'object' && entry !== null, 'each entry of `put` must be an object', entry)
+  const { position, seq, payload, requestId, staleAt, deadline, key } = entry
+  check(isNumber(position), 'an entry `position` must be a finite number', position)
+  check(isNumber(seq), 'an entry `seq` must be a finite number', seq)
+  check(typeof payload === 'string' || isBinary(payload), 'an entry `payload` must be a string or an ArrayBuffer', payload)
+  check(requestId === undefined || isNumber(requestId), 'an entry `requestId` must be a number when given', requestId)
+  check(staleAt === undefined || isTime(staleAt), 'an entry `staleAt` must be a number when given', staleAt)
+  check(deadline === undefined || isTime(deadline), 'an entry `deadline` must be a number when given', deadline)
+  check(key === undefined || typeof key === 'string', 'an entry `key` must be a string when given', key)
+  return {
+    outbox,
+    position,
+    seq,
+    payload,
+    ...(requestId !== undefined && { requestId }),
+    ...(staleAt !== undefined && { staleAt }),
+    ...(deadline !== undefined && { deadline }),
+    ...(key !== undefined && { key }),
+  }
+}
+
+/** The entry a record holds. */
+export function entryOf(record: EntryRecord): PersistedEntry {
+  const { outbox: _outbox, ...entry } = record
+  return entry
+}
+
+/** Checks a whole `commit()` argument; throws an OptionError naming the first bad part. */
+export function checkChanges(changes: PersistChanges): void {
+  check(typeof changes === 'object' && changes !== null, 'changes must be an object', changes)
+  const { put, remove, session } = changes
+  check(put === undefined || Array.isArray(put), '`put` must be an array of entries', put)
+  check(
+    remove === undefined || (Array.isArray(remove) && remove.every(isNumber)),
+    '`remove` must be an array of positions (numbers)',
+    remove,
+  )
+  if (session) checkSession(session)
+  else check(session === undefined || session === null, '`session` must be a session object, or null to clear it', session)
+}
+
+function checkSession(session: PersistedSession): void {
+  check(typeof session === 'object' && typeof session.id === 'string', '`session.id` must be a string', session)
+  for (const field of ['delivered', 'sent', 'acked'] as const) {
+    check(isNumber(session[field]), `\`session.${field}\` must be a finite number`, session[field])
+  }
+}
