@@ -6,7 +6,8 @@
  * - Cost. Every frame costs at least one token of the bucket (`rate`, `burst`): a message, a
  *   request and a ping one each (a `msg` frame one per item), a frame of an unknown type, a
  *   resend and an ack that moves nothing one. The one exception: an ack that moves the client's
- *   acknowledged sequence forward is free, since such acks are bounded by what the server wrote
+ *   acknowledged sequence forward is free (when decoded on arrival: an ack padded beyond
+ *   {@link DECODE_AT_ONCE} bytes is charged before it is decoded, like any such frame), since such acks are bounded by what the server wrote
  *   (a client that receives much must not spend its own rate acknowledging it). A frame over {@link DECODE_AT_ONCE} bytes also costs its bytes of
  *   the decoding budget (`bytesPerSecond`, `burstBytes`), since parsing costs about what a frame
  *   weighs, while a frame of one message costs one token whatever its size.
