@@ -4,6 +4,8 @@
  * type, on the client's `request()` and on the server's `onRequest()`.
  */
 import { describe, expectTypeOf, it } from 'vitest'
+import type { UseTetherSocketResult } from '../../src/bindings/react.js'
+import type { UseTetherSocketReturn } from '../../src/bindings/vue.js'
 import type { ReplyOf, RequestReply, TetherSocket } from '../../src/index.js'
 import type { RequestHandler } from '../../src/server/index.js'
 
@@ -49,5 +51,20 @@ describe('request types', () => {
     const bad: RequestHandler<Requests> = async () => 'no'
     expectTypeOf(good).toBeFunction()
     expectTypeOf(bad).toBeFunction()
+  })
+})
+
+describe('request types through the bindings', () => {
+  it("React's and Vue's request() are typed by the same Requests as the socket's", () => {
+    const react = async (result: UseTetherSocketResult<string, string, Requests>) => {
+      expectTypeOf(await result.request({ get: 'user', id: 1 })).toEqualTypeOf<User>()
+      // @ts-expect-error not a request the server answers
+      await result.request({ get: 'nope' })
+    }
+    const vue = async (result: UseTetherSocketReturn<string, string, Requests>) => {
+      expectTypeOf(await result.request({ get: 'time' })).toEqualTypeOf<number>()
+    }
+    expectTypeOf(react).toBeFunction()
+    expectTypeOf(vue).toBeFunction()
   })
 })
