@@ -4,11 +4,10 @@
  * move, a claim fences the old holder, `sendTo` reaches a session on another node, and a
  * session whose client never comes back expires once, on one node.
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { redisStore } from '../../src/redis/index.js'
 import type { MessageInfo, Session, TetherServer } from '../../src/server/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
 import { cleanupTether, defer, startProxy, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
 
 let redis: RedisServer
@@ -21,13 +20,7 @@ afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
 /** A connected node-redis client, closed after the test. */
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {}) // a test that restarts Redis sees the client reconnect
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
+const redisClient = () => connectedClient(redis.url)
 
 /** Two server nodes sharing one store (a prefix of their own, so tests do not see each other's sessions). */
 async function twoNodes(options: { sessionTtl?: number } = {}) {

@@ -10,7 +10,7 @@
  * refused with `QueueFullError` once the session holds `maxQueueBytes`. Redis memory is what
  * runs out (and with `noeviction`, every session's writes then fail).
  *
- * The test is `it.fails`: it fails on the current code because of this bug (checked), and passes
+ * The test failed on the code before the fix, because of this bug (checked), and passes
  * once appends are refused beyond `maxQueueBytes` (the hash could keep the queued bytes).
  */
 import { createClient } from 'redis'
@@ -56,7 +56,7 @@ describe('review: sendTo a session whose client is away', () => {
         ]),
       ),
     )
-    // Today: 50 × 'queued' (all appended in Redis).
+    // Before the fix: 50 × 'queued' (all appended in Redis).
     expect(results.filter((r) => r === 'QueueFullError').length).toBeGreaterThan(40)
   })
 })

@@ -14,15 +14,14 @@
  * Reads are in flight every second anyway (the sweep reads the log), and on every broadcast
  * notice. To make the overlap certain, node 0's link here holds one `broadcastsAfter` read until
  * the test lets it go (the link and Redis are real; only that one answer is delayed, as a slow
- * network would). The test is `it.fails`: it fails on the current code because of this bug
+ * network would). The test failed on the code before the fix, because of this bug
  * (checked), and passes once a read's entries go only to sessions whose place it covers.
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { redisStore } from '../../src/redis/index.js'
-import type { SessionStore, StoreLink } from '../../src/server/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
-import { cleanupTether, defer, sleep, startProxy, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { holdingOne } from '../support/store-gate.js'
+import { cleanupTether, sleep, startProxy, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
 
 let redis: RedisServer
 
@@ -32,53 +31,12 @@ beforeAll(async () => {
 afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {})
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
-
-/** A store whose link answers the next `broadcastsAfter` (once armed) only when `release()` is called. */
-function holdingOneRead(store: SessionStore) {
-  let armed = false
-  let letGo: (() => void) | undefined
-  const gate = {
-    held: 0,
-    arm() {
-      armed = true
-    },
-    release() {
-      letGo?.()
-    },
-  }
-  const wrapped: SessionStore = {
-    async open(listener) {
-      const link = await store.open(listener)
-      const held: StoreLink = {
-        ...link,
-        async broadcastsAfter(id) {
-          if (armed) {
-            armed = false
-            gate.held++
-            await new Promise<void>((resolve) => {
-              letGo = resolve
-            })
-          }
-          return link.broadcastsAfter(id)
-        },
-      }
-      return held
-    },
-  }
-  return { store: wrapped, gate }
-}
+const redisClient = () => connectedClient(redis.url)
 
 describe('review: a session claimed while the node reads the broadcast log', () => {
   it('gets every broadcast it missed while away, once, in order', async () => {
     const prefix = `bc-${Date.now()}`
-    const { store, gate } = holdingOneRead(redisStore(await redisClient(), { prefix }))
+    const { store, gate } = holdingOne(redisStore(await redisClient(), { prefix }), 'broadcastsAfter', 'before')
     const a = await startTether({ store, heartbeatInterval: 0 })
     const b = await startTether({ store: redisStore(await redisClient(), { prefix }), heartbeatInterval: 0 })
     for (const node of [a, b]) node.on('error', () => {})
@@ -106,7 +64,7 @@ describe('review: a session claimed while the node reads the broadcast log', () 
     await sleep(300)
     expect(c.sock.sessionId).toBe(cid)
     expect(d.messages).toEqual(['one', 'two', 'three'])
-    // Today: ['three']: 'one' and 'two', logged while c was away, are skipped.
+    // Before the fix: ['three']: 'one' and 'two', logged while c was away, are skipped.
     expect(c.messages).toEqual(['one', 'two', 'three'])
   })
 })

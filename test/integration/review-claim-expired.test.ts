@@ -12,14 +12,13 @@
  * log (kept `2 × sessionTtl` plus a minute), so they are skipped silently. Without a store the
  * same client gets a new session ('unknown').
  *
- * The test is `it.fails`: it fails on the current code because of this bug (checked), and passes
+ * The test failed on the code before the fix, because of this bug (checked), and passes
  * once a claim refuses (and ends) a session whose deadline passed.
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { redisStore } from '../../src/redis/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
 import { cleanupTether, defer, sleep, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
 
 let redis: RedisServer
@@ -30,13 +29,7 @@ beforeAll(async () => {
 afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {})
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
+const redisClient = () => connectedClient(redis.url)
 
 describe('review: a session whose deadline passed while no node ran', () => {
   it('is not resumed by the first node to start again', async () => {
@@ -61,7 +54,7 @@ describe('review: a session whose deadline passed while no node ran', () => {
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
     ws.send(JSON.stringify({ t: 'hello', sid, ack: 0, acked: 0, sent: 0 }))
     await waitFor(() => frames.length > 0, 2000, 'welcome')
-    // Today: { resumed: true, sid } 2.6 s after the session expired, and no expire for it, ever.
+    // Before the fix: { resumed: true, sid } 2.6 s after the session expired, and no expire for it, ever.
     expect(frames[0]).toMatchObject({ t: 'welcome', resumed: false })
   })
 })

@@ -13,16 +13,16 @@
  *
  * Node a's link here answers one commit only after the test lets it go (the commit ran in the
  * real Redis; only its answer is late, as under load). The other connection is a raw `ws` client
- * that resumes the session on node b, as a client whose old connection hung would. The test is
- * `it.fails`: it fails on the current code because of this bug (checked), and passes once a
+ * that resumes the session on node b, as a client whose old connection hung would. The test
+ * failed on the code before the fix, because of this bug (checked), and passes now that a
  * session is let go only after the outcome of its in-flight commit is known.
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { redisStore } from '../../src/redis/index.js'
-import type { Session, SessionStore, StoreLink } from '../../src/server/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import type { Session } from '../../src/server/index.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { holdingOne } from '../support/store-gate.js'
 import { cleanupTether, defer, sleep, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
 
 let redis: RedisServer
@@ -33,54 +33,12 @@ beforeAll(async () => {
 afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {})
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
-
-/** A store whose link, once armed, hands back its next commit's answer only when `release()` is called. */
-function holdingOneCommitAnswer(store: SessionStore) {
-  let armed = false
-  let letGo: (() => void) | undefined
-  const gate = {
-    held: 0,
-    arm() {
-      armed = true
-    },
-    release() {
-      letGo?.()
-    },
-  }
-  const wrapped: SessionStore = {
-    async open(listener) {
-      const link = await store.open(listener)
-      const held: StoreLink = {
-        ...link,
-        async commit(id, batch) {
-          const result = await link.commit(id, batch)
-          if (armed) {
-            armed = false
-            gate.held++
-            await new Promise<void>((resolve) => {
-              letGo = resolve
-            })
-          }
-          return result
-        },
-      }
-      return held
-    },
-  }
-  return { store: wrapped, gate }
-}
+const redisClient = () => connectedClient(redis.url)
 
 describe('review: a claimed notice that overtakes a commit answer', () => {
   it('the message of that commit reaches the client once', async () => {
     const prefix = `cn-${Date.now()}`
-    const { store, gate } = holdingOneCommitAnswer(redisStore(await redisClient(), { prefix }))
+    const { store, gate } = holdingOne(redisStore(await redisClient(), { prefix }), 'commit')
     const a = await startTether({ store, heartbeatInterval: 0 })
     const b = await startTether({ store: redisStore(await redisClient(), { prefix }), heartbeatInterval: 0 })
     for (const node of [a, b]) node.on('error', () => {})
@@ -110,7 +68,7 @@ describe('review: a claimed notice that overtakes a commit answer', () => {
     gate.release()
     await waitFor(() => a.sessions.size === 0, 5000, 'node a let the session go')
     await sleep(500)
-    // Today: [{ s: 1, d: 'x' }, { s: 2, d: 'x' }]: node a appended 'x' again, as if never recorded.
+    // Before the fix: [{ s: 1, d: 'x' }, { s: 2, d: 'x' }]: node a appended 'x' again, as if never recorded.
     expect(items).toEqual([{ s: 1, d: 'x' }])
   })
 })

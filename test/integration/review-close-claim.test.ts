@@ -11,15 +11,14 @@
  * held in Redis by a node that is gone, so the next claim counts it unclean and flags every item
  * the client had written as redelivered.
  *
- * A claim is held in flight here with Redis's `CLIENT PAUSE … WRITE`. The test is `it.fails`: it
- * fails on the current code because of this bug (checked), and passes once sessions registered
- * during `releaseAll` are released too.
+ * A claim is held in flight here with Redis's `CLIENT PAUSE … WRITE`. The test failed
+ * on the code before the fix, because of this bug (checked), and passes now that sessions
+ * registered during `releaseAll` are released too.
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { redisStore } from '../../src/redis/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
-import { cleanupTether, defer, sleep, startProxy, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { cleanupTether, sleep, startProxy, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 let redis: RedisServer
 
@@ -29,13 +28,7 @@ beforeAll(async () => {
 afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {})
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
+const redisClient = () => connectedClient(redis.url)
 
 describe('review: server.close() while a resume is being claimed', () => {
   it('hands that session back too: no expire, and Redis holds it for no node', async () => {
@@ -63,7 +56,7 @@ describe('review: server.close() while a resume is being claimed', () => {
     await sleep(100)
     await withTimeout(node.close(), 5000, 'server.close()')
     expect(resumed).toBe(true) // the claim finished during close()
-    // Today: ['shutdown'], and the hash still says held ('o' = 1).
+    // Before the fix: ['shutdown'], and the hash still says held ('o' = 1).
     expect(expired).toEqual([])
     expect(await admin.sendCommand(['HGET', `${prefix}:{${sid}}`, 'o'])).toBe('0')
   })

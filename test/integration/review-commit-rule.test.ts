@@ -13,7 +13,7 @@
  * therefore exactly-once end to end across a node's death"; "the request, its reply and its
  * acknowledgement are recorded in one write").
  *
- * Both tests are `it.fails`: they fail on the current code because of this bug (checked), and
+ * Both tests failed on the code before the fix, because of this bug (checked), and
  * pass once a commit never records an item while an entry that item's handler may have sent is
  * left behind.
  */
@@ -82,7 +82,7 @@ describe('review: what a handler sends is recorded with its own item', () => {
     await waitFor(() => client.messages.some((m) => m.echo === 2), 5000, 'the echo of item 2, from node 1')
     await sleep(300)
     expect(client.sock.sessionId).toBe(sid)
-    // Each item's echo once. Today: only [{ echo: 2 }]: echo 1 was rejected on node 0 as "will be
+    // Each item's echo once. Before the fix: only [{ echo: 2 }]: echo 1 was rejected on node 0 as "will be
     // delivered again", and item 1 is not delivered again because it was recorded.
     expect(client.messages).toEqual([{ echo: 1 }, { echo: 2 }])
   })
@@ -119,7 +119,7 @@ describe('review: what a handler sends is recorded with its own item', () => {
     await sleep(200) // node 0 commits what it can: today, the request's item without its reply
     target = nodes[1].port
     proxy.cutAll()
-    // Today the request was acknowledged with no reply recorded: node 1 does not run it again,
+    // Before the fix the request was acknowledged with no reply recorded: node 1 does not run it again,
     // and request() rejects with TimeoutError after 4 s.
     await expect(reply).resolves.toBe('answer')
   })

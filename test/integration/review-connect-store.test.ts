@@ -11,7 +11,7 @@
  * socket, and the failed server's `catch` destroys that socket: no client can connect, though the
  * retry succeeded.
  *
- * The test is `it.fails`: it fails on the current code because of this bug (checked), and passes
+ * The test failed on the code before the fix, because of this bug (checked), and passes
  * once a failed `createTetherServer` removes its listener (or registers it only once the store is
  * open).
  */

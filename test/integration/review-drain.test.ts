@@ -12,14 +12,13 @@
  * `await server.close()` hangs.
  *
  * A commit is held in flight here with Redis's `CLIENT PAUSE … WRITE` (a slow Redis, as under an
- * fsync stall). The test is `it.fails`: it fails on the current code because of this bug
+ * fsync stall). The test failed on the code before the fix, because of this bug
  * (checked), and passes once every pending `drain()` resolves.
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { redisStore } from '../../src/redis/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
-import { cleanupTether, defer, sleep, startProxy, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { cleanupTether, sleep, startProxy, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 let redis: RedisServer
 
@@ -29,13 +28,7 @@ beforeAll(async () => {
 afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {})
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
+const redisClient = () => connectedClient(redis.url)
 
 describe('review: two drains of one session', () => {
   it('a client that reconnects to the same node while its commit is in flight: server.close() still finishes', async () => {
@@ -59,7 +52,7 @@ describe('review: two drains of one session', () => {
     await waitFor(() => proxy.accepted === 2 && client.sock.state === 'open', 5000, 'resumed on the same node')
     await waitFor(() => client.messages.length === 2, 5000, 'both echoes')
     expect(client.messages).toEqual([{ echo: 1 }, { echo: 2 }])
-    // Today the first drain never resolves: its release stays busy, and close() waits for it forever.
+    // Before the fix the first drain never resolves: its release stays busy, and close() waits for it forever.
     await withTimeout(node.close(), 5000, 'server.close() did not finish')
   })
 })

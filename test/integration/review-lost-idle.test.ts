@@ -12,7 +12,7 @@
  * learns nothing until it happens to send something. (The same ignored `false` keeps a holder
  * whose `claimed` notice was missed attached to a fenced session.)
  *
- * The test is `it.fails`: it fails on the current code because of this bug (checked), and passes
+ * The test failed on the code before the fix, because of this bug (checked), and passes
  * once a touch that finds the session gone (or fenced) lets it go as a refused commit does.
  */
 import { createClient } from 'redis'

@@ -11,7 +11,7 @@
  * appended messages are never written to the client, while their `sendTo()` promises resolve
  * (the client's ack passes their numbers). docs/SCALING.md: "Never a silent skip".
  *
- * The test is `it.fails`: it fails on the current code because of this bug (checked), and passes
+ * The test failed on the code before the fix, because of this bug (checked), and passes
  * once lost writes are detected by something appends cannot mask (a counter only commits
  * advance, say), so the client is told 'lost', or the messages are delivered.
  */
@@ -78,7 +78,7 @@ describe('review: Redis lost writes, then another node appends', () => {
     await sleep(500)
     const toldLost = tc.sessions.some((s) => s.reason === 'lost')
     const after = tc.messages.slice(5)
-    // Today: ['n3', 'm6'] and no 'lost': n1 and n2 are skipped, and their sendTo() promises resolve.
+    // Before the fix: ['n3', 'm6'] and no 'lost': n1 and n2 are skipped, and their sendTo() promises resolve.
     expect(toldLost ? ['n1', 'n2', 'n3', 'm6'] : after).toEqual(['n1', 'n2', 'n3', 'm6'])
     if (!toldLost) await withTimeout(Promise.all(sent), 3000, 'the sendTo() promises')
   })

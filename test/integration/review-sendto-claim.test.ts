@@ -12,16 +12,15 @@
  *
  * To make the overlap certain, node 1's link here holds its next claim's answer until the test
  * lets it go (the claim ran in the real Redis; only its answer is delayed, as a slow network
- * would). The test is `it.fails`: it fails on the current code because of this bug (checked), and
+ * would). The test failed on the code before the fix, because of this bug (checked), and
  * passes once a node that claims a session commits once after registering it (or keeps notices
  * for a session it is claiming).
  */
-import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { redisStore } from '../../src/redis/index.js'
-import type { SessionStore, StoreLink } from '../../src/server/index.js'
-import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
-import { cleanupTether, defer, sleep, startProxy, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
+import { connectedClient, type RedisServer, startRedis, stopAllRedis } from '../support/redis.js'
+import { holdingOne } from '../support/store-gate.js'
+import { cleanupTether, sleep, startProxy, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 let redis: RedisServer
 
@@ -31,55 +30,13 @@ beforeAll(async () => {
 afterAll(() => stopAllRedis())
 afterEach(() => cleanupTether())
 
-async function redisClient() {
-  const client = createClient({ url: redis.url })
-  client.on('error', () => {})
-  await client.connect()
-  defer(() => client.close())
-  return client
-}
-
-/** A store whose link, once armed, answers its next claim only when `release()` is called. */
-function holdingOneClaim(store: SessionStore) {
-  let armed = false
-  let letGo: (() => void) | undefined
-  const gate = {
-    held: 0,
-    arm() {
-      armed = true
-    },
-    release() {
-      letGo?.()
-    },
-  }
-  const wrapped: SessionStore = {
-    async open(listener) {
-      const link = await store.open(listener)
-      const held: StoreLink = {
-        ...link,
-        async claim(id, request) {
-          const result = await link.claim(id, request)
-          if (armed) {
-            armed = false
-            gate.held++
-            await new Promise<void>((resolve) => {
-              letGo = resolve
-            })
-          }
-          return result
-        },
-      }
-      return held
-    },
-  }
-  return { store: wrapped, gate }
-}
+const redisClient = () => connectedClient(redis.url)
 
 describe('review: sendTo while the session is being claimed', () => {
   it('a message appended between the claim and its registration reaches the idle client', async () => {
     const prefix = `st-${Date.now()}`
     const a = await startTether({ store: redisStore(await redisClient(), { prefix }), heartbeatInterval: 0 })
-    const { store, gate } = holdingOneClaim(redisStore(await redisClient(), { prefix }))
+    const { store, gate } = holdingOne(redisStore(await redisClient(), { prefix }), 'claim')
     const b = await startTether({ store, heartbeatInterval: 0 })
     for (const node of [a, b]) node.on('error', () => {})
     let target = a.port
@@ -107,7 +64,7 @@ describe('review: sendTo while the session is being claimed', () => {
     await sleep(200) // its notice reaches node b, which does not hold the session yet
     gate.release()
     await waitFor(() => client.sock.state === 'open' && b.sessions.get(sid)?.connected, 5000, 'resumed on node b')
-    // The client is idle: it sends nothing. Today the message stays in Redis and sendTo() never settles.
+    // The client is idle: it sends nothing. Before the fix the message stayed in Redis and sendTo() never settled.
     await withTimeout(sent, 3000, 'sendTo() did not settle')
     expect(client.messages).toEqual(['hello'])
   })

@@ -14,7 +14,7 @@
  * gap for the entries it forwards.
  *
  * The test catches unhandled rejections itself (vitest's own listener is put back after), so the
- * bug shows as a failed expectation. It is `it.fails`: it fails on the current code because of
+ * bug shows as a failed expectation. The test failed on the code before the fix because of
  * this bug (checked), and passes once these promises are marked handled as `outbox.close()` does.
  */
 import { createClient } from 'redis'
@@ -80,7 +80,7 @@ describe('review: an ignored send() on a session this node let go', () => {
       unhandled.restore()
     }
     expect(expired).toEqual(['ttl'])
-    // Today: [DeliveryError: session … ended (ttl) before the client acknowledged], unhandled.
+    // Before the fix: [DeliveryError: session … ended (ttl) before the client acknowledged], unhandled.
     expect(unhandled.seen).toEqual([])
   })
 })

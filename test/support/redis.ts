@@ -9,6 +9,7 @@
 import { cp, mkdir, rm, stat } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join, relative } from 'node:path'
+import { createClient } from 'redis'
 import {
   findBinary,
   freePort,
@@ -21,6 +22,7 @@ import {
   spawnService,
   waitForService,
 } from './processes.js'
+import { defer } from './tether.js'
 
 /** How to start a Redis. */
 export interface RedisOptions {
@@ -260,4 +262,18 @@ export async function stopAllRedis(): Promise<void> {
   const results = await Promise.allSettled(all.map((server) => server.stop()))
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected')
   if (failed) throw failed.reason
+}
+
+/**
+ * A connected node-redis client of `url`, closed by `cleanupTether()` (before the Redis it talks
+ * to is stopped). Its errors are ignored: a test that restarts Redis sees it reconnect, every
+ * `reconnectEvery` ms when given (node-redis's own backoff otherwise).
+ */
+export async function connectedClient(url: string, options: { reconnectEvery?: number } = {}) {
+  const { reconnectEvery } = options
+  const client = createClient(reconnectEvery === undefined ? { url } : { url, socket: { reconnectStrategy: () => reconnectEvery } })
+  client.on('error', () => {})
+  await client.connect()
+  defer(() => client.close())
+  return client
 }
