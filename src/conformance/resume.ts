@@ -1,11 +1,12 @@
 /**
- * Rules of resuming a session on a new connection (§4.2, §4.4): the welcome, what the server
- * resends, what it drops, the connection it replaces, and exactly-once across an abrupt drop.
+ * Rules of resuming a session on a new connection (§4.2, §4.4, §4.10): the welcome, what the
+ * server resends and the bound its welcome puts on it, what it drops, the connection it
+ * replaces, and exactly-once across an abrupt drop.
  * @module
  */
 import { check, expectJson } from './expect.js'
 import { describeClose } from './peer.js'
-import type { Kit, Rule } from './run.js'
+import { type Kit, type Rule, Skip } from './run.js'
 import type { KitSession } from './session.js'
 
 /**
@@ -60,6 +61,25 @@ export const resumeRules: Rule[] = [
         const frame = message.frame
         if (frame?.t !== 'msg' || typeof frame.s !== 'number') continue
         check(frame.s >= 2, `the server resent item ${frame.s}, which the hello acknowledged (hello.ack 1)`)
+      }
+    },
+  },
+  {
+    id: 'resume.sent',
+    section: '§4.10',
+    title: 'welcome.sent, when present, is at least hello.ack and the number of every item resent after it',
+    async run(kit) {
+      const session = await sessionWithUnacknowledgedEchoes(kit)
+      const welcome = await session.open({ sid: session.sid ?? null, ack: 1, acked: 3, sent: 3 })
+      if (welcome.sent === undefined) throw new Skip('the server sends no welcome.sent (optional, §3.5)')
+      check(welcome.sent >= 1, `welcome.sent is ${welcome.sent}, below the hello's ack 1 of a resumed session`)
+      // Echo mode sends nothing of its own: every item on this connection is one resent.
+      await session.untilEchoes(3)
+      for (const message of session.connection.received) {
+        const frame = message.frame
+        if ((frame?.t !== 'msg' && frame?.t !== 'res') || typeof frame.s !== 'number') continue
+        const last = frame.s + (Array.isArray(frame.d) && frame.t === 'msg' ? frame.d.length : 1) - 1
+        check(last <= welcome.sent, `the server resent item ${last} after a welcome saying sent ${welcome.sent}`)
       }
     },
   },

@@ -19,6 +19,8 @@ export interface Welcome {
   readonly max: number
   readonly reqs: number | undefined
   readonly reason: string | undefined
+  /** The last number the server had given an item of the session (optional, §4.10). */
+  readonly sent: number | undefined
 }
 
 /** A server item delivered to the kit: a message, or a reply. */
@@ -285,6 +287,7 @@ export function checkWelcome(frame: Frame, text: string): Welcome {
   if (!isInt(frame.max, 1)) throw bad('max', '§3.7')
   if (frame.reqs !== undefined && !isInt(frame.reqs, 1)) throw bad('reqs', '§3.8')
   if (frame.reason !== undefined && typeof frame.reason !== 'string') throw bad('reason', '§3.5')
+  if (frame.sent !== undefined && !isInt(frame.sent)) throw bad('sent', '§3.5')
   return {
     sid: frame.sid,
     resumed: frame.resumed,
@@ -292,5 +295,6 @@ export function checkWelcome(frame: Frame, text: string): Welcome {
     max: frame.max,
     reqs: frame.reqs as number | undefined,
     reason: frame.reason as string | undefined,
+    sent: frame.sent as number | undefined,
   }
 }

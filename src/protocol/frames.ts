@@ -73,6 +73,12 @@ export type ServerFrame =
       reqs?: number
       /** With `resumed: false` for a `hello` that named a session: why it was not resumed. */
       reason?: ResumeRefusal
+      /**
+       * The last sequence number the server had given an item of this session when it wrote
+       * the welcome (optional: older servers leave it out). Every item it resends after this
+       * welcome has a number at most this (PROTOCOL.md §4.10).
+       */
+      sent?: number
     }
   | { t: 'msg'; s: number; d: unknown[] }
   | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyErrorBody }
@@ -147,6 +153,7 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       if (frame.reqs !== undefined && (!isSeq(frame.reqs) || frame.reqs === 0)) throw bad('reqs')
       // Reasons may be added by later servers: an unknown one is kept, never refused.
       if (frame.reason !== undefined && typeof frame.reason !== 'string') throw bad('reason')
+      if (frame.sent !== undefined && !isSeq(frame.sent)) throw bad('sent')
       break
     case 'res': {
       if (from !== 'server') return undefined

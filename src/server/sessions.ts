@@ -294,6 +294,8 @@ export class Session<Out = unknown> {
         max: Math.min(this.limits.maxPayload, Number.MAX_SAFE_INTEGER),
         ...(Number.isFinite(this.limits.maxPendingRequests) && { reqs: this.limits.maxPendingRequests }),
         ...(reason && { reason }),
+        // Every number given so far, queued while away or not yet recorded included: nothing resent is above it (PROTOCOL.md §4.10).
+        sent: this.outbox.last,
       }),
     )
     this.outbox.rewind()

@@ -156,6 +156,12 @@ describe('tethersocket-conformance', () => {
     expectOnlyFailures(result, await ruleIds(), { 'hello.after-unknown-frames': '§4.1', 'frame.unknown-type': '§3.4' })
   })
 
+  it('a server whose welcome.sent says how far the client acknowledged, not how far it sent, fails exactly resume.sent (§4.10)', async () => {
+    const result = await runKit(await mini({ sentAcked: true }))
+    expectOnlyFailures(result, await ruleIds(), { 'resume.sent': '§4.10' })
+    expect(result.lines.get('resume.sent')?.text).toContain('the server resent item 2 after a welcome saying sent 1')
+  })
+
   it('says how to use it: --help names echo mode, a bad URL or an unreachable server exits with 2', async () => {
     const help = node([KIT, '--help'])
     expect(await help.exited).toBe(0)

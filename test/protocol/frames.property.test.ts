@@ -154,7 +154,12 @@ function wellTyped(frame: Record<string, unknown>, from: Side): boolean {
     case 'pong':
       return from === 'server'
     case 'hello':
-      return from === 'client' && (frame.sid === null || typeof frame.sid === 'string') && isSafeNat(frame.ack)
+      return (
+        from === 'client' &&
+        (frame.sid === null || typeof frame.sid === 'string') &&
+        isSafeNat(frame.ack) &&
+        (frame.sent === undefined || isSafeNat(frame.sent))
+      )
     case 'req':
       return from === 'client' && isSeq(frame.s) && isSafeNat(frame.id) && Object.hasOwn(frame, 'd')
     case 'welcome':
@@ -165,7 +170,8 @@ function wellTyped(frame: Record<string, unknown>, from: Side): boolean {
         typeof frame.resumed === 'boolean' &&
         isSafeNat(frame.ack) &&
         isSeq(frame.max) &&
-        (frame.reqs === undefined || isSeq(frame.reqs))
+        (frame.reqs === undefined || isSeq(frame.reqs)) &&
+        (frame.sent === undefined || isSafeNat(frame.sent))
       )
     case 'res': {
       if (from !== 'server' || !isSeq(frame.s) || !isSafeNat(frame.id)) return false
@@ -238,6 +244,7 @@ const frameLike = fc.record(
     resumed: field(fc.boolean()),
     max: field(fc.integer({ min: 1, max: 2 ** 20 })),
     err: field(fc.record({ code: anyString, message: anyString })),
+    sent: field(fc.integer({ min: 0, max: 5 })),
     ['__proto__']: edge,
     constructor: edge,
   },
@@ -312,7 +319,7 @@ describe('decodeFrame is total', () => {
 
 /** Members a future minor version might add (§1: receivers MUST ignore members they do not know). */
 const extras = fc.dictionary(
-  anyString.filter((k) => !['t', 's', 'd', 'id', 'sid', 'ack', 'resumed', 'max', 'reqs', 'err'].includes(k)),
+  anyString.filter((k) => !['t', 's', 'd', 'id', 'sid', 'ack', 'acked', 'sent', 'resumed', 'max', 'reqs', 'reason', 'err'].includes(k)),
   json,
   { maxKeys: 3 },
 )
@@ -326,7 +333,10 @@ const clientFrames: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
 )
 
 const serverFrames: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
-  fc.record({ t: fc.constant('welcome'), sid: anyString.map((s) => `x${s}`), resumed: fc.boolean(), ack: nat, max: seq }),
+  fc.record(
+    { t: fc.constant('welcome'), sid: anyString.map((s) => `x${s}`), resumed: fc.boolean(), ack: nat, max: seq, sent: nat },
+    { requiredKeys: ['t', 'sid', 'resumed', 'ack', 'max'] },
+  ),
   fc.record({ t: fc.constant('msg'), s: seq, d: fc.array(json, { minLength: 1, maxLength: 4 }) }),
   fc.record({ t: fc.constant('res'), s: seq, id: nat, d: json }),
   fc.record({ t: fc.constant('res'), s: seq, id: nat, err: fc.record({ code: anyString, message: anyString }) }),

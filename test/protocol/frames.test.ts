@@ -65,6 +65,8 @@ describe('decodeFrame: valid frames from the server', () => {
   it.each([
     ['welcome, new session', { t: 'welcome', sid: 's1', resumed: false, ack: 0, max: 1048576 }],
     ['welcome, resumed', { t: 'welcome', sid: 's1', resumed: true, ack: 17, max: 1 }],
+    ['welcome saying how far the server sent', { t: 'welcome', sid: 's1', resumed: true, ack: 17, max: 1, sent: 9 }],
+    ['welcome of a session that sent nothing', { t: 'welcome', sid: 's1', resumed: false, ack: 0, max: 1, sent: 0 }],
     ['msg', { t: 'msg', s: 1, d: ['hi'] }],
     ['res with a value', { t: 'res', s: 2, id: 1, d: { ok: true } }],
     ['res with a null value', { t: 'res', s: 2, id: 1, d: null }],
@@ -238,6 +240,15 @@ describe('decodeFrame: structure → 1002', () => {
     expect(error.closeCode).toBe(1002)
     expect(error.message).toContain('"max"')
   })
+
+  it.each(notASeq.filter(([name]) => name !== 'missing'))(
+    'welcome sent, when present, must be a non-negative safe integer: %s',
+    (_name, sent) => {
+      const error = refusal(json({ ...welcome, sent }), 'server')
+      expect(error.closeCode).toBe(1002)
+      expect(error.message).toContain('"sent"')
+    },
+  )
 
   it.each([
     ['missing', undefined],

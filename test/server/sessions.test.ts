@@ -111,7 +111,7 @@ describe('session identity and welcome', () => {
   it('attach writes welcome with the session id, the resume flag, the last client seq and the max payload', () => {
     const { session, connect } = setup({ maxPayload: 4096 })
     const conn = connect()
-    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096, reqs: 1000 }])
+    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096, reqs: 1000, sent: 0 }])
     expect(session.connected).toBe(true)
   })
 
@@ -120,7 +120,7 @@ describe('session identity and welcome', () => {
     const { session, connect } = setup({ maxPayload: Number.POSITIVE_INFINITY, maxPendingRequests: Number.POSITIVE_INFINITY })
     const conn = connect()
     expect(conn.raw[0]).not.toContain('null')
-    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: Number.MAX_SAFE_INTEGER }])
+    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: Number.MAX_SAFE_INTEGER, sent: 0 }])
   })
 
   it('the welcome of a resumed connection names the last client seq delivered', () => {
@@ -129,7 +129,27 @@ describe('session identity and welcome', () => {
     receive(session, msg(1, 'a', 'b', 'c'))
     session.detach(first)
     const second = connect(0, true)
-    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB, reqs: 1000 })
+    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB, reqs: 1000, sent: 0 })
+  })
+
+  it('welcome.sent is the last number given to a server item: 0 for a new session, every message sent before a resume, acknowledged or not (PROTOCOL.md §4.10)', async () => {
+    const { session, connect } = setup()
+    const first = connect()
+    expect(first.frames()[0]).toMatchObject({ t: 'welcome', sent: 0 })
+    for (const data of ['a', 'b', 'c', 'd', 'e']) session.send(data)
+    await tick()
+    receive(session, ack(2))
+    session.detach(first)
+    session.send('while away')
+    const second = connect(2, true)
+    await tick()
+    expect(second.frames()[0]).toMatchObject({ t: 'welcome', resumed: true, sent: 6 })
+    // What the server resends is numbered at most welcome.sent.
+    expect(second.frames().slice(1)).toEqual([{ t: 'msg', s: 3, d: ['c', 'd', 'e', 'while away'] }])
+    receive(session, ack(6))
+    session.detach(second)
+    const third = connect(6, true)
+    expect(third.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 6 }])
   })
 
   it('a hello acknowledging more than was ever sent is a protocol error', () => {
@@ -271,7 +291,7 @@ describe('send()', () => {
     const second = connect(0, true)
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000 },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 1 },
       { t: 'msg', s: 1, d: ['while away'] },
     ])
     receive(session, ack(1))
@@ -289,7 +309,7 @@ describe('send()', () => {
     const second = connect(3, true) // the client got up to 3; our ack for 2 and 3 was lost
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000 },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 4 },
       { t: 'msg', s: 4, d: ['d'] },
     ])
     expect(sent.map((p) => p.status)).toEqual(['resolved', 'resolved', 'resolved', 'pending'])
@@ -640,7 +660,7 @@ describe('requests', () => {
     const second = connect(0, true)
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB, reqs: 1000 },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB, reqs: 1000, sent: 1 },
       { t: 'res', s: 1, id: 2, d: 'late' },
     ])
   })

@@ -14,6 +14,8 @@ export interface Faults {
   notJsonCode?: number
   /** Closes with 1002 on frames of unknown types instead of ignoring them (§3.4, §4.1). */
   strictTypes?: boolean
+  /** Says in welcome.sent how far the client acknowledged (hello.ack), not how far it sent: too small (§4.10). */
+  sentAcked?: boolean
 }
 
 /** A running mini server. */
@@ -101,7 +103,8 @@ export async function startMiniTether(faults: Faults = {}): Promise<MiniTether> 
         known.connection = ws
         known.outbox = known.outbox.filter((entry) => entry.seq > (ack as number))
         session = known
-        send(known, { t: 'welcome', sid: known.sid, resumed: true, ack: known.rx, max: MAX, reqs: REQS })
+        const sent = faults.sentAcked ? ack : known.tx
+        send(known, { t: 'welcome', sid: known.sid, resumed: true, ack: known.rx, max: MAX, reqs: REQS, sent })
         for (const entry of known.outbox) send(known, entry.frame)
         return
       }
@@ -116,7 +119,7 @@ export async function startMiniTether(faults: Faults = {}): Promise<MiniTether> 
       sessions.set(fresh.sid, fresh)
       session = fresh
       const reason = sid === null ? undefined : lost ? 'lost' : 'unknown'
-      send(fresh, { t: 'welcome', sid: fresh.sid, resumed: false, ack: 0, max: MAX, reqs: REQS, ...(reason && { reason }) })
+      send(fresh, { t: 'welcome', sid: fresh.sid, resumed: false, ack: 0, max: MAX, reqs: REQS, sent: 0, ...(reason && { reason }) })
     }
 
     /** §2.4: whether item `n` is new (delivered), a duplicate (false), or a gap (refused). */
