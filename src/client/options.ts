@@ -6,6 +6,7 @@
 import { OptionError } from '../errors.js'
 import { DEV, unknownKey } from '../suggest.js'
 import type { Payload } from './outbox.js'
+import type { PersistStore } from './persist.js'
 
 /** Where to connect: a URL, or a function called before every attempt (for fresh auth tokens). */
 export type UrlProvider = string | URL | (() => string | URL | Promise<string | URL>)
@@ -131,6 +132,20 @@ export interface TetherSocketOptions<In = unknown, Out = unknown> {
   serialize?: (data: Out) => Payload
   /** Raw mode: turns what arrived into the `message` event's value. Default: as received (string, or `ArrayBuffer` for binary). */
   deserialize?: (data: string | ArrayBuffer | Blob) => In
+  /**
+   * The durable outbox: a store from `tethersocket/persist` (`indexedDBStore(name)`). The
+   * session, the sequence numbers and every message not yet acknowledged are written to it
+   * before they go on the wire, so a reload resumes where the page was, and a closed tab's
+   * messages are delivered by the next page with the same store name (see the `restored`
+   * event). Where the store cannot work the socket says so (`error`, a `PersistError`) and
+   * keeps its outbox in memory only.
+   * @example
+   * ```ts
+   * import { indexedDBStore } from 'tethersocket/persist'
+   * const sock = new TetherSocket(url, { persist: indexedDBStore('chat') })
+   * ```
+   */
+  persist?: PersistStore
 }
 
 /** Per-call options of `send()`. */
@@ -167,6 +182,7 @@ export interface ResolvedOptions<In, Out> {
   onOpen: TetherSocketOptions<In, Out>['onOpen']
   serialize: ((data: Out) => Payload) | undefined
   deserialize: ((data: string | ArrayBuffer | Blob) => In) | undefined
+  persist: PersistStore | undefined
 }
 
 const NEVER_RETRY = 1008
@@ -318,6 +334,7 @@ const KNOWN = {
     'onOpen',
     'serialize',
     'deserialize',
+    'persist',
   ],
   reconnect: [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'],
   queue: Object.keys(DEFAULTS.queue),
@@ -378,6 +395,10 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
   }
   const autoConnect = options.autoConnect === undefined ? DEFAULTS.autoConnect : options.autoConnect
   if (typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
+  const { persist } = options
+  if (persist !== undefined && (persist === null || typeof persist !== 'object' || typeof persist.open !== 'function')) {
+    fail('persist', "a store from tethersocket/persist, such as indexedDBStore('chat')", persist)
+  }
 
   return {
     WebSocket: WebSocketImpl,
@@ -391,6 +412,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
     onOpen: fn('onOpen', options.onOpen),
     serialize: fn('serialize', options.serialize),
     deserialize: fn('deserialize', options.deserialize),
+    persist,
   }
 }
 

@@ -13,6 +13,7 @@
  */
 import { AbortError, QueueFullError, type TetherError, TimeoutError } from '../errors.js'
 import { perTick } from '../protocol/frames.js'
+import type { RestoringItem } from './persist.js'
 import { timer } from './timers.js'
 
 /** What the wire carries: text or binary, as `WebSocket.send` accepts it. */
@@ -130,6 +131,26 @@ export class Entry {
 
 const noop = () => {}
 
+/** A new entry with its promise, in no outbox yet; the rare options go into its extras. */
+export function createEntry(data: unknown, payload: Payload, options: EntryOptions): Entry {
+  let resolve!: (value: unknown) => void
+  const promise = new Promise<unknown>((res) => {
+    resolve = res
+  })
+  const { signal, key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue = false } = options
+  const plain =
+    !signal &&
+    !aheadOfQueue &&
+    key === undefined &&
+    requestId === undefined &&
+    deadline === Number.POSITIVE_INFINITY &&
+    staleAt === Number.POSITIVE_INFINITY
+  const extras: Extras | undefined = plain
+    ? undefined
+    : { key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue, unlisten: undefined }
+  return new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
+}
+
 /**
  * Marks an entry settled and returns its resolver (undefined if it had settled already): the
  * entry lets go of its promise, and of its abort listener.
@@ -171,6 +192,15 @@ export interface SizeEvents {
   emit(event: 'pending', size: number): boolean
 }
 
+/**
+ * Told when entries enter and leave the outbox: the durable outbox (journal.ts) records them.
+ * `removed` is called for every entry that leaves, finished or not; `added` for each linked.
+ */
+export interface OutboxWatcher {
+  added(entry: Entry): void
+  removed(entry: Entry): void
+}
+
 /** The ordered, bounded store of unfinished messages. */
 export class Outbox {
   /** Oldest entry (in flight or queued). */
@@ -186,6 +216,8 @@ export class Outbox {
   bytes = 0
 
   private readonly keyed = new Map<string, Entry>()
+  /** Set with `persist`, once the store is open. */
+  private watcher: OutboxWatcher | undefined
   private timer: ReturnType<typeof setTimeout> | undefined
   private timerAt = Number.POSITIVE_INFINITY
   /** The size last reported (or, while nobody listens, the current size). */
@@ -226,22 +258,10 @@ export class Outbox {
    * `options.aheadOfQueue` puts it ahead of every queued message (for the open hook's messages).
    */
   add(data: unknown, payload: Payload, options: EntryOptions): Promise<unknown> {
-    let resolve!: (value: unknown) => void
-    const promise = new Promise<unknown>((res) => {
-      resolve = res
-    })
-    const { signal, key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue = false } = options
-    const plain =
-      !signal &&
-      !aheadOfQueue &&
-      key === undefined &&
-      requestId === undefined &&
-      deadline === Number.POSITIVE_INFINITY &&
-      staleAt === Number.POSITIVE_INFINITY
-    const extras: Extras | undefined = plain
-      ? undefined
-      : { key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue, unlisten: undefined }
-    const entry = new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
+    const entry = createEntry(data, payload, options)
+    const promise = entry.promise as Promise<unknown>
+    const { signal, key, deadline, staleAt, aheadOfQueue = false } = options
+    const { extras } = entry
     if (signal?.aborted) {
       this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
       return promise
@@ -259,6 +279,48 @@ export class Outbox {
     const expiry = Math.min(deadline, staleAt)
     if (expiry < this.timerAt) this.arm(expiry)
     return promise
+  }
+
+  /**
+   * Puts back what a previous page left (with `persist`), ahead of every entry queued so far
+   * (the socket has not connected yet, so all of those are newer), in the order given. The
+   * bounds do not apply: these were accepted once. A restored entry whose `key` a newer queued
+   * entry has is replaced by it at once.
+   * @returns each item's entry, promise, and whether it is in the outbox (not replaced), in order
+   */
+  restore(items: readonly RestoringItem[]): { entry: Entry; promise: Promise<unknown>; kept: boolean }[] {
+    const first = this.head
+    let expiry = Number.POSITIVE_INFINITY
+    const promises = items.map(({ data, payload, seq, options }) => {
+      const entry = createEntry(data, payload, options)
+      const promise = entry.promise as Promise<unknown>
+      entry.seq = seq
+      const { key } = entry
+      const newer = key === undefined || seq !== 0 ? undefined : this.keyed.get(key)
+      if (newer) {
+        promise.catch(noop)
+        settle(entry)?.(newer.promise)
+        return { entry, promise, kept: false }
+      }
+      this.linkBefore(entry, first)
+      if (key !== undefined && seq === 0) this.keyed.set(key, entry)
+      expiry = Math.min(expiry, entry.deadline, entry.staleAt)
+      return { entry, promise, kept: true }
+    })
+    if (expiry < this.timerAt) this.arm(expiry)
+    return promises
+  }
+
+  /** The entries, in order. */
+  entries(): Entry[] {
+    const all: Entry[] = []
+    for (let entry = this.head; entry; entry = entry.next) all.push(entry)
+    return all
+  }
+
+  /** Starts telling `watcher` about entries entering and leaving (the durable outbox, once open). */
+  watch(watcher: OutboxWatcher | undefined): void {
+    this.watcher = watcher
   }
 
   /** Moves the cursor past `entry`: it has been written to the socket and now waits for its ack. */
@@ -305,6 +367,7 @@ export class Outbox {
       const next: Entry | undefined = entry.next
       // Unlinked, so a late succeed/fail/remove of this entry finds it out and changes nothing.
       entry.prev = entry.next = undefined
+      this.watcher?.removed(entry)
       this.finish(entry, makeError(entry))
       entry = next
     }
@@ -380,6 +443,11 @@ export class Outbox {
   private link(entry: Entry, aheadOfQueue: boolean): void {
     let before = aheadOfQueue ? this.cursor : undefined
     while (before?.aheadOfQueue) before = before.next
+    this.linkBefore(entry, before)
+  }
+
+  /** Links `entry` before `before` (at the end when undefined), as queued. */
+  private linkBefore(entry: Entry, before: Entry | undefined): void {
     if (before) {
       entry.prev = before.prev
       entry.next = before
@@ -396,12 +464,18 @@ export class Outbox {
     this.resize(1)
     this.queued++
     this.bytes += entry.size
+    this.watcher?.added(entry)
+  }
+
+  /** Whether `entry` is in this outbox. */
+  has(entry: Entry): boolean {
+    // An entry is linked when it is the head or has a predecessor.
+    return entry.prev !== undefined || this.head === entry
   }
 
   /** Takes an entry out of the outbox without finishing it (a no-op when it is not in). */
   remove(entry: Entry): void {
-    // An entry is linked when it is the head or has a predecessor.
-    if (entry.prev === undefined && this.head !== entry) return
+    if (!this.has(entry)) return
     if (this.cursor === entry) this.cursor = entry.next
     if (!entry.sent) this.queued--
     if (entry.prev) entry.prev.next = entry.next
@@ -413,6 +487,7 @@ export class Outbox {
     this.bytes -= entry.size
     if (entry.key !== undefined && this.keyed.get(entry.key) === entry) this.keyed.delete(entry.key)
     if (this.size === 0) this.disarm()
+    this.watcher?.removed(entry)
   }
 
   private arm(at: number): void {

@@ -1,7 +1,9 @@
 /**
- * The durable outbox seam (issue 14, in progress): what a socket with the `persist` option keeps
- * across page loads, and the store that keeps it. `tethersocket/persist` implements it on
- * IndexedDB (`indexedDBStore(name)`); the socket does not use it yet.
+ * The durable outbox seam: what a socket with the `persist` option keeps across page loads, the
+ * store that keeps it, and what the socket lends the durable outbox to run. `tethersocket/persist`
+ * implements the store on IndexedDB (`indexedDBStore(name)`) and carries the machinery (the
+ * journal and the restore), so the default bundle holds only these types and the few hooks the
+ * socket and the protocol call.
  *
  * The rule the socket will keep with it (write-ahead): an entry, and the sequence number it is
  * given, are durable before its frame goes on the wire; how far server messages were delivered
@@ -15,7 +17,7 @@
  * is offered for adoption to the next page that opens with the same name.
  * @module
  */
-import type { PersistError } from '../errors.js'
+import type { PersistError, TetherError } from '../errors.js'
 
 /** One queued message as the store keeps it. */
 export interface PersistedEntry {
@@ -108,4 +110,154 @@ export interface PersistStore {
    * cannot keep anything.
    */
   open(): Promise<OutboxHandle>
+  /**
+   * Runs the durable outbox for a socket: opens the page's outbox, puts back what previous pages
+   * left, and returns the log that keeps the outbox from then on (undefined when the socket no
+   * longer wanted it). Rejects with a PersistError when the store cannot be opened. The socket
+   * calls it; it lives here so that only pages using `persist` load it.
+   * @internal
+   */
+  restore<Out>(context: RestoreContext<Out>): Promise<DurableLog | undefined>
+}
+
+/** An outbox entry as the durable outbox reads it (the client's outbox entries have these). */
+export interface DurableEntry {
+  /** Its sequence number once given; 0 before. */
+  readonly seq: number
+  readonly payload: string | ArrayBuffer | ArrayBufferView | Blob
+  readonly requestId: number | undefined
+  /** Absolute times in ms, or Infinity. */
+  readonly deadline: number
+  readonly staleAt: number
+  readonly key: string | undefined
+}
+
+/**
+ * The write-ahead log of one socket's outbox, as the socket and the protocol use it: told of
+ * every change, it writes each tick's changes in one transaction. Not for apps: the socket and
+ * `tethersocket/persist` use it.
+ */
+export interface DurableLog {
+  /** False once the store failed (or the socket closed): everything counts as durable then. */
+  readonly active: boolean
+  /** The session as the last completed commit left it. */
+  readonly durable: PersistedSession | undefined
+  /** An entry entered the outbox. */
+  added(entry: DurableEntry): void
+  /** An entry left the outbox (finished, failed or replaced). */
+  removed(entry: DurableEntry): void
+  /** An entry's sequence number was given (or cleared for a new session). */
+  numbered(entry: DurableEntry): void
+  /** An entry that left the outbox stays recorded: an acknowledged request awaiting its reply. */
+  keep(entry: DurableEntry): void
+  /** The session changed: recorded in this tick's commit. */
+  touch(): void
+  /** Runs `then` once everything recorded so far is durable. */
+  afterDurable(then: () => void): void
+  /** The socket closed: deletes the stored outbox once the last changes are written. */
+  end(): Promise<void>
+}
+
+/** Options of a message put back from a previous page, with absolute deadlines (Infinity for none). */
+export interface RestoredOptions {
+  readonly deadline: number
+  readonly staleAt: number
+  /** What is left of its timeout and ttl, in ms (for the messages of a TimeoutError). */
+  readonly timeout?: number
+  readonly ttl?: number
+  readonly key?: string
+  readonly requestId?: number
+}
+
+/** A message a previous page left, as the socket takes it back. */
+export interface RestoringItem {
+  readonly data: unknown
+  readonly payload: string | ArrayBuffer
+  /** Its sequence number in the continued session; 0 to be numbered anew. */
+  readonly seq: number
+  readonly options: RestoredOptions
+}
+
+/** A restored message in the socket: its entry and the promise its outcome settles. */
+export interface RestoredEntry {
+  readonly entry: DurableEntry
+  readonly promise: Promise<unknown>
+}
+
+/** The socket's outbox, as a restore uses it. */
+export interface RestoringOutbox {
+  /** Puts items back ahead of everything queued, in order; `kept` false for one a newer message with its key replaced. */
+  restore(items: readonly RestoringItem[]): (RestoredEntry & { kept: boolean })[]
+  /** The entries in the outbox now, in order (sent since the socket was created). */
+  entries(): DurableEntry[]
+}
+
+/** The session side of tether mode, as a restore uses it. */
+export interface RestoringSession {
+  /** The session as it stands (what a commit records). */
+  snapshot(): PersistedSession | undefined
+  /** Takes up a previous page's session: the next hello resumes it. */
+  resume(session: PersistedSession): void
+  /** Request ids up to `id` are a previous page's: new ones go after. */
+  reserveRequestIds(id: number): void
+  /** A fresh request id (for a renumbered request). */
+  nextRequestId(): number
+  /** A request acknowledged before the reload: only its reply is still to come. */
+  awaitReply(item: RestoringItem): RestoredEntry
+}
+
+/**
+ * What the socket lends the durable outbox while it restores: its outbox, its protocol's session
+ * side, and where to report. Not for apps: the socket and `tethersocket/persist` use it.
+ */
+export interface RestoreContext<Out> {
+  /** Tether mode's session side; undefined in raw mode (no session, no requests). */
+  readonly session: RestoringSession | undefined
+  /** The socket's outbox. */
+  readonly outbox: RestoringOutbox
+  /** Whether the socket still wants the outbox (it may have been closed while the store opened). */
+  wanted(): boolean
+  /** From now on the outbox and the protocol report their changes to `log`. */
+  start(log: DurableLog): void
+  /** Reports a store failure that does not stop the socket (an adoption that failed, storage evicted). */
+  report(error: PersistError): void
+  /** The store failed after it opened: memory only from now on. */
+  failed(error: PersistError): void
+  /** Reports what became of one previous page's messages. */
+  restored(info: RestoredInfo<Out>): void
+}
+
+/** A message a previous page sent that was delivered: the `restored` event lists them. */
+export interface RestoredMessage<Out = unknown> {
+  /** The message, as decoded from what was stored (tether mode: the JSON value; raw mode: what was written). */
+  readonly data: Out
+  /** A `request()`: the server's reply. */
+  readonly reply?: unknown
+}
+
+/** A message a previous page sent that was given up on. */
+export interface RestoredFailure<Out = unknown> {
+  readonly data: Out
+  /** Why (a `TimeoutError` when its timeout passed, a `ClosedError` when the socket was closed, …). */
+  readonly error: TetherError
+}
+
+/**
+ * The `restored` event's argument: what became of the messages a previous page left, reported
+ * once all of them are finished (their `send()` promises were lost with that page).
+ * @example
+ * ```ts
+ * sock.on('restored', ({ delivered, failed }) => {
+ *   if (delivered.length) toast(`${delivered.length} messages sent from your last visit`)
+ *   for (const { data, error } of failed) showUnsent(data, error.message)
+ * })
+ * ```
+ */
+export interface RestoredInfo<Out = unknown> {
+  /** `'reload'`: this tab's previous page; `'adopted'`: a page that was closed with messages pending. */
+  readonly from: 'reload' | 'adopted'
+  /** Delivered (acknowledged, or answered for a request), in send order. */
+  readonly delivered: RestoredMessage<Out>[]
+  /** Given up on, in send order. */
+  readonly failed: RestoredFailure<Out>[]
 }

@@ -24,7 +24,7 @@
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, ConnectionError, DeliveryError, OptionError, TetherError, TimeoutError } from '../errors.js'
+import { ClosedError, ConnectionError, DeliveryError, OptionError, type PersistError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
 import { CloseCode } from '../protocol/frames.js'
 import type { ReplyOf, RequestReply } from '../protocol/requests.js'
@@ -47,6 +47,7 @@ import {
   type UrlProvider,
 } from './options.js'
 import { type Entry, Outbox, type Payload } from './outbox.js'
+import type { DurableLog, RestoreContext, RestoredInfo } from './persist.js'
 import { reportLater } from './report.js'
 import { timer } from './timers.js'
 import { RawProtocol } from './wire/raw.js'
@@ -93,7 +94,7 @@ export interface TetherSocketStats {
 }
 
 /** The events and their listener signatures. */
-export interface TetherSocketEvents<In> {
+export interface TetherSocketEvents<In, Out = unknown> {
   /** The socket is open and the backlog is being written. */
   open: () => void
   /** A message from the server (in tether mode: exactly once, in order), and where it stands (`info.id`). */
@@ -120,6 +121,12 @@ export interface TetherSocketEvents<In> {
    * was added are not reported: read `pending` when subscribing.
    */
   pending: (count: number) => void
+  /**
+   * With `persist`: what became of the messages a previous page left (this tab's before a
+   * reload, or a closed tab's), once every one of them is finished. Their `send()` promises
+   * went with that page; this is where the app learns their fate.
+   */
+  restored: (info: RestoredInfo<Out>) => void
 }
 
 /** The part of a WebSocket this class uses (the browser's and the `ws` package's agree on it). */
@@ -222,7 +229,7 @@ const closedError = (entry: Entry) => new ClosedError('the socket was closed bef
  * ```
  */
 export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestReply = RequestReply> extends EventEmitter<
-  TetherSocketEvents<In>
+  TetherSocketEvents<In, Out>
 > {
   private readonly options: ResolvedOptions<In, Out>
   private readonly url: UrlProvider
@@ -244,6 +251,17 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /** The last failed attempt of the current run of failures (reset by an open), the cause a give-up names. */
   private lastFailure: TetherError | undefined
   private counters = { attempts: 0, opened: 0, connectedTime: 0, lastCloseCode: undefined as number | undefined }
+  /**
+   * With `persist`: the store as this socket uses it. `opening` until restored (the first attempt
+   * waits for it), then `open` with the journal; `memory` once it failed (for the socket's life).
+   */
+  private durable:
+    | { state: 'closed' }
+    | { state: 'opening'; done: Promise<void> }
+    | { state: 'open'; journal: DurableLog }
+    | { state: 'memory' } = {
+    state: 'closed',
+  }
 
   /**
    * @param url - `ws:`, `wss:`, `http:` or `https:` URL, or a function called before every attempt
@@ -423,9 +441,9 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
    * Emits an event. A listener that throws is reported (as uncaught, later) instead of breaking
    * the state machine or the sequencing halfway through a transition.
    */
-  private notify<E extends EventEmitter.EventNames<TetherSocketEvents<In>>>(
+  private notify<E extends EventEmitter.EventNames<TetherSocketEvents<In, Out>>>(
     event: E,
-    ...args: EventEmitter.EventArgs<TetherSocketEvents<In>, E>
+    ...args: EventEmitter.EventArgs<TetherSocketEvents<In, Out>, E>
   ): void {
     try {
       this.emit(event, ...args)
@@ -479,7 +497,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     const { url } = this
     const { protocols } = this.options
     // Providers run inside the promise chain, so a sync throw is a failed attempt like a rejection.
-    Promise.resolve()
+    // With `persist`, the first attempt waits until what previous pages left is back in the outbox.
+    Promise.resolve(this.openStore())
       .then(() => Promise.all([typeof url === 'function' ? url() : url, typeof protocols === 'function' ? protocols() : protocols]))
       .then(([target, offered]) => {
         if (!this.superseded(id)) this.open(normalizeUrl(target), typeof protocols === 'function' ? checkProtocols(offered) : offered)
@@ -774,10 +793,77 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     this.unwatch = undefined
     this.setState('closed')
     // Sends made by listeners meanwhile, unless one connected again (then they are the new run's).
-    if (this.current === 'closed') this.failEverything(closedError)
+    if (this.current === 'closed') {
+      this.failEverything(closedError)
+      this.closeStore()
+    }
     const waiters = this.closeWaiters
     this.closeWaiters = []
     for (const resolve of waiters) resolve()
+  }
+
+  // ── the durable outbox (`persist`) ──────────────────────────────────────────
+
+  /**
+   * Opens the store once per run (the first attempt waits for it): what previous pages left goes
+   * back into the outbox, ahead of what was sent since. A store that cannot open is reported and
+   * the socket goes on in memory only.
+   */
+  private openStore(): Promise<void> | undefined {
+    const store = this.options.persist
+    const { durable } = this
+    if (durable.state === 'opening') return durable.done
+    if (!store || durable.state !== 'closed') return undefined
+    const done = store.restore(this.restoreContext()).then(
+      (journal) => {
+        if (journal) this.durable = { state: 'open', journal }
+        else if (this.durable.state === 'opening') this.durable = { state: 'closed' }
+      },
+      (error: PersistError) => {
+        this.durable = { state: 'memory' }
+        this.notify('error', error)
+      },
+    )
+    this.durable = { state: 'opening', done }
+    return done
+  }
+
+  /** What the durable outbox may use of this socket while it restores, and from then on. */
+  private restoreContext(): RestoreContext<Out> {
+    const { outbox, tether } = this
+    return {
+      session: tether,
+      outbox,
+      wanted: () => this.current !== 'closed' && this.durable.state === 'opening',
+      start: (journal) => {
+        outbox.watch(journal)
+        if (tether) tether.journal = journal
+      },
+      report: (error) => this.notify('error', error),
+      failed: (error) => {
+        this.durable = { state: 'memory' }
+        outbox.watch(undefined)
+        if (tether) tether.journal = undefined
+        this.notify('error', error)
+        // What waited for the store goes now.
+        if (this.current === 'open') this.protocol.flush()
+      },
+      restored: (info: RestoredInfo<Out>) => this.notify('restored', info),
+    }
+  }
+
+  /**
+   * The run ended (closed): nothing pending is left, so the stored outbox is deleted once the
+   * last changes are written; the next `connect()` opens the store again.
+   */
+  private closeStore(): void {
+    const { durable } = this
+    if (durable.state === 'opening') this.durable = { state: 'closed' } // restore() sees it is no longer wanted
+    if (durable.state !== 'open') return
+    this.durable = { state: 'closed' }
+    this.outbox.watch(undefined)
+    if (this.tether) this.tether.journal = undefined
+    void durable.journal.end()
   }
 
   // ── messages ──────────────────────────────────────────────────────────────

@@ -11,6 +11,7 @@ import { persistError, reasonOf } from './failure.js'
 import { IndexedDBOutbox } from './handle.js'
 import { openDatabase, outboxRange, transact } from './idb.js'
 import { type Locks, lockedNames, tryLock } from './locks.js'
+import { restore } from './restore.js'
 import { databaseName, ENTRIES, type EntryRecord, lockName, lockPrefix, OUTBOXES, type OutboxRecord, tabKey } from './schema.js'
 import { readTab, writeTab } from './tab.js'
 
@@ -54,7 +55,12 @@ export function createStore(name: string, environment: () => PersistEnvironment)
       `indexedDBStore(name): name must be a non-empty string of at most 200 characters, such as 'chat'; got ${typeof name === 'string' ? JSON.stringify(name.slice(0, 40)) : typeof name}`,
     )
   }
-  return { name, open: () => open(name, environment()) }
+  const store: PersistStore = {
+    name,
+    open: () => open(name, environment()),
+    restore: (context) => restore(store, context),
+  }
+  return store
 }
 
 async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle> {

@@ -25,7 +25,8 @@ import {
   SUBPROTOCOL,
 } from '../../protocol/frames.js'
 import type { HeartbeatOptions } from '../options.js'
-import type { Entry } from '../outbox.js'
+import { createEntry, type Entry } from '../outbox.js'
+import type { DurableLog, PersistedSession, RestoredEntry, RestoringItem, RestoringSession } from '../persist.js'
 import { timer } from '../timers.js'
 import { isBinary } from './raw.js'
 import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './types.js'
@@ -49,10 +50,10 @@ const CLIENT_TYPES = /^(hello|req|ping)$/
 
 /** `info` of a server message in tether mode: its id is made only when read. */
 class ServerItem implements MessageInfo {
-  readonly redelivered = false
   constructor(
     private readonly session: string | undefined,
     readonly seq: number,
+    readonly redelivered: boolean,
   ) {}
 
   get id(): string {
@@ -63,8 +64,13 @@ class ServerItem implements MessageInfo {
 /** A timer that fires this much later than asked was throttled or frozen: re-probe before judging. */
 const LATE = 1000
 
+/** What numbering an entry came to: it has its number, it failed (too big), or it waits (request limit). */
+const NUMBERED = 0
+const FAILED = 1
+const HELD = 2
+
 /** The tether.v1 client protocol. */
-export class TetherProtocol<In, Out> implements Protocol<Out> {
+export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession {
   readonly subprotocol = SUBPROTOCOL
   readonly requests = true
   /** The server session, once welcomed. */
@@ -76,6 +82,20 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   private rxSeq = 0
   /** Last of our sequence numbers the server acknowledged: told in `hello`, so a server that knows less can say so. */
   private ackedSeq = 0
+  /**
+   * With `persist`: the write-ahead log. A frame leaves only once the numbers it carries are
+   * durable, and an ack names only deliveries that are.
+   */
+  journal: DurableLog | undefined
+  /**
+   * After a restore (a previous page's session): server items up to this sequence number may
+   * have been delivered to that page (`info.redelivered`); 0 when none may.
+   */
+  private redeliveredUpTo = 0
+  /** Restored from a previous page and not yet welcomed. */
+  private restored = false
+  /** A write waits for the journal's commit. */
+  private awaitingDurable = false
   /** The server's maximum frame size, learned from `welcome`. */
   private maxPayload = Number.POSITIVE_INFINITY
   /**
@@ -84,7 +104,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
    * open (the socket flushed its backlog: everything goes).
    */
   private phase: 'detached' | 'handshake' | 'welcomed' | 'open' = 'detached'
-  private nextRequestId = 1
+  private lastRequestId = 1
   /** Requests written to the server, by id, until their reply arrives. */
   private readonly requestsInFlight = new Map<number, Entry>()
   /** Most requests the server accepts awaiting replies (from `welcome`); further ones wait, in order. */
@@ -106,7 +126,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   /** Encodes, queues, then writes at once (the onOpen hook's) or asks for this tick's flush (open). */
   queue(data: Out, handover: Handover): Promise<unknown> {
     const payload = this.encode(data)
-    const promise = this.host.outbox.add(data, payload, handover.request ? { ...handover, requestId: this.nextId() } : handover)
+    const promise = this.host.outbox.add(data, payload, handover.request ? { ...handover, requestId: this.nextRequestId() } : handover)
     if (handover.aheadOfQueue) this.writeAheadOfQueue()
     else if (handover.open) this.flush()
     return promise
@@ -129,8 +149,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   }
 
   /** Request ids are assigned here so replies can be matched. */
-  nextId(): number {
-    return this.nextRequestId++
+  nextRequestId(): number {
+    return this.lastRequestId++
   }
 
   attach(selected: string): void {
@@ -203,7 +223,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
         const first = this.accept(frame.s, frame.d.length)
         for (let i = first; i < frame.d.length; i++) {
           this.rxSeq = frame.s + i
-          this.host.deliver(frame.d[i] as In, new ServerItem(this.sessionId, this.rxSeq))
+          this.host.deliver(frame.d[i] as In, new ServerItem(this.sessionId, this.rxSeq, this.rxSeq <= this.redeliveredUpTo))
           if (!this.live) return // a listener closed or reconnected the socket
         }
         return
@@ -231,7 +251,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
 
   private welcome(frame: Extract<ServerFrame, { t: 'welcome' }>): void {
     const { outbox } = this.host
+    const restored = this.restored
+    this.restored = false
     if (frame.resumed && frame.sid === this.sessionId) {
+      // A previous page may have been given what the server resends now (see redeliveredUpTo);
+      // a server that does not say how far it sent gives no bound: this whole connection's items.
+      if (restored) this.redeliveredUpTo = frame.sent ?? Number.POSITIVE_INFINITY
       this.acknowledge(frame.ack)
       // Items numbered after frame.ack that left the outbox unacknowledged (close() failed them)
       // never reached the server: their numbers are free again.
@@ -246,14 +271,15 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
         const next = entry.next
         // One whose caller already got a rejection (timeout, abort) is not sent to the new session.
         if (entry.settled) outbox.remove(entry)
-        else {
+        else if (entry.seq !== 0) {
           entry.seq = 0
+          this.journal?.numbered(entry)
           // written to the old session, not acknowledged: written again below, counted again then
           if (entry.requestId !== undefined) this.requestsInFlight.delete(entry.requestId)
         }
         entry = next
       }
-      this.txSeq = this.rxSeq = this.ackedSeq = 0
+      this.txSeq = this.rxSeq = this.ackedSeq = this.redeliveredUpTo = 0
       this.failReplies(
         (entry) =>
           new DeliveryError('the server session ended before the reply arrived; the request may or may not have been handled', {
@@ -288,19 +314,58 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
       // The request reached the server; its caller waits on for the reply, now outside the
       // outbox, so its deadline needs a timer of its own.
       outbox.remove(entry)
-      const id = entry.requestId
       if (entry.settled) {
-        this.requestsInFlight.delete(id) // its caller gave up (timeout, abort): the reply has no one to go to
+        this.requestsInFlight.delete(entry.requestId) // its caller gave up (timeout, abort): the reply has no one to go to
         continue
       }
-      const left = entry.deadline - Date.now()
-      if (left < Number.POSITIVE_INFINITY) {
-        this.replyTimers.set(
-          id,
-          timer(() => this.settleRequest(id, new TimeoutError(entry.timedOut, { data: entry.data })), left),
-        )
-      }
+      this.journal?.keep(entry) // a later page must still take its reply
+      this.awaitingReply(entry)
     }
+    this.journal?.touch()
+  }
+
+  /** A request acknowledged before a reload (`persist`) waits for its reply here, outside the outbox. */
+  awaitReply({ data, payload, seq, options }: RestoringItem): RestoredEntry {
+    const entry = createEntry(data, payload, options)
+    entry.seq = seq
+    this.awaitingReply(entry)
+    return { entry, promise: entry.promise as Promise<unknown> }
+  }
+
+  /** A request the server acknowledged waits for its reply, with a timer for its deadline. */
+  private awaitingReply(entry: Entry): void {
+    const id = entry.requestId as number
+    this.requestsInFlight.set(id, entry)
+    const left = entry.deadline - Date.now()
+    if (left < Number.POSITIVE_INFINITY) {
+      this.replyTimers.set(
+        id,
+        timer(() => this.settleRequest(id, new TimeoutError(entry.timedOut, { data: entry.data })), Math.max(0, left)),
+      )
+    }
+  }
+
+  /**
+   * Takes up the session a previous page left (`persist`): the next hello resumes it. Items the
+   * server resends may then have reached that page (`info.redelivered`).
+   */
+  resume(session: PersistedSession): void {
+    this.sessionId = session.id
+    this.rxSeq = session.delivered
+    this.txSeq = session.sent
+    this.ackedSeq = session.acked
+    this.restored = true
+  }
+
+  /** Request ids up to `id` belong to a previous page's requests: new ones go after them. */
+  reserveRequestIds(id: number): void {
+    this.lastRequestId = Math.max(this.lastRequestId, id + 1)
+  }
+
+  /** The session as the journal records it, once there is one. */
+  snapshot(): PersistedSession | undefined {
+    const id = this.sessionId
+    return id === undefined ? undefined : { id, delivered: this.rxSeq, sent: this.txSeq, acked: this.ackedSeq }
   }
 
   /** A reply (or the reply timeout) finishes a request, whether or not its ack came first. */
@@ -312,6 +377,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     this.replyTimers.delete(id)
     const { outbox } = this.host
     outbox.remove(entry)
+    this.journal?.removed(entry)
     if (outcome instanceof TetherError) outbox.fail(entry, outcome)
     else outbox.succeed(entry, outcome.value)
     // A request held back by the server's limit may go now.
@@ -355,20 +421,19 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     for (let entry = outbox.cursor; entry && limit > 0 && this.live; entry = outbox.cursor) {
       if (entry.seq === 0) {
         if (resendOnly) break
-        // The server takes so many requests awaiting replies; the rest waits here, in order.
-        if (entry.requestId !== undefined && this.requestsInFlight.size >= this.maxRequests) break
-        if (entry.size + MSG_OVERHEAD > this.maxPayload) {
-          outbox.fail(
-            entry,
-            new DeliveryError(
-              `message of ${entry.size} bytes exceeds the server's maximum frame size (${this.maxPayload} bytes); send smaller messages`,
-              { data: entry.data },
-            ),
-          )
+        const outcome = this.number(entry)
+        if (outcome === HELD) break
+        if (outcome === FAILED) {
           limit-- // it took its turn: writeAheadOfQueue() must not write the next (backlog) entry
           continue
         }
-        entry.seq = ++this.txSeq
+      }
+      if (!this.durable(entry)) {
+        // Write-ahead: its number must be on disk before its frame leaves. The rest of what is
+        // due now is numbered too, so that one commit carries all of it.
+        if (!resendOnly) this.numberAhead(entry.next, limit - 1)
+        this.writeWhenDurable()
+        break
       }
       outbox.markSent(entry)
       limit--
@@ -383,9 +448,72 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
     batch.end()
   }
 
-  /** One cumulative ack for everything received in this tick. */
+  /** Gives `entry` the next sequence number, unless it must wait (request limit) or cannot go (too big). */
+  private number(entry: Entry): typeof NUMBERED | typeof FAILED | typeof HELD {
+    // The server takes so many requests awaiting replies; the rest waits here, in order.
+    if (entry.requestId !== undefined && this.requestsInFlight.size >= this.maxRequests) return HELD
+    if (entry.size + MSG_OVERHEAD > this.maxPayload) {
+      this.host.outbox.fail(
+        entry,
+        new DeliveryError(
+          `message of ${entry.size} bytes exceeds the server's maximum frame size (${this.maxPayload} bytes); send smaller messages`,
+          { data: entry.data },
+        ),
+      )
+      return FAILED
+    }
+    entry.seq = ++this.txSeq
+    if (entry.requestId !== undefined) this.requestsInFlight.set(entry.requestId, entry)
+    this.journal?.numbered(entry)
+    return NUMBERED
+  }
+
+  /** Numbers up to `limit` entries from `from` on without writing them (they wait for the journal). */
+  private numberAhead(from: Entry | undefined, limit: number): void {
+    for (let entry = from; entry && limit > 0; ) {
+      const next = entry.next
+      if (entry.seq === 0 && this.number(entry) === HELD) return
+      limit--
+      entry = next
+    }
+  }
+
+  /** Whether the number `entry` carries is durable (always, without a working journal). */
+  private durable(entry: Entry): boolean {
+    const journal = this.journal
+    if (!journal?.active) return true
+    const durable = journal.durable
+    return durable !== undefined && durable.id === this.sessionId && entry.seq <= durable.sent
+  }
+
+  /** Writes what waited for the journal once its commit is done (only what was numbered, while welcomed). */
+  private writeWhenDurable(): void {
+    if (this.awaitingDurable || !this.journal) return
+    this.awaitingDurable = true
+    this.journal.afterDurable(() => {
+      this.awaitingDurable = false
+      if (this.phase === 'open') this.write()
+      else if (this.phase === 'welcomed') this.write({ resendOnly: true })
+    })
+  }
+
+  /**
+   * One cumulative ack for everything received in this tick; with `persist`, once how far the
+   * page got is durable (a later page must not be resent what this one acknowledged, nor miss it).
+   */
   private readonly queueAck = perTick(() => {
-    if (this.live) this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
+    const journal = this.journal
+    if (!journal?.active) {
+      if (this.live) this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
+      return
+    }
+    const session = this.sessionId
+    journal.afterDurable(() => {
+      const durable = journal.active ? journal.durable : this.snapshot()
+      if (this.live && durable && durable.id === session && session === this.sessionId) {
+        this.host.write(encodeFrame({ t: 'ack', s: durable.delivered }))
+      }
+    })
   })
 
   /** Checks liveness now (the page became visible, the network came back): a ping, then the timeout. */
@@ -436,6 +564,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out> {
   }
 
   detach(): void {
+    // Without the server's bound, only the first connection after a restore could resend what a previous page saw.
+    if (this.redeliveredUpTo === Number.POSITIVE_INFINITY) this.redeliveredUpTo = this.rxSeq
     this.phase = 'detached'
     clearTimeout(this.heartbeatTimer)
     this.heartbeatTimer = undefined

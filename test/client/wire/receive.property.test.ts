@@ -77,9 +77,9 @@ function setup() {
   const messages = new Map<number, Tracked>() // by the seq they get: 1, 3, 5
   const requests = new Map<number, { seq: number; tracked: Tracked }>() // by request id
   messages.set(1, add('m1'))
-  requests.set(protocol.nextId(), { seq: 2, tracked: add('r1', 1) })
+  requests.set(protocol.nextRequestId(), { seq: 2, tracked: add('r1', 1) })
   messages.set(3, add('m2'))
-  requests.set(protocol.nextId(), { seq: 4, tracked: add('r2', 2) })
+  requests.set(protocol.nextRequestId(), { seq: 4, tracked: add('r2', 2) })
   messages.set(5, add('m3'))
   return {
     protocol,

@@ -65,7 +65,7 @@ function setup(heartbeat: Required<HeartbeatOptions> | false = false) {
     /** Queues a message as `send()` does. */
     send: (data: unknown, timeout?: number) => track(add(data, { timeout })),
     /** Queues a request as `request()` does. */
-    request: (data: unknown, timeout?: number) => track(add(data, { timeout, requestId: protocol.nextId() })),
+    request: (data: unknown, timeout?: number) => track(add(data, { timeout, requestId: protocol.nextRequestId() })),
     /** A frame from the server. */
     server: (frame: Frame) => protocol.receive(JSON.stringify(frame)),
     /** Frames written so far (without 'ready'). */

@@ -1,0 +1,198 @@
+/**
+ * Bringing back what previous pages left (option `persist`): the page's own outbox (this tab's
+ * previous page, after a reload) and the orphans of pages closed with messages pending.
+ *
+ * What goes where:
+ * - This tab's outbox: its session is taken up, its messages go first, in order, with the
+ *   numbers they had (the server drops what it already has: exactly once).
+ * - An orphan with a session, when this tab has none: this page continues that session, so its
+ *   messages are delivered exactly once too (they go first: they were numbered in it).
+ * - Every other orphan: its messages join this page's session, renumbered. One its page never
+ *   wrote is delivered exactly once; one written to the old session and not acknowledged may
+ *   reach the server a second time (as across an expired session). A request of it whose reply
+ *   was still due fails: the reply belongs to the old session.
+ *
+ * Promises of a previous page cannot be kept: the `restored` event reports, per outbox, what
+ * became of its messages once every one is finished.
+ * @module
+ */
+import type {
+  OutboxHandle,
+  PersistedEntry,
+  PersistedOutbox,
+  PersistStore,
+  RestoreContext,
+  RestoredFailure,
+  RestoredInfo,
+  RestoredMessage,
+  RestoringItem,
+} from '../client/persist.js'
+import { DeliveryError, PersistError, type TetherError } from '../errors.js'
+import { persistError } from './failure.js'
+import { Journal } from './journal.js'
+
+/** One previous page's outbox as restored: its items and how they were placed. */
+interface Restoring {
+  readonly from: 'reload' | 'adopted'
+  readonly outbox: PersistedOutbox
+  /** Whether its session is continued (its numbers and request ids kept). */
+  readonly continued: boolean
+}
+
+/** Numbered entries first (in number order: they were written so), then the rest in queue order. */
+const inOrder = (a: PersistedEntry, b: PersistedEntry) =>
+  (a.seq === 0 ? 1 : 0) - (b.seq === 0 ? 1 : 0) || a.seq - b.seq || a.position - b.position
+
+/**
+ * Opens the store and brings back what previous pages left, ahead of everything sent since the
+ * socket was created. Rejects (a PersistError) when the store cannot be opened: nothing changed.
+ * @returns the journal that keeps the outbox from now on; undefined when the socket no longer
+ * wanted it (closed meanwhile: the outbox is released untouched, for a later page)
+ */
+export async function restore<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
+  let handle: OutboxHandle
+  try {
+    handle = await store.open()
+  } catch (error) {
+    throw error instanceof PersistError
+      ? error
+      : persistError('unavailable', `the persist store failed to open, so the outbox is kept in memory only`, error)
+  }
+  if (handle.lost) context.report(handle.lost)
+  const adopted: PersistedOutbox[] = []
+  for (const orphan of handle.orphans) {
+    try {
+      adopted.push(await handle.adopt(orphan))
+    } catch (error) {
+      // Another page took it first ('locked'): it delivers it. Anything else is worth saying.
+      if ((error as PersistError).reason !== 'locked') context.report(error as PersistError)
+    }
+  }
+  if (!context.wanted()) {
+    handle.close()
+    return undefined
+  }
+  return place(handle, adopted, context)
+}
+
+/** Places every restored outbox (synchronously, so no send slips in between) and starts the journal. */
+function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: RestoreContext<Out>): Journal {
+  const { session: tether } = context
+  const own = handle.opened
+  // A session goes with the messages numbered in it: this tab's, else the first orphan's.
+  const heir = tether && !own.session ? adopted.find((orphan) => orphan.session) : undefined
+  const order: Restoring[] = [
+    ...(heir ? [{ from: 'adopted' as const, outbox: heir, continued: true }] : []),
+    { from: 'reload', outbox: own, continued: true },
+    ...adopted.filter((orphan) => orphan !== heir).map((orphan) => ({ from: 'adopted' as const, outbox: orphan, continued: false })),
+  ]
+  const session = tether ? (heir ?? own).session : undefined
+  let last = -1
+  for (const { outbox: previous } of order) for (const entry of previous.entries) last = Math.max(last, entry.position)
+  const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, session)
+  if (session) tether?.resume(session)
+  for (const { outbox: previous, continued } of order) {
+    for (const entry of previous.entries) {
+      if (continued && entry.requestId !== undefined) tether?.reserveRequestIds(entry.requestId)
+    }
+  }
+  for (const restoring of order) {
+    const report = restoreOne(restoring, journal, context, session?.acked ?? 0)
+    if (report) report.then(context.restored)
+  }
+  // Messages sent before the store opened come after all of those, and are recorded now.
+  for (const entry of context.outbox.entries()) if (!journal.holds(entry)) journal.added(entry)
+  context.start(journal)
+  journal.touch()
+  return journal
+}
+
+/** Restores one previous outbox's entries; resolves with its report once all are finished (undefined when it held none). */
+function restoreOne<Out>(
+  { from, outbox: previous, continued }: Restoring,
+  journal: Journal,
+  context: RestoreContext<Out>,
+  acked: number,
+): Promise<RestoredInfo<Out>> | undefined {
+  const { session: tether } = context
+  if (previous.entries.length === 0) return undefined
+  const entries = [...previous.entries].sort(inOrder)
+  const now = Date.now()
+  const settled: Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }>[] = []
+  const items: RestoringItem[] = []
+  const placed: PersistedEntry[] = []
+  for (const stored of entries) {
+    const data = tether && typeof stored.payload === 'string' ? JSON.parse(stored.payload) : stored.payload
+    const deadline = stored.deadline ?? Number.POSITIVE_INFINITY
+    const staleAt = stored.staleAt ?? Number.POSITIVE_INFINITY
+    const options = {
+      deadline,
+      staleAt,
+      timeout: deadline === Number.POSITIVE_INFINITY ? undefined : Math.max(0, deadline - now),
+      ttl: staleAt === Number.POSITIVE_INFINITY ? undefined : Math.max(0, staleAt - now),
+      ...(stored.key !== undefined && { key: stored.key }),
+    }
+    const isRequest = tether !== undefined && stored.requestId !== undefined
+    if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
+      // Acknowledged before the reload: only its reply is still to come.
+      const { entry, promise } = tether.awaitReply({
+        data,
+        payload: stored.payload,
+        seq: stored.seq,
+        options: { ...options, requestId: stored.requestId },
+      })
+      journal.place(entry, stored.position)
+      settled.push(outcomeOf(data, promise))
+      continue
+    }
+    if (isRequest && !continued && stored.seq !== 0 && stored.seq <= (previous.session?.acked ?? 0)) {
+      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline: 0, staleAt: 0, key: undefined })
+      settled.push(
+        outcomeOf(
+          data,
+          Promise.reject(
+            new DeliveryError(
+              'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)',
+              { data },
+            ),
+          ),
+        ),
+      )
+      continue
+    }
+    items.push({
+      data,
+      payload: stored.payload,
+      seq: continued ? stored.seq : 0,
+      options: isRequest ? { ...options, requestId: continued ? stored.requestId : tether.nextRequestId() } : options,
+    })
+    placed.push(stored)
+  }
+  const restored = context.outbox.restore(items)
+  restored.forEach(({ entry, promise, kept }, i) => {
+    const stored = placed[i] as PersistedEntry
+    if (!kept) journal.drop(stored.position, entry)
+    else {
+      journal.place(entry, stored.position)
+      // Renumbered or given a new request id: recorded again.
+      if (entry.seq !== stored.seq || entry.requestId !== stored.requestId) journal.numbered(entry)
+    }
+    settled.push(outcomeOf((items[i] as RestoringItem).data, promise))
+  })
+  return Promise.all(settled).then((outcomes) => {
+    const delivered: RestoredMessage<Out>[] = []
+    const failed: RestoredFailure<Out>[] = []
+    for (const { data, outcome } of outcomes) {
+      if (outcome.status === 'rejected') failed.push({ data: data as Out, error: outcome.reason as TetherError })
+      else delivered.push(outcome.value === undefined ? { data: data as Out } : { data: data as Out, reply: outcome.value })
+    }
+    return { from, delivered, failed }
+  })
+}
+
+function outcomeOf(data: unknown, promise: Promise<unknown>): Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }> {
+  return promise.then(
+    (value) => ({ data, outcome: { status: 'fulfilled', value } }),
+    (reason: unknown) => ({ data, outcome: { status: 'rejected', reason } }),
+  )
+}
