@@ -28,6 +28,7 @@ export type {
 } from './client/options.js'
 export { defaultShouldReconnect } from './client/options.js'
 export type { Payload } from './client/outbox.js'
+export type { PersistStore, RestoredFailure, RestoredInfo, RestoredMessage } from './client/persist.js'
 export type {
   CloseEventInfo,
   ReconnectingInfo,

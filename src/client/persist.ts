@@ -237,6 +237,7 @@ export interface RestoredMessage<Out = unknown> {
 
 /** A message a previous page sent that was given up on. */
 export interface RestoredFailure<Out = unknown> {
+  /** The message, as decoded from what was stored. */
   readonly data: Out
   /** Why (a `TimeoutError` when its timeout passed, a `ClosedError` when the socket was closed, …). */
   readonly error: TetherError

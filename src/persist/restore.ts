@@ -80,13 +80,15 @@ function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: R
   const { session: tether } = context
   const own = handle.opened
   // A session goes with the messages numbered in it: this tab's, else the first orphan's.
-  const heir = tether && !own.session ? adopted.find((orphan) => orphan.session) : undefined
+  // A socket opened again after close() keeps the session it has in memory.
+  const live = tether?.snapshot() !== undefined
+  const heir = tether && !live && !own.session ? adopted.find((orphan) => orphan.session) : undefined
   const order: Restoring[] = [
     ...(heir ? [{ from: 'adopted' as const, outbox: heir, continued: true }] : []),
     { from: 'reload', outbox: own, continued: true },
     ...adopted.filter((orphan) => orphan !== heir).map((orphan) => ({ from: 'adopted' as const, outbox: orphan, continued: false })),
   ]
-  const session = tether ? (heir ?? own).session : undefined
+  const session = tether && !live ? (heir ?? own).session : undefined
   let last = -1
   for (const { outbox: previous } of order) for (const entry of previous.entries) last = Math.max(last, entry.position)
   const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, session)
@@ -122,7 +124,7 @@ function restoreOne<Out>(
   const items: RestoringItem[] = []
   const placed: PersistedEntry[] = []
   for (const stored of entries) {
-    const data = tether && typeof stored.payload === 'string' ? JSON.parse(stored.payload) : stored.payload
+    const data = decode(stored.payload, tether !== undefined)
     const deadline = stored.deadline ?? Number.POSITIVE_INFINITY
     const staleAt = stored.staleAt ?? Number.POSITIVE_INFINITY
     const options = {
@@ -188,6 +190,16 @@ function restoreOne<Out>(
     }
     return { from, delivered, failed }
   })
+}
+
+/** The message a stored payload holds: tether mode's JSON text parsed (what a raw-mode page left under the same name stays as it is). */
+function decode(payload: string | ArrayBuffer, json: boolean): unknown {
+  if (!json || typeof payload !== 'string') return payload
+  try {
+    return JSON.parse(payload)
+  } catch {
+    return payload
+  }
 }
 
 function outcomeOf(data: unknown, promise: Promise<unknown>): Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }> {
