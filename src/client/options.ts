@@ -139,6 +139,13 @@ export interface TetherSocketOptions<In = unknown, Out = unknown> {
    * messages are delivered by the next page with the same store name (see the `restored`
    * event). Where the store cannot work the socket says so (`error`, a `PersistError`) and
    * keeps its outbox in memory only.
+   *
+   * Per-message options across a reload: `timeout` and `ttl` keep their absolute deadlines (a
+   * message whose ttl passed while no page ran is dropped, reported as failed); `key` still
+   * lets a newer message replace a restored one still queued; a `signal` cannot cross a reload
+   * (the restored message is delivered unless its deadline passes). Raw mode keeps what is
+   * queued, binary included (an `ArrayBuffer` or a view); a `Blob` is kept in memory only.
+   * `close()` ends the stored outbox with the socket: what is pending fails with `ClosedError`.
    * @example
    * ```ts
    * import { indexedDBStore } from 'tethersocket/persist'

@@ -23,16 +23,22 @@ export interface JournalHost {
   failed(error: PersistError): void
 }
 
-/** `fn`, run once at the end of the current tick however often it is asked for meanwhile. */
+/**
+ * `fn`, run once at the end of the current tick however often it is asked for meanwhile. One
+ * microtask later than the protocol's own per-tick flush: a `send()` queues its entry (recorded
+ * here) and the flush that numbers it in the same tick, and both must go into one commit.
+ */
 function perTick(fn: () => void): () => void {
   let due = false
   return () => {
     if (due) return
     due = true
-    queueMicrotask(() => {
-      due = false
-      fn()
-    })
+    queueMicrotask(() =>
+      queueMicrotask(() => {
+        due = false
+        fn()
+      }),
+    )
   }
 }
 
