@@ -442,7 +442,9 @@ export class Outbox {
 
   private link(entry: Entry, aheadOfQueue: boolean): void {
     let before = aheadOfQueue ? this.cursor : undefined
-    while (before?.aheadOfQueue) before = before.next
+    // Behind earlier such ones, and behind every numbered entry: numbers go out in order (with
+    // `persist`, numbered entries can wait at the cursor for their commit).
+    while (before && (before.aheadOfQueue || before.seq !== 0)) before = before.next
     this.linkBefore(entry, before)
   }
 
