@@ -4,6 +4,8 @@
 // 1. Throughput: N small JSON messages sent at once, timed from the first send() until every
 //    promise resolved (every message acknowledged), as the `acks` section does in Node.
 // 2. One at a time: each send() awaited before the next, the latency a chat user sees.
+// 3. IndexedDB alone, in the same page: what its requests and commits cost here, for records
+//    shaped like the outbox's entries (where the time of 1 and 2 goes).
 //
 // Rounds are interleaved; every round with `persist` uses a store name of its own (nothing to
 // restore or adopt) and deletes its database afterwards. The page counts the IndexedDB
@@ -97,6 +99,58 @@ async function sendInPage({ n, store, oneAtATime }) {
   return { ms, commits, requests, firstFrame }
 }
 
+/**
+ * Runs in the page: what IndexedDB itself costs here, without tethersocket, for `n` records
+ * shaped like the durable outbox's entries (key `[outbox, position]`, a small JSON payload), each
+ * step one transaction with strict durability. Resolves with the ms of each step.
+ */
+async function indexedDBInPage({ n, name }) {
+  const db = await new Promise((resolve, reject) => {
+    const request = indexedDB.open(name, 1)
+    request.onupgradeneeded = () => {
+      request.result.createObjectStore('entries', { keyPath: ['outbox', 'position'] })
+      request.result.createObjectStore('batches')
+    }
+    request.onsuccess = () => resolve(request.result)
+    request.onerror = () => reject(request.error)
+  })
+  const timed = async (store, body) => {
+    const start = performance.now()
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction(store, 'readwrite', { durability: 'strict' })
+      body(tx.objectStore(store))
+      tx.oncomplete = resolve
+      tx.onabort = () => reject(tx.error)
+    })
+    return performance.now() - start
+  }
+  const entry = (i) => ({ outbox: 'o', position: i, seq: i + 1, payload: JSON.stringify({ type: 'tick', n: i, text: 'hello, world' }) })
+  const putAll = (store) => {
+    for (let i = 0; i < n; i++) store.put(entry(i))
+  }
+  const result = {
+    onePut: await timed('entries', (store) => store.put(entry(-1))),
+    puts: await timed('entries', putAll),
+    deletes: await timed('entries', (store) => {
+      for (let i = 0; i < n; i++) store.delete(['o', i])
+    }),
+  }
+  await timed('entries', putAll)
+  result.rangeDelete = await timed('entries', (store) => store.delete(IDBKeyRange.bound(['o', 0], ['o', n - 1])))
+  result.oneRecord = await timed('batches', (store) =>
+    store.put(
+      Array.from({ length: n }, (_, i) => entry(i)),
+      1,
+    ),
+  )
+  db.close()
+  await new Promise((resolve) => {
+    const request = indexedDB.deleteDatabase(name)
+    request.onsuccess = request.onerror = resolve
+  })
+  return result
+}
+
 export async function run({ rounds, log }) {
   let received = 0
   const bench = await startBrowserBench({
@@ -123,6 +177,12 @@ export async function run({ rounds, log }) {
     ]
     const burst = await interleave(contenders(false), { rounds, log: (line) => log(`all at once: ${line}`) })
     const sequential = await interleave(contenders(true), { rounds, log: (line) => log(`one at a time: ${line}`) })
+    const alone = []
+    for (let round = 0; round <= rounds; round++) {
+      const sample = await page.evaluate(indexedDBInPage, { n: N, name: `bench-idb-${round}` })
+      if (round > 0) alone.push(sample)
+    }
+    log('IndexedDB alone: done')
     const version = bench.context.browser()?.version() ?? (await page.evaluate(() => navigator.userAgent))
 
     /** Per contender: time, rate, ratio to memory only, and per message what the store did. */
@@ -178,11 +238,25 @@ export async function run({ rounds, log }) {
         stored(r, spread(r.commitsPerSecond, 0)),
       ]),
     )
+    const steps = [
+      ['one put (a commit of one record)', 'onePut'],
+      [`${N.toLocaleString('en')} puts`, 'puts'],
+      [`${N.toLocaleString('en')} deletes, one per key`, 'deletes'],
+      [`one delete of a key range over ${N.toLocaleString('en')} records`, 'rangeDelete'],
+      [`one put of a record holding ${N.toLocaleString('en')} entries`, 'oneRecord'],
+    ]
+    const aloneTable = table(
+      ['one transaction (strict durability) of', 'ms: median (min–max)', 'µs per entry'],
+      steps.map(([label, key]) => {
+        const stats = summarize(alone.map((sample) => sample[key]))
+        return [label, spread(stats, 1), key === 'onePut' ? '–' : ((stats.median * 1000) / N).toFixed(1)]
+      }),
+    )
     return {
       title: `Durable outbox in Chromium: acknowledged send() with and without persist`,
-      markdown: `${N.toLocaleString('en')} messages sent at once, awaiting all:\n\n${burstTable}\n\n${SEQUENTIAL} messages one at a time (each send() awaited before the next):\n\n${oneTable}`,
+      markdown: `${N.toLocaleString('en')} messages sent at once, awaiting all:\n\n${burstTable}\n\n${SEQUENTIAL} messages one at a time (each send() awaited before the next):\n\n${oneTable}\n\nIndexedDB alone in the same page, records shaped like the outbox's entries:\n\n${aloneTable}`,
       notes: `Headless Chromium ${version}, one page, a profile on disk (IndexedDB on disk, strict durability); the server in the benchmark's process.`,
-      results: { burst: all, oneAtATime: one, browser: version },
+      results: { burst: all, oneAtATime: one, indexedDB: alone, browser: version },
     }
   } finally {
     await bench.close()
