@@ -9,7 +9,7 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const distDir = join(root, 'dist')
 
 function ensureBuilt() {
-  if (['index.mjs', 'server.mjs', 'redis.mjs'].every((file) => existsSync(join(distDir, file)))) return
+  if (['index.mjs', 'server.mjs', 'redis.mjs', 'persist.mjs'].every((file) => existsSync(join(distDir, file)))) return
   console.error('building dist/ …')
   execFileSync(process.execPath, [join(root, 'node_modules', 'rollup', 'dist', 'bin', 'rollup'), '-c', '--silent'], {
     cwd: root,

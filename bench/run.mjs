@@ -15,6 +15,7 @@ const sections = {
   memory: () => import('./memory.mjs'),
   size: () => import('./size.mjs'),
   store: () => import('./store.mjs'),
+  persist: () => import('./persist.mjs'),
 }
 // Sections that need the server process.
 const networked = new Set(['throughput', 'acks', 'latency', 'reconnect'])

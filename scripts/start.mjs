@@ -15,7 +15,7 @@ const BUILD_SECONDS = 10
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bundle = join(root, 'dist', 'tethersocket.global.js')
-if (!existsSync(bundle) || !existsSync(join(root, 'dist', 'server.mjs'))) {
+if (!['server.mjs', 'persist.mjs'].every((file) => existsSync(join(root, 'dist', file))) || !existsSync(bundle)) {
   console.log(`building the package (about ${BUILD_SECONDS} s, first run only)…`)
   const started = performance.now()
   // --silent: rollup's progress and warnings are not for demo users; a failed build still prints its error.
@@ -34,9 +34,41 @@ const files = {
   '/tethersocket.global.js': ['text/javascript; charset=utf-8', bundle],
 }
 const http = createServer((req, res) => {
-  const file = files[new URL(req.url ?? '/', 'http://localhost').pathname]
+  const path = new URL(req.url ?? '/', 'http://localhost').pathname
+  // The ES modules of the build too: the page imports the durable outbox (dist/persist.mjs), which imports its chunks.
+  const distModule = /^\/dist\/([\w.-]+\.mjs)$/.exec(path)?.[1]
+  const file =
+    files[path] ??
+    (distModule && existsSync(join(root, 'dist', distModule))
+      ? ['text/javascript; charset=utf-8', join(root, 'dist', distModule)]
+      : undefined)
   if (!file) return res.writeHead(404).end('Not found\n')
   res.writeHead(200, { 'Content-Type': file[0], 'Cache-Control': 'no-cache' }).end(readFileSync(file[1]))
+})
+
+// Enter takes the chat away and brings it back while the page stays served, so that a page can
+// be reloaded meanwhile: connections are cut (as by a network failure) and refused, and the
+// server keeps its sessions, which the pages resume when it is back. (Ctrl-C then `npm start`
+// is a restart instead: sessions and history are gone, and the pages start new sessions.)
+let away = false
+const connections = new Set()
+// Before the tether server's listener: a refused socket is destroyed, which it then leaves alone.
+// With a listener of its own on the HTTP server, the tether server leaves other paths to it.
+http.prependListener('upgrade', (request, socket) => {
+  if ((request.url ?? '/').split('?')[0] !== '/ws') return socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n')
+  if (away) return socket.destroy()
+  connections.add(socket)
+  socket.once('close', () => connections.delete(socket))
+})
+process.stdin.on('data', (input) => {
+  if (!input.includes(10)) return
+  away = !away
+  if (away) for (const socket of connections) socket.destroy()
+  console.log(
+    away
+      ? 'chat away: WebSocket connections cut and refused, sessions kept, the page still served. Enter brings it back.'
+      : 'chat back: the pages reconnect and resume their sessions.',
+  )
 })
 
 const server = await createTetherServer({ server: http, path: '/ws' })
@@ -60,6 +92,7 @@ http.once('error', (error) => {
 http.listen(port, host, () => {
   const where = `${host.includes(':') ? `[${host}]` : host}:${http.address().port}`
   console.log(`tethersocket demo: open http://${where}  (WebSocket endpoint: ws://${where}/ws; Ctrl-C to stop)`)
+  if (process.stdin.isTTY) console.log('Press Enter to take the chat away while the page stays served (type, reload, then Enter again).')
 })
 const stop = () => server.close().then(() => http.close(() => process.exit(0)))
 process.once('SIGINT', stop)

@@ -39,7 +39,7 @@ it('shows the lines in the server order in both tabs, each marking its own, with
   const names = { alice: await nameOf(alice), bob: await nameOf(bob) }
   expect(names.alice).toMatch(/^[0-9a-f]{4}$/)
   expect(names.bob).not.toBe(names.alice)
-  // Nothing but the page and the script was asked for: no favicon request, no other file.
+  // Nothing failed to load or was refused (the page asks for no favicon: its icon is inline).
   expect(problems).toEqual({ alice: [], bob: [] })
 
   await say(alice, 'Hello! Is the server up?')

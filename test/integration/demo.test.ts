@@ -1,7 +1,8 @@
 /**
  * The demo (`npm start`, scripts/start.mjs) and the CLI (`tethersocket-server`) as a user runs
  * them, in child processes: the README's Node snippet, taken from README.md as written, gets a
- * session from the demo; a port in use is reported in one line; a wrong path is refused at once.
+ * session from the demo; the page's modules are served; a port in use is reported in one line; a
+ * wrong path is refused at once.
  * Uses the build output in dist/ (`npm test` builds first).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -12,13 +13,14 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import { freePort, waitFor, withTimeout } from '../support/tether.js'
+import { cleanupTether, freePort, tetherClient, waitFor, withTimeout } from '../support/tether.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const children = new Set<ChildProcess>()
 const holders = new Set<Server>()
 
 afterEach(async () => {
+  await cleanupTether()
   await Promise.all(
     [...children].map(async (child) => {
       if (child.exitCode === null && child.signalCode === null) {
@@ -42,9 +44,13 @@ beforeAll(() => {
   }
 })
 
-/** A child Node process in the project folder, its output collected as it comes. */
-function node(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+/** A child Node process in the project folder, its output collected as it comes (its input a pipe when `input`). */
+function node(args: string[], env: Record<string, string> = {}, input = false) {
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+  })
   children.add(child)
   const run = { child, stdout: '', stderr: '', exited: once(child, 'exit').then(([code]) => code as number | null) }
   child.stdout?.on('data', (chunk) => {
@@ -68,9 +74,9 @@ async function busyPort(): Promise<number> {
 }
 
 /** The demo on a free port, once it says it is listening. */
-async function startDemo() {
+async function startDemo(input = false) {
   const port = await freePort()
-  const demo = node(['scripts/start.mjs'], { PORT: String(port), HOST: '127.0.0.1' })
+  const demo = node(['scripts/start.mjs'], { PORT: String(port), HOST: '127.0.0.1' }, input)
   await waitFor(() => demo.stdout.includes(`http://127.0.0.1:${port}`) || demo.child.exitCode !== null, 15000, 'the demo listening')
   expect(demo.child.exitCode, output(demo)).toBeNull()
   return { port, demo }
@@ -115,6 +121,52 @@ describe("the README's Node snippet against `npm start`", () => {
       'the answer to an upgrade on /',
     )
     expect(status).toBe(404)
+  }, 30000)
+})
+
+describe('the demo page as `npm start` serves it', () => {
+  it('serves every module the page imports: the durable outbox entry and the chunks it imports', async () => {
+    const { port } = await startDemo()
+    const origin = `http://127.0.0.1:${port}`
+    const page = await (await fetch(`${origin}/`)).text()
+    const imported = [...page.matchAll(/from '(\/dist\/[\w.-]+\.mjs)'/g)].map((match) => match[1] as string)
+    expect(imported).toEqual(['/dist/persist.mjs'])
+    const served = new Set<string>()
+    for (let path = imported.shift(); path !== undefined; path = imported.shift()) {
+      if (served.has(path)) continue
+      served.add(path)
+      const response = await fetch(`${origin}${path}`)
+      expect(response.status, path).toBe(200)
+      expect(response.headers.get('content-type'), path).toBe('text/javascript; charset=utf-8')
+      for (const match of (await response.text()).matchAll(/(?:from|import) '\.\/([\w.-]+\.mjs)'/g)) imported.push(`/dist/${match[1]}`)
+    }
+    expect(served.size, 'persist.mjs imports its shared chunk').toBeGreaterThan(1)
+    // Only files of dist/, by name.
+    expect((await fetch(`${origin}/dist/..%2Fpackage.json`)).status).toBe(404)
+    expect((await fetch(`${origin}/dist/missing.mjs`)).status).toBe(404)
+  }, 30000)
+
+  it('takes the chat away on Enter while the page stays served, and brings it back: the session resumes', async () => {
+    const { port, demo } = await startDemo(true)
+    const { sock } = tetherClient(`ws://127.0.0.1:${port}/ws`)
+    await waitFor(() => sock.state === 'open', 5000, 'the client connecting')
+    const session = sock.sessionId
+
+    demo.child.stdin?.write('\n')
+    await waitFor(() => demo.stdout.includes('chat away'), 5000, 'the demo saying the chat is away')
+    await waitFor(() => sock.state === 'reconnecting', 5000, 'the client cut off')
+    // The page still loads; the client's attempts (10 to 100 ms apart) are refused.
+    expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(200)
+    const attempts = sock.stats.attempts
+    await waitFor(() => sock.stats.attempts >= attempts + 2, 5000, 'two more attempts')
+    expect(sock.state).not.toBe('open')
+    const delivered = sock.send({ text: 'sent while away' })
+
+    demo.child.stdin?.write('\n')
+    await waitFor(() => demo.stdout.includes('chat back'), 5000, 'the demo saying the chat is back')
+    await withTimeout(delivered, 5000, 'the message sent while away delivered')
+    expect(sock.sessionId).toBe(session)
+    expect(demo.stdout).toContain(`session ${session?.slice(0, 6)} resumed`)
   }, 30000)
 })
 
