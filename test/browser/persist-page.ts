@@ -2,18 +2,18 @@
  * Pages with a durable-outbox socket for the browser tests (/persist-socket.html of
  * test/support/browser-server.ts), and what they did, as the test process saw it.
  *
- * A page reports everything (a send handed to the socket, its outcome, a message received with
- * its info, a `restored` report, an error) the moment it happens, as one console line per
- * event: a page reloaded or closed in the middle of its work has already told the test what it
- * did, which reading the page's state afterwards could not give.
+ * A page reports every event (a send handed to the socket, its outcome, a message received with
+ * its info, a `restored` report, an error) to the test's report server with a synchronous
+ * request at the end of the task it happened in: a page reloaded or closed in the middle of its
+ * work has told the test everything it did. (Console lines or exposed functions are not enough: the last ones of
+ * a page that is going away may never reach the test.)
  */
+import { createServer } from 'node:http'
 import type { Page } from 'playwright-core'
 import type { TetherSocket, TetherSocketOptions } from '../../src/index.js'
 import type * as Persist from '../../src/persist/index.js'
-import { waitInPage } from '../support/browser.js'
-
-/** The prefix of a page's report lines on the console. */
-const PREFIX = 'persist-test '
+import { type BrowserSuite, waitInPage } from '../support/browser.js'
+import { listen, withTimeout } from '../support/servers.js'
 
 declare global {
   interface Window {
@@ -31,37 +31,54 @@ declare global {
   }
 }
 
-/** One event of a page load. */
-export type Report =
-  | { load: number; kind: 'sent' | 'acked'; data: unknown }
-  | { load: number; kind: 'failed'; data: { value: unknown; error: string } }
-  | { load: number; kind: 'received'; data: { msg: unknown; id: string | undefined; redelivered: boolean } }
-  | {
-      load: number
-      kind: 'restored'
-      data: { from: 'reload' | 'adopted'; delivered: unknown[]; failed: { data: unknown; error: string }[] }
-    }
-  | { load: number; kind: 'error'; data: { name: string; message: string; code?: string; reason?: string } }
-  | { load: number; kind: 'session'; data: string }
+/** What a page reported: the event's data, which page load (`start`'s `load`) and when (Date.now() in the page). */
+export type Report = { load: number; at: number } & (
+  | { kind: 'sent' | 'acked'; data: unknown }
+  | { kind: 'failed'; data: { value: unknown; error: string } }
+  | { kind: 'received'; data: { msg: unknown; id: string | undefined; redelivered: boolean } }
+  | { kind: 'restored'; data: { from: 'reload' | 'adopted'; delivered: unknown[]; failed: { data: unknown; error: string }[] } }
+  | { kind: 'error'; data: { name: string; message: string; code?: string; reason?: string } }
+  | { kind: 'session' | 'state'; data: string }
+)
 
 type Kind = Report['kind']
 type DataOf<K extends Kind> = Extract<Report, { kind: K }>['data']
 
-/** Everything the pages it watches reported, in order, tagged with the page load that did it. */
-export class Reports {
-  readonly all: Report[] = []
-
-  /** Collects the reports of `page`, over all its loads. */
-  watch(page: Page): void {
-    page.on('console', (message) => {
-      const text = message.text()
-      if (text.startsWith(PREFIX)) this.all.push(JSON.parse(text.slice(PREFIX.length)) as Report)
-    })
-  }
-
+/** Everything the pages reported, in order, each tagged with the page load that did it. */
+export interface Reports {
+  readonly all: Report[]
+  /** Where pages post their reports (cross-origin: the server allows every origin). */
+  readonly url: string
   /** The data of every report of `kind` (of load `load` only, when given). */
-  of<K extends Kind>(kind: K, load?: number): DataOf<K>[] {
-    return this.all.filter((r) => r.kind === kind && (load === undefined || r.load === load)).map((r) => r.data as DataOf<K>)
+  of<K extends Kind>(kind: K, load?: number): DataOf<K>[]
+}
+
+/** Starts a report server on 127.0.0.1, closed after the test. */
+export async function startReports(suite: BrowserSuite): Promise<Reports> {
+  const all: Report[] = []
+  const http = createServer((request, response) => {
+    let body = ''
+    request.setEncoding('utf8')
+    request.on('data', (chunk: string) => {
+      body += chunk
+    })
+    request.on('end', () => {
+      if (request.method === 'POST') all.push(...(JSON.parse(body) as Report[]))
+      response.writeHead(204, { 'Access-Control-Allow-Origin': '*' }).end()
+    })
+  })
+  await listen(http, 0)
+  suite.defer(() => {
+    const closed = new Promise<void>((resolve) => http.close(() => resolve()))
+    http.closeAllConnections()
+    return withTimeout(closed, 3000, 'the report server did not close')
+  })
+  const { port } = http.address() as { port: number }
+  return {
+    all,
+    url: `http://127.0.0.1:${port}/report`,
+    of: <K extends Kind>(kind: K, load?: number) =>
+      all.filter((r) => r.kind === kind && (load === undefined || r.load === load)).map((r) => r.data as DataOf<K>),
   }
 }
 
@@ -79,17 +96,32 @@ export const waitForLib = (page: Page) =>
 export interface StartOptions {
   /** Tags every report of this page load. */
   load: number
+  /** Where the page reports (`Reports.url`). */
+  reports: string
   url: string
   /** The persist store's name (default 'chat'). */
   store?: string
   reconnect?: TetherSocketOptions['reconnect']
 }
 
-/** Creates the page's socket with `persist: indexedDBStore(store)`, reporting what it does on the console. */
+/** Creates the page's socket with `persist: indexedDBStore(store)`, reporting what it does to `options.reports`. */
 export function start(page: Page, options: StartOptions): Promise<void> {
   return page.evaluate(
-    ({ load, url, store, reconnect, prefix }) => {
-      const report = (kind: string, data: unknown) => console.log(prefix + JSON.stringify({ load, kind, data }))
+    ({ load, reports, url, store, reconnect }) => {
+      // What happens in one task is posted at its end with a synchronous request: at the test
+      // before any later task of the page runs (a reload or close takes its own tasks).
+      let queue: unknown[] = []
+      const flush = () => {
+        const batch = queue
+        queue = []
+        const request = new XMLHttpRequest()
+        request.open('POST', reports, false)
+        request.send(JSON.stringify(batch))
+      }
+      const report = (kind: string, data: unknown) => {
+        if (queue.length === 0) queueMicrotask(flush)
+        queue.push({ load, kind, data, at: Date.now() })
+      }
       const { TetherSocket, indexedDBStore } = window.lib!
       const sock = new TetherSocket<unknown, unknown>(url, { persist: indexedDBStore(store), reconnect })
       sock.on('message', (msg, info) => report('received', { msg, id: info.id, redelivered: info.redelivered }))
@@ -109,6 +141,7 @@ export function start(page: Page, options: StartOptions): Promise<void> {
         }),
       )
       sock.on('session', (s) => report('session', s.id))
+      sock.on('state', (state) => report('state', state))
       let stopped = false
       const send = (value: unknown) => {
         report('sent', value)
@@ -137,7 +170,7 @@ export function start(page: Page, options: StartOptions): Promise<void> {
         },
       }
     },
-    { store: 'chat', reconnect: { minDelay: 50, maxDelay: 200 }, ...options, prefix: PREFIX },
+    { store: 'chat', reconnect: { minDelay: 50, maxDelay: 200 }, ...options },
   )
 }
 
