@@ -12,6 +12,7 @@ import { createServer } from 'node:http'
 import type { Page } from 'playwright-core'
 import type { TetherSocket, TetherSocketOptions } from '../../src/index.js'
 import type * as Persist from '../../src/persist/index.js'
+import { databaseName, ENTRIES, tabKey } from '../../src/persist/schema.js'
 import { type BrowserSuite, waitInPage } from '../support/browser.js'
 import { listen, withTimeout } from '../support/servers.js'
 
@@ -33,12 +34,14 @@ declare global {
 
 /** What a page reported: the event's data, which page load (`start`'s `load`) and when (Date.now() in the page). */
 export type Report = { load: number; at: number } & (
-  | { kind: 'sent' | 'acked'; data: unknown }
+  | { kind: 'sent'; data: unknown }
+  | { kind: 'acked'; data: unknown }
   | { kind: 'failed'; data: { value: unknown; error: string } }
   | { kind: 'received'; data: { msg: unknown; id: string | undefined; redelivered: boolean } }
   | { kind: 'restored'; data: { from: 'reload' | 'adopted'; delivered: unknown[]; failed: { data: unknown; error: string }[] } }
   | { kind: 'error'; data: { name: string; message: string; code?: string; reason?: string } }
-  | { kind: 'session' | 'state'; data: string }
+  | { kind: 'session'; data: string }
+  | { kind: 'state'; data: string }
 )
 
 type Kind = Report['kind']
@@ -176,3 +179,46 @@ export function start(page: Page, options: StartOptions): Promise<void> {
 
 /** `from`, `from`+1, …, `to`-1. */
 export const span = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i)
+
+/**
+ * How many entries this tab's stored outbox of `store` holds (read with a connection of its own):
+ * what a page closed now would leave. 0 when the tab has none yet.
+ */
+export function storedEntries(page: Page, store = 'chat'): Promise<number> {
+  return page.evaluate(
+    ({ database, entries, key }) =>
+      new Promise<number>((resolve, reject) => {
+        const id = sessionStorage.getItem(key)
+        if (id === null) return resolve(0)
+        const open = indexedDB.open(database)
+        open.onerror = () => reject(open.error)
+        open.onsuccess = () => {
+          const db = open.result
+          const count = db
+            .transaction(entries, 'readonly')
+            .objectStore(entries)
+            .count(IDBKeyRange.bound([id, -Infinity], [id, Infinity]))
+          count.onsuccess = () => {
+            db.close()
+            resolve(count.result)
+          }
+          count.onerror = () => {
+            db.close()
+            reject(count.error)
+          }
+        }
+      }),
+    { database: databaseName(store), entries: ENTRIES, key: tabKey(store) },
+  )
+}
+
+/** Waits (5 s at most) until this tab's stored outbox of `store` holds `count` entries. */
+export async function waitForStored(page: Page, count: number, store = 'chat'): Promise<void> {
+  const deadline = Date.now() + 5000
+  let stored = await storedEntries(page, store)
+  while (stored !== count) {
+    if (Date.now() > deadline) throw new Error(`the page's stored outbox holds ${stored} entries, not ${count}, after 5 s`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    stored = await storedEntries(page, store)
+  }
+}
