@@ -62,6 +62,23 @@ const persistPage = `<!doctype html>
 </body></html>
 `
 
+/**
+ * A page with both ESM entries (dist/index.mjs and dist/persist.mjs) as `window.lib`, for sockets
+ * with the durable outbox; the tests create the socket themselves, after every load.
+ */
+const persistSocketPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tethersocket: socket with persist</title>
+<script type="importmap">${JSON.stringify({ imports: { eventemitter3: '/vendor/eventemitter3.mjs' } })}</script>
+</head>
+<body>
+<script type="module">
+  import { TetherSocket } from '/dist/index.mjs'
+  import { indexedDBStore } from '/dist/persist.mjs'
+  window.lib = { TetherSocket, indexedDBStore }
+</script>
+</body></html>
+`
+
 /** Path → [content type, file or inline body]. `/dist/<file>` is handled apart. */
 const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/': [HTML, { file: join(root, 'examples', 'script-tag', 'index.html') }],
@@ -71,6 +88,7 @@ const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/script-tag.html': [HTML, { body: scriptTagPage }],
   '/esm.html': [HTML, { body: esmPage }],
   '/persist.html': [HTML, { body: persistPage }],
+  '/persist-socket.html': [HTML, { body: persistSocketPage }],
 }
 
 /** Fails with a clear message when the build is missing (`npm test` builds first). */

@@ -1,0 +1,224 @@
+/**
+ * Pages with a durable-outbox socket for the browser tests (/persist-socket.html of
+ * test/support/browser-server.ts), and what they did, as the test process saw it.
+ *
+ * A page reports every event (a send handed to the socket, its outcome, a message received with
+ * its info, a `restored` report, an error) to the test's report server with a synchronous
+ * request at the end of the task it happened in: a page reloaded or closed in the middle of its
+ * work has told the test everything it did. (Console lines or exposed functions are not enough: the last ones of
+ * a page that is going away may never reach the test.)
+ */
+import { createServer } from 'node:http'
+import type { Page } from 'playwright-core'
+import type { TetherSocket, TetherSocketOptions } from '../../src/index.js'
+import type * as Persist from '../../src/persist/index.js'
+import { databaseName, ENTRIES, tabKey } from '../../src/persist/schema.js'
+import { type BrowserSuite, waitInPage } from '../support/browser.js'
+import { listen, withTimeout } from '../support/servers.js'
+
+declare global {
+  interface Window {
+    /** Set by /persist-socket.html once both entries are imported. */
+    lib?: { TetherSocket: typeof TetherSocket; indexedDBStore: typeof Persist.indexedDBStore }
+    /** The socket of this load and what the test drives it with (set by `start`). */
+    t?: {
+      sock: TetherSocket<unknown, unknown>
+      send(value: unknown): void
+      /** Sends from … to-1 in bursts of `burst` every `gap` ms; resolves when all are handed to send(). */
+      stream(from: number, to: number, burst: number, gap: number): Promise<void>
+      /** Stops a running stream. */
+      stop(): void
+    }
+  }
+}
+
+/** What a page reported: the event's data, which page load (`start`'s `load`) and when (Date.now() in the page). */
+export type Report = { load: number; at: number } & (
+  | { kind: 'sent'; data: unknown }
+  | { kind: 'acked'; data: unknown }
+  | { kind: 'failed'; data: { value: unknown; error: string } }
+  | { kind: 'received'; data: { msg: unknown; id: string | undefined; redelivered: boolean } }
+  | { kind: 'restored'; data: { from: 'reload' | 'adopted'; delivered: unknown[]; failed: { data: unknown; error: string }[] } }
+  | { kind: 'error'; data: { name: string; message: string; code?: string; reason?: string } }
+  | { kind: 'session'; data: string }
+  | { kind: 'state'; data: string }
+)
+
+type Kind = Report['kind']
+type DataOf<K extends Kind> = Extract<Report, { kind: K }>['data']
+
+/** Everything the pages reported, in order, each tagged with the page load that did it. */
+export interface Reports {
+  readonly all: Report[]
+  /** Where pages post their reports (cross-origin: the server allows every origin). */
+  readonly url: string
+  /** The data of every report of `kind` (of load `load` only, when given). */
+  of<K extends Kind>(kind: K, load?: number): DataOf<K>[]
+}
+
+/** Starts a report server on 127.0.0.1, closed after the test. */
+export async function startReports(suite: BrowserSuite): Promise<Reports> {
+  const all: Report[] = []
+  const http = createServer((request, response) => {
+    let body = ''
+    request.setEncoding('utf8')
+    request.on('data', (chunk: string) => {
+      body += chunk
+    })
+    request.on('end', () => {
+      if (request.method === 'POST') all.push(...(JSON.parse(body) as Report[]))
+      response.writeHead(204, { 'Access-Control-Allow-Origin': '*' }).end()
+    })
+  })
+  await listen(http, 0)
+  suite.defer(() => {
+    const closed = new Promise<void>((resolve) => http.close(() => resolve()))
+    http.closeAllConnections()
+    return withTimeout(closed, 3000, 'the report server did not close')
+  })
+  const { port } = http.address() as { port: number }
+  return {
+    all,
+    url: `http://127.0.0.1:${port}/report`,
+    of: <K extends Kind>(kind: K, load?: number) =>
+      all.filter((r) => r.kind === kind && (load === undefined || r.load === load)).map((r) => r.data as DataOf<K>),
+  }
+}
+
+/** Loads /persist-socket.html (optionally with a query) and waits until both entries are imported. */
+export async function loadPage(page: Page, origin: string): Promise<void> {
+  await page.goto(`${origin}/persist-socket.html`)
+  await waitForLib(page)
+}
+
+/** Waits until the page (just loaded or reloaded) has imported both entries. */
+export const waitForLib = (page: Page) =>
+  waitInPage(page, () => typeof window.lib === 'object', 'dist/index.mjs and dist/persist.mjs to load')
+
+/** What `start` gives the socket. */
+export interface StartOptions {
+  /** Tags every report of this page load. */
+  load: number
+  /** Where the page reports (`Reports.url`). */
+  reports: string
+  url: string
+  /** The persist store's name (default 'chat'). */
+  store?: string
+  reconnect?: TetherSocketOptions['reconnect']
+}
+
+/** Creates the page's socket with `persist: indexedDBStore(store)`, reporting what it does to `options.reports`. */
+export function start(page: Page, options: StartOptions): Promise<void> {
+  return page.evaluate(
+    ({ load, reports, url, store, reconnect }) => {
+      // What happens in one task is posted at its end with a synchronous request: at the test
+      // before any later task of the page runs (a reload or close takes its own tasks).
+      let queue: unknown[] = []
+      const flush = () => {
+        const batch = queue
+        queue = []
+        const request = new XMLHttpRequest()
+        request.open('POST', reports, false)
+        request.send(JSON.stringify(batch))
+      }
+      const report = (kind: string, data: unknown) => {
+        if (queue.length === 0) queueMicrotask(flush)
+        queue.push({ load, kind, data, at: Date.now() })
+      }
+      const { TetherSocket, indexedDBStore } = window.lib!
+      const sock = new TetherSocket<unknown, unknown>(url, { persist: indexedDBStore(store), reconnect })
+      sock.on('message', (msg, info) => report('received', { msg, id: info.id, redelivered: info.redelivered }))
+      sock.on('restored', (r) =>
+        report('restored', {
+          from: r.from,
+          delivered: r.delivered.map((m) => m.data),
+          failed: r.failed.map((f) => ({ data: f.data, error: `${f.error.name}: ${f.error.message}` })),
+        }),
+      )
+      sock.on('error', (e) =>
+        report('error', {
+          name: e.name,
+          message: e.message,
+          code: (e as { code?: string }).code,
+          reason: (e as { reason?: string }).reason,
+        }),
+      )
+      sock.on('session', (s) => report('session', s.id))
+      sock.on('state', (state) => report('state', state))
+      let stopped = false
+      const send = (value: unknown) => {
+        report('sent', value)
+        sock.send(value).then(
+          () => report('acked', value),
+          (e: Error) => report('failed', { value, error: `${e.name}: ${e.message}` }),
+        )
+      }
+      window.t = {
+        sock,
+        send,
+        stream: (from, to, burst, gap) =>
+          new Promise((resolve) => {
+            let i = from
+            const tick = () => {
+              if (stopped) return resolve()
+              const end = Math.min(to, i + burst)
+              while (i < end) send(i++)
+              if (i < to) setTimeout(tick, gap)
+              else resolve()
+            }
+            tick()
+          }),
+        stop: () => {
+          stopped = true
+        },
+      }
+    },
+    { store: 'chat', reconnect: { minDelay: 50, maxDelay: 200 }, ...options },
+  )
+}
+
+/** `from`, `from`+1, …, `to`-1. */
+export const span = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i)
+
+/**
+ * How many entries this tab's stored outbox of `store` holds (read with a connection of its own):
+ * what a page closed now would leave. 0 when the tab has none yet.
+ */
+export function storedEntries(page: Page, store = 'chat'): Promise<number> {
+  return page.evaluate(
+    ({ database, entries, key }) =>
+      new Promise<number>((resolve, reject) => {
+        const id = sessionStorage.getItem(key)
+        if (id === null) return resolve(0)
+        const open = indexedDB.open(database)
+        open.onerror = () => reject(open.error)
+        open.onsuccess = () => {
+          const db = open.result
+          const count = db
+            .transaction(entries, 'readonly')
+            .objectStore(entries)
+            .count(IDBKeyRange.bound([id, -Infinity], [id, Infinity]))
+          count.onsuccess = () => {
+            db.close()
+            resolve(count.result)
+          }
+          count.onerror = () => {
+            db.close()
+            reject(count.error)
+          }
+        }
+      }),
+    { database: databaseName(store), entries: ENTRIES, key: tabKey(store) },
+  )
+}
+
+/** Waits (5 s at most) until this tab's stored outbox of `store` holds `count` entries. */
+export async function waitForStored(page: Page, count: number, store = 'chat'): Promise<void> {
+  const deadline = Date.now() + 5000
+  let stored = await storedEntries(page, store)
+  while (stored !== count) {
+    if (Date.now() > deadline) throw new Error(`the page's stored outbox holds ${stored} entries, not ${count}, after 5 s`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    stored = await storedEntries(page, store)
+  }
+}
