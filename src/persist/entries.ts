@@ -1,11 +1,10 @@
 /**
  * Checking what a caller gives the store (a wrong value would abort the whole transaction with a
- * platform error that names nothing), and converting between entries and records.
+ * platform error that names nothing), and the entries and sessions as the store keeps them.
  * @module
  */
 import type { PersistChanges, PersistedEntry, PersistedSession } from '../client/persist.js'
 import { OptionError } from '../errors.js'
-import type { EntryRecord } from './schema.js'
 
 const isBinary = (value: unknown): value is ArrayBuffer => Object.prototype.toString.call(value) === '[object ArrayBuffer]'
 const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value)
@@ -26,8 +25,12 @@ function check(ok: boolean, what: string, value: unknown): void {
   if (!ok) throw new OptionError(`commit(): ${what}; got ${shown(value)}`)
 }
 
-/** The record of `entry` in outbox `outbox`, with only the fields the entry has. Throws an OptionError naming the bad field. */
-export function entryRecord(outbox: string, entry: PersistedEntry): EntryRecord {
+/**
+ * `entry` as the store keeps it: only the fields it has, and a binary payload copied (the store
+ * rewrites it in later snapshots, which must hold the bytes committed now). Throws an OptionError
+ * naming the bad field.
+ */
+export function storedEntry(entry: PersistedEntry): PersistedEntry {
   check(typeof entry === 'object' && entry !== null, 'each entry of `put` must be an object', entry)
   const { position, seq, payload, requestId, staleAt, deadline, key } = entry
   check(isNumber(position), 'an entry `position` must be a finite number', position)
@@ -38,10 +41,9 @@ export function entryRecord(outbox: string, entry: PersistedEntry): EntryRecord 
   check(deadline === undefined || isTime(deadline), 'an entry `deadline` must be a number when given', deadline)
   check(key === undefined || typeof key === 'string', 'an entry `key` must be a string when given', key)
   return {
-    outbox,
     position,
     seq,
-    payload,
+    payload: typeof payload === 'string' ? payload : payload.slice(0),
     ...(requestId !== undefined && { requestId }),
     ...(staleAt !== undefined && { staleAt }),
     ...(deadline !== undefined && { deadline }),
@@ -49,11 +51,8 @@ export function entryRecord(outbox: string, entry: PersistedEntry): EntryRecord 
   }
 }
 
-/** The entry a record holds. */
-export function entryOf(record: EntryRecord): PersistedEntry {
-  const { outbox: _outbox, ...entry } = record
-  return entry
-}
+/** The session as the store keeps it: its four fields only. */
+export const storedSession = ({ id, delivered, sent, acked }: PersistedSession): PersistedSession => ({ id, delivered, sent, acked })
 
 /** Checks a whole `commit()` argument; throws an OptionError naming the first bad part. */
 export function checkChanges(changes: PersistChanges): void {

@@ -1,15 +1,18 @@
 /**
  * An opened outbox: this page's, held under its Web Lock until `close()`. Every change is one
- * durable transaction; a failure rejects the call with a PersistError and writes nothing of it.
+ * durable transaction of a few requests, whatever it holds: a commit appends one record to the
+ * outbox's log, or (now and then, log.ts) writes a snapshot and deletes the records before it.
+ * A failure rejects the call with a PersistError and writes nothing of it.
  * @module
  */
-import type { OutboxHandle, PersistChanges, PersistedEntry, PersistedOutbox, PersistedSession } from '../client/persist.js'
+import type { OutboxHandle, PersistChanges, PersistedEntry, PersistedOutbox } from '../client/persist.js'
 import { OptionError, type PersistError } from '../errors.js'
-import { checkChanges, entryOf, entryRecord } from './entries.js'
+import { checkChanges, storedEntry, storedSession } from './entries.js'
 import { persistError, writeError } from './failure.js'
-import { outboxRange, transact } from './idb.js'
+import { logBefore, logRange, transact } from './idb.js'
 import { type Locks, tryLock } from './locks.js'
-import { ENTRIES, type EntryRecord, lockName, OUTBOXES, type OutboxRecord, tabKey } from './schema.js'
+import { type Delta, OutboxState } from './log.js'
+import { type DeltaRecord, LOG, type LogRecord, lockName, OUTBOXES, type OutboxRecord, tabKey } from './schema.js'
 import { forgetTab } from './tab.js'
 
 /** What an outbox handle works with: the page's platform objects and the outbox it owns. */
@@ -21,31 +24,44 @@ export interface HandleContext {
   /** Absent where the platform has no Web Locks: then nothing is adopted. */
   readonly locks: Locks | undefined
   readonly sessionStorage: Storage | undefined
-  /** The outbox's record as last written. */
+  /** The outbox's record. */
   readonly record: OutboxRecord
+  /** Its state as its log left it when opened. */
+  readonly state: OutboxState
+  /** The number of the next record of its log. */
+  readonly next: number
   /** Releases the outbox's lock (a no-op without Web Locks). */
   readonly release: () => void
   /** The connection's failure once it is closed under us (set by the store). */
   readonly failure: () => PersistError | undefined
 }
 
+/** An opened outbox of the IndexedDB store. */
 export class IndexedDBOutbox implements OutboxHandle {
   readonly opened: PersistedOutbox
   readonly orphans: readonly PersistedOutbox[]
   readonly lost?: PersistError
   #context: HandleContext
-  #record: OutboxRecord
+  #id: string
+  /** The outbox as its completed writes left it, kept in memory so that a snapshot reads nothing. */
+  #state: OutboxState
+  /** The number of the next record of its log: taken when a write starts (writes complete in that order). */
+  #next: number
+  /** Writes started and not yet settled: a snapshot is written only when there are none (it is built from `#state`). */
+  #writing = 0
   /** The highest position this outbox holds or was given: adopted entries go after it. */
   #last: number
   #closed = false
 
-  constructor(context: HandleContext, opened: PersistedOutbox, orphans: readonly PersistedOutbox[], lost?: PersistError) {
+  constructor(context: HandleContext, orphans: readonly PersistedOutbox[], lost?: PersistError) {
     this.#context = context
-    this.#record = context.record
-    this.opened = opened
+    this.#id = context.record.id
+    this.#state = context.state
+    this.#next = context.next
+    this.opened = context.state.outbox(this.#id)
     this.orphans = orphans
     if (lost) this.lost = lost
-    this.#last = opened.entries.reduce((last, entry) => Math.max(last, entry.position), -1)
+    this.#last = this.opened.entries.reduce((last, entry) => Math.max(last, entry.position), -1)
   }
 
   /** Why nothing can be written now: the handle is closed, or the connection was closed under it. */
@@ -59,38 +75,60 @@ export class IndexedDBOutbox implements OutboxHandle {
     return this.#context.failure()
   }
 
+  /** Runs a write transaction (strict durability), counted in `#writing` until it settles. */
+  #write<T>(body: (tx: IDBTransaction) => () => T): Promise<T> {
+    this.#writing++
+    const settled = () => {
+      this.#writing--
+    }
+    const done = transact(this.#context.db, 'readwrite', body, 'strict')
+    done.then(settled, settled)
+    return done
+  }
+
   commit(changes: PersistChanges): Promise<void> {
     const unusable = this.#unusable()
     if (unusable) return Promise.reject(unusable)
-    const { db, name } = this.#context
-    const id = this.#record.id
-    let records: EntryRecord[]
+    const { keyRange, name } = this.#context
+    const id = this.#id
+    let delta: Delta
     try {
       checkChanges(changes)
-      records = (changes.put ?? []).map((entry) => entryRecord(id, entry))
+      const { session } = changes
+      delta = {
+        put: (changes.put ?? []).map(storedEntry),
+        remove: [...(changes.remove ?? [])],
+        ...(session !== undefined && { session: session && storedSession(session) }),
+      }
     } catch (error) {
       return Promise.reject(error)
     }
-    const remove = changes.remove ?? []
-    const session = changes.session
-    if (records.length === 0 && remove.length === 0 && session === undefined) return Promise.resolve()
-    for (const record of records) this.#last = Math.max(this.#last, record.position)
-    const next = session === undefined ? undefined : withSession(this.#record, session)
-    return transact(
-      db,
-      'readwrite',
-      (tx) => {
-        const entries = tx.objectStore(ENTRIES)
-        // Puts first: an entry added and done within one tick ends up removed.
-        for (const record of records) entries.put(record)
-        for (const position of remove) entries.delete([id, position])
-        if (next) tx.objectStore(OUTBOXES).put(next)
-        return () => {
-          if (next) this.#record = next
+    const { put, remove, session } = delta
+    if (put.length === 0 && remove.length === 0 && session === undefined) return Promise.resolve()
+    for (const entry of put) this.#last = Math.max(this.#last, entry.position)
+    const n = this.#next++
+    // A snapshot is built from the state the completed writes left: only when none is under way.
+    const compacted = this.#writing === 0 && this.#state.compacts(delta) ? this.#state.after(delta) : undefined
+    return this.#write((tx) => {
+      const log = tx.objectStore(LOG)
+      if (compacted) {
+        log.put(compacted.snapshot(id, n))
+        log.delete(logBefore(keyRange, id, n))
+      } else {
+        const record: DeltaRecord = {
+          outbox: id,
+          n,
+          ...(put.length > 0 && { put }),
+          ...(remove.length > 0 && { remove }),
+          ...(session !== undefined && { session }),
         }
-      },
-      'strict',
-    ).catch((error) => {
+        log.put(record)
+      }
+      return () => {
+        if (compacted) this.#state = compacted
+        else this.#state.apply(delta)
+      }
+    }).catch((error) => {
       throw this.#context.failure() ?? writeError(error, name, 'a commit')
     })
   }
@@ -98,8 +136,8 @@ export class IndexedDBOutbox implements OutboxHandle {
   async adopt(orphan: PersistedOutbox): Promise<PersistedOutbox> {
     const unusable = this.#unusable()
     if (unusable) throw unusable
-    const { db, keyRange, locks, name } = this.#context
-    const id = this.#record.id
+    const { keyRange, locks, name } = this.#context
+    const id = this.#id
     if (typeof orphan !== 'object' || orphan === null || typeof orphan.id !== 'string') {
       throw new OptionError('adopt(orphan): orphan must be one of the `orphans` of this handle')
     }
@@ -118,37 +156,33 @@ export class IndexedDBOutbox implements OutboxHandle {
     }
     if (!release) throw persistError('locked', `another page holds the outbox ${orphan.id} of "${name}" (it reopened or is adopting it)`)
     try {
-      const adopted = await transact(
-        db,
-        'readwrite',
-        (tx) => {
-          const outboxes = tx.objectStore(OUTBOXES)
-          const entries = tx.objectStore(ENTRIES)
-          let record: OutboxRecord | undefined
-          let moved: PersistedEntry[] = []
-          outboxes.get(orphan.id).onsuccess = (event) => {
-            record = (event.target as IDBRequest<OutboxRecord | undefined>).result
-            if (!record) return
-            entries.getAll(outboxRange(keyRange, orphan.id)).onsuccess = (event) => {
-              const theirs = (event.target as IDBRequest<EntryRecord[]>).result
-              entries.openCursor(outboxRange(keyRange, id), 'prev').onsuccess = (event) => {
-                const cursor = (event.target as IDBRequest<IDBCursorWithValue | null>).result
-                const first = Math.max(this.#last, cursor ? (cursor.value as EntryRecord).position : -1) + 1
-                moved = theirs.map((entry, i) => ({ ...entryOf(entry), position: first + i }))
-                for (const entry of moved) entries.put({ ...entry, outbox: id })
-                entries.delete(outboxRange(keyRange, orphan.id))
-                outboxes.delete(orphan.id)
-              }
-            }
+      const n = this.#next++
+      const adopted = await this.#write((tx) => {
+        const outboxes = tx.objectStore(OUTBOXES)
+        const log = tx.objectStore(LOG)
+        let found: PersistedOutbox | undefined
+        let moved: PersistedEntry[] = []
+        outboxes.get(orphan.id).onsuccess = (event) => {
+          if (!(event.target as IDBRequest<OutboxRecord | undefined>).result) return
+          log.getAll(logRange(keyRange, orphan.id)).onsuccess = (event) => {
+            found = OutboxState.replay((event.target as IDBRequest<LogRecord[]>).result).state.outbox(orphan.id)
+            // After every position this outbox holds or was given (in commits started before this callback too).
+            const first = this.#last + 1
+            moved = found.entries.map((entry, i) => ({ ...entry, position: first + i }))
+            this.#last += moved.length
+            if (moved.length > 0) log.put({ outbox: id, n, put: moved } satisfies DeltaRecord)
+            log.delete(logRange(keyRange, orphan.id))
+            outboxes.delete(orphan.id)
           }
-          return () => (record ? { record, moved } : undefined)
-        },
-        'strict',
-      )
+        }
+        return () => {
+          if (!found) return undefined
+          if (moved.length > 0) this.#state.apply({ put: moved, remove: [] })
+          return { ...found, entries: moved }
+        }
+      })
       if (!adopted) throw persistError('locked', `the outbox ${orphan.id} of "${name}" is gone: another page adopted it first`)
-      const { record, moved } = adopted
-      if (moved.length > 0) this.#last = Math.max(this.#last, moved[moved.length - 1].position)
-      return { id: record.id, ...(record.session && { session: record.session }), entries: moved }
+      return adopted
     } catch (error) {
       throw this.#context.failure() ?? writeError(error, name, `the adoption of the outbox ${orphan.id}`)
     } finally {
@@ -167,28 +201,18 @@ export class IndexedDBOutbox implements OutboxHandle {
   async discard(): Promise<void> {
     const unusable = this.#unusable()
     if (unusable) throw unusable
-    const { db, keyRange, name, sessionStorage } = this.#context
-    const id = this.#record.id
+    const { keyRange, name, sessionStorage } = this.#context
+    const id = this.#id
     try {
-      await transact(
-        db,
-        'readwrite',
-        (tx) => {
-          tx.objectStore(ENTRIES).delete(outboxRange(keyRange, id))
-          tx.objectStore(OUTBOXES).delete(id)
-          return () => undefined
-        },
-        'strict',
-      )
+      await this.#write((tx) => {
+        tx.objectStore(LOG).delete(logRange(keyRange, id))
+        tx.objectStore(OUTBOXES).delete(id)
+        return () => undefined
+      })
     } catch (error) {
       throw this.#context.failure() ?? writeError(error, name, 'the deletion of the outbox')
     }
     forgetTab(sessionStorage, tabKey(name), id)
     this.close()
   }
-}
-
-function withSession(record: OutboxRecord, session: PersistedSession | null): OutboxRecord {
-  const { session: _old, ...rest } = record
-  return session ? { ...rest, session: { id: session.id, delivered: session.delivered, sent: session.sent, acked: session.acked } } : rest
 }

@@ -4,7 +4,7 @@
  * `abort`), once everything it did is durable (or nothing is).
  * @module
  */
-import { ENTRIES, OUTBOXES, SCHEMA_VERSION, upgrade } from './schema.js'
+import { LOG, OUTBOXES, SCHEMA_VERSION, upgrade } from './schema.js'
 
 /** An open database, and whether this open created it (no database of that name existed). */
 export interface OpenedDatabase {
@@ -35,8 +35,12 @@ export function openDatabase(factory: IDBFactory, name: string): Promise<OpenedD
   })
 }
 
-/** The entries of one outbox: `[id, -Infinity]` to `[id, Infinity]` (positions are finite numbers). */
-export const outboxRange = (keyRange: typeof IDBKeyRange, id: string): IDBKeyRange => keyRange.bound([id, -Infinity], [id, Infinity])
+/** The log of one outbox: `[id, -Infinity]` to `[id, Infinity]` (record numbers are finite). */
+export const logRange = (keyRange: typeof IDBKeyRange, id: string): IDBKeyRange => keyRange.bound([id, -Infinity], [id, Infinity])
+
+/** The records of one outbox's log before record `n`. */
+export const logBefore = (keyRange: typeof IDBKeyRange, id: string, n: number): IDBKeyRange =>
+  keyRange.bound([id, -Infinity], [id, n], false, true)
 
 /**
  * Runs `body` in one transaction over both object stores and resolves with what its result
@@ -54,7 +58,7 @@ export function transact<T>(
     let tx: IDBTransaction
     try {
       // Browsers without the options argument ignore it (and write with their default durability).
-      tx = db.transaction([OUTBOXES, ENTRIES], mode, durability ? { durability } : undefined)
+      tx = db.transaction([OUTBOXES, LOG], mode, durability ? { durability } : undefined)
     } catch (error) {
       reject(error)
       return

@@ -6,13 +6,13 @@
  */
 import type { OutboxHandle, PersistedOutbox, PersistStore } from '../client/persist.js'
 import { OptionError, PersistError } from '../errors.js'
-import { entryOf } from './entries.js'
 import { persistError, reasonOf } from './failure.js'
 import { IndexedDBOutbox } from './handle.js'
-import { openDatabase, outboxRange, transact } from './idb.js'
+import { logRange, openDatabase, transact } from './idb.js'
 import { type Locks, lockedNames, tryLock } from './locks.js'
+import { OutboxState } from './log.js'
 import { restore } from './restore.js'
-import { databaseName, ENTRIES, type EntryRecord, lockName, lockPrefix, OUTBOXES, type OutboxRecord, tabKey } from './schema.js'
+import { databaseName, LOG, type LogRecord, lockName, lockPrefix, OUTBOXES, type OutboxRecord, tabKey } from './schema.js'
 import { readTab, writeTab } from './tab.js'
 
 /** The platform objects the store uses; any may be missing. */
@@ -84,10 +84,9 @@ async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle
     const claimed = await claim({ db, keyRange, locks, sessionStorage, name, created })
     release = claimed.release
     const orphans = locks ? await findOrphans(db, keyRange, locks, name, claimed.record.id) : []
-    const { record, entries } = claimed
-    const opened: PersistedOutbox = { id: record.id, ...(record.session && { session: record.session }), entries: entries.map(entryOf) }
-    const context = { name, db, keyRange, locks, sessionStorage, record, release: claimed.release, failure }
-    return new IndexedDBOutbox(context, opened, orphans, claimed.lost)
+    const { record, state, next } = claimed
+    const context = { name, db, keyRange, locks, sessionStorage, record, state, next, release: claimed.release, failure }
+    return new IndexedDBOutbox(context, orphans, claimed.lost)
   } catch (error) {
     release?.()
     db.close()
@@ -153,9 +152,15 @@ interface Claiming {
   readonly created: boolean
 }
 
-interface Claimed {
+/** An outbox as its log left it. */
+interface Found {
   readonly record: OutboxRecord
-  readonly entries: EntryRecord[]
+  readonly state: OutboxState
+  /** The number of the next record of its log. */
+  readonly next: number
+}
+
+interface Claimed extends Found {
   /** Releases its lock. */
   readonly release: () => void
   readonly lost?: PersistError
@@ -208,7 +213,7 @@ async function claim({ db, keyRange, locks, sessionStorage, name, created }: Cla
     throw error
   }
   writeTab(sessionStorage, key, id)
-  return { record, entries: [], release, ...(lost && { lost }) }
+  return { record, state: new OutboxState(), next: 0, release, ...(lost && { lost }) }
 }
 
 /** Ids of outboxes: 128 random bits in hex (never a ':', which lock names use as separator). */
@@ -217,26 +222,21 @@ function newId(): string {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('')
 }
 
-/** Reads outbox `id` (marking it opened now), or `undefined` when it is gone. */
-function reopen(
-  db: IDBDatabase,
-  keyRange: typeof IDBKeyRange,
-  id: string,
-): Promise<{ record: OutboxRecord; entries: EntryRecord[] } | undefined> {
+/** Reads outbox `id` (marking it opened now) and replays its log, or `undefined` when it is gone. */
+function reopen(db: IDBDatabase, keyRange: typeof IDBKeyRange, id: string): Promise<Found | undefined> {
   return transact(db, 'readwrite', (tx) => {
     const outboxes = tx.objectStore(OUTBOXES)
-    let record: OutboxRecord | undefined
-    let entries: EntryRecord[] = []
+    let found: Found | undefined
     outboxes.get(id).onsuccess = (event) => {
-      const found = (event.target as IDBRequest<OutboxRecord | undefined>).result
-      if (!found) return
-      record = { ...found, opened: Date.now() }
+      const stored = (event.target as IDBRequest<OutboxRecord | undefined>).result
+      if (!stored) return
+      const record = { ...stored, opened: Date.now() }
       outboxes.put(record)
-      tx.objectStore(ENTRIES).getAll(outboxRange(keyRange, id)).onsuccess = (event) => {
-        entries = (event.target as IDBRequest<EntryRecord[]>).result
+      tx.objectStore(LOG).getAll(logRange(keyRange, id)).onsuccess = (event) => {
+        found = { record, ...OutboxState.replay((event.target as IDBRequest<LogRecord[]>).result) }
       }
     }
-    return () => (record ? { record, entries } : undefined)
+    return () => found
   })
 }
 
@@ -255,46 +255,45 @@ async function findOrphans(
   const held = await lockedNames(locks, lockPrefix(name))
   const free = (id: string) => id !== own && !held.has(lockName(name, id))
   const found = await transact(db, 'readonly', (tx) => {
-    const all: { record: OutboxRecord; entries: EntryRecord[] }[] = []
+    const all: { record: OutboxRecord; state: OutboxState }[] = []
     tx.objectStore(OUTBOXES).getAll().onsuccess = (event) => {
       for (const record of (event.target as IDBRequest<OutboxRecord[]>).result) {
         if (!free(record.id)) continue
-        const item = { record, entries: [] as EntryRecord[] }
+        const item = { record, state: new OutboxState() }
         all.push(item)
-        tx.objectStore(ENTRIES).getAll(outboxRange(keyRange, record.id)).onsuccess = (event) => {
-          item.entries = (event.target as IDBRequest<EntryRecord[]>).result
+        tx.objectStore(LOG).getAll(logRange(keyRange, record.id)).onsuccess = (event) => {
+          item.state = OutboxState.replay((event.target as IDBRequest<LogRecord[]>).result).state
         }
       }
     }
     return () => all
   })
-  const empty = found.filter(({ record, entries }) => entries.length === 0 && !record.session)
+  const empty = found.filter(({ state }) => state.empty)
   for (const { record } of empty) {
     try {
       await dropEmpty(db, keyRange, locks, name, record.id)
     } catch {
-      // Housekeeping only: an empty outbox left behind holds nothing, and costs one small record.
+      // Housekeeping only: an empty outbox left behind holds nothing, and costs a few small records.
     }
   }
   return found
     .filter((item) => !empty.includes(item))
     .sort((a, b) => a.record.created - b.record.created)
-    .map(({ record, entries }) => ({ id: record.id, ...(record.session && { session: record.session }), entries: entries.map(entryOf) }))
+    .map(({ record, state }) => state.outbox(record.id))
 }
 
-/** Deletes an empty outbox nobody holds; leaves it when a page took it meanwhile, or when it got entries. */
+/** Deletes an empty outbox nobody holds, and its log; leaves it when a page took it meanwhile, or when it got entries. */
 async function dropEmpty(db: IDBDatabase, keyRange: typeof IDBKeyRange, locks: Locks, name: string, id: string): Promise<void> {
   const release = await tryLock(locks, lockName(name, id))
   if (!release) return
   try {
     await transact(db, 'readwrite', (tx) => {
-      const outboxes = tx.objectStore(OUTBOXES)
+      const log = tx.objectStore(LOG)
       // Read again under the lock: a page may have reopened it and written since the listing.
-      outboxes.get(id).onsuccess = (event) => {
-        if ((event.target as IDBRequest<OutboxRecord | undefined>).result?.session) return
-        tx.objectStore(ENTRIES).count(outboxRange(keyRange, id)).onsuccess = (event) => {
-          if ((event.target as IDBRequest<number>).result === 0) outboxes.delete(id)
-        }
+      log.getAll(logRange(keyRange, id)).onsuccess = (event) => {
+        if (!OutboxState.replay((event.target as IDBRequest<LogRecord[]>).result).state.empty) return
+        log.delete(logRange(keyRange, id))
+        tx.objectStore(OUTBOXES).delete(id)
       }
       return () => undefined
     })

@@ -11,7 +11,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { OutboxHandle, PersistedEntry, PersistedSession } from '../../src/client/persist.js'
 import { OptionError, PersistError } from '../../src/errors.js'
 import { indexedDBStore, requestPersistentStorage } from '../../src/persist/index.js'
-import { ENTRIES, OUTBOXES, SCHEMA_VERSION } from '../../src/persist/schema.js'
+import { ENTRIES_PER_DELTA, MAX_DELTAS } from '../../src/persist/log.js'
+import { LOG, type LogRecord, OUTBOXES, SCHEMA_VERSION } from '../../src/persist/schema.js'
 import { createStore, type PersistEnvironment } from '../../src/persist/store.js'
 import { FakeLockBroker, type FakeLocks } from '../support/locks.js'
 import { MemoryStorage } from '../support/storage.js'
@@ -74,9 +75,7 @@ const texts = (entries: readonly PersistedEntry[]) => entries.map((e) => JSON.pa
 const session = (id: string, n = 0): PersistedSession => ({ id, delivered: n, sent: n, acked: n })
 
 /** Everything in the database, read with a connection of its own. */
-async function dump(
-  name = 'chat',
-): Promise<{ outboxes: { id: string; session?: PersistedSession }[]; entries: { outbox: string; position: number }[] }> {
+async function dump(name = 'chat'): Promise<{ outboxes: { id: string }[]; log: LogRecord[] }> {
   const db = await new Promise<globalThis.IDBDatabase>((resolve, reject) => {
     const request = factory.open(`tethersocket:${name}`)
     request.onsuccess = () => resolve(request.result)
@@ -84,16 +83,49 @@ async function dump(
   })
   try {
     return await new Promise((resolve, reject) => {
-      const tx = db.transaction([OUTBOXES, ENTRIES])
+      const tx = db.transaction([OUTBOXES, LOG])
       const outboxes = tx.objectStore(OUTBOXES).getAll()
-      const entries = tx.objectStore(ENTRIES).getAll()
-      tx.oncomplete = () => resolve({ outboxes: outboxes.result, entries: entries.result })
+      const log = tx.objectStore(LOG).getAll()
+      tx.oncomplete = () => resolve({ outboxes: outboxes.result, log: log.result })
       tx.onerror = () => reject(tx.error)
     })
   } finally {
     db.close()
   }
 }
+
+/**
+ * Counts the write requests (`put`, `add`, `delete` of an object store) issued from now on:
+ * returns the function that lists those since it was last called (records put as snapshots as
+ * `'put snapshot'`).
+ */
+function countWrites(): () => string[] {
+  let made: string[] = []
+  for (const method of ['put', 'add', 'delete'] as const) {
+    wrap(
+      IDBObjectStore.prototype,
+      method,
+      (original) =>
+        function (this: IDBObjectStore, ...args: unknown[]) {
+          made.push((args[0] as { snapshot?: boolean } | undefined)?.snapshot ? `${method} snapshot` : method)
+          return (original as (...args: unknown[]) => IDBRequest).apply(this, args)
+        } as never,
+    )
+  }
+  return () => {
+    const since = made
+    made = []
+    return since
+  }
+}
+
+/** The kinds of the records of the log, in order. */
+const kinds = (log: readonly LogRecord[]) => log.map((record) => (record.snapshot ? 'snapshot' : 'delta'))
+
+/** `count` entries from position `from` on. */
+const entries = (from: number, count: number, more: Partial<PersistedEntry> = {}) =>
+  Array.from({ length: count }, (_, i) => entry(from + i, `m${from + i}`, more))
+const positions = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
 
 /** Lets pending callbacks and promise jobs run (one turn of the event loop; no time passes). */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
@@ -181,7 +213,7 @@ describe('open, commit, reopen', () => {
     expect(made).toHaveLength(1) // nothing to write: no transaction
   })
 
-  it('writes nothing of a commit whose third put fails: the whole transaction is aborted', async () => {
+  it('writes nothing of a commit whose write fails: the whole transaction is aborted', async () => {
     const tab = page()
     const handle = await tab.open()
     await handle.commit({ put: [entry(0, 'kept')], session: session('s1', 1) })
@@ -191,14 +223,14 @@ describe('open, commit, reopen', () => {
       'put',
       (original) =>
         function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore['put']>) {
-          if (++puts === 3) throw new DOMException('the disk is unhappy', 'UnknownError')
+          if (++puts === 1) throw new DOMException('the disk is unhappy', 'UnknownError')
           return original.apply(this, args)
         },
     )
     const error = await rejection(
       handle.commit({ put: [entry(1, 'x'), entry(2, 'y'), entry(3, 'z')], remove: [0], session: session('s1', 9) }),
     )
-    expect(puts).toBe(3)
+    expect(puts).toBe(1)
     expect(error).toMatchObject({ code: 'ERR_PERSIST', reason: 'unavailable' })
     expect(error.message).toMatch(/nothing of it was written \(UnknownError: the disk is unhappy\)/)
     tab.end()
@@ -215,7 +247,8 @@ describe('open, commit, reopen', () => {
       'put',
       (original) =>
         function (this: IDBObjectStore, ...args: Parameters<IDBObjectStore['put']>) {
-          if (full && (args[0] as { position?: number }).position === 1) throw new DOMException('quota reached', 'QuotaExceededError')
+          const written = (args[0] as { put?: PersistedEntry[] }).put ?? []
+          if (full && written.some((e) => e.position === 1)) throw new DOMException('quota reached', 'QuotaExceededError')
           return original.apply(this, args)
         },
     )
@@ -240,7 +273,7 @@ describe('open, commit, reopen', () => {
     await expect(handle.commit({ session: { id: 's', delivered: 0, sent: '1' as never, acked: 0 } })).rejects.toThrow(
       /`session.sent` must be a finite number/,
     )
-    expect((await dump()).entries).toEqual([])
+    expect((await dump()).log).toEqual([])
   })
 
   it("rejects commits after close() with reason 'locked': the page no longer holds the outbox", async () => {
@@ -248,7 +281,7 @@ describe('open, commit, reopen', () => {
     handle.close()
     handle.close() // idempotent
     expect((await rejection(handle.commit({ put: [entry(0, 'late')] }))).reason).toBe('locked')
-    expect((await dump()).entries).toEqual([])
+    expect((await dump()).log).toEqual([])
   })
 
   it('discard() deletes the outbox and its entries and forgets it in sessionStorage', async () => {
@@ -256,7 +289,7 @@ describe('open, commit, reopen', () => {
     const handle = await tab.open()
     await handle.commit({ put: [entry(0, 'a')], session: session('s1') })
     await handle.discard()
-    expect(await dump()).toEqual({ outboxes: [], entries: [] })
+    expect(await dump()).toEqual({ outboxes: [], log: [] })
     expect(tab.storage.getItem('tethersocket:chat')).toBeNull()
     expect(broker.held()).toEqual([])
     const next = await page(tab.storage).open()
@@ -270,8 +303,8 @@ describe('open, commit, reopen', () => {
     const game = await page(storage, {}, 'game').open()
     await chat.commit({ put: [entry(0, 'chat')] })
     expect(game.opened.id).not.toBe(chat.opened.id)
-    expect((await dump('game')).entries).toEqual([])
-    expect((await dump('chat')).entries).toHaveLength(1)
+    expect((await dump('game')).log).toEqual([])
+    expect((await dump('chat')).log).toHaveLength(1)
   })
 
   it('refuses a store name that is not a non-empty string, with an OptionError', () => {
@@ -347,7 +380,7 @@ describe('which page owns which outbox', () => {
     expect(broker.held()).toEqual([`tethersocket:chat:${handle.opened.id}`])
     const stored = await dump()
     expect(stored.outboxes.map((o) => o.id)).toEqual([handle.opened.id])
-    expect(stored.entries.every((e) => e.outbox === handle.opened.id)).toBe(true)
+    expect(stored.log.every((record) => record.outbox === handle.opened.id)).toBe(true)
 
     tab.end()
     const reloaded = await page(tab.storage).open()
@@ -412,7 +445,7 @@ describe('which page owns which outbox', () => {
     expect(fromB).toMatchObject({ status: 'rejected', reason: { code: 'ERR_PERSIST', reason: 'locked' } })
     // Afterwards too: the orphan is gone.
     expect((await rejection(b.adopt(b.orphans[0]))).message).toMatch(/another page adopted it first/)
-    expect((await dump()).entries.filter((e) => e.outbox === b.opened.id)).toEqual([])
+    expect((await dump()).log.filter((record) => record.outbox === b.opened.id)).toEqual([])
   })
 
   it('refuses to adopt an orphan whose tab reopened it since the listing', async () => {
@@ -458,6 +491,160 @@ describe('which page owns which outbox', () => {
     const handle = await page().open()
     await expect(handle.adopt(handle.opened)).rejects.toThrow(/cannot adopt itself/)
     await expect(handle.adopt(null as never)).rejects.toThrow(OptionError)
+  })
+})
+
+describe('the log: a few requests a commit, whatever it holds', () => {
+  it('writes a commit of 5,000 entries with one request, and their removal with two (a snapshot, and the deletion of the log before it)', async () => {
+    const tab = page()
+    const handle = await tab.open()
+    const writes = countWrites()
+    await handle.commit({ put: entries(0, 5000), session: session('s1') })
+    expect(writes()).toEqual(['put'])
+    await handle.commit({ put: entries(0, 5000, { seq: 1 }), session: session('s1', 5000) }) // numbered
+    expect(writes()).toEqual(['put'])
+    await handle.commit({ remove: positions(0, 5000), session: session('s1', 5000) }) // acknowledged
+    expect(writes()).toEqual(['put snapshot', 'delete'])
+    expect((await dump()).log).toEqual([{ outbox: handle.opened.id, n: 2, snapshot: true, entries: [], session: session('s1', 5000) }])
+    tab.end()
+    expect((await page(tab.storage).open()).opened).toEqual({ id: handle.opened.id, session: session('s1', 5000), entries: [] })
+  })
+
+  it('keeps the log short over 300 commits of one message each, and a reload replays it to the same state', async () => {
+    const tab = page()
+    const handle = await tab.open()
+    const expected = new Map<number, PersistedEntry>()
+    let longest = 0
+    for (let i = 0; i < 300; i++) {
+      // A send, and the acknowledgement of the one three commits before it.
+      const put = [entry(i, `m${i}`, { seq: i + 1 })]
+      const remove = i >= 3 ? [i - 3] : []
+      await handle.commit({ put, remove, session: session('s1', i) })
+      expected.set(i, put[0])
+      for (const position of remove) expected.delete(position)
+      longest = Math.max(longest, (await dump()).log.length)
+    }
+    expect(longest).toBe(MAX_DELTAS + 1) // a snapshot and the records after it
+    tab.end()
+    const again = await page(tab.storage).open()
+    expect(again.opened).toEqual({ id: handle.opened.id, session: session('s1', 299), entries: [...expected.values()] })
+    expect(texts(again.opened.entries)).toEqual(['m297', 'm298', 'm299'])
+  })
+
+  it('rewrites a large outbox seldom: its log may hold a record per 64 entries it holds before the next snapshot', async () => {
+    const tab = page()
+    const handle = await tab.open()
+    await handle.commit({ put: entries(0, 4000) })
+    const writes = countWrites()
+    for (let i = 4000; i < 4200; i++) await handle.commit({ put: [entry(i, `m${i}`)] })
+    const made = writes()
+    const snapshots = made.filter((write) => write === 'put snapshot').length
+    expect(made).toHaveLength(200 + snapshots) // each snapshot also deletes the log before it
+    // 4,000 entries allow 62 records after a snapshot: 201 commits write 3 snapshots.
+    expect(4000 / ENTRIES_PER_DELTA).toBeGreaterThan(MAX_DELTAS)
+    expect(snapshots).toBe(3)
+    expect((await dump()).log.length).toBeLessThanOrEqual(4200 / ENTRIES_PER_DELTA + 1)
+    tab.end()
+    const again = await page(tab.storage).open()
+    expect(again.opened.entries).toEqual(entries(0, 4200))
+  })
+
+  it('reopens after a snapshot and the records after it', async () => {
+    const tab = page()
+    const handle = await tab.open()
+    await handle.commit({ put: entries(0, 300), session: session('s1', 1) })
+    await handle.commit({ remove: positions(0, 295) }) // the live entries are few now: a snapshot
+    await handle.commit({ put: [entry(300, 'late')], session: session('s1', 2) })
+    await handle.commit({ put: [entry(296, 'm296', { seq: 9 })], remove: [295] })
+    const { log } = await dump()
+    expect(kinds(log)).toEqual(['snapshot', 'delta', 'delta'])
+    expect(log.map((record) => record.n)).toEqual([1, 2, 3])
+    tab.end()
+    const reloaded = page(tab.storage)
+    const again = await reloaded.open()
+    expect(again.opened).toEqual({
+      id: handle.opened.id,
+      session: session('s1', 2),
+      entries: [entry(296, 'm296', { seq: 9 }), ...entries(297, 3), entry(300, 'late')],
+    })
+    // And the reopened outbox goes on from there: its next records follow, and its next snapshot replaces them.
+    await again.commit({ put: entries(301, 300) })
+    expect((await dump()).log.map((record) => record.n)).toEqual([1, 2, 3, 4])
+    await again.commit({ remove: positions(296, 305), session: null })
+    reloaded.end()
+    expect((await dump()).log).toEqual([{ outbox: handle.opened.id, n: 5, snapshot: true, entries: [] }])
+    expect((await page(tab.storage).open()).opened).toEqual({ id: handle.opened.id, entries: [] })
+  })
+
+  it('adopts a compacted orphan: its replayed entries, renumbered, in one record of the adopter; its log is deleted', async () => {
+    const closed = page()
+    const gone = await closed.open()
+    await gone.commit({ put: entries(0, 300), session: session('s-gone', 1) })
+    await gone.commit({ remove: positions(0, 298) }) // a snapshot
+    await gone.commit({ put: [entry(300, 'last', { seq: 3 })], remove: [298], session: session('s-gone', 3) })
+    expect(kinds((await dump()).log)).toEqual(['snapshot', 'delta'])
+    closed.end()
+
+    const tab = page()
+    const handle = await tab.open()
+    await handle.commit({ put: [entry(0, 'own')] })
+    expect(handle.orphans).toEqual([
+      { id: gone.opened.id, session: session('s-gone', 3), entries: [entry(299, 'm299'), entry(300, 'last', { seq: 3 })] },
+    ])
+    const writes = countWrites()
+    const adopted = await handle.adopt(handle.orphans[0])
+    expect(writes()).toEqual(['put', 'delete', 'delete']) // its record in the adopter's log; the orphan's log and record
+    expect(adopted).toEqual({
+      id: gone.opened.id,
+      session: session('s-gone', 3),
+      entries: [entry(1, 'm299'), entry(2, 'last', { seq: 3 })],
+    })
+    const { outboxes, log } = await dump()
+    expect(outboxes.map((o) => o.id)).toEqual([handle.opened.id])
+    expect(log.map((record) => [record.outbox, record.n])).toEqual([
+      [handle.opened.id, 0],
+      [handle.opened.id, 1],
+    ])
+    tab.end()
+    const again = await page(tab.storage).open()
+    expect(texts(again.opened.entries)).toEqual(['own', 'm299', 'last'])
+    expect(again.opened.entries.map((e) => e.position)).toEqual([0, 1, 2])
+  })
+
+  it('writes nothing of a snapshot whose deletion of the log before it fails, and keeps what the log held', async () => {
+    const tab = page()
+    const handle = await tab.open()
+    await handle.commit({ put: entries(0, 300), session: session('s1', 1) })
+    const before = await dump()
+    wrap(IDBObjectStore.prototype, 'delete', () => (): IDBRequest => {
+      throw new DOMException('the disk is unhappy', 'UnknownError')
+    })
+    const writes = countWrites()
+    const error = await rejection(handle.commit({ remove: positions(0, 299), session: session('s1', 2) }))
+    expect(writes()).toEqual(['put snapshot', 'delete'])
+    expect(error.message).toMatch(/nothing of it was written \(UnknownError: the disk is unhappy\)/)
+    expect(await dump()).toEqual(before)
+    for (const restore of restores.splice(0).reverse()) restore()
+    // The page's state is what was written: the next commit builds on it.
+    await handle.commit({ remove: positions(0, 100) })
+    tab.end()
+    const again = await page(tab.storage).open()
+    expect(again.opened).toEqual({ id: handle.opened.id, session: session('s1', 1), entries: entries(100, 200) })
+  })
+
+  it('writes no snapshot while another write is in flight: the snapshot would not hold its changes', async () => {
+    const tab = page()
+    const handle = await tab.open()
+    await handle.commit({ put: entries(0, 300) })
+    const inFlight = handle.commit({ put: [entry(300, 'in flight')] })
+    const due = handle.commit({ remove: positions(0, 295) }) // enough for a snapshot, were nothing in flight
+    await Promise.all([inFlight, due])
+    expect(kinds((await dump()).log)).toEqual(['delta', 'delta', 'delta'])
+    await handle.commit({ put: [entry(301, 'next')] }) // nothing in flight: the snapshot is written now
+    expect(kinds((await dump()).log)).toEqual(['snapshot'])
+    tab.end()
+    const again = await page(tab.storage).open()
+    expect(texts(again.opened.entries)).toEqual(['m295', 'm296', 'm297', 'm298', 'm299', 'in flight', 'next'])
   })
 })
 
