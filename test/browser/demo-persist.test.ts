@@ -16,6 +16,7 @@ import { browserSuite, waitFor, waitInPage } from '../support/browser.js'
 import { type PageServer, startPageServer } from '../support/browser-server.js'
 import { listen } from '../support/servers.js'
 import { logLines, nameOf, openChat, retryIfShown, say, startDemo, waitForLines, watchProblems } from './demo-page.js'
+import { storedEntries } from './persist-page.js'
 
 const suite = browserSuite()
 
@@ -104,29 +105,13 @@ const notices = (page: Page) => page.$$eval('#log li.notice', (items) => items.m
  * Waits until the page's durable outbox holds `count` messages on disk (write-ahead: a user
  * reloading a moment after typing finds them there; a test may be quicker than the commit).
  */
-const storedMessages = (page: Page, count: number) =>
-  waitInPage(
-    page,
-    (n) =>
-      new Promise<boolean>((resolve) => {
-        const open = indexedDB.open('tethersocket:chat')
-        open.onerror = () => resolve(false)
-        open.onsuccess = () => {
-          const db = open.result
-          try {
-            const counting = db.transaction('entries').objectStore('entries').count()
-            counting.onsuccess = () => resolve(counting.result === n)
-            counting.onerror = () => resolve(false)
-          } catch {
-            resolve(false) // not created yet
-          } finally {
-            db.close()
-          }
-        }
-      }),
-    `${count} messages in the stored outbox`,
-    { arg: count },
-  )
+const storedMessages = async (page: Page, count: number) => {
+  const deadline = Date.now() + 5000
+  while ((await storedEntries(page, 'chat', 'all')) !== count) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${count} messages in the stored outbox`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
 
 /** The problems apart from Chromium's own console reports of the connections refused while the server was away. */
 const apartFromRefusals = (problems: string[]) =>

@@ -12,7 +12,7 @@ import { createServer } from 'node:http'
 import type { Page } from 'playwright-core'
 import type { TetherSocket, TetherSocketOptions } from '../../src/index.js'
 import type * as Persist from '../../src/persist/index.js'
-import { databaseName, ENTRIES, tabKey } from '../../src/persist/schema.js'
+import { databaseName, LOG, tabKey } from '../../src/persist/schema.js'
 import { type BrowserSuite, waitInPage } from '../support/browser.js'
 import { listen, withTimeout } from '../support/servers.js'
 
@@ -181,34 +181,49 @@ export function start(page: Page, options: StartOptions): Promise<void> {
 export const span = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i)
 
 /**
- * How many entries this tab's stored outbox of `store` holds (read with a connection of its own):
- * what a page closed now would leave. 0 when the tab has none yet.
+ * How many entries stored outboxes of `store` hold (read with a connection of their own, by
+ * replaying the log as the store does: a snapshot resets an outbox, a delta puts and removes):
+ * this tab's (`tab`, the default; 0 when the tab has none yet), or every outbox's (`all`).
  */
-export function storedEntries(page: Page, store = 'chat'): Promise<number> {
+export function storedEntries(page: Page, store = 'chat', which: 'tab' | 'all' = 'tab'): Promise<number> {
   return page.evaluate(
-    ({ database, entries, key }) =>
+    ({ database, log, key, all }) =>
       new Promise<number>((resolve, reject) => {
         const id = sessionStorage.getItem(key)
-        if (id === null) return resolve(0)
+        if (id === null && !all) return resolve(0)
         const open = indexedDB.open(database)
         open.onerror = () => reject(open.error)
         open.onsuccess = () => {
           const db = open.result
-          const count = db
-            .transaction(entries, 'readonly')
-            .objectStore(entries)
-            .count(IDBKeyRange.bound([id, -Infinity], [id, Infinity]))
-          count.onsuccess = () => {
+          if (!db.objectStoreNames.contains(log)) {
             db.close()
-            resolve(count.result)
+            return resolve(0) // not created yet
           }
-          count.onerror = () => {
+          const range = all ? undefined : IDBKeyRange.bound([id, -Infinity], [id, Infinity])
+          const read = db.transaction(log, 'readonly').objectStore(log).getAll(range)
+          read.onsuccess = () => {
             db.close()
-            reject(count.error)
+            type Entry = { position: number }
+            type Row = { outbox: string; snapshot?: true; entries?: Entry[]; put?: Entry[]; remove?: number[] }
+            const live = new Map<string, Set<number>>()
+            for (const row of read.result as Row[]) {
+              if (row.snapshot) live.set(row.outbox, new Set((row.entries ?? []).map((entry) => entry.position)))
+              else {
+                const positions = live.get(row.outbox) ?? new Set<number>()
+                live.set(row.outbox, positions)
+                for (const entry of row.put ?? []) positions.add(entry.position)
+                for (const position of row.remove ?? []) positions.delete(position)
+              }
+            }
+            resolve([...live.values()].reduce((sum, positions) => sum + positions.size, 0))
+          }
+          read.onerror = () => {
+            db.close()
+            reject(read.error)
           }
         }
       }),
-    { database: databaseName(store), entries: ENTRIES, key: tabKey(store) },
+    { database: databaseName(store), log: LOG, key: tabKey(store), all: which === 'all' },
   )
 }
 
