@@ -23,16 +23,22 @@ export interface JournalHost {
   failed(error: PersistError): void
 }
 
-/** `fn`, run once at the end of the current tick however often it is asked for meanwhile. */
+/**
+ * `fn`, run once at the end of the current tick however often it is asked for meanwhile, after
+ * the tick's other end-of-tick work: a `send()` records its entry before the protocol's flush of
+ * that tick numbers it, and one commit must carry both (not the entry, then its number).
+ */
 function perTick(fn: () => void): () => void {
   let due = false
   return () => {
     if (due) return
     due = true
-    queueMicrotask(() => {
-      due = false
-      fn()
-    })
+    queueMicrotask(() =>
+      queueMicrotask(() => {
+        due = false
+        fn()
+      }),
+    )
   }
 }
 

@@ -1,0 +1,198 @@
+/**
+ * Tools for tests of the durable outbox (`persist`) on the pages of support/pages.ts: a store
+ * whose `open` and `commit` a test can hold or fail at the moment it needs, what an origin's
+ * IndexedDB holds (read with a connection of its own), a recorded tether client with `persist`,
+ * and the frames a reference server's connections receive.
+ */
+import { IDBKeyRange } from 'fake-indexeddb'
+import type { WebSocket } from 'ws'
+import type {
+  OutboxHandle,
+  PersistChanges,
+  PersistedEntry,
+  PersistedSession,
+  PersistStore,
+  RestoredInfo,
+} from '../../src/client/persist.js'
+import type { MessageInfo } from '../../src/client/wire/types.js'
+import type { PersistError } from '../../src/errors.js'
+import type { TetherSocketOptions } from '../../src/index.js'
+import { restore } from '../../src/persist/restore.js'
+import { databaseName, ENTRIES, OUTBOXES } from '../../src/persist/schema.js'
+import type { TetherServer } from '../../src/server/index.js'
+import type { Origin, Page } from './pages.js'
+import { serverSockets, tetherClient } from './tether.js'
+
+/** A gate: `hold()` makes later passes wait until `release()`. */
+export class Gate {
+  #held = false
+  #waiting: (() => void)[] = []
+
+  /** How many passes wait now. */
+  get waiting(): number {
+    return this.#waiting.length
+  }
+
+  hold(): void {
+    this.#held = true
+  }
+
+  release(): void {
+    this.#held = false
+    for (const go of this.#waiting.splice(0)) go()
+  }
+
+  pass(): Promise<void> {
+    if (!this.#held) return Promise.resolve()
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+}
+
+/** A page's store with gates on `open` (before it starts) and on each `commit` (before it is written). */
+export interface GatedStore {
+  readonly store: PersistStore
+  readonly opening: Gate
+  readonly committing: Gate
+  /** Every commit asked for, in order, and how many completed. */
+  readonly commits: PersistChanges[]
+  readonly completed: () => number
+  /** The next commit rejects with `error`, writing nothing. */
+  failNextCommit(error: PersistError): void
+}
+
+/** Wraps `page`'s store (crash() still applies: it wraps the page's own store). */
+export function gated(page: Page): GatedStore {
+  const opening = new Gate()
+  const committing = new Gate()
+  const commits: PersistChanges[] = []
+  let completed = 0
+  let failure: PersistError | undefined
+  const store: PersistStore = {
+    name: page.store.name,
+    open: async () => {
+      await opening.pass()
+      const handle = await page.store.open()
+      const wrapped: OutboxHandle = {
+        opened: handle.opened,
+        orphans: handle.orphans,
+        ...(handle.lost && { lost: handle.lost }),
+        commit: async (changes) => {
+          commits.push(changes)
+          await committing.pass()
+          if (failure) {
+            const error = failure
+            failure = undefined
+            throw error
+          }
+          await handle.commit(changes)
+          completed++
+        },
+        adopt: (orphan) => handle.adopt(orphan),
+        close: () => handle.close(),
+        discard: () => handle.discard(),
+      }
+      return wrapped
+    },
+    restore: (context) => restore(store, context),
+  }
+  return {
+    store,
+    opening,
+    committing,
+    commits,
+    completed: () => completed,
+    failNextCommit(error) {
+      failure = error
+    },
+  }
+}
+
+/** One stored outbox: its record's id and session, and its entries in position order. */
+export interface StoredOutbox {
+  readonly id: string
+  readonly session?: PersistedSession
+  readonly entries: PersistedEntry[]
+}
+
+/** What the origin's IndexedDB holds under store name `name` (empty when there is no database). */
+export async function stored(origin: Origin, name = 'chat'): Promise<StoredOutbox[]> {
+  const dbName = databaseName(name)
+  // Opening a database that does not exist would create it without its object stores.
+  const existing = await origin.indexedDB.databases()
+  if (!existing.some((db) => db.name === dbName)) return []
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    const request = origin.indexedDB.open(dbName)
+    request.onsuccess = () => resolve(request.result)
+    request.onerror = () => reject(request.error)
+  })
+  try {
+    return await new Promise<StoredOutbox[]>((resolve, reject) => {
+      const tx = db.transaction([OUTBOXES, ENTRIES], 'readonly')
+      const all: StoredOutbox[] = []
+      tx.objectStore(OUTBOXES).getAll().onsuccess = (event) => {
+        for (const record of (event.target as IDBRequest<StoredOutbox[]>).result) {
+          const outbox: StoredOutbox = { id: record.id, ...(record.session && { session: record.session }), entries: [] }
+          all.push(outbox)
+          tx.objectStore(ENTRIES).getAll(IDBKeyRange.bound([record.id, -Infinity], [record.id, Infinity])).onsuccess = (e) => {
+            for (const { outbox: _o, ...entry } of (e.target as IDBRequest<(PersistedEntry & { outbox: string })[]>).result) {
+              outbox.entries.push(entry)
+            }
+          }
+        }
+      }
+      tx.oncomplete = () => resolve(all)
+      tx.onerror = () => reject(tx.error)
+    })
+  } finally {
+    db.close()
+  }
+}
+
+/** The texts of a tether outbox's stored entries. */
+export const storedData = <T>(outbox: StoredOutbox): T[] => outbox.entries.map((e) => JSON.parse(e.payload as string) as T)
+
+/** A tether client with `persist` on `page` (or a gated store of it), recording restored reports and message infos. */
+export function persistClient<In = unknown, Out = unknown>(
+  page: Page,
+  url: string,
+  options: TetherSocketOptions<In, Out> & { store?: PersistStore } = {},
+) {
+  const { store, ...rest } = options
+  const c = tetherClient<In, Out>(url, { WebSocket: page.WebSocket, persist: store ?? page.store, ...rest })
+  const restored: RestoredInfo<Out>[] = []
+  const infos: MessageInfo[] = []
+  c.sock.on('restored', (info) => restored.push(info))
+  c.sock.on('message', (_m, info) => infos.push(info))
+  return { ...c, restored, infos }
+}
+
+/** Every message the server's `message` listeners get, in order. */
+export function received<T>(server: TetherServer): T[] {
+  const got: T[] = []
+  server.on('message', (data) => got.push(data as T))
+  return got
+}
+
+/** Records every text frame the server's connections open now receive from now on. */
+export function sniff(server: TetherServer): string[] {
+  const frames: string[] = []
+  for (const ws of serverSockets(server) as WebSocket[]) {
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) frames.push(data.toString())
+    })
+  }
+  return frames
+}
+
+/** `page`'s WebSocket class, recording every text frame the page writes (in `frames`). */
+export function recordingWebSocket(page: Page): { WebSocket: Page['WebSocket']; frames: string[] } {
+  const frames: string[] = []
+  const Base = page.WebSocket
+  class Recording extends Base {
+    override send(data: unknown, ...rest: unknown[]): void {
+      if (typeof data === 'string') frames.push(data)
+      ;(super.send as (...args: unknown[]) => void)(data, ...rest)
+    }
+  }
+  return { WebSocket: Recording as Page['WebSocket'], frames }
+}
