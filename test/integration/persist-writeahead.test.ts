@@ -92,4 +92,45 @@ describe('acknowledgement of server messages after delivery is durable', () => {
     expect(acks(wire.frames)).toEqual([5])
     expect(session!.pending).toBe(0)
   })
+
+  it('a page that goes away before the delivery is durable gets them again on the next page, marked redelivered', async () => {
+    const server = await startTether()
+    const { origin, tab, page, store, client } = await connectedPage(urlOf(server))
+    const [session] = [...server.sessions.values()]
+    store.committing.hold()
+    for (let n = 1; n <= 5; n++) void session!.send({ n })
+    await waitFor(() => client.messages.length === 5, 5000, '5 delivered')
+    await waitFor(() => store.committing.waiting === 1, 5000, 'the commit recording the delivery')
+    page.crash()
+    store.committing.release()
+
+    const next = persistClient<Msg, Msg>(origin.page(tab), urlOf(server))
+    await waitFor(() => next.messages.length === 5, 5000, 'the 5 again')
+    expect(next.sock.sessionId).toBe(session!.id)
+    expect(next.messages).toEqual(client.messages)
+    expect(next.infos.map((i) => [i.id, i.redelivered])).toEqual(client.infos.map((i) => [i.id, true]))
+    await waitFor(() => session!.pending === 0, 5000, 'acknowledged by the next page')
+  })
+})
+
+describe('the session itself', () => {
+  it('is durable once welcomed: a page reloaded before anything else happened resumes it and gets what the server sent meanwhile', async () => {
+    const server = await startTether()
+    const origin = new Origin()
+    const tab = origin.tab()
+    const first = origin.page(tab)
+    const store = gated(first)
+    const a = persistClient<Msg, Msg>(first, urlOf(server), { store: store.store })
+    await waitFor(() => a.sock.state === 'open', 5000, 'open')
+    const [session] = [...server.sessions.values()]
+    await waitFor(() => store.completed() > 0 && store.completed() === store.commits.length, 5000, 'the commit recording the new session')
+    first.crash()
+    const sent = session!.send({ n: 1 })
+
+    const b = persistClient<Msg, Msg>(origin.page(tab), urlOf(server))
+    await waitFor(() => b.messages.length === 1, 5000, 'the message sent while the page reloaded')
+    await sent
+    expect(b.sock.sessionId).toBe(session!.id)
+    expect(b.sessions).toEqual([])
+  })
 })

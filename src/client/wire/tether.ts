@@ -288,6 +288,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       )
       if (this.phase !== 'handshake') return // an error listener closed or reconnected the socket
       this.sessionId = frame.sid
+      // Recorded at once: a page reloaded before anything else happens must resume it, or what
+      // the server sends it meanwhile is lost with it.
+      this.journal?.touch()
       this.phase = 'welcomed'
       this.onSession({ id: frame.sid, previous, reason: frame.reason })
       if (this.phase !== 'welcomed') return // a listener closed or reconnected the socket
