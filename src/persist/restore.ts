@@ -89,7 +89,10 @@ function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: R
   const session = tether ? (heir ?? own).session : undefined
   let last = -1
   for (const { outbox: previous } of order) for (const entry of previous.entries) last = Math.max(last, entry.position)
-  const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, session)
+  // What is durable is this outbox's own session: a continued orphan's is not written here yet
+  // (adopt() moved its entries, not its session), so the first commit writes it, and nothing
+  // numbered in it is sent before that.
+  const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, own.session)
   if (session) tether?.resume(session)
   for (const { outbox: previous, continued } of order) {
     for (const entry of previous.entries) {

@@ -196,3 +196,12 @@ export function recordingWebSocket(page: Page): { WebSocket: Page['WebSocket']; 
   }
   return { WebSocket: Recording as Page['WebSocket'], frames }
 }
+
+/** `waitFor` for an async predicate (what the store holds): polls until it resolves truthy, bounded. */
+export async function eventually(predicate: () => Promise<unknown>, timeoutMs: number, description: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await predicate())) {
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
