@@ -48,10 +48,12 @@ export class Gate {
   }
 }
 
-/** A page's store with gates on `open` (before it starts) and on each `commit` (before it is written). */
+/** A page's store with gates on `open` (before it starts, and once it holds its outbox) and on each `commit` (before it is written). */
 export interface GatedStore {
   readonly store: PersistStore
   readonly opening: Gate
+  /** Passed once an `open` holds its outbox, before it returns it. */
+  readonly opened: Gate
   readonly committing: Gate
   /** Every commit asked for, in order, and how many completed. */
   readonly commits: PersistChanges[]
@@ -63,6 +65,7 @@ export interface GatedStore {
 /** Wraps `page`'s store (crash() still applies: it wraps the page's own store). */
 export function gated(page: Page): GatedStore {
   const opening = new Gate()
+  const opened = new Gate()
   const committing = new Gate()
   const commits: PersistChanges[] = []
   let completed = 0
@@ -72,6 +75,7 @@ export function gated(page: Page): GatedStore {
     open: async () => {
       await opening.pass()
       const handle = await page.store.open()
+      await opened.pass()
       const wrapped: OutboxHandle = {
         opened: handle.opened,
         orphans: handle.orphans,
@@ -98,6 +102,7 @@ export function gated(page: Page): GatedStore {
   return {
     store,
     opening,
+    opened,
     committing,
     commits,
     completed: () => completed,
