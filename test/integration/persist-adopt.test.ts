@@ -10,7 +10,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { Origin } from '../support/pages.js'
 import { eventually, gated, persistClient, received, stored, storedData } from '../support/persist.js'
-import { cleanupTether, freePort, startProxy, startTether, type Proxy as TcpProxy, urlOf, waitFor } from '../support/tether.js'
+import { cleanupTether, freePort, sleep, startProxy, startTether, type Proxy as TcpProxy, urlOf, waitFor } from '../support/tether.js'
 
 afterEach(cleanupTether)
 
@@ -81,9 +81,19 @@ describe('an orphan adopted by a page with no session of its own', () => {
     const tab2 = origin.tab()
     const adopting = origin.page(tab2)
     const store = gated(adopting)
-    const a = persistClient<Msg, Msg>(adopting, `ws://127.0.0.1:${await freePort()}`, { store: store.store })
-    await eventually(async () => (await stored(origin)).length === 1, 5000, 'the adoption')
-    await waitFor(() => a.sock.stats.attempts >= 1 && store.completed() === store.commits.length, 5000, 'every commit done')
+    const [orphan] = await stored(origin)
+    persistClient<Msg, Msg>(adopting, `ws://127.0.0.1:${await freePort()}`, { store: store.store })
+    await eventually(
+      async () => {
+        const outboxes = await stored(origin)
+        return outboxes.length === 1 && outboxes[0]!.id !== orphan!.id && outboxes[0]!.entries.length === 5
+      },
+      5000,
+      'the adoption',
+    )
+    // What the page does right after the adoption is written by then.
+    await sleep(20)
+    await waitFor(() => store.completed() === store.commits.length, 5000, 'every commit done')
     // The continued session is kept with the entries numbered in it.
     expect((await stored(origin)).map((o) => o.session?.id)).toEqual([tab1.session])
     adopting.crash()
