@@ -27,7 +27,7 @@ import type {
   RestoredMessage,
   RestoringItem,
 } from '../client/persist.js'
-import { DeliveryError, PersistError, type TetherError } from '../errors.js'
+import { DeliveryError, PersistError, type TetherError, TimeoutError } from '../errors.js'
 import { persistError } from './failure.js'
 import { Journal } from './journal.js'
 
@@ -136,6 +136,13 @@ function restoreOne<Out>(
       ...(stored.key !== undefined && { key: stored.key }),
     }
     const isRequest = tether !== undefined && stored.requestId !== undefined
+    const expired = stored.seq === 0 ? expiredWhileAway(staleAt, deadline, now) : undefined
+    if (expired) {
+      // Never written: dropped here, with why (the outbox would say "after waiting 0 ms").
+      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined })
+      settled.push(outcomeOf(data, Promise.reject(new TimeoutError(expired, { data }))))
+      continue
+    }
     if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
       // Acknowledged before the reload: only its reply is still to come.
       const { entry, promise } = tether.awaitReply({
@@ -191,6 +198,18 @@ function restoreOne<Out>(
     }
     return { from, delivered, failed }
   })
+}
+
+/** Why a message never written is given up on at once: its ttl or its timeout ran out while no page was open. */
+function expiredWhileAway(staleAt: number, deadline: number, now: number): string | undefined {
+  const at = (time: number) => new Date(time).toISOString()
+  if (staleAt <= now) {
+    return `dropped unsent: its ttl (the send's ttl, or queue.ttl) ran out at ${at(staleAt)}, while no page was open to send it`
+  }
+  if (deadline <= now) {
+    return `not sent: its timeout (the send's timeout, ackTimeout or requestTimeout) passed at ${at(deadline)}, while no page was open to send it`
+  }
+  return undefined
 }
 
 function outcomeOf(data: unknown, promise: Promise<unknown>): Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }> {
