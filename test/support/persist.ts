@@ -58,17 +58,26 @@ export interface GatedStore {
   /** Every commit asked for, in order, and how many completed. */
   readonly commits: PersistChanges[]
   readonly completed: () => number
+  /** The commits that completed (durable), in order. */
+  readonly durable: PersistChanges[]
+  /** Commits completed or failed (the rest are held or running). */
+  readonly settled: () => number
   /** The next commit rejects with `error`, writing nothing. */
   failNextCommit(error: PersistError): void
 }
 
-/** Wraps `page`'s store (crash() still applies: it wraps the page's own store). */
-export function gated(page: Page): GatedStore {
+/**
+ * Wraps `page`'s store (crash() still applies: it wraps the page's own store).
+ * @param latency - ms each commit waits before it is written (a slow disk), when given
+ */
+export function gated(page: Page, latency?: () => number): GatedStore {
   const opening = new Gate()
   const opened = new Gate()
   const committing = new Gate()
   const commits: PersistChanges[] = []
+  const durable: PersistChanges[] = []
   let completed = 0
+  let failed = 0
   let failure: PersistError | undefined
   const store: PersistStore = {
     name: page.store.name,
@@ -83,12 +92,20 @@ export function gated(page: Page): GatedStore {
         commit: async (changes) => {
           commits.push(changes)
           await committing.pass()
-          if (failure) {
-            const error = failure
-            failure = undefined
+          const wait = latency?.() ?? 0
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+          try {
+            if (failure) {
+              const error = failure
+              failure = undefined
+              throw error
+            }
+            await handle.commit(changes)
+          } catch (error) {
+            failed++
             throw error
           }
-          await handle.commit(changes)
+          durable.push(changes)
           completed++
         },
         adopt: (orphan) => handle.adopt(orphan),
@@ -106,6 +123,8 @@ export function gated(page: Page): GatedStore {
     committing,
     commits,
     completed: () => completed,
+    durable,
+    settled: () => completed + failed,
     failNextCommit(error) {
       failure = error
     },
