@@ -99,7 +99,8 @@ function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: R
       if (continued && entry.requestId !== undefined) tether?.reserveRequestIds(entry.requestId)
     }
   }
-  for (const restoring of order) {
+  // Each outbox goes in ahead of what the outbox holds then: the last first, so that they end up in order.
+  for (const restoring of [...order].reverse()) {
     const report = restoreOne(restoring, journal, context, session?.acked ?? 0)
     if (report) report.then(context.restored)
   }

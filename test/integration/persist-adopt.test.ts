@@ -21,31 +21,37 @@ interface Msg {
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
 
 /**
- * A page in a new tab that gets a session through `proxy`, has 0..4 acknowledged, then sends
- * 5..9 that reach the server but whose ack never comes back (the proxy freezes as the server
- * takes 9, then goes away for good), then 10..(until-1) that are never written. Returns once all of
- * that is durable; the page still lives.
+ * A page in `tab` (a new one by default) that gets a session through `proxy`, has base+0..4
+ * acknowledged, then sends base+5..9 that reach the server but whose ack never comes back (the
+ * proxy freezes as the server takes base+9, then goes away for good), then base+10..(until-1)
+ * that are never written. Returns once all of that is durable; the page still lives.
  */
-async function pageWithPending(origin: Origin, server: Awaited<ReturnType<typeof startTether>>, proxy: TcpProxy, until = 10) {
-  const page = origin.page(origin.tab())
+async function pageWithPending(
+  origin: Origin,
+  server: Awaited<ReturnType<typeof startTether>>,
+  proxy: TcpProxy,
+  until = 10,
+  { tab = origin.tab(), base = 0 } = {},
+) {
+  const page = origin.page(tab)
   const store = gated(page)
   const c = persistClient<Msg, Msg>(page, `ws://127.0.0.1:${proxy.port}`, { store: store.store })
-  for (const n of range(0, 5)) await c.sock.send({ n })
+  for (const n of range(0, 5)) await c.sock.send({ n: base + n })
   const session = c.sock.sessionId
   let frozen = false
   server.on('message', (m) => {
-    if ((m as Msg).n !== 9 || frozen) return
+    if ((m as Msg).n !== base + 9 || frozen) return
     frozen = true
     proxy.freeze()
   })
-  for (const n of range(5, 10)) void c.sock.send({ n })
-  await waitFor(() => frozen, 5000, 'the server took 9 and the proxy froze')
+  for (const n of range(5, 10)) void c.sock.send({ n: base + n })
+  await waitFor(() => frozen, 5000, 'the server took the last and the proxy froze')
   await proxy.close()
   await waitFor(() => c.sock.state !== 'open', 5000, 'the page disconnected')
-  for (const n of range(10, until)) void c.sock.send({ n })
+  for (const n of range(10, until)) void c.sock.send({ n: base + n })
   await waitFor(() => store.completed() === store.commits.length, 5000, 'every commit done')
   const [outbox] = (await stored(origin)).filter((o) => o.session?.id === session)
-  expect(storedData<Msg>(outbox!).map((m) => m.n)).toEqual(range(5, until))
+  expect(storedData<Msg>(outbox!).map((m) => m.n - base)).toEqual(range(5, until))
   return { page, client: c, session: session! }
 }
 
@@ -164,5 +170,34 @@ describe('an orphan adopted by a page with a session of its own', () => {
       failed: [],
     })
     expect(b.sessions).toEqual([])
+  })
+})
+
+describe('an orphan adopted by a page whose own outbox has messages pending too', () => {
+  it('sends its own first in their session (exactly once), then the orphan renumbered after them', async () => {
+    const server = await startTether()
+    const got: { n: number; session: string }[] = []
+    server.on('message', (m, session) => got.push({ n: (m as Msg).n, session: session.id }))
+    const origin = new Origin()
+    const tab1 = await pageWithPending(origin, server, await startProxy(server.port), 15)
+    const tab2 = origin.tab()
+    const own = await pageWithPending(origin, server, await startProxy(server.port), 15, { tab: tab2, base: 100 })
+    await waitFor(() => got.length === 20, 5000, "both pages' 0..9 at the server")
+    tab1.page.crash()
+    own.page.crash()
+
+    const b = persistClient<Msg, Msg>(origin.page(tab2), urlOf(server))
+    await waitFor(() => b.restored.length === 2 && b.sock.pending === 0, 10000, 'both restored reports')
+    expect(b.errors).toEqual([])
+    expect(b.sock.sessionId).toBe(own.session)
+    const inOwn = got.filter((m) => m.session === own.session).map((m) => m.n)
+    // Its own: 100..114 once; then tab 1's renumbered into it: 5..14 (5..9 the server had in tab 1's session).
+    expect(inOwn).toEqual([...range(100, 115), ...range(5, 15)])
+    expect(b.restored.map((r) => [r.from, r.delivered.map((m) => m.data.n)])).toEqual(
+      expect.arrayContaining([
+        ['reload', range(105, 115)],
+        ['adopted', range(5, 15)],
+      ]),
+    )
   })
 })
