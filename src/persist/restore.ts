@@ -83,7 +83,9 @@ function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: R
   const heir = tether && !own.session ? adopted.find((orphan) => orphan.session) : undefined
   const order: Restoring[] = [
     ...(heir ? [{ from: 'adopted' as const, outbox: heir, continued: true }] : []),
-    { from: 'reload', outbox: own, continued: true },
+    // Numbers of its own without its session (lost between an adoption and its first commit) are
+    // not the heir's: renumbered.
+    { from: 'reload', outbox: own, continued: own.session !== undefined },
     ...adopted.filter((orphan) => orphan !== heir).map((orphan) => ({ from: 'adopted' as const, outbox: orphan, continued: false })),
   ]
   const session = tether ? (heir ?? own).session : undefined

@@ -201,3 +201,34 @@ describe('an orphan adopted by a page whose own outbox has messages pending too'
     )
   })
 })
+
+describe('an own outbox whose session was lost', () => {
+  it('does not lend its numbers to an adopted session: its messages are renumbered and delivered', async () => {
+    const server = await startTether()
+    const got = received<Msg>(server)
+    const proxy = await startProxy(server.port)
+    const origin = new Origin()
+    const tab1 = await pageWithPending(origin, server, proxy)
+    await waitFor(() => got.length === 10, 5000, '0..9 at the server')
+    tab1.page.crash()
+
+    // Tab 2's previous page left entries numbered 6 and 7 in a session it never recorded (as when
+    // a page went away between an adoption and the commit of the adopted session).
+    const tab2 = origin.tab()
+    const previous = origin.page(tab2)
+    const handle = await previous.store.open()
+    await handle.commit({
+      put: [
+        { position: 0, seq: 6, payload: '{"n":100}' },
+        { position: 1, seq: 7, payload: '{"n":101}' },
+      ],
+    })
+    previous.crash()
+
+    // Tab 2's next page continues tab 1's session (it has none of its own): 6 and 7 there are tab 1's.
+    const b = persistClient<Msg, Msg>(origin.page(tab2), urlOf(server))
+    await waitFor(() => b.restored.length === 2 && b.sock.pending === 0, 10000, 'both restored reports')
+    expect(b.sock.sessionId).toBe(tab1.session)
+    expect(got.map((m) => m.n)).toEqual([...range(0, 10), 100, 101])
+  })
+})
