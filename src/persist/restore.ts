@@ -49,7 +49,22 @@ const inOrder = (a: PersistedEntry, b: PersistedEntry) =>
  * @returns the journal that keeps the outbox from now on; undefined when the socket no longer
  * wanted it (closed meanwhile: the outbox is released untouched, for a later page)
  */
-export async function restore<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
+export function restore<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
+  // One at a time per store: a socket closed while its store opened (a component mounted twice,
+  // a socket replaced at once) holds the tab's outbox until it lets go; the next socket looks
+  // for it only then, instead of opening a new one and leaving it for a later page.
+  const run = (underWay.get(store) ?? Promise.resolve()).then(() => restoreNow(store, context))
+  underWay.set(
+    store,
+    run.catch(() => undefined),
+  )
+  return run
+}
+
+/** The last restore of each store, settled or not. */
+const underWay = new WeakMap<object, Promise<unknown>>()
+
+async function restoreNow<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
   let handle: OutboxHandle
   try {
     handle = await store.open()

@@ -113,3 +113,20 @@ describe('close()', () => {
     expect(got.map((m) => m.n)).toEqual(range(0, 7))
   })
 })
+
+describe('a socket closed while its store opens, and another socket of the page right after it', () => {
+  it("the other socket restores the previous page's outbox (as a component mounted twice does)", async () => {
+    const origin = new Origin()
+    const tab = origin.tab()
+    const port = await leavePending(origin, tab)
+    const server = await startTether({ port })
+    const got = received<Msg>(server)
+    const page = origin.page(tab)
+    const first = persistClient<Msg, Msg>(page, urlOf(server))
+    void first.sock.close()
+    const second = persistClient<Msg, Msg>(page, urlOf(server))
+    await waitFor(() => second.sock.state === 'open', 5000, 'open')
+    await waitFor(() => second.restored.length === 1, 5000, 'the restored report')
+    expect(got.map((m) => m.n)).toEqual(range(0, 5))
+  })
+})
