@@ -49,7 +49,7 @@ export interface EntryOptions {
  */
 interface Extras {
   readonly key: string | undefined
-  /** Changed only for a request never written (see `Entry.renumberRequest`). */
+  /** Changed only for a request never written (with `persist`: a previous page's request holds its id). */
   requestId: number | undefined
   readonly deadline: number
   readonly staleAt: number
@@ -101,11 +101,6 @@ export class Entry {
 
   get requestId(): number | undefined {
     return this.extras?.requestId
-  }
-
-  /** Gives a request never written a new id (with `persist`: a previous page's request holds its old one). */
-  renumberRequest(id: number): void {
-    if (this.extras && this.seq === 0) this.extras.requestId = id
   }
 
   /** Absolute time (ms) by which it must be finished, or Infinity. */

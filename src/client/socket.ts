@@ -262,8 +262,6 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     | { state: 'memory' } = {
     state: 'closed',
   }
-  /** The last run's restore, settled or not: the next run's starts once it is over. */
-  private restoring: Promise<unknown> = Promise.resolve()
 
   /**
    * @param url - `ws:`, `wss:`, `http:` or `https:` URL, or a function called before every attempt
@@ -816,35 +814,27 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     const { durable } = this
     if (durable.state === 'opening') return durable.done
     if (!store || durable.state !== 'closed') return undefined
-    const opening: { state: 'opening'; done: Promise<void> } = { state: 'opening', done: Promise.resolve() }
-    const current = () => this.durable === opening
-    // A run closed while opening (close(), then connect()) holds the tab's outbox until it sees it
-    // is unwanted: this one opens after it, so that it finds the outbox free, and only the
-    // current run may take it.
-    const restoring = this.restoring.then(() => store.restore(this.restoreContext(current)))
-    this.restoring = restoring.catch(() => undefined)
-    opening.done = restoring.then(
+    const done = store.restore(this.restoreContext()).then(
       (journal) => {
-        if (!current()) return
-        this.durable = journal ? { state: 'open', journal } : { state: 'closed' }
+        if (journal) this.durable = { state: 'open', journal }
+        else if (this.durable.state === 'opening') this.durable = { state: 'closed' }
       },
       (error: PersistError) => {
-        if (!current()) return
         this.durable = { state: 'memory' }
         this.notify('error', error)
       },
     )
-    this.durable = opening
-    return opening.done
+    this.durable = { state: 'opening', done }
+    return done
   }
 
   /** What the durable outbox may use of this socket while it restores, and from then on. */
-  private restoreContext(current: () => boolean): RestoreContext<Out> {
+  private restoreContext(): RestoreContext<Out> {
     const { outbox, tether } = this
     return {
       session: tether,
       outbox,
-      wanted: () => this.current !== 'closed' && current(),
+      wanted: () => this.current !== 'closed' && this.durable.state === 'opening',
       start: (journal) => {
         outbox.watch(journal)
         if (tether) tether.journal = journal

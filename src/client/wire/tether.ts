@@ -363,10 +363,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   /** Request ids up to `id` belong to a previous page's requests: new ones go after them. */
   reserveRequestIds(id: number): void {
     this.lastRequestId = Math.max(this.lastRequestId, id + 1)
-    // Requests made before the store opened took ids from 1 too; never written, they take new ones.
-    for (let entry = this.host.outbox.head; entry; entry = entry.next) {
-      if (entry.requestId !== undefined && entry.requestId <= id && entry.seq === 0) entry.renumberRequest(this.nextRequestId())
-    }
+    // Requests made before the store opened (never written: the first attempt waits for it) took
+    // ids from 1 too: they take new ones, after `id` (ids start at 1, so 0 is none).
+    for (const { extras } of this.host.outbox.entries()) if (extras?.requestId) extras.requestId = this.lastRequestId++
   }
 
   /** The session as the journal records it, once there is one. */
