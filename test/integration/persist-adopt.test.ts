@@ -232,3 +232,22 @@ describe('an own outbox whose session was lost', () => {
     expect(got.map((m) => m.n)).toEqual([...range(0, 10), 100, 101])
   })
 })
+
+describe('a duplicated tab', () => {
+  it("gets a session of its own while its origin tab lives, and takes nothing of the origin tab's outbox", async () => {
+    const server = await startTether()
+    const got = received<Msg>(server)
+    const proxy = await startProxy(server.port)
+    const origin = new Origin()
+    const tab = origin.tab()
+    const original = await pageWithPending(origin, server, proxy, 15, { tab })
+    const copy = persistClient<Msg, Msg>(origin.page(tab.copy()), urlOf(server))
+    await copy.sock.send({ n: 1000 })
+    expect(copy.sock.sessionId).not.toBe(original.session)
+    expect(copy.restored).toEqual([])
+    expect(got.map((m) => m.n)).toEqual([...range(0, 10), 1000])
+    // The origin tab's outbox is still its own, whole.
+    const kept = (await stored(origin)).find((o) => o.session?.id === original.session)
+    expect(storedData<Msg>(kept!).map((m) => m.n)).toEqual(range(5, 15))
+  })
+})
