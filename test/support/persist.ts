@@ -2,10 +2,9 @@
  * Tools for tests of the durable outbox (`persist`) on the pages of support/pages.ts: a store
  * whose `open` and `commit` a test can hold or fail at the moment it needs, what an origin's
  * IndexedDB holds (read with a connection of its own), a recorded tether client with `persist`,
- * and the frames a reference server's connections receive.
+ * and the frames a page writes.
  */
 import { IDBKeyRange } from 'fake-indexeddb'
-import type { WebSocket } from 'ws'
 import type {
   OutboxHandle,
   PersistChanges,
@@ -21,7 +20,7 @@ import { restore } from '../../src/persist/restore.js'
 import { databaseName, ENTRIES, OUTBOXES } from '../../src/persist/schema.js'
 import type { TetherServer } from '../../src/server/index.js'
 import type { Origin, Page } from './pages.js'
-import { serverSockets, tetherClient } from './tether.js'
+import { tetherClient } from './tether.js'
 
 /** A gate: `hold()` makes later passes wait until `release()`. */
 export class Gate {
@@ -33,15 +32,18 @@ export class Gate {
     return this.#waiting.length
   }
 
+  /** Passes from now on wait. */
   hold(): void {
     this.#held = true
   }
 
+  /** Lets every waiting pass go, and later ones pass at once. */
   release(): void {
     this.#held = false
     for (const go of this.#waiting.splice(0)) go()
   }
 
+  /** Resolves at once, or once released while held. */
   pass(): Promise<void> {
     if (!this.#held) return Promise.resolve()
     return new Promise((resolve) => this.#waiting.push(resolve))
@@ -195,17 +197,6 @@ export function received<T>(server: TetherServer): T[] {
   const got: T[] = []
   server.on('message', (data) => got.push(data as T))
   return got
-}
-
-/** Records every text frame the server's connections open now receive from now on. */
-export function sniff(server: TetherServer): string[] {
-  const frames: string[] = []
-  for (const ws of serverSockets(server) as WebSocket[]) {
-    ws.on('message', (data, isBinary) => {
-      if (!isBinary) frames.push(data.toString())
-    })
-  }
-  return frames
 }
 
 /** `page`'s WebSocket class, recording every text frame the page writes (in `frames`). */
