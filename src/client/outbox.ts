@@ -49,7 +49,8 @@ export interface EntryOptions {
  */
 interface Extras {
   readonly key: string | undefined
-  readonly requestId: number | undefined
+  /** Changed only for a request never written (with `persist`: a previous page's request holds its id). */
+  requestId: number | undefined
   readonly deadline: number
   readonly staleAt: number
   readonly timeout: number | undefined

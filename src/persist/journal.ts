@@ -24,9 +24,9 @@ export interface JournalHost {
 }
 
 /**
- * `fn`, run once at the end of the current tick however often it is asked for meanwhile. One
- * microtask later than the protocol's own per-tick flush: a `send()` queues its entry (recorded
- * here) and the flush that numbers it in the same tick, and both must go into one commit.
+ * `fn`, run once at the end of the current tick however often it is asked for meanwhile, after
+ * the tick's other end-of-tick work: a `send()` records its entry before the protocol's flush of
+ * that tick numbers it, and one commit must carry both (not the entry, then its number).
  */
 function perTick(fn: () => void): () => void {
   let due = false

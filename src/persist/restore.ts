@@ -27,7 +27,7 @@ import type {
   RestoredMessage,
   RestoringItem,
 } from '../client/persist.js'
-import { DeliveryError, PersistError, type TetherError } from '../errors.js'
+import { DeliveryError, PersistError, type TetherError, TimeoutError } from '../errors.js'
 import { persistError } from './failure.js'
 import { Journal } from './journal.js'
 
@@ -49,7 +49,22 @@ const inOrder = (a: PersistedEntry, b: PersistedEntry) =>
  * @returns the journal that keeps the outbox from now on; undefined when the socket no longer
  * wanted it (closed meanwhile: the outbox is released untouched, for a later page)
  */
-export async function restore<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
+export function restore<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
+  // One at a time per store: a socket closed while its store opened (a component mounted twice,
+  // a socket replaced at once) holds the tab's outbox until it lets go; the next socket looks
+  // for it only then, instead of opening a new one and leaving it for a later page.
+  const run = (underWay.get(store) ?? Promise.resolve()).then(() => restoreNow(store, context))
+  underWay.set(
+    store,
+    run.catch(() => undefined),
+  )
+  return run
+}
+
+/** The last restore of each store, settled or not. */
+const underWay = new WeakMap<object, Promise<unknown>>()
+
+async function restoreNow<Out>(store: Pick<PersistStore, 'open'>, context: RestoreContext<Out>): Promise<Journal | undefined> {
   let handle: OutboxHandle
   try {
     handle = await store.open()
@@ -85,20 +100,26 @@ function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: R
   const heir = tether && !live && !own.session ? adopted.find((orphan) => orphan.session) : undefined
   const order: Restoring[] = [
     ...(heir ? [{ from: 'adopted' as const, outbox: heir, continued: true }] : []),
-    { from: 'reload', outbox: own, continued: true },
+    // Numbers of its own without its session (lost between an adoption and its first commit) are
+    // not the heir's: renumbered.
+    { from: 'reload', outbox: own, continued: own.session !== undefined },
     ...adopted.filter((orphan) => orphan !== heir).map((orphan) => ({ from: 'adopted' as const, outbox: orphan, continued: false })),
   ]
   const session = tether && !live ? (heir ?? own).session : undefined
   let last = -1
   for (const { outbox: previous } of order) for (const entry of previous.entries) last = Math.max(last, entry.position)
-  const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, session)
+  // What is durable is this outbox's own session: a continued orphan's is not written here yet
+  // (adopt() moved its entries, not its session), so the first commit writes it, and nothing
+  // numbered in it is sent before that.
+  const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, own.session)
   if (session) tether?.resume(session)
   for (const { outbox: previous, continued } of order) {
     for (const entry of previous.entries) {
       if (continued && entry.requestId !== undefined) tether?.reserveRequestIds(entry.requestId)
     }
   }
-  for (const restoring of order) {
+  // Each outbox goes in ahead of what the outbox holds then: the last first, so that they end up in order.
+  for (const restoring of [...order].reverse()) {
     const report = restoreOne(restoring, journal, context, session?.acked ?? 0)
     if (report) report.then(context.restored)
   }
@@ -135,6 +156,13 @@ function restoreOne<Out>(
       ...(stored.key !== undefined && { key: stored.key }),
     }
     const isRequest = tether !== undefined && stored.requestId !== undefined
+    const expired = stored.seq === 0 ? expiredWhileAway(staleAt, deadline, now) : undefined
+    if (expired) {
+      // Never written: dropped here, with why (the outbox would say "after waiting 0 ms").
+      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined })
+      settled.push(outcomeOf(data, Promise.reject(new TimeoutError(expired, { data }))))
+      continue
+    }
     if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
       // Acknowledged before the reload: only its reply is still to come.
       const { entry, promise } = tether.awaitReply({
@@ -200,6 +228,18 @@ function decode(payload: string | ArrayBuffer, json: boolean): unknown {
   } catch {
     return payload
   }
+}
+
+/** Why a message never written is given up on at once: its ttl or its timeout ran out while no page was open. */
+function expiredWhileAway(staleAt: number, deadline: number, now: number): string | undefined {
+  const at = (time: number) => new Date(time).toISOString()
+  if (staleAt <= now) {
+    return `dropped unsent: its ttl (the send's ttl, or queue.ttl) ran out at ${at(staleAt)}, while no page was open to send it`
+  }
+  if (deadline <= now) {
+    return `not sent: its timeout (the send's timeout, ackTimeout or requestTimeout) passed at ${at(deadline)}, while no page was open to send it`
+  }
+  return undefined
 }
 
 function outcomeOf(data: unknown, promise: Promise<unknown>): Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }> {

@@ -288,6 +288,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       )
       if (this.phase !== 'handshake') return // an error listener closed or reconnected the socket
       this.sessionId = frame.sid
+      // Recorded at once: a page reloaded before anything else happens must resume it, or what
+      // the server sends it meanwhile is lost with it.
+      this.journal?.touch()
       this.phase = 'welcomed'
       this.onSession({ id: frame.sid, previous, reason: frame.reason })
       if (this.phase !== 'welcomed') return // a listener closed or reconnected the socket
@@ -360,6 +363,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   /** Request ids up to `id` belong to a previous page's requests: new ones go after them. */
   reserveRequestIds(id: number): void {
     this.lastRequestId = Math.max(this.lastRequestId, id + 1)
+    // Requests made before the store opened (never written: the first attempt waits for it) took
+    // ids from 1 too: they take new ones, after `id` (ids start at 1, so 0 is none).
+    for (const { extras } of this.host.outbox.entries()) if (extras?.requestId) extras.requestId = this.lastRequestId++
   }
 
   /** The session as the journal records it, once there is one. */
