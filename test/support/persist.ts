@@ -16,8 +16,9 @@ import type {
 import type { MessageInfo } from '../../src/client/wire/types.js'
 import type { PersistError } from '../../src/errors.js'
 import type { TetherSocketOptions } from '../../src/index.js'
+import { OutboxState } from '../../src/persist/log.js'
 import { restore } from '../../src/persist/restore.js'
-import { databaseName, ENTRIES, OUTBOXES } from '../../src/persist/schema.js'
+import { databaseName, LOG, type LogRecord, OUTBOXES } from '../../src/persist/schema.js'
 import type { TetherServer } from '../../src/server/index.js'
 import type { Origin, Page } from './pages.js'
 import { tetherClient } from './tether.js'
@@ -137,7 +138,7 @@ export function gated(page: Page, latency?: () => number): GatedStore {
 export interface StoredOutbox {
   readonly id: string
   readonly session?: PersistedSession
-  readonly entries: PersistedEntry[]
+  readonly entries: readonly PersistedEntry[]
 }
 
 /** What the origin's IndexedDB holds under store name `name` (empty when there is no database). */
@@ -153,16 +154,14 @@ export async function stored(origin: Origin, name = 'chat'): Promise<StoredOutbo
   })
   try {
     return await new Promise<StoredOutbox[]>((resolve, reject) => {
-      const tx = db.transaction([OUTBOXES, ENTRIES], 'readonly')
+      const tx = db.transaction([OUTBOXES, LOG], 'readonly')
       const all: StoredOutbox[] = []
       tx.objectStore(OUTBOXES).getAll().onsuccess = (event) => {
-        for (const record of (event.target as IDBRequest<StoredOutbox[]>).result) {
-          const outbox: StoredOutbox = { id: record.id, ...(record.session && { session: record.session }), entries: [] }
-          all.push(outbox)
-          tx.objectStore(ENTRIES).getAll(IDBKeyRange.bound([record.id, -Infinity], [record.id, Infinity])).onsuccess = (e) => {
-            for (const { outbox: _o, ...entry } of (e.target as IDBRequest<(PersistedEntry & { outbox: string })[]>).result) {
-              outbox.entries.push(entry)
-            }
+        for (const record of (event.target as IDBRequest<{ id: string }[]>).result) {
+          tx.objectStore(LOG).getAll(IDBKeyRange.bound([record.id, -Infinity], [record.id, Infinity])).onsuccess = (e) => {
+            // The outbox as its log leaves it, replayed as the store does.
+            const { state } = OutboxState.replay((e.target as IDBRequest<LogRecord[]>).result)
+            all.push(state.outbox(record.id))
           }
         }
       }
