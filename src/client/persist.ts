@@ -90,7 +90,9 @@ export interface OutboxHandle {
   /**
    * Takes over an orphan: its entries move into this outbox (after its own), in order; resolves
    * once durable with what was adopted: the orphan's id and session, and its entries under their
-   * new positions (after every position this outbox holds or was given in a `commit`). Rejects
+   * new positions (after every position this outbox holds or was given in a `commit`). When this
+   * outbox has no session and the orphan has one, the orphan's session becomes this outbox's in
+   * the same transaction (the page continues it). Rejects
    * with reason `'locked'` when another page reopened or adopted it first.
    */
   adopt(orphan: PersistedOutbox): Promise<PersistedOutbox>

@@ -5,7 +5,7 @@
  * A failure rejects the call with a PersistError and writes nothing of it.
  * @module
  */
-import type { OutboxHandle, PersistChanges, PersistedEntry, PersistedOutbox } from '../client/persist.js'
+import type { OutboxHandle, PersistChanges, PersistedEntry, PersistedOutbox, PersistedSession } from '../client/persist.js'
 import { OptionError, type PersistError } from '../errors.js'
 import { checkChanges, storedEntry, storedSession } from './entries.js'
 import { persistError, writeError } from './failure.js'
@@ -162,6 +162,7 @@ export class IndexedDBOutbox implements OutboxHandle {
         const log = tx.objectStore(LOG)
         let found: PersistedOutbox | undefined
         let moved: PersistedEntry[] = []
+        let inherited: PersistedSession | undefined
         outboxes.get(orphan.id).onsuccess = (event) => {
           if (!(event.target as IDBRequest<OutboxRecord | undefined>).result) return
           log.getAll(logRange(keyRange, orphan.id)).onsuccess = (event) => {
@@ -170,14 +171,19 @@ export class IndexedDBOutbox implements OutboxHandle {
             const first = this.#last + 1
             moved = found.entries.map((entry, i) => ({ ...entry, position: first + i }))
             this.#last += moved.length
-            if (moved.length > 0) log.put({ outbox: id, n, put: moved } satisfies DeltaRecord)
+            // An outbox without a session continues the first orphan's it adopts, in the same
+            // transaction: a page gone before its first commit leaves it to the next page.
+            inherited = this.#state.session ? undefined : found.session
+            if (moved.length > 0 || inherited) {
+              log.put({ outbox: id, n, put: moved, ...(inherited && { session: inherited }) } satisfies DeltaRecord)
+            }
             log.delete(logRange(keyRange, orphan.id))
             outboxes.delete(orphan.id)
           }
         }
         return () => {
           if (!found) return undefined
-          if (moved.length > 0) this.#state.apply({ put: moved, remove: [] })
+          if (moved.length > 0 || inherited) this.#state.apply({ put: moved, remove: [], ...(inherited && { session: inherited }) })
           return { ...found, entries: moved }
         }
       })

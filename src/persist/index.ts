@@ -47,11 +47,22 @@ export { requestPersistentStorage } from './storage.js'
  * `tethersocket:<name>` of this origin. Use one name per app (or per socket, when a page has
  * several); pages of the same origin that use the same name adopt each other's orphans.
  *
- * Creating it touches nothing: the socket opens the page's outbox (`open()`) when it starts.
+ * Creating it touches nothing: the socket opens the page's outbox (`open()`) when it starts. The
+ * same name gives the same store object.
  * Throws an `OptionError` when `name` is not a non-empty string of at most 200 characters.
  *
  * @param name - what the outboxes are kept under, such as `'chat'`
  */
 export function indexedDBStore(name: string): PersistStore {
-  return createStore(name, browserEnvironment)
+  // One store object per name in a page: sockets of one store take turns to open it (a socket
+  // closed while it opened, as a component mounted twice does, lets go of the tab's outbox
+  // before the next one looks for it).
+  let store = stores.get(name)
+  if (!store) {
+    store = createStore(name, browserEnvironment)
+    stores.set(name, store)
+  }
+  return store
 }
+
+const stores = new Map<string, PersistStore>()

@@ -89,6 +89,30 @@ describe('a commit that fails midway', () => {
     expect(got.at(-1)).toEqual({ n: 26 })
   })
 
+  it('and a stored outbox that could not be deleted: the next page resumes from its stale state without a protocol error', async () => {
+    const server = await startTether()
+    const got = received<Msg>(server)
+    const origin = new Origin()
+    const tab = origin.tab()
+    const page = origin.page(tab)
+    const store = gated(page)
+    const c = persistClient<Msg, Msg>(page, urlOf(server), { store: store.store })
+    for (const n of range(0, 3)) await c.sock.send({ n })
+    await waitFor(() => store.completed() === store.commits.length, 5000, 'every commit done')
+    const failure = new PersistError('the disk failed', 'unavailable')
+    store.failNextCommit(failure)
+    store.failDiscard(failure)
+    // The page goes on in memory: the server gets more than the stored outbox says was sent.
+    for (const n of range(3, 8)) await c.sock.send({ n })
+    page.crash()
+    const b = persistClient<Msg, Msg>(origin.page(tab), urlOf(server))
+    await b.sock.send({ n: 8 })
+    expect(got.map((m) => m.n)).toEqual(range(0, 9))
+    expect(b.errors).toEqual([])
+    expect(b.closes).toEqual([])
+    expect(b.sessions).toEqual([])
+  })
+
   it('when it carries a delivery: the page acknowledges anyway (memory only), and the server keeps nothing', async () => {
     const server = await startTether()
     const origin = new Origin()

@@ -311,6 +311,11 @@ describe('open, commit, reopen', () => {
     expect(() => indexedDBStore('')).toThrow(OptionError)
     expect(() => indexedDBStore(42 as never)).toThrow(/name must be a non-empty string.*got number/)
   })
+
+  it('gives the same store object for the same name (sockets of one store take turns to open it)', () => {
+    expect(indexedDBStore('chat')).toBe(indexedDBStore('chat'))
+    expect(indexedDBStore('game')).not.toBe(indexedDBStore('chat'))
+  })
 })
 
 describe('which page owns which outbox', () => {
@@ -386,8 +391,26 @@ describe('which page owns which outbox', () => {
     const reloaded = await page(tab.storage).open()
     expect(texts(reloaded.opened.entries)).toEqual(['own0', 'own1', 'o1', 'o2', 'o3'])
     expect(reloaded.opened.entries.map((e) => e.position)).toEqual([0, 1, 2, 3, 4])
-    expect(reloaded.opened.session).toBeUndefined() // the orphan's session is the caller's to take or leave
+    // Having none, it continues the orphan's session, written with the adoption: a page gone
+    // before its first commit leaves it to the next one.
+    expect(reloaded.opened.session).toEqual(session('s-gone', 13))
     expect(reloaded.orphans).toEqual([])
+  })
+
+  it("keeps its own session when it adopts an orphan of another session (the orphan's numbers are then the caller's to redo)", async () => {
+    const closed = page()
+    const gone = await closed.open()
+    await gone.commit({ put: [entry(0, 'o1', { seq: 4 })], session: session('s-gone', 4) })
+    closed.end()
+    const tab = page()
+    const handle = await tab.open()
+    await handle.commit({ session: session('s-own', 2) })
+    const adopted = await handle.adopt(handle.orphans[0]!)
+    expect(adopted.session).toEqual(session('s-gone', 4))
+    tab.end()
+    const reloaded = await page(tab.storage).open()
+    expect(reloaded.opened.session).toEqual(session('s-own', 2))
+    expect(texts(reloaded.opened.entries)).toEqual(['o1'])
   })
 
   it('places adopted entries after every position the outbox was given, removed ones too, and offers orphans oldest first', async () => {

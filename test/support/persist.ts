@@ -67,6 +67,8 @@ export interface GatedStore {
   readonly settled: () => number
   /** The next commit rejects with `error`, writing nothing. */
   failNextCommit(error: PersistError): void
+  /** Every `discard` rejects with `error`, deleting nothing (the stored outbox stays behind, stale). */
+  failDiscard(error: PersistError): void
 }
 
 /**
@@ -82,6 +84,7 @@ export function gated(page: Page, latency?: () => number): GatedStore {
   let completed = 0
   let failed = 0
   let failure: PersistError | undefined
+  let discardFailure: PersistError | undefined
   const store: PersistStore = {
     name: page.store.name,
     open: async () => {
@@ -113,7 +116,7 @@ export function gated(page: Page, latency?: () => number): GatedStore {
         },
         adopt: (orphan) => handle.adopt(orphan),
         close: () => handle.close(),
-        discard: () => handle.discard(),
+        discard: () => (discardFailure ? Promise.reject(discardFailure) : handle.discard()),
       }
       return wrapped
     },
@@ -130,6 +133,9 @@ export function gated(page: Page, latency?: () => number): GatedStore {
     settled: () => completed + failed,
     failNextCommit(error) {
       failure = error
+    },
+    failDiscard(error) {
+      discardFailure = error
     },
   }
 }

@@ -256,7 +256,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     if (frame.resumed && frame.sid === this.sessionId) {
       // A previous page may have been given what the server resends now (see redeliveredUpTo);
       // a server that does not say how far it sent gives no bound: this whole connection's items.
-      if (restored) this.redeliveredUpTo = frame.sent ?? Number.POSITIVE_INFINITY
+      if (restored) {
+        this.redeliveredUpTo = frame.sent ?? Number.POSITIVE_INFINITY
+        // A stored state older than what its page went on to send (the store failed, and the
+        // stale outbox could not be deleted): the server has more, which it acknowledges here.
+        if (frame.ack > this.txSeq) this.txSeq = frame.ack
+      }
       this.acknowledge(frame.ack)
       // Items numbered after frame.ack that left the outbox unacknowledged (close() failed them)
       // never reached the server: their numbers are free again.
