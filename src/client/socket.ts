@@ -705,7 +705,10 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     const ws = this.ws
     if (!ws) return
     this.ws = undefined
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+    ws.onopen = ws.onmessage = ws.onclose = null
+    // Not null: `ws` reports closing a connection still connecting as an error event, and an
+    // error event nobody hears is an uncaught exception.
+    ws.onerror = noop
     if (closeWith !== undefined) shut(ws, closeWith, reason)
     this.protocol.detach()
     this.outbox.rewind()
