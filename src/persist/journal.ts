@@ -21,7 +21,17 @@ export interface JournalHost {
   session(): PersistedSession | undefined
   /** The store failed: report it; the socket goes on in memory only (the journal is inactive now). */
   failed(error: PersistError): void
+  /**
+   * Tether mode: what an acknowledgement removes may wait for the next commit (at most
+   * {@link LATER} ms): a page gone before it is recorded leaves entries the server has, which the
+   * next page's resume settles without sending them. So a message sent alone costs one commit,
+   * not two. Raw mode has no such resume: its removals are recorded in their tick.
+   */
+  readonly lazyRemovals: boolean
 }
+
+/** How long an acknowledgement's removals may wait for another commit to carry them, in ms. */
+export const LATER = 200
 
 /**
  * `fn`, run once at the end of the current tick however often it is asked for meanwhile, after
@@ -78,6 +88,10 @@ export class Journal implements DurableLog {
   /** Entries to delete in the next commit. */
   private readonly leaving = new Set<DurableEntry>()
   private committing = false
+  /** Something must be recorded at the end of this tick (not only removals that may wait). */
+  private due = false
+  /** Armed while only removals wait: they are recorded then, if no other commit took them. */
+  private laterTimer: ReturnType<typeof setTimeout> | undefined
   /** Run once the next commit completes, and those of the commit in flight. */
   private waiting: (() => void)[] = []
   private inFlight: (() => void)[] = []
@@ -111,7 +125,7 @@ export class Journal implements DurableLog {
   drop(position: number, entry: DurableEntry): void {
     this.positions.set(entry, position)
     this.leaving.add(entry)
-    this.schedule()
+    this.request()
   }
 
   added(entry: DurableEntry): void {
@@ -119,21 +133,22 @@ export class Journal implements DurableLog {
     if (!this.positions.has(entry)) this.positions.set(entry, ++this.last)
     this.changed.add(entry)
     this.leaving.delete(entry)
-    this.schedule()
+    this.request()
   }
 
   /** The entry changed (given a sequence number, or renumbered for a new session). */
   numbered(entry: DurableEntry): void {
     if (this.active && this.positions.has(entry)) {
       this.changed.add(entry)
-      this.schedule()
+      this.request()
     }
   }
 
   removed(entry: DurableEntry): void {
     if (!this.active || !this.positions.has(entry)) return
     this.leaving.add(entry)
-    this.schedule()
+    if (this.host.lazyRemovals) this.requestLater()
+    else this.request()
   }
 
   /** An entry taken out of the outbox stays recorded: a request acknowledged and waiting for its reply. */
@@ -143,13 +158,13 @@ export class Journal implements DurableLog {
 
   /** The session changed (a delivery, an acknowledgement): recorded in this tick's commit. */
   touch(): void {
-    if (this.active) this.schedule()
+    if (this.active) this.request()
   }
 
   /** Runs `then` once everything recorded so far is durable (at once, in a later microtask, when the store failed). */
   afterDurable(then: () => void): void {
     this.waiting.push(then)
-    this.schedule()
+    this.request()
   }
 
   /** Whether a commit is due or running. */
@@ -157,10 +172,28 @@ export class Journal implements DurableLog {
     return this.committing || this.changed.size > 0 || this.leaving.size > 0
   }
 
+  /** A commit at the end of this tick (or once the one in flight completes). */
+  private request(): void {
+    this.due = true
+    this.schedule()
+  }
+
+  /** A commit within {@link LATER} ms, unless another one comes first and carries what waits. */
+  private requestLater(): void {
+    if (this.laterTimer !== undefined) return
+    this.laterTimer = setTimeout(() => {
+      this.laterTimer = undefined
+      this.request()
+    }, LATER)
+  }
+
   private readonly schedule = perTick(() => this.commit())
 
   private commit(): void {
     if (this.committing) return // its completion starts the next
+    this.due = false
+    clearTimeout(this.laterTimer)
+    this.laterTimer = undefined
     const waiting = this.waiting
     this.waiting = []
     if (!this.active) {
@@ -193,7 +226,8 @@ export class Journal implements DurableLog {
         this.committing = false
         if (sessionChanged) this.durable = session
         this.settle()
-        if (this.busy || this.waiting.length > 0) this.commit()
+        if (this.due || this.waiting.length > 0) this.commit()
+        else if (this.leaving.size > 0) this.requestLater()
       },
       (error: PersistError) => {
         this.committing = false
@@ -212,6 +246,7 @@ export class Journal implements DurableLog {
   private fail(error: PersistError): void {
     if (!this.active) return
     this.active = false
+    clearTimeout(this.laterTimer)
     this.positions.clear()
     this.changed.clear()
     this.leaving.clear()

@@ -111,7 +111,12 @@ function place<Out>(handle: OutboxHandle, adopted: PersistedOutbox[], context: R
   // What is durable is this outbox's own session: a continued orphan's is not written here yet
   // (adopt() moved its entries, not its session), so the first commit writes it, and nothing
   // numbered in it is sent before that.
-  const journal = new Journal(handle, { session: () => tether?.snapshot(), failed: context.failed }, last, own.session)
+  const journal = new Journal(
+    handle,
+    { session: () => tether?.snapshot(), failed: context.failed, lazyRemovals: tether !== undefined },
+    last,
+    own.session,
+  )
   if (session) tether?.resume(session)
   for (const { outbox: previous, continued } of order) {
     for (const entry of previous.entries) {

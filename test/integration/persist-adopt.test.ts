@@ -71,6 +71,8 @@ describe('an orphan adopted by a page with no session of its own', () => {
     expect(b.sock.sessionId).toBe(tab1.session)
     expect(b.sessions).toEqual([])
     expect(b.restored[0]).toEqual({ from: 'adopted', delivered: range(5, 15).map((n) => ({ data: { n } })), failed: [] })
+    // The acknowledgement's removals are recorded with the next commit, or within LATER ms.
+    await eventually(async () => (await stored(origin))[0]?.entries.length === 0, 5000, 'the removals recorded')
     expect(await stored(origin)).toEqual([expect.objectContaining({ session: expect.objectContaining({ id: tab1.session }), entries: [] })])
   })
 

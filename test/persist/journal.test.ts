@@ -4,10 +4,10 @@
  * commit in flight at a time, `afterDurable` waiting for the commit that holds what came before
  * it, and a failing store leaving the socket in memory only with the stored outbox discarded.
  */
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { DurableEntry, OutboxHandle, PersistChanges, PersistedSession } from '../../src/client/persist.js'
 import { PersistError } from '../../src/errors.js'
-import { Journal } from '../../src/persist/journal.js'
+import { Journal, LATER } from '../../src/persist/journal.js'
 
 /** A handle keeping its outbox in memory; each commit waits until `complete()` or `fail()`. */
 class MemoryHandle implements OutboxHandle {
@@ -83,11 +83,11 @@ function entry(payload: DurableEntry['payload'], more: Partial<DurableEntry> = {
 }
 
 /** A journal on a memory handle, for a session the test moves by hand. */
-function journal(durable?: PersistedSession) {
+function journal(durable?: PersistedSession, { lazyRemovals = false } = {}) {
   const handle = new MemoryHandle()
   let session: PersistedSession | undefined = durable
   const failures: PersistError[] = []
-  const log = new Journal(handle, { session: () => session, failed: (error) => failures.push(error) }, -1, durable)
+  const log = new Journal(handle, { session: () => session, failed: (error) => failures.push(error), lazyRemovals }, -1, durable)
   return {
     handle,
     log,
@@ -277,5 +277,61 @@ describe('a store that fails', () => {
     expect(handle.discarded).toBe(1)
     expect(ended).toBe(true)
     expect(log.active).toBe(false)
+  })
+})
+
+describe('removals that may wait (tether mode)', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it("records an acknowledgement's removals with the next commit, so a message sent alone costs one commit", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const { handle, log } = journal(undefined, { lazyRemovals: true })
+    const a = entry('{"n":1}')
+    log.added(a)
+    await ticks()
+    expect(handle.commits).toHaveLength(1)
+    await handle.complete()
+    log.removed(a) // acknowledged
+    await ticks()
+    expect(handle.commits).toHaveLength(1) // nothing yet
+    const b = entry('{"n":2}')
+    log.added(b) // the next send carries the removal
+    await ticks()
+    expect(handle.commits).toHaveLength(2)
+    await handle.complete()
+    expect(handle.commits[1]).toMatchObject({ put: [expect.objectContaining({ position: 1 })], remove: [0] })
+    vi.advanceTimersByTime(LATER)
+    await ticks()
+    expect(handle.commits).toHaveLength(2) // the timer was cleared by that commit
+  })
+
+  it('records them within LATER ms when no other commit comes', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const { handle, log } = journal(undefined, { lazyRemovals: true })
+    const a = entry('{"n":1}')
+    log.added(a)
+    await ticks()
+    await handle.complete()
+    log.removed(a)
+    vi.advanceTimersByTime(LATER - 1)
+    await ticks()
+    expect(handle.commits).toHaveLength(1)
+    vi.advanceTimersByTime(1)
+    await ticks()
+    expect(handle.commits).toHaveLength(2)
+    expect(handle.commits[1]).toMatchObject({ remove: [0] })
+  })
+
+  it('raw mode records removals in their tick (no resume would settle them)', async () => {
+    const { handle, log } = journal()
+    const a = entry('raw')
+    log.added(a)
+    await ticks()
+    await handle.complete()
+    log.removed(a)
+    await ticks()
+    expect(handle.commits).toHaveLength(2)
   })
 })

@@ -329,7 +329,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       this.journal?.keep(entry) // a later page must still take its reply
       this.awaitingReply(entry)
     }
-    this.journal?.touch()
+    // What the ack removes (and `acked`) is recorded with the next commit: it may wait.
   }
 
   /** A request acknowledged before a reload (`persist`) waits for its reply here, outside the outbox. */
