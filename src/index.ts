@@ -38,7 +38,7 @@ export type {
 } from './client/socket.js'
 export { type ReplyType, TetherSocket } from './client/socket.js'
 export type { SessionInfo } from './client/wire/tether.js'
-export type { MessageInfo } from './client/wire/types.js'
+export type { MessageInfo, MissedInfo } from './client/wire/types.js'
 export type { PersistFailure, ReplyErrorCode, TetherErrorCode, TetherErrorOptions } from './errors.js'
 export {
   AbortError,

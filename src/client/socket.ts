@@ -52,7 +52,7 @@ import { reportLater } from './report.js'
 import { timer } from './timers.js'
 import { RawProtocol } from './wire/raw.js'
 import { type SessionInfo, TetherProtocol } from './wire/tether.js'
-import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './wire/types.js'
+import type { Handover, MessageInfo, MissedInfo, Protocol, ProtocolHost, WireData } from './wire/types.js'
 
 export type { SocketState } from './lifecycle.js'
 
@@ -97,8 +97,17 @@ export interface TetherSocketStats {
 export interface TetherSocketEvents<In, Out = unknown> {
   /** The socket is open and the backlog is being written. */
   open: () => void
-  /** A message from the server (in tether mode: exactly once, in order), and where it stands (`info.id`). */
+  /**
+   * A message from the server (in tether mode: exactly once, in order), and where it stands
+   * (`info.id`; `info.topic` for a message published to a topic the session is a member of).
+   */
   message: (data: In, info: MessageInfo) => void
+  /**
+   * Tether mode: messages of a topic this session is a member of were dropped by the server's
+   * retention before they reached it (the session was away too long). Comes once, in its place
+   * among the messages; the app reloads what it lacks from its own API (see {@link MissedInfo}).
+   */
+  missed: (info: MissedInfo) => void
   /**
    * A connection (or an attempt) ended. The final one (`willReconnect: false`) fires once the
    * state is `closed`, so a listener may call `connect()`.
@@ -931,6 +940,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       },
       ready: () => this.ready(),
       deliver: (message, info) => this.notify('message', message, info),
+      missed: (info) => this.notify('missed', info),
       report: (error) => this.notify('error', error),
       drop: (code, text, { error, final = false } = {}) => {
         if (error) this.notify('error', error)

@@ -1,8 +1,8 @@
 /**
  * The kit's side of a tether.v1 session, as PROTOCOL.md describes a client: it says hello,
  * checks the welcome, numbers what it sends, and takes in what the server sends item by item
- * (§2.4), checking each server frame against the grammar (§3.2, §3.3, §3.6) and the sequence
- * rules as it goes. Any breach throws a Violation naming its section. What it delivered is kept
+ * (§2.4), checking each server frame against the grammar (§3.2, §3.3, §3.6, and §13.6 for the
+ * topic additions a server may send) and the sequence rules as it goes. Any breach throws a Violation naming its section. What it delivered is kept
  * in order, so that a check can compare it with what echo mode (§12.2) should have produced.
  * @module
  */
@@ -23,13 +23,17 @@ export interface Welcome {
   readonly sent: number | undefined
 }
 
-/** A server item delivered to the kit: a message, or a reply. */
+/** A server item delivered to the kit: a message (with its topic, if published to one, §13.2), a reply, or a miss (§13.4). */
 export type Item =
-  | { readonly kind: 'msg'; readonly seq: number; readonly data: unknown }
+  | { readonly kind: 'msg'; readonly seq: number; readonly data: unknown; readonly topic?: string }
+  | { readonly kind: 'miss'; readonly seq: number; readonly topic: string; readonly count: number }
   | { readonly kind: 'res'; readonly seq: number; readonly id: number; readonly data?: unknown; readonly err?: { code: string } }
 
 /** A `hello` as the kit writes it: the fields given, or the frame's exact text (§1.7 spells numbers oddly). */
 export type Hello = { sid: string | null; ack: number; acked?: number; sent?: number } | string
+
+/** Whether `value` is a topic name: a non-empty string (§13.2). */
+const isTopic = (value: unknown): value is string => typeof value === 'string' && value !== ''
 
 /** Whether `value` is an integer in [min, 2^53 − 1], as §1.7 reads numbers. */
 export const isInt = (value: unknown, min = 0): value is number => Number.isSafeInteger(value) && (value as number) >= min
@@ -192,7 +196,7 @@ export class KitSession {
   }
 
   private take(frame: Frame, text: string): void {
-    const bad = (field: string) => new Violation(`"${frame.t}" frame with an invalid "${field}": ${shown(text)}`, '§3.3')
+    const bad = (field: string, section = '§3.3') => new Violation(`"${frame.t}" frame with an invalid "${field}": ${shown(text)}`, section)
     switch (frame.t) {
       case 'welcome':
         throw new Violation(`a second welcome on one connection: ${shown(text)}`, '§4.8')
@@ -207,8 +211,22 @@ export class KitSession {
       case 'msg': {
         if (!isInt(frame.s, 1)) throw bad('s')
         if (!Array.isArray(frame.d) || frame.d.length === 0) throw bad('d')
+        const { tp } = frame
+        if (tp !== undefined && !isTopic(tp)) throw bad('tp', '§13.6')
         const items = frame.d
-        this.sequence(frame.s, items.length, (seq, i) => this.items.push({ kind: 'msg', seq, data: items[i] }))
+        this.sequence(frame.s, items.length, (seq, i) =>
+          this.items.push(tp === undefined ? { kind: 'msg', seq, data: items[i] } : { kind: 'msg', seq, data: items[i], topic: tp }),
+        )
+        return
+      }
+      case 'miss': {
+        // Echo mode publishes nothing, but a server may have topics of its own: a miss must still be well-formed and in sequence.
+        if (!isInt(frame.s, 1)) throw bad('s', '§13.6')
+        if (!isTopic(frame.tp)) throw bad('tp', '§13.6')
+        if (!isInt(frame.n, 1)) throw bad('n', '§13.6')
+        const topic = frame.tp
+        const count = frame.n
+        this.sequence(frame.s, 1, (seq) => this.items.push({ kind: 'miss', seq, topic, count }))
         return
       }
       case 'res': {
@@ -275,8 +293,8 @@ export class KitSession {
   }
 }
 
-/** The eight frame types of tether.v1 (§3.1, §3.2). */
-export const isFrameType = (t: string): boolean => ['hello', 'welcome', 'msg', 'req', 'res', 'ack', 'ping', 'pong'].includes(t)
+/** The nine frame types of tether.v1 (§3.1, §3.2). */
+export const isFrameType = (t: string): boolean => ['hello', 'welcome', 'msg', 'miss', 'req', 'res', 'ack', 'ping', 'pong'].includes(t)
 
 /** Checks every field of a welcome (§3.2, §3.5, §3.7, §3.8). */
 export function checkWelcome(frame: Frame, text: string): Welcome {

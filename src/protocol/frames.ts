@@ -8,6 +8,7 @@
  * `JSON.stringify` made of them once at `send()`, so no payload is serialized twice.
  * @module
  */
+import { utf8Length } from './close-reason.js'
 
 /** The WebSocket subprotocol name of this version. */
 export const SUBPROTOCOL = 'tether.v1'
@@ -80,7 +81,23 @@ export type ServerFrame =
        */
       sent?: number
     }
-  | { t: 'msg'; s: number; d: unknown[] }
+  | {
+      t: 'msg'
+      s: number
+      d: unknown[]
+      /** The topic every item of this frame was published to (PROTOCOL.md §13); absent for direct messages. */
+      tp?: string
+    }
+  | {
+      /**
+       * One sequenced item: `n` messages of topic `tp`, published while this session was a
+       * member, were dropped by the server's retention before they reached it (PROTOCOL.md §13).
+       */
+      t: 'miss'
+      s: number
+      tp: string
+      n: number
+    }
   | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyErrorBody }
   | { t: 'ack'; s: number }
   | { t: 'pong' }
@@ -97,6 +114,9 @@ export class FrameError extends Error {
 }
 
 const isSeq = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0
+
+/** A topic name: any non-empty string. */
+const isTopic = (value: unknown): value is string => typeof value === 'string' && value !== ''
 
 /**
  * Parses and validates one frame. Returns `undefined` for a well-formed frame of an unknown
@@ -124,6 +144,14 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
     case 'msg':
       seq()
       if (!Array.isArray(frame.d) || frame.d.length === 0) throw bad('d')
+      // Only a server publishes to topics: on a client's msg, `tp` is a member it does not know (§1.6).
+      if (from === 'server' && frame.tp !== undefined && !isTopic(frame.tp)) throw bad('tp')
+      break
+    case 'miss':
+      if (from !== 'server') return undefined
+      seq()
+      if (!isTopic(frame.tp)) throw bad('tp')
+      if (!isSeq(frame.n) || frame.n === 0) throw bad('n')
       break
     case 'ack':
       if (!isSeq(frame.s)) throw bad('s')
@@ -195,30 +223,42 @@ export function perTick(fn: () => void): () => void {
   }
 }
 
-/** Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"d":[…]}`. */
+/**
+ * Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"d":[…]}`. A topic's frame
+ * needs its `"tp"` member too (see {@link msgBatcher}).
+ */
 export const MSG_OVERHEAD = 64
+
+/** The `"tp"` member of a topic's `msg` frame, as it goes between `s` and `d` (nothing without a topic). */
+const topicMember = (topic: string | undefined): string => (topic === undefined ? '' : `,"tp":${JSON.stringify(topic)}`)
 
 /**
  * Collects consecutive messages into `msg` frames of at most `maxBytes`, for the writer given.
- * `add` takes a payload already JSON-encoded with its sequence number and UTF-8 size; `end`
- * writes what is collected (call it before writing any other frame, and when done).
+ * `add` takes a payload already JSON-encoded with its sequence number and UTF-8 size, and, for
+ * a server's topic message, the topic it was published to: a frame carries one topic or none
+ * (PROTOCOL.md §13), so a change of topic ends the frame. `end` writes what is collected (call
+ * it before writing any other frame, and when done).
  */
 export function msgBatcher(
   maxBytes: number,
   write: (frame: string) => void,
-): { add(seq: number, payload: string, size: number): void; end(): void } {
+): { add(seq: number, payload: string, size: number, topic?: string): void; end(): void } {
   let payloads: string[] = []
   let first = 0
-  let bytes = MSG_OVERHEAD
+  let bytes = 0
+  let topic: string | undefined
   const end = () => {
-    if (payloads.length) write(msgFrame(first, payloads))
+    if (payloads.length) write(msgFrame(first, payloads, topic))
     payloads = []
-    bytes = MSG_OVERHEAD
   }
   return {
-    add(seq, payload, size) {
-      if (payloads.length && bytes + size + 1 > maxBytes) end()
-      if (!payloads.length) first = seq
+    add(seq, payload, size, tp) {
+      if (payloads.length && (tp !== topic || bytes + size + 1 > maxBytes)) end()
+      if (!payloads.length) {
+        first = seq
+        topic = tp
+        bytes = tp === undefined ? MSG_OVERHEAD : MSG_OVERHEAD + utf8Length(topicMember(tp))
+      }
       payloads.push(payload)
       bytes += size + 1
     },
@@ -226,8 +266,21 @@ export function msgBatcher(
   }
 }
 
-/** A `msg` frame from payloads already JSON-encoded. */
-export const msgFrame = (seq: number, payloads: string[]): string => `{"t":"msg","s":${seq},"d":[${payloads.join(',')}]}`
+/** A `msg` frame from payloads already JSON-encoded; with a topic, a server's topic message (PROTOCOL.md §13). */
+export const msgFrame = (seq: number, payloads: string[], topic?: string): string =>
+  `{"t":"msg","s":${seq}${topicMember(topic)},"d":[${payloads.join(',')}]}`
+
+/**
+ * A `miss` frame (server only, PROTOCOL.md §13): `count` messages of `topic` were dropped by the
+ * retention before this session got them.
+ */
+export const missFrame = (seq: number, topic: string, count: number): string => missHead(seq) + missTail(topic, count)
+
+/** The start of a `miss` frame, up to its sequence number: `missHead(seq) + missTail(…)` is the frame. */
+export const missHead = (seq: number): string => `{"t":"miss","s":${seq}`
+
+/** A `miss` frame without its sequence number (which the server's outbox gives it when it is written). */
+export const missTail = (topic: string, count: number): string => `,"tp":${JSON.stringify(topic)},"n":${count}}`
 
 /** A `req` frame from a payload already JSON-encoded. */
 export const reqFrame = (seq: number, id: number, payload: string): string => `{"t":"req","s":${seq},"id":${id},"d":${payload}}`

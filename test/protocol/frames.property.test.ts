@@ -16,6 +16,7 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
+  missFrame,
   msgFrame,
   reqFrame,
   resFrame,
@@ -32,6 +33,8 @@ const decode = (data: unknown, from: Side): ClientFrame | ServerFrame | undefine
   from === 'client' ? decodeFrame(data, 'client') : decodeFrame(data, 'server')
 
 const side = fc.constantFrom<Side>('client', 'server')
+/** Topic names: any non-empty string, unicode and lone surrogates included. */
+const topic = anyString.filter((s) => s !== '')
 /** Sequence numbers: JSON integers from 1 to 2^53 − 1 (§2), biased to both ends. */
 const seq = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }))
 /** Request ids and acks: integers ≥ 0. */
@@ -65,6 +68,19 @@ describe('encoders round-trip through decodeFrame', () => {
         expect(decode(frame, from)).toEqual({ t: 'msg', s, d: values })
         // The frame is exactly the JSON of what it decodes to: nothing was re-encoded or reordered.
         expect(frame).toBe(JSON.stringify({ t: 'msg', s, d: values }))
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('msgFrame(s, payloads, topic) decodes, from the server, to the same s, topic and values; missFrame to the same s, topic and count', () => {
+    fc.assert(
+      fc.property(seq, fc.array(json, { minLength: 1, maxLength: 5 }), topic, seq, (s, values, tp, n) => {
+        const frame = msgFrame(s, values.map(encodePayload), tp)
+        expect(decodeFrame(frame, 'server')).toEqual({ t: 'msg', s, tp, d: values })
+        expect(frame).toBe(JSON.stringify({ t: 'msg', s, tp, d: values }))
+        expect(decodeFrame(missFrame(s, tp, n), 'server')).toEqual({ t: 'miss', s, tp, n })
+        expect(missFrame(s, tp, n)).toBe(JSON.stringify({ t: 'miss', s, tp, n }))
       }),
       { numRuns: 300 },
     )
@@ -146,7 +162,15 @@ function wellTyped(frame: Record<string, unknown>, from: Side): boolean {
   if (Object.getPrototypeOf(frame) !== Object.prototype || !isJson(frame)) return false
   switch (frame.t) {
     case 'msg':
-      return isSeq(frame.s) && Array.isArray(frame.d) && frame.d.length > 0
+      // A server's msg may name its topic (§13); on a client's, tp is an unknown member.
+      return (
+        isSeq(frame.s) &&
+        Array.isArray(frame.d) &&
+        frame.d.length > 0 &&
+        (from === 'client' || frame.tp === undefined || (typeof frame.tp === 'string' && frame.tp !== ''))
+      )
+    case 'miss':
+      return from === 'server' && isSeq(frame.s) && typeof frame.tp === 'string' && frame.tp !== '' && isSeq(frame.n)
     case 'ack':
       return isSafeNat(frame.s)
     case 'ping':
@@ -233,7 +257,7 @@ const field = (valid: fc.Arbitrary<unknown>) => fc.oneof({ weight: 3, arbitrary:
 const frameLike = fc.record(
   {
     t: fc.oneof(
-      { weight: 8, arbitrary: fc.constantFrom('hello', 'welcome', 'msg', 'req', 'res', 'ack', 'ping', 'pong') },
+      { weight: 9, arbitrary: fc.constantFrom('hello', 'welcome', 'msg', 'miss', 'req', 'res', 'ack', 'ping', 'pong') },
       { weight: 1, arbitrary: anyString },
     ),
     s: field(fc.integer({ min: 0, max: 5 })),
@@ -245,6 +269,8 @@ const frameLike = fc.record(
     max: field(fc.integer({ min: 1, max: 2 ** 20 })),
     err: field(fc.record({ code: anyString, message: anyString })),
     sent: field(fc.integer({ min: 0, max: 5 })),
+    tp: field(topic),
+    n: field(fc.integer({ min: 1, max: 5 })),
     ['__proto__']: edge,
     constructor: edge,
   },
@@ -319,7 +345,9 @@ describe('decodeFrame is total', () => {
 
 /** Members a future minor version might add (§1: receivers MUST ignore members they do not know). */
 const extras = fc.dictionary(
-  anyString.filter((k) => !['t', 's', 'd', 'id', 'sid', 'ack', 'acked', 'sent', 'resumed', 'max', 'reqs', 'reason', 'err'].includes(k)),
+  anyString.filter(
+    (k) => !['t', 's', 'd', 'id', 'sid', 'ack', 'acked', 'sent', 'resumed', 'max', 'reqs', 'reason', 'err', 'tp', 'n'].includes(k),
+  ),
   json,
   { maxKeys: 3 },
 )
@@ -338,6 +366,8 @@ const serverFrames: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
     { requiredKeys: ['t', 'sid', 'resumed', 'ack', 'max'] },
   ),
   fc.record({ t: fc.constant('msg'), s: seq, d: fc.array(json, { minLength: 1, maxLength: 4 }) }),
+  fc.record({ t: fc.constant('msg'), s: seq, tp: topic, d: fc.array(json, { minLength: 1, maxLength: 4 }) }),
+  fc.record({ t: fc.constant('miss'), s: seq, tp: topic, n: seq }),
   fc.record({ t: fc.constant('res'), s: seq, id: nat, d: json }),
   fc.record({ t: fc.constant('res'), s: seq, id: nat, err: fc.record({ code: anyString, message: anyString }) }),
   fc.record({ t: fc.constant('ack'), s: nat }),

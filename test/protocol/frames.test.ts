@@ -10,6 +10,10 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
+  missFrame,
+  missHead,
+  missTail,
+  msgBatcher,
   msgFrame,
   reqFrame,
   resFrame,
@@ -68,6 +72,9 @@ describe('decodeFrame: valid frames from the server', () => {
     ['welcome saying how far the server sent', { t: 'welcome', sid: 's1', resumed: true, ack: 17, max: 1, sent: 9 }],
     ['welcome of a session that sent nothing', { t: 'welcome', sid: 's1', resumed: false, ack: 0, max: 1, sent: 0 }],
     ['msg', { t: 'msg', s: 1, d: ['hi'] }],
+    ['msg published to a topic', { t: 'msg', s: 1, tp: 'room:42', d: ['hi', { n: 2 }] }],
+    ['miss', { t: 'miss', s: 3, tp: 'room:42', n: 17 }],
+    ['miss of one message', { t: 'miss', s: 1, tp: 'x', n: 1 }],
     ['res with a value', { t: 'res', s: 2, id: 1, d: { ok: true } }],
     ['res with a null value', { t: 'res', s: 2, id: 1, d: null }],
     ['res with an error', { t: 'res', s: 2, id: 1, err: { code: 'E_NOPE', message: 'no' } }],
@@ -91,6 +98,7 @@ describe('decodeFrame: direction', () => {
     ['hello', 'server', { t: 'hello', sid: null, ack: 0 }],
     ['req', 'server', { t: 'req', s: 1, id: 1, d: 1 }],
     ['ping', 'server', { t: 'ping' }],
+    ['miss', 'client', { t: 'miss', s: 1, tp: 'room', n: 1 }],
   ] as const)('a "%s" frame from the %s is not theirs to send: ignored (undefined)', (_t, from, frame) => {
     expect(decode(json(frame), from)).toBeUndefined()
   })
@@ -290,6 +298,127 @@ describe('decodeFrame: structure → 1002', () => {
     const error = refusal(json({ t: 'res', s: 1, id: 1, err }), 'server')
     expect(error.closeCode).toBe(1002)
     expect(error.message).toContain('"err"')
+  })
+})
+
+describe('decodeFrame: topics (PROTOCOL.md §13)', () => {
+  /** Values that are never a topic: §13 topics are non-empty strings. */
+  const notATopic: [string, unknown][] = [
+    ['empty', ''],
+    ['a number', 7],
+    ['null', null],
+    ['an array', ['room']],
+    ['an object', { name: 'room' }],
+    ['a boolean', true],
+  ]
+
+  it.each(notATopic)('a msg from the server with a tp that is not a non-empty string is refused with 1002: %s', (_name, tp) => {
+    const error = refusal(json({ t: 'msg', s: 1, tp, d: [1] }), 'server')
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toContain('"tp"')
+  })
+
+  it('a tp on a client msg is a member the server does not know: kept and ignored, as any unknown member (§1.6)', () => {
+    expect(decodeFrame(json({ t: 'msg', s: 1, tp: '', d: [1] }), 'client')).toEqual({ t: 'msg', s: 1, tp: '', d: [1] })
+  })
+
+  it.each([...notATopic, ['missing', undefined]])('miss tp must be a non-empty string: %s', (_name, tp) => {
+    const error = refusal(json({ t: 'miss', s: 1, tp, n: 1 }), 'server')
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toContain('"tp"')
+  })
+
+  it.each([
+    ['missing', undefined],
+    ['zero', 0],
+    ['negative', -1],
+    ['fractional', 1.5],
+    ['a numeric string', '1'],
+    ['null', null],
+    ['unsafe (2^53)', 2 ** 53],
+  ])('miss n must be a positive safe integer: %s', (_name, n) => {
+    const error = refusal(json({ t: 'miss', s: 1, tp: 'room', n }), 'server')
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toContain('"n"')
+  })
+
+  it.each([
+    ['missing', undefined],
+    ['zero', 0],
+    ['fractional', 1.5],
+    ['a string', '1'],
+  ])('miss s must be a positive safe integer (it is a sequenced item): %s', (_name, s) => {
+    const error = refusal(json({ t: 'miss', s, tp: 'room', n: 1 }), 'server')
+    expect(error.closeCode).toBe(1002)
+    expect(error.message).toContain('"s"')
+  })
+
+  it('missFrame encodes any topic as JSON text, and missHead + missTail is the same frame', () => {
+    for (const topic of ['room', 'a"b\\c', 'é日🎉', '\u2028\n']) {
+      const frame = missFrame(12, topic, 3)
+      expect(decodeFrame(frame, 'server')).toEqual({ t: 'miss', s: 12, tp: topic, n: 3 })
+      expect(missHead(12) + missTail(topic, 3)).toBe(frame)
+    }
+  })
+
+  it('msgFrame with a topic writes "tp" between "s" and "d"; without one, the frame is as before', () => {
+    expect(msgFrame(5, ['1', '"x"'], 'room "1"')).toBe('{"t":"msg","s":5,"tp":"room \\"1\\"","d":[1,"x"]}')
+    expect(msgFrame(5, ['1'])).toBe('{"t":"msg","s":5,"d":[1]}')
+  })
+})
+
+describe('msgBatcher', () => {
+  /** Batches `items` ([payload, topic?]) numbered from 1 within frames of `max` bytes: the frames written. */
+  function batch(max: number, items: [unknown, string?][]): string[] {
+    const frames: string[] = []
+    const batcher = msgBatcher(max, (frame) => frames.push(frame))
+    items.forEach(([value, topic], i) => {
+      const payload = encodePayload(value)
+      batcher.add(i + 1, payload, new TextEncoder().encode(payload).length, topic)
+    })
+    batcher.end()
+    return frames
+  }
+
+  it('puts consecutive messages without a topic into one frame, exactly as msgFrame writes it', () => {
+    expect(batch(1024, [[1], ['two'], [{ three: 3 }]])).toEqual([msgFrame(1, ['1', '"two"', '{"three":3}'])])
+  })
+
+  it('ends a frame where the topic changes, to a topic, between topics and back to none: one topic per frame', () => {
+    const frames = batch(1024, [[1], [2, 'a'], [3, 'a'], [4, 'b'], [5], [6], [7, 'a']])
+    expect(frames.map((frame) => decodeFrame(frame, 'server'))).toEqual([
+      { t: 'msg', s: 1, d: [1] },
+      { t: 'msg', s: 2, tp: 'a', d: [2, 3] },
+      { t: 'msg', s: 4, tp: 'b', d: [4] },
+      { t: 'msg', s: 5, d: [5, 6] },
+      { t: 'msg', s: 7, tp: 'a', d: [7] },
+    ])
+  })
+
+  it("counts a topic's member, in UTF-8 bytes, in the frame's size: frames fill up to the maximum, never beyond", () => {
+    const topic = '日'.repeat(20) // 60 UTF-8 bytes, 20 UTF-16 units
+    const member = `,"tp":"${topic}"` // 68 bytes
+    const items = Array.from({ length: 10 }, (): [unknown, string] => ['xyz', topic]) // each payload 5 bytes, 1 more for its comma
+    const max = 64 + 68 + 3 * 6 // the envelope as MSG_OVERHEAD counts it, the member, three payloads
+    expect(new TextEncoder().encode(member).length).toBe(68)
+    const frames = batch(max, items).map((frame) => decodeFrame(frame, 'server') as { s: number; tp: string; d: unknown[] })
+    expect(frames.map(({ s, d }) => [s, d.length])).toEqual([
+      [1, 3],
+      [4, 3],
+      [7, 3],
+      [10, 1],
+    ])
+    expect(frames.every((frame) => frame.tp === topic)).toBe(true)
+  })
+
+  it('writes nothing when nothing was added, and nothing twice', () => {
+    const frames: string[] = []
+    const batcher = msgBatcher(1024, (frame) => frames.push(frame))
+    batcher.end()
+    batcher.add(1, '1', 1, 'a')
+    batcher.end()
+    batcher.end()
+    expect(frames).toEqual(['{"t":"msg","s":1,"tp":"a","d":[1]}'])
   })
 })
 
@@ -511,6 +640,9 @@ describe('randomized round trip', () => {
       expect(decodeFrame(msgFrame(seq, encoded), 'server'), context).toEqual({ t: 'msg', s: seq, d: values })
       expect(decodeFrame(reqFrame(seq, id, encoded[0]), 'client'), context).toEqual({ t: 'req', s: seq, id, d: values[0] })
       expect(decodeFrame(resFrame(seq, id, encoded[0]), 'server'), context).toEqual({ t: 'res', s: seq, id, d: values[0] })
+      const topic = randomString(random) || 't'
+      expect(decodeFrame(msgFrame(seq, encoded, topic), 'server'), context).toEqual({ t: 'msg', s: seq, tp: topic, d: values })
+      expect(decodeFrame(missFrame(seq, topic, id + 1), 'server'), context).toEqual({ t: 'miss', s: seq, tp: topic, n: id + 1 })
     }
   })
 })

@@ -11,7 +11,7 @@ import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './
 /** Binary data as a WebSocket sends it: ArrayBuffer, a view on one, or Blob. */
 
 /** `info` of every message in raw mode: no session, no sequence. */
-const RAW_INFO: MessageInfo = Object.freeze({ id: undefined, seq: undefined, redelivered: false })
+const RAW_INFO: MessageInfo = Object.freeze({ id: undefined, seq: undefined, redelivered: false, topic: undefined })
 
 export const isBinary = (data: unknown): data is ArrayBuffer | ArrayBufferView | Blob =>
   data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (typeof Blob !== 'undefined' && data instanceof Blob)

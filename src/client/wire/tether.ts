@@ -29,7 +29,7 @@ import { createEntry, type Entry } from '../outbox.js'
 import type { DurableLog, PersistedSession, RestoredEntry, RestoringItem, RestoringSession } from '../persist.js'
 import { timer } from '../timers.js'
 import { isBinary } from './raw.js'
-import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './types.js'
+import type { Handover, MessageInfo, MissedInfo, Protocol, ProtocolHost, WireData } from './types.js'
 
 /** The `session` event's argument: a new server session began. */
 export interface SessionInfo {
@@ -48,12 +48,13 @@ export interface SessionInfo {
 /** The types of the frames a client sends (PROTOCOL.md §3.1) that a server frame decodes to nothing for. */
 const CLIENT_TYPES = /^(hello|req|ping)$/
 
-/** `info` of a server message in tether mode: its id is made only when read. */
+/** `info` of a server message (and, with its count, of a `miss`) in tether mode: its id is made only when read. */
 class ServerItem implements MessageInfo {
   constructor(
     private readonly session: string | undefined,
     readonly seq: number,
     readonly redelivered: boolean,
+    readonly topic: string | undefined,
   ) {}
 
   get id(): string {
@@ -223,9 +224,18 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
         const first = this.accept(frame.s, frame.d.length)
         for (let i = first; i < frame.d.length; i++) {
           this.rxSeq = frame.s + i
-          this.host.deliver(frame.d[i] as In, new ServerItem(this.sessionId, this.rxSeq, this.rxSeq <= this.redeliveredUpTo))
+          this.host.deliver(frame.d[i] as In, new ServerItem(this.sessionId, this.rxSeq, this.rxSeq <= this.redeliveredUpTo, frame.tp))
           if (!this.live) return // a listener closed or reconnected the socket
         }
+        return
+      }
+      case 'miss': {
+        // One item of the stream like a message: delivered once, in its place, acknowledged the same way.
+        if (this.accept(frame.s, 1) > 0) return
+        this.rxSeq = frame.s
+        // Its info is a message's (id, seq, redelivered, topic), with the count.
+        const item = new ServerItem(this.sessionId, frame.s, frame.s <= this.redeliveredUpTo, frame.tp)
+        this.host.missed(Object.assign(item, { count: frame.n }) as ServerItem & MissedInfo)
         return
       }
       case 'res': {

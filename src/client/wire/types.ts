@@ -4,7 +4,8 @@
  * ```ts
  * sock.on('message', (msg, info) => {
  *   if (info.redelivered && seen.has(info.id)) return // shown before a reload
- *   render(msg)
+ *   if (info.topic) renderInRoom(info.topic, msg) // published to a topic the session is a member of
+ *   else render(msg)
  * })
  * ```
  */
@@ -14,6 +15,40 @@ export interface MessageInfo {
   /** Tether mode: the message's sequence number in its session. */
   readonly seq: number | undefined
   /** True when the page may have seen this message before (across a reload, with `persist`). */
+  readonly redelivered: boolean
+  /**
+   * Tether mode: the topic the server published this message to (the session is a member of
+   * it); undefined for a message sent to this session directly, and always in raw mode.
+   */
+  readonly topic: string | undefined
+}
+
+/**
+ * The `missed` event's argument: the server's retention dropped `count` messages of `topic`,
+ * published while this session was a member, before they could reach it (the session was away
+ * longer than the topic keeps its messages). It comes once, in stream order: every message of
+ * the topic before it and after it is delivered as usual, so what the app lacks is exactly the
+ * gap it reports. The server has no copy of those messages any more: reload the topic's state
+ * from your own API.
+ * @example
+ * ```ts
+ * sock.on('missed', async ({ topic, count }) => {
+ *   console.warn(`${count} messages of ${topic} were missed: reloading its history`)
+ *   const history = await fetch(`/api/rooms/${encodeURIComponent(topic)}/messages`).then((r) => r.json())
+ *   replaceRoom(topic, history)
+ * })
+ * ```
+ */
+export interface MissedInfo {
+  /** The topic whose messages were missed. */
+  readonly topic: string
+  /** How many of its messages were dropped before they reached this session (at least 1). */
+  readonly count: number
+  /** The report's id, as `MessageInfo.id`: the session id and its sequence number, stable across resends. */
+  readonly id: string
+  /** The report's sequence number in its session: it takes its place in the stream like a message. */
+  readonly seq: number
+  /** True when the page may have had this report before (across a reload, with `persist`), as for a message. */
   readonly redelivered: boolean
 }
 
@@ -52,6 +87,8 @@ export interface ProtocolHost<In> {
   ready(): void
   /** Hands an incoming application message to the `message` listeners, with where it stands. */
   deliver(message: In, info: MessageInfo): void
+  /** Hands a report of missed topic messages to the `missed` listeners (tether mode). */
+  missed(info: MissedInfo): void
   /** Reports an error as an `error` event; the connection goes on. */
   report(error: TetherError): void
   /**

@@ -67,3 +67,49 @@ describe('incoming messages in raw mode', () => {
     expect(messages.map(([m]) => m)).toEqual(['before', 'after'])
   })
 })
+
+describe('topics in tether mode (PROTOCOL.md §13)', () => {
+  it("delivers a topic's messages with info.topic and a miss as the missed event, in stream order, and acknowledges both", async () => {
+    const server = createServer({
+      selectProtocol: () => 'tether.v1',
+      onConnection: (client) => {
+        client.on('message', (data) => {
+          if (JSON.parse(String(data)).t !== 'hello') return
+          client.send(JSON.stringify({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: 1 << 20 }))
+          client.send('{"t":"msg","s":1,"d":["direct"]}')
+          client.send('{"t":"msg","s":2,"tp":"room","d":["a"]}')
+          client.send('{"t":"miss","s":3,"tp":"room","n":12}')
+          client.send('{"t":"msg","s":4,"tp":"room","d":["z"]}')
+        })
+      },
+    })
+    const sock = rawSocket<string>(server.url, { mode: 'tether' })
+    const seen: unknown[] = []
+    sock.on('message', (data, { id, topic }) => seen.push({ message: data, id, topic }))
+    sock.on('missed', ({ topic, count, id, seq, redelivered }) => seen.push({ missed: topic, count, id, seq, redelivered }))
+    await flush(50)
+    expect(seen).toEqual([
+      { message: 'direct', id: 'S:1', topic: undefined },
+      { message: 'a', id: 'S:2', topic: 'room' },
+      { missed: 'room', count: 12, id: 'S:3', seq: 3, redelivered: false },
+      { message: 'z', id: 'S:4', topic: 'room' },
+    ])
+    // Everything arrived in one tick: one cumulative ack covers the messages and the miss.
+    expect(server.received.map((frame) => JSON.parse(String(frame)))).toEqual([
+      { t: 'hello', sid: null, ack: 0, acked: 0, sent: 0 },
+      { t: 'ack', s: 4 },
+    ])
+  })
+
+  it('raw mode: info.topic is undefined, and no frame is read as a miss', async () => {
+    const server = createServer()
+    const sock = rawSocket<string>(server.url)
+    const messages = collect<[string, { topic: unknown }]>(sock, 'message')
+    const missed = collect(sock, 'missed')
+    await flush()
+    server.connections[0]!.send('{"t":"miss","s":1,"tp":"room","n":1}')
+    await flush()
+    expect(messages.map(([data, info]) => [data, info.topic])).toEqual([['{"t":"miss","s":1,"tp":"room","n":1}', undefined]])
+    expect(missed).toEqual([])
+  })
+})

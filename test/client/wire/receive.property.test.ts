@@ -61,7 +61,8 @@ function setup() {
       readies++
       protocol.flush()
     },
-    deliver: (message) => delivered.push(message),
+    deliver: (message, info) => delivered.push(info.topic === undefined ? message : { topic: info.topic, message }),
+    missed: ({ topic, count, seq }) => delivered.push({ missed: topic, count, seq }),
     report: () => {
       reports++
     },
@@ -121,7 +122,7 @@ function feed(t: Setup, data: WireData): Drop | undefined {
 }
 
 /** The frame types tether.v1 defines, in either direction (§3). */
-const V1_TYPES: unknown[] = ['hello', 'welcome', 'msg', 'req', 'res', 'ack', 'ping', 'pong']
+const V1_TYPES: unknown[] = ['hello', 'welcome', 'msg', 'miss', 'req', 'res', 'ack', 'ping', 'pong']
 
 /** What the server frame `data` is, as the grammar sees it: `null` when it is refused. */
 function parse(data: WireData): ServerFrame | undefined | null {
@@ -140,10 +141,20 @@ const maybe = <T>(valid: fc.Arbitrary<T>) => fc.oneof({ weight: 4, arbitrary: va
 
 /** Server frames that are right, nearly right, or of another type, as objects. */
 const serverFrameLike: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+  fc.record(
+    {
+      t: fc.constant('msg'),
+      s: maybe(fc.integer({ min: 1, max: 8 })),
+      tp: maybe(fc.constantFrom('room', 'other')),
+      d: maybe(fc.array(fc.jsonValue(), { minLength: 1, maxLength: 3 })),
+    },
+    { requiredKeys: ['t', 's', 'd'] },
+  ),
   fc.record({
-    t: fc.constant('msg'),
+    t: fc.constant('miss'),
     s: maybe(fc.integer({ min: 1, max: 8 })),
-    d: maybe(fc.array(fc.jsonValue(), { minLength: 1, maxLength: 3 })),
+    tp: maybe(fc.constantFrom('room', 'other')),
+    n: maybe(fc.integer({ min: 1, max: 3 })),
   }),
   fc.record({ t: fc.constant('ack'), s: maybe(small) }),
   fc.record(
@@ -182,7 +193,8 @@ const anyWireData: fc.Arbitrary<WireData> = fc.oneof(
  * runs go deep instead of ending at the first frame; `raw` steps are anything at all.
  */
 type Step =
-  | { kind: 'msg'; rel: number; d: unknown[] }
+  | { kind: 'msg'; rel: number; d: unknown[]; tp?: string }
+  | { kind: 'miss'; rel: number; tp: string; n: number }
   | { kind: 'res'; rel: number; id: number; reply: { d: unknown } | { err: { code: string; message: string } } }
   | { kind: 'ack'; s: number }
   | { kind: 'raw'; data: WireData }
@@ -191,10 +203,23 @@ const rel = fc.oneof({ weight: 12, arbitrary: fc.integer({ min: -2, max: 1 }) },
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
     weight: 5,
+    arbitrary: fc.record(
+      {
+        kind: fc.constant('msg' as const),
+        rel,
+        d: fc.array(fc.jsonValue({ maxDepth: 2 }), { minLength: 1, maxLength: 3 }),
+        tp: fc.constantFrom('room', 'other'),
+      },
+      { requiredKeys: ['kind', 'rel', 'd'] },
+    ),
+  },
+  {
+    weight: 2,
     arbitrary: fc.record({
-      kind: fc.constant('msg' as const),
+      kind: fc.constant('miss' as const),
       rel,
-      d: fc.array(fc.jsonValue({ maxDepth: 2 }), { minLength: 1, maxLength: 3 }),
+      tp: fc.constantFrom('room', 'other'),
+      n: fc.integer({ min: 1, max: 9 }),
     }),
   },
   {
@@ -224,7 +249,9 @@ function render(item: Step, rxSeq: number): WireData {
   const s = Math.max(1, rxSeq + ('rel' in item ? item.rel : 0))
   switch (item.kind) {
     case 'msg':
-      return JSON.stringify({ t: 'msg', s, d: item.d })
+      return JSON.stringify({ t: 'msg', s, tp: item.tp, d: item.d })
+    case 'miss':
+      return JSON.stringify({ t: 'miss', s, tp: item.tp, n: item.n })
     case 'res':
       return JSON.stringify({ t: 'res', s, id: item.id, ...item.reply })
     case 'ack':
@@ -360,8 +387,19 @@ describe('TetherProtocol.receive when ready', () => {
               case 'msg':
                 if (frame.s > rxSeq + 1) expectDrop = true
                 else {
-                  expected.push(...frame.d.slice(rxSeq + 1 - frame.s))
+                  const { tp } = frame
+                  expected.push(
+                    ...frame.d.slice(rxSeq + 1 - frame.s).map((message) => (tp === undefined ? message : { topic: tp, message })),
+                  )
                   rxSeq = Math.max(rxSeq, frame.s + frame.d.length - 1)
+                }
+                break
+              case 'miss':
+                // One sequenced item, reported as missed in its place (§13).
+                if (frame.s > rxSeq + 1) expectDrop = true
+                else if (frame.s === rxSeq + 1) {
+                  rxSeq = frame.s
+                  expected.push({ missed: frame.tp, count: frame.n, seq: frame.s })
                 }
                 break
               case 'res':

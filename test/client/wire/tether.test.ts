@@ -5,8 +5,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { HeartbeatOptions } from '../../../src/client/options.js'
 import { Outbox, type Payload } from '../../../src/client/outbox.js'
+import type { DurableLog, PersistedSession } from '../../../src/client/persist.js'
 import { type SessionInfo, TetherProtocol } from '../../../src/client/wire/tether.js'
-import type { ProtocolHost } from '../../../src/client/wire/types.js'
+import type { MessageInfo, MissedInfo, ProtocolHost } from '../../../src/client/wire/types.js'
 import { DeliveryError, EncodeError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../../src/errors.js'
 import { track } from '../../support/track.js'
 
@@ -38,6 +39,7 @@ function setup(heartbeat: Required<HeartbeatOptions> | false = false) {
       protocol.flush()
     }),
     deliver: vi.fn(),
+    missed: vi.fn(),
     report: vi.fn(),
     drop: vi.fn(),
   } satisfies ProtocolHost<unknown>
@@ -442,6 +444,143 @@ describe('receiving', () => {
     t.disconnect()
     await tick()
     expect(t.frames()).toEqual([])
+  })
+})
+
+describe('topics (PROTOCOL.md §13)', () => {
+  /** What reached the listeners, in order: messages with their topic, and missed reports. */
+  function stream(t: ReturnType<typeof setup>) {
+    const seen: unknown[] = []
+    t.host.deliver.mockImplementation((data: unknown, info: MessageInfo) => seen.push({ seq: info.seq, data, topic: info.topic }))
+    t.host.missed.mockImplementation((info: MissedInfo) => seen.push({ seq: info.seq, missed: info.topic, count: info.count }))
+    return seen
+  }
+
+  it("a msg frame's tp is each of its messages' info.topic; a direct message's is undefined", async () => {
+    const t = setup()
+    await t.connect()
+    const seen = stream(t)
+    t.server({ t: 'msg', s: 1, d: ['direct'] })
+    t.server({ t: 'msg', s: 2, tp: 'room:1', d: ['a', 'b'] })
+    t.server({ t: 'msg', s: 4, tp: 'room:2', d: ['c'] })
+    expect(seen).toEqual([
+      { seq: 1, data: 'direct', topic: undefined },
+      { seq: 2, data: 'a', topic: 'room:1' },
+      { seq: 3, data: 'b', topic: 'room:1' },
+      { seq: 4, data: 'c', topic: 'room:2' },
+    ])
+  })
+
+  it('a miss is reported in its place in the stream, once, with its topic, count, id and seq', async () => {
+    const t = setup()
+    await t.connect({ sid: 'S' })
+    const seen = stream(t)
+    t.server({ t: 'msg', s: 1, tp: 'room', d: ['a'] })
+    t.server({ t: 'miss', s: 2, tp: 'room', n: 40 })
+    t.server({ t: 'msg', s: 3, tp: 'room', d: ['z'] })
+    expect(seen).toEqual([
+      { seq: 1, data: 'a', topic: 'room' },
+      { seq: 2, missed: 'room', count: 40 },
+      { seq: 3, data: 'z', topic: 'room' },
+    ])
+    const [info] = t.host.missed.mock.calls[0] as [MissedInfo]
+    const { topic, count, id, seq, redelivered } = info
+    expect({ topic, count, id, seq, redelivered }).toEqual({ topic: 'room', count: 40, id: 'S:2', seq: 2, redelivered: false })
+  })
+
+  it('a miss is acknowledged like a message, a resent one is dropped (and acknowledged again), a gap before one is a protocol error', async () => {
+    const t = setup()
+    await t.connect()
+    t.clear()
+    t.server({ t: 'miss', s: 1, tp: 'room', n: 2 })
+    await tick()
+    expect(t.frames()).toEqual([{ t: 'ack', s: 1 }])
+    t.server({ t: 'miss', s: 1, tp: 'room', n: 2 }) // resent: its ack was lost
+    await tick()
+    expect(t.frames()).toEqual([
+      { t: 'ack', s: 1 },
+      { t: 'ack', s: 1 },
+    ])
+    expect(t.host.missed).toHaveBeenCalledTimes(1)
+    t.server({ t: 'miss', s: 3, tp: 'room', n: 1 })
+    expect(t.droppedWithProtocolError().message).toContain('sequence gap: expected 2, got 3')
+    expect(t.host.missed).toHaveBeenCalledTimes(1)
+  })
+
+  it('a malformed miss (no topic, a count of 0) is a protocol error and reports nothing', async () => {
+    for (const frame of [
+      { t: 'miss', s: 1, n: 1 },
+      { t: 'miss', s: 1, tp: 'room', n: 0 },
+      { t: 'msg', s: 1, tp: '', d: [1] },
+    ]) {
+      const t = setup()
+      await t.connect()
+      t.server(frame)
+      expect(t.droppedWithProtocolError().message).toMatch(/invalid "(tp|n)"/)
+      expect(t.host.missed).not.toHaveBeenCalled()
+      expect(t.host.deliver).not.toHaveBeenCalled()
+    }
+  })
+
+  it('a miss before the welcome shows a server that does not speak tether.v1 as this client does (§4.5)', () => {
+    const t = setup()
+    t.protocol.attach('tether.v1')
+    t.server({ t: 'miss', s: 1, tp: 'room', n: 1 })
+    expect(t.host.drop.mock.calls[0]?.[2]?.final).toBe(true)
+    expect(t.host.missed).not.toHaveBeenCalled()
+  })
+
+  it('after a reload, a miss the previous page may have had is marked redelivered, as a message is', async () => {
+    const t = setup()
+    t.protocol.resume({ id: 'S', delivered: 1, sent: 0, acked: 0 })
+    await t.connect({ sid: 'S', resumed: true, sent: 3 })
+    const infos: (MessageInfo | MissedInfo)[] = []
+    t.host.deliver.mockImplementation((_data: unknown, info: MessageInfo) => infos.push(info))
+    t.host.missed.mockImplementation((info: MissedInfo) => infos.push(info))
+    t.server({ t: 'msg', s: 2, tp: 'room', d: ['b'] })
+    t.server({ t: 'miss', s: 3, tp: 'room', n: 5 })
+    t.server({ t: 'miss', s: 4, tp: 'other', n: 1 })
+    expect(infos.map(({ id, redelivered }) => ({ id, redelivered }))).toEqual([
+      { id: 'S:2', redelivered: true },
+      { id: 'S:3', redelivered: true },
+      { id: 'S:4', redelivered: false },
+    ])
+  })
+
+  it("with persist, the ack of a miss waits until its delivery is durable, as a message's does", async () => {
+    const t = setup()
+    let durable: PersistedSession | undefined
+    const waiting: (() => void)[] = []
+    const journal = {
+      active: true,
+      get durable() {
+        return durable
+      },
+      added: () => {},
+      removed: () => {},
+      numbered: () => {},
+      keep: () => {},
+      touch: () => {},
+      afterDurable: (then: () => void) => waiting.push(then),
+      end: async () => {},
+    } satisfies DurableLog
+    t.protocol.journal = journal
+    const commit = () => {
+      durable = t.protocol.snapshot()
+      for (const then of waiting.splice(0)) then()
+    }
+    t.protocol.attach('tether.v1')
+    t.server({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: MiB })
+    commit()
+    await tick()
+    t.clear()
+    t.server({ t: 'msg', s: 1, tp: 'room', d: ['a'] })
+    t.server({ t: 'miss', s: 2, tp: 'room', n: 3 })
+    await tick()
+    expect(t.frames()).toEqual([]) // delivered, not yet durable: no ack
+    commit()
+    expect(durable?.delivered).toBe(2)
+    expect(t.frames()).toEqual([{ t: 'ack', s: 2 }])
   })
 })
 
