@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, DeliveryError, EncodeError, OptionError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, OptionError, TetherError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import type { RequestReply } from '../protocol/requests.js'
 import { unknownKey } from '../suggest.js'
@@ -30,6 +30,7 @@ import { SharedService } from './service.js'
 import { type ExpireReason, RequestError, Session, type SharedSession } from './sessions.js'
 import { serveStatic } from './static.js'
 import type { SessionStore } from './store.js'
+import { checkTopic, type PresenceEntry, TOPIC_DEFAULTS, type TopicRetention, Topics } from './topics.js'
 import { attachConnection, type ConnectionHooks, type HeartbeatCheck, type HelloFrame } from './ws.js'
 
 export type { ReplyOf, RequestReply } from '../protocol/requests.js'
@@ -50,6 +51,7 @@ export type {
   StoreListener,
   StoreNotice,
 } from './store.js'
+export type { PresenceEntry, TopicRetention } from './topics.js'
 
 /** Options of {@link createTetherServer}. */
 export interface TetherServerOptions {
@@ -150,6 +152,13 @@ export interface TetherServerOptions {
    * ```
    */
   store?: SessionStore
+  /**
+   * What each topic's log keeps for members that are behind (away, or with a full outbox):
+   * `maxMessages` and `maxBytes` of payload per topic. A member that falls further behind gets
+   * one `miss` item saying how many it lost (the client's `missed` event), never a silent gap.
+   * Default `{ maxMessages: 1000, maxBytes: 1048576 }`.
+   */
+  topics?: Partial<TopicRetention>
 }
 
 /**
@@ -185,6 +194,10 @@ export interface TetherServerEvents<In = unknown, Out = unknown> {
   message: (data: In, session: Session<Out>, info: MessageInfo) => void
   /** A handler threw, or a connection failed in a way worth logging. The server goes on. */
   error: (error: Error) => void
+  /** A session joined a topic (`session.join`). */
+  join: (session: Session<Out>, topic: string) => void
+  /** A session left a topic: `session.leave` (`'left'`), or it ended as a member (`'ended'`). */
+  leave: (session: Session<Out>, topic: string, reason: 'left' | 'ended') => void
 }
 
 /**
@@ -225,6 +238,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   private shared: SharedService | undefined
   /** With a shared store, until it is connected: hellos wait for it. */
   private sharedReady: Promise<SharedService> | undefined
+  /** The topics with members, and their logs (topics.ts). */
+  private readonly topics: Topics
 
   /** @internal use {@link createTetherServer} */
   constructor(
@@ -247,6 +262,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       TetherServerOptions,
   ) {
     super()
+    this.topics = new Topics({ ...TOPIC_DEFAULTS, ...options.topics })
     this.budget = new DisconnectedBudget(options.maxDisconnectedBytes, (session) =>
       session.endWith(
         new DeliveryError('session evicted: disconnected sessions held maxDisconnectedBytes, and it was disconnected longest'),
@@ -310,6 +326,50 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     }
     if (this.shared) this.shared.broadcast(payload)
     else this.broadcastHere(payload)
+  }
+
+  /**
+   * Publishes a message to a topic: every session that is a member now gets it, exactly once and
+   * in order within its stream, whether connected or away (then on resume, within the topic's
+   * retention). It is encoded once and held once, by the topic's log; members keep their place
+   * in it, not a copy. Returns how many sessions are members (0: nobody gets it, nothing is kept).
+   * @example
+   * ```ts
+   * session.join('room:42')
+   * server.publish('room:42', { from: 'ada', text: 'hi' }) // the client: info.topic === 'room:42'
+   * ```
+   * @throws `EncodeError` when the message cannot be encoded as JSON; `OptionError` for a bad topic name
+   */
+  publish(topic: string, data: Out): number {
+    checkTopic('publish', topic)
+    if (this.shared || this.sharedReady) {
+      throw new TetherError(
+        'topics are not available with a session store yet (tethersocket/redis): publish() works with the in-memory server',
+        undefined,
+        'TetherError',
+        'ERR_UNSUPPORTED',
+      )
+    }
+    let payload: string
+    try {
+      payload = encodePayload(data)
+    } catch (cause) {
+      throw new EncodeError(`publish: message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data })
+    }
+    return this.topics.publish(topic, payload)
+  }
+
+  /**
+   * The members of a topic: each session's id, principal, and whether its client is connected
+   * now (an away member still gets what is published, on resume).
+   * @example
+   * ```ts
+   * const online = server.presence('room:42').filter((m) => m.connected).map((m) => m.principal)
+   * ```
+   */
+  presence(topic: string): PresenceEntry[] {
+    checkTopic('presence', topic)
+    return this.topics.presence(topic)
   }
 
   /** Queues a broadcast to every session this node holds (from the log: those not behind `readFrom`). */
@@ -550,6 +610,14 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     acknowledged: (s, seq) => this.shared?.acknowledged(s, seq),
     lost: (s, reason) => this.shared?.lost(s, reason),
     forward: (s, payload) => (this.shared ? this.shared.forward(s.id, payload) : Promise.reject(new ClosedError('session has ended'))),
+    join: (s, name) => {
+      const { log, joined } = this.topics.join(name, s)
+      if (joined) this.notify('join', s, name)
+      return log
+    },
+    leave: (s, name, reason) => {
+      if (this.topics.leave(name, s)) this.notify('leave', s, name, reason)
+    },
   }
 
   private readonly hooks: ConnectionHooks = {
@@ -660,6 +728,7 @@ const KNOWN: readonly (keyof TetherServerOptions)[] = [
   'heartbeatInterval',
   'static',
   'store',
+  'topics',
 ]
 
 /**
@@ -690,6 +759,21 @@ function checkShape(options: TetherServerOptions): void {
   if (authenticate !== undefined && typeof authenticate !== 'function') throw optionError('authenticate', 'a function', authenticate)
   if (store !== undefined && typeof (store as { open?: unknown } | null)?.open !== 'function') {
     throw optionError('store', 'a session store, such as redisStore(client) from tethersocket/redis', store)
+  }
+  const { topics } = options
+  if (topics !== undefined) {
+    if (topics === null || typeof topics !== 'object') throw optionError('topics', 'an object such as { maxMessages: 1000 }', topics)
+    const unknownRetention = unknownKey('options.topics', topics, ['maxMessages', 'maxBytes'])
+    if (unknownRetention) throw new OptionError(`createTetherServer: ${unknownRetention}`)
+    for (const key of ['maxMessages', 'maxBytes'] as const) {
+      const value = topics[key]
+      if (
+        value !== undefined &&
+        !(typeof value === 'number' && value >= 1 && (Number.isInteger(value) || value === Number.POSITIVE_INFINITY))
+      ) {
+        throw optionError(`topics.${key}`, 'a positive integer (or Infinity)', value)
+      }
+    }
   }
 }
 

@@ -18,7 +18,7 @@
  * @module
  */
 import { QueueFullError, type TetherError } from '../errors.js'
-import { msgBatcher, resHead } from '../protocol/frames.js'
+import { missFrame, msgBatcher, resHead } from '../protocol/frames.js'
 import type { AckProgress } from './liveness.js'
 import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 import type { SessionConnection, SessionLimits } from './seams.js'
@@ -40,6 +40,10 @@ export interface Outgoing {
   readonly item?: number
   /** With a shared store, for a broadcast: its id in the service's broadcast log. */
   readonly broadcast?: string
+  /** A message published to this topic (topics.ts): written in `msg` frames that name it. */
+  readonly topic?: string
+  /** A `miss` item: this many messages of `topic` were dropped by its log's retention before they could be delivered. */
+  readonly missed?: number
   /** Only for `session.send()`: its promise, and what settles it. */
   readonly promise?: Promise<void>
   readonly resolve?: () => void
@@ -235,7 +239,12 @@ export class SessionOutbox {
         write(resHead(firstSeq + i) + entry.payload)
         continue
       }
-      batch.add(firstSeq + i, entry.payload, entry.size)
+      if (entry.missed !== undefined) {
+        batch.end()
+        write(missFrame(firstSeq + i, entry.topic as string, entry.missed))
+        continue
+      }
+      batch.add(firstSeq + i, entry.payload, entry.size, entry.topic)
     }
     batch.end()
     if (full) this.blocked = connection

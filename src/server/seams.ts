@@ -6,6 +6,7 @@
  */
 import type { RateLimit } from './limits.js'
 import type { Session } from './sessions.js'
+import type { TopicLog } from './topics.js'
 
 /** One connection as the session sees it. */
 export interface SessionConnection {
@@ -92,6 +93,10 @@ export interface SessionEvents {
   lost?(session: Session, reason: 'fenced' | 'gone' | Error): void
   /** A `send()` on a session this node let go: the server sends it through the store, wherever the session is. */
   forward?(session: Session, payload: string): Promise<void>
+  /** `session.join(name)`: the server adds it to the topic (and says so); returns the topic's log. */
+  join?(session: Session, name: string): TopicLog
+  /** The session left the topic (`'left'`), or ended as a member (`'ended'`). */
+  leave?(session: Session, name: string, reason: 'left' | 'ended'): void
 }
 
 /** Limits of one session. */

@@ -12,7 +12,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { ClosedError, DeliveryError, EncodeError, type TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, TetherError } from '../errors.js'
 import {
   type ClientFrame,
   CloseCode,
@@ -31,6 +31,7 @@ import { SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES } from './memory.js'
 import { type Outgoing, SessionOutbox, type SharedMessage } from './outbox.js'
 import type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
 import { type ClaimedSession, isAfter, type StoreLink } from './store.js'
+import { checkTopic, Subscriptions } from './topics.js'
 
 /** What the session needs and reports (seams.ts). */
 export type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
@@ -105,6 +106,8 @@ export class Session<Out = unknown> {
   private held = true
   /** With a shared store: the last broadcast of the service's log queued to this session. */
   private broadcastAt = '0-0'
+  /** Its places in the logs of its topics (topics.ts): topic messages wait there until pulled. */
+  private readonly subscriptions = new Subscriptions()
 
   /**
    * Sessions are made by the server, never by hand. @internal
@@ -217,6 +220,8 @@ export class Session<Out = unknown> {
       return forwarded
     }
     const size = Buffer.byteLength(payload)
+    // Topic messages published before it go first: the stream keeps the order things were sent in.
+    this.pullTopics()
     const full = this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
     if (full) return handledRejection(full)
     let resolve = noop
@@ -244,9 +249,74 @@ export class Session<Out = unknown> {
       if (!isAfter(message.broadcast, this.broadcastAt)) return false
       this.broadcastAt = message.broadcast
     }
+    this.pullTopics()
     if (this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
     this.enqueue(message)
     return true
+  }
+
+  /**
+   * Joins a topic: from now on every message published to it reaches this session's client,
+   * exactly once and in order within its stream (`info.topic` tells them apart), across
+   * reconnects, until `leave()` or the end of the session. Joining twice changes nothing.
+   * Authorization is the app's: join from a request handler after checking the principal.
+   * @example
+   * ```ts
+   * server.onRequest(async (req, session) => {
+   *   if (req.join && mayRead(session.principal, req.join)) session.join(`room:${req.join}`)
+   * })
+   * ```
+   * @throws `OptionError` for a name that is not a non-empty string (at most 200 characters)
+   */
+  join(topic: string): void {
+    checkTopic('session.join', topic)
+    if (this.ended) throw new ClosedError(`session.join(${JSON.stringify(topic)}): the session has ended`)
+    if (this.journal || !this.held) {
+      throw new TetherError(
+        'topics are not available with a session store yet (tethersocket/redis): join() works with the in-memory server',
+        undefined,
+        'TetherError',
+        'ERR_UNSUPPORTED',
+      )
+    }
+    const log = this.events.join?.(this, topic)
+    if (log) this.subscriptions.join(log)
+  }
+
+  /**
+   * Leaves a topic: messages published from now on do not reach this session; those published
+   * while it was a member still do, in order. Leaving a topic it is not in changes nothing.
+   */
+  leave(topic: string): void {
+    checkTopic('session.leave', topic)
+    if (this.ended || !this.subscriptions.has(topic)) return
+    this.subscriptions.leave(topic)
+    this.events.leave?.(this, topic, 'left')
+  }
+
+  /** The topics this session is a member of. */
+  get topics(): string[] {
+    return this.subscriptions.names()
+  }
+
+  /** A message was published to one of its topics while connected: pulled into the stream now. @internal */
+  published(): void {
+    this.pullTopics()
+  }
+
+  /**
+   * Turns waiting topic messages into items of the stream (numbered as they are queued), in
+   * publish order, while the outbox has room (the rest waits in the topic's log, pulled when
+   * acknowledgements make room, or reported as missed once the log no longer holds them).
+   */
+  private pullTopics(): void {
+    if (this.ended || !this.held || !this.subscriptions.waiting) return
+    this.subscriptions.pull((pulled) => {
+      const entry: Outgoing = 'message' in pulled ? pulled.message : { payload: '', size: 0, topic: pulled.topic, missed: pulled.missed }
+      if (this.outbox.refusal(entry.size + SHARED_ENTRY_BYTES, this.id)) return false
+      this.enqueue(entry)
+      return true
+    })
   }
 
   /** Appends to the outbox and writes it at the end of the tick; while disconnected, the budget hears of it. */
@@ -299,6 +369,8 @@ export class Session<Out = unknown> {
       }),
     )
     this.outbox.rewind()
+    // What its topics published while it was away becomes part of the stream now, after what it has.
+    this.pullTopics()
     this.outbox.flush(connection)
   }
 
@@ -526,6 +598,8 @@ export class Session<Out = unknown> {
       throw new FrameError(`ack ${seq} for a message never sent (last sent ${this.outbox.last})`, CloseCode.PROTOCOL_ERROR)
     this.outbox.acknowledge(seq)
     this.journal?.schedule()
+    // Room was made: topic messages held back by a full outbox come now.
+    this.pullTopics()
   }
 
   /** Hands a request to the handler, within the limits on replies; throws FrameError (1013) beyond them. */
@@ -618,6 +692,7 @@ export class Session<Out = unknown> {
     clearTimeout(this.expiry)
     this.admission.discard()
     const sharedBytes = this.outbox.close(error)
+    for (const topic of this.subscriptions.clear()) this.events.leave?.(this, topic, 'ended')
     // What was delivered is acknowledged before the close (a handler may end the session while
     // its message is being delivered): otherwise the client sends it again, to a new session.
     this.writeAck()

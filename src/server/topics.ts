@@ -1,0 +1,277 @@
+/**
+ * Topics, in one server: each topic's log holds every published message once, and each member
+ * session keeps only its place in the logs of its topics (a cursor), not copies.
+ *
+ * A topic message becomes an item of a member's stream (its sequence number given) when the
+ * session pulls it into its outbox: at once for a connected member, when it resumes for one that
+ * was away, and before a direct message is queued to a session with topic messages waiting (so
+ * its stream keeps the order in which things were sent). Pulling takes the waiting messages of
+ * all its topics in publish order (each message has a server-wide stamp). A member whose place
+ * fell behind the log's retention gets one `miss` item saying how many it lost, never a gap.
+ * @module
+ */
+import { OptionError } from '../errors.js'
+
+/** Checks a topic name given to `call`: a non-empty string of at most 200 characters. */
+export function checkTopic(call: string, topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic === '' || topic.length > 200) {
+    const got = typeof topic === 'string' ? JSON.stringify(topic.slice(0, 40)) : typeof topic
+    throw new OptionError(`${call}(topic): topic must be a non-empty string of at most 200 characters, such as 'room:42'; got ${got}`)
+  }
+}
+
+/** How much each topic's log keeps for members that are behind. */
+export interface TopicRetention {
+  /** Messages kept per topic. Default 1000. */
+  maxMessages: number
+  /** Bytes of payload kept per topic. Default 1 MiB. */
+  maxBytes: number
+}
+
+/** The defaults of {@link TopicRetention}. */
+export const TOPIC_DEFAULTS: TopicRetention = { maxMessages: 1000, maxBytes: 1024 * 1024 }
+
+/**
+ * A message published to a topic, as its log holds it: the one object every member's outbox
+ * refers to once pulled (like a broadcast's shared entry).
+ */
+export interface Published {
+  readonly payload: string
+  readonly size: number
+  readonly topic: string
+  /** Server-wide publish order, across topics. */
+  readonly stamp: number
+  /** Disconnected sessions holding it in their outbox (the memory budget's count, as a broadcast's). */
+  holdersAway: number
+}
+
+/** A member of a topic, as the topic sees it. */
+export interface TopicMember {
+  readonly id: string
+  readonly principal: string | undefined
+  readonly connected: boolean
+  /** A message was published to one of its topics: a connected member pulls it now. */
+  published(): void
+}
+
+/** One member as `presence()` reports it. */
+export interface PresenceEntry {
+  /** The session's id. */
+  readonly id: string
+  /** Who authenticated it (`authenticate`'s result), if anyone. */
+  readonly principal: string | undefined
+  /** Whether its client is connected now (false: away, within `sessionTtl`). */
+  readonly connected: boolean
+}
+
+/** One topic: its log and its members. */
+export class TopicLog {
+  /** The messages kept, oldest first; `items[0]` is number `base`. */
+  private items: Published[] = []
+  private head = 0
+  /** The number of the oldest message kept. */
+  private first = 0
+  private bytes = 0
+  readonly members = new Set<TopicMember>()
+
+  constructor(
+    readonly name: string,
+    private readonly retention: TopicRetention,
+  ) {}
+
+  /** The number the next published message gets. */
+  get next(): number {
+    return this.first + this.items.length - this.head
+  }
+
+  /** The number of the oldest message still kept. */
+  get base(): number {
+    return this.first
+  }
+
+  /** Appends a message and lets go of the oldest beyond the retention. */
+  append(message: Published): void {
+    this.items.push(message)
+    this.bytes += message.size
+    const { maxMessages, maxBytes } = this.retention
+    while (this.items.length - this.head > maxMessages || (this.bytes > maxBytes && this.items.length - this.head > 1)) {
+      const dropped = this.items[this.head] as Published
+      this.items[this.head++] = RELEASED
+      this.bytes -= dropped.size
+      this.first++
+    }
+    // Compact now and then rather than shifting per message.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** Message number `index` (at least `base`, below `next`). */
+  at(index: number): Published {
+    return this.items[this.head + index - this.first] as Published
+  }
+}
+
+const RELEASED: Published = { payload: '', size: 0, topic: '', stamp: 0, holdersAway: 0 }
+
+/** The server's topics: created when a first session joins, dropped when the last member leaves. */
+export class Topics {
+  private readonly logs = new Map<string, TopicLog>()
+  private stamp = 0
+
+  constructor(private readonly retention: TopicRetention) {}
+
+  /** The log of `name`, if it has members. */
+  get(name: string): TopicLog | undefined {
+    return this.logs.get(name)
+  }
+
+  /** Adds `member` to `name` (creating the topic); returns the log and whether it was new there. */
+  join(name: string, member: TopicMember): { log: TopicLog; joined: boolean } {
+    let log = this.logs.get(name)
+    if (!log) {
+      log = new TopicLog(name, this.retention)
+      this.logs.set(name, log)
+    }
+    const joined = !log.members.has(member)
+    log.members.add(member)
+    return { log, joined }
+  }
+
+  /** Removes `member` from `name`; a topic without members is dropped with its log. Returns whether it was a member. */
+  leave(name: string, member: TopicMember): boolean {
+    const log = this.logs.get(name)
+    if (!log?.members.delete(member)) return false
+    if (log.members.size === 0) this.logs.delete(name)
+    return true
+  }
+
+  /**
+   * Publishes an encoded message: held once by the topic's log, and pulled now by its connected
+   * members. Returns how many members it has (0: nobody holds it).
+   */
+  publish(name: string, payload: string): number {
+    const log = this.logs.get(name)
+    if (!log) return 0
+    log.append({ payload, size: Buffer.byteLength(payload), topic: name, stamp: ++this.stamp, holdersAway: 0 })
+    for (const member of log.members) if (member.connected) member.published()
+    return log.members.size
+  }
+
+  /** The members of `name`: ids, principals and whether connected. */
+  presence(name: string): PresenceEntry[] {
+    const log = this.logs.get(name)
+    if (!log) return []
+    return Array.from(log.members, ({ id, principal, connected }) => ({ id, principal, connected }))
+  }
+
+  /** Topic names with members. */
+  names(): string[] {
+    return [...this.logs.keys()]
+  }
+}
+
+/** Where a session stands in one of its topics. */
+interface Place {
+  readonly log: TopicLog
+  /** The number of the next message to pull. */
+  cursor: number
+  /** Set once the session left: messages below it (published while a member) are still due. */
+  end?: number
+}
+
+/** What a session's topics pull into its outbox: a published message, or how many were missed. */
+export type Pulled = { readonly message: Published } | { readonly missed: number; readonly topic: string }
+
+/**
+ * One session's places in its topics, and the pull that turns waiting topic messages into items
+ * of its stream, in publish order. The session owns it; it knows nothing of outboxes.
+ */
+export class Subscriptions {
+  private readonly places = new Map<string, Place>()
+
+  /** Topics the session is a member of (not those it left with messages still due). */
+  names(): string[] {
+    return Array.from(this.places.entries(), ([name, place]) => (place.end === undefined ? name : undefined)).filter(
+      (name): name is string => name !== undefined,
+    )
+  }
+
+  has(name: string): boolean {
+    const place = this.places.get(name)
+    return place !== undefined && place.end === undefined
+  }
+
+  /** Starts at the next message of `log` (a session rejoining after leaving keeps what is still due, then goes on). */
+  join(log: TopicLog): void {
+    const place = this.places.get(log.name)
+    if (place && place.log === log) {
+      place.end = undefined
+      return
+    }
+    this.places.set(log.name, { log, cursor: log.next })
+  }
+
+  /** No messages published from now on; those before are still due. */
+  leave(name: string): void {
+    const place = this.places.get(name)
+    if (!place) return
+    place.end = place.log.next
+    if (place.cursor >= place.end) this.places.delete(name)
+  }
+
+  /** Whether a message waits to be pulled. */
+  get waiting(): boolean {
+    for (const place of this.places.values()) if (place.cursor < (place.end ?? place.log.next)) return true
+    return false
+  }
+
+  /**
+   * Pulls waiting messages in publish order, while `take` accepts them (it returns false when the
+   * session's outbox is full: the rest waits). A place behind its log's retention yields one
+   * `missed` first.
+   */
+  pull(take: (pulled: Pulled) => boolean): void {
+    for (;;) {
+      let next: Place | undefined
+      let nextStamp = Number.POSITIVE_INFINITY
+      for (const place of this.places.values()) {
+        const end = place.end ?? place.log.next
+        if (place.cursor >= end) continue
+        if (place.cursor < place.log.base) {
+          // Behind the retention: say how many were lost, once, before what is still kept.
+          const missed = Math.min(place.log.base, end) - place.cursor
+          if (!take({ missed, topic: place.log.name })) return
+          place.cursor += missed
+          this.settle(place)
+          next = undefined
+          nextStamp = Number.NEGATIVE_INFINITY
+          break
+        }
+        const stamp = place.log.at(place.cursor).stamp
+        if (stamp < nextStamp) {
+          nextStamp = stamp
+          next = place
+        }
+      }
+      if (nextStamp === Number.NEGATIVE_INFINITY) continue // a miss was taken: look again
+      if (!next) return
+      if (!take({ message: next.log.at(next.cursor) })) return
+      next.cursor++
+      this.settle(next)
+    }
+  }
+
+  /** A left topic whose due messages are all pulled is forgotten. */
+  private settle(place: Place): void {
+    if (place.end !== undefined && place.cursor >= place.end) this.places.delete(place.log.name)
+  }
+
+  /** Every topic it is a member of (the session ended). */
+  clear(): string[] {
+    const names = this.names()
+    this.places.clear()
+    return names
+  }
+}
