@@ -361,15 +361,17 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
 
   /**
    * The members of a topic: each session's id, principal, and whether its client is connected
-   * now (an away member still gets what is published, on resume).
+   * now (an away member still gets what is published, on resume). A promise: across nodes
+   * sharing a store, presence is the service's, read from the store.
    * @example
    * ```ts
-   * const online = server.presence('room:42').filter((m) => m.connected).map((m) => m.principal)
+   * const online = (await server.presence('room:42')).filter((m) => m.connected).map((m) => m.principal)
    * ```
+   * @throws `OptionError` (at once, not as a rejection) for a bad topic name
    */
-  presence(topic: string): PresenceEntry[] {
+  presence(topic: string): Promise<PresenceEntry[]> {
     checkTopic('presence', topic)
-    return this.topics.presence(topic)
+    return Promise.resolve(this.topics.presence(topic))
   }
 
   /** Queues a broadcast to every session this node holds (from the log: those not behind `readFrom`). */

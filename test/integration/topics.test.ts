@@ -74,7 +74,7 @@ describe('an away member', () => {
     a.session.join('room')
     a.session.join('news')
     await a.sock.close()
-    expect(server.presence('room')).toEqual([{ id: a.session.id, principal: undefined, connected: false }])
+    expect(await server.presence('room')).toEqual([{ id: a.session.id, principal: undefined, connected: false }])
     server.publish('room', { n: 1 })
     server.publish('news', { n: 2 })
     server.publish('room', { n: 3 })
@@ -130,13 +130,13 @@ describe('membership', () => {
     b.session.join('room')
     b.session.join('other')
     await b.sock.close()
-    expect(server.presence('room')).toEqual([
+    expect(await server.presence('room')).toEqual([
       { id: a.session.id, principal: undefined, connected: true },
       { id: b.session.id, principal: undefined, connected: false },
     ])
     b.session.end()
-    expect(server.presence('room')).toEqual([{ id: a.session.id, principal: undefined, connected: true }])
-    expect(server.presence('other')).toEqual([])
+    expect(await server.presence('room')).toEqual([{ id: a.session.id, principal: undefined, connected: true }])
+    expect(await server.presence('other')).toEqual([])
     expect(events.slice(-2).sort()).toEqual([`leave ${b.session.id} other ended`, `leave ${b.session.id} room ended`])
   })
 
