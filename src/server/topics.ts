@@ -186,44 +186,43 @@ export type Pulled = { readonly message: Published } | { readonly missed: number
 
 /**
  * One session's places in its topics, and the pull that turns waiting topic messages into items
- * of its stream, in publish order. The session owns it; it knows nothing of outboxes.
+ * of its stream, in publish order. The session owns it; it knows nothing of outboxes. A topic
+ * left with messages still due keeps its place until they are pulled; joining again starts a
+ * new place (what was published in between is not the session's).
  */
 export class Subscriptions {
-  private readonly places = new Map<string, Place>()
+  private places: Place[] = []
 
   /** Topics the session is a member of (not those it left with messages still due). */
   names(): string[] {
-    return Array.from(this.places.entries(), ([name, place]) => (place.end === undefined ? name : undefined)).filter(
-      (name): name is string => name !== undefined,
-    )
+    return this.places.filter((place) => place.end === undefined).map((place) => place.log.name)
   }
 
   has(name: string): boolean {
-    const place = this.places.get(name)
-    return place !== undefined && place.end === undefined
+    return this.current(name) !== undefined
   }
 
-  /** Starts at the next message of `log` (a session rejoining after leaving keeps what is still due, then goes on). */
+  private current(name: string): Place | undefined {
+    return this.places.find((place) => place.end === undefined && place.log.name === name)
+  }
+
+  /** Starts at the next message of `log` (joining twice changes nothing). */
   join(log: TopicLog): void {
-    const place = this.places.get(log.name)
-    if (place && place.log === log) {
-      place.end = undefined
-      return
-    }
-    this.places.set(log.name, { log, cursor: log.next })
+    if (this.current(log.name)) return
+    this.places.push({ log, cursor: log.next })
   }
 
   /** No messages published from now on; those before are still due. */
   leave(name: string): void {
-    const place = this.places.get(name)
+    const place = this.current(name)
     if (!place) return
     place.end = place.log.next
-    if (place.cursor >= place.end) this.places.delete(name)
+    this.settle(place)
   }
 
   /** Whether a message waits to be pulled. */
   get waiting(): boolean {
-    for (const place of this.places.values()) if (place.cursor < (place.end ?? place.log.next)) return true
+    for (const place of this.places) if (place.cursor < (place.end ?? place.log.next)) return true
     return false
   }
 
@@ -236,7 +235,7 @@ export class Subscriptions {
     for (;;) {
       let next: Place | undefined
       let nextStamp = Number.POSITIVE_INFINITY
-      for (const place of this.places.values()) {
+      for (const place of this.places) {
         const end = place.end ?? place.log.next
         if (place.cursor >= end) continue
         if (place.cursor < place.log.base) {
@@ -265,13 +264,13 @@ export class Subscriptions {
 
   /** A left topic whose due messages are all pulled is forgotten. */
   private settle(place: Place): void {
-    if (place.end !== undefined && place.cursor >= place.end) this.places.delete(place.log.name)
+    if (place.end !== undefined && place.cursor >= place.end) this.places = this.places.filter((other) => other !== place)
   }
 
   /** Every topic it is a member of (the session ended). */
   clear(): string[] {
     const names = this.names()
-    this.places.clear()
+    this.places = []
     return names
   }
 }

@@ -125,6 +125,40 @@ describe("a member's place", () => {
   })
 })
 
+describe('leaving and joining again', () => {
+  it('a session that rejoins gets what was due before it left, nothing published while it was out, and what follows', () => {
+    const topics = new Topics({ maxMessages: 100, maxBytes: 10000 })
+    const m = member('m', false)
+    const subscriptions = new Subscriptions()
+    topics.join('a', member('other', false))
+    subscriptions.join(topics.join('a', m).log)
+    topics.publish('a', '1')
+    subscriptions.leave('a')
+    topics.leave('a', m)
+    topics.publish('a', 'out')
+    subscriptions.join(topics.join('a', m).log)
+    topics.publish('a', '2')
+    expect(subscriptions.names()).toEqual(['a'])
+    expect(pull(subscriptions)).toEqual(['a:1', 'a:2'])
+  })
+
+  it('keeps what was due from a topic dropped with its last member, when the session joins it again (a new log)', () => {
+    const topics = new Topics({ maxMessages: 100, maxBytes: 10000 })
+    const m = member('m', false)
+    const subscriptions = new Subscriptions()
+    const first = topics.join('a', m).log
+    subscriptions.join(first)
+    topics.publish('a', '1')
+    subscriptions.leave('a')
+    topics.leave('a', m) // the last member: the topic is dropped
+    const second = topics.join('a', m).log
+    expect(second).not.toBe(first)
+    subscriptions.join(second)
+    topics.publish('a', '2')
+    expect(pull(subscriptions)).toEqual(['a:1', 'a:2'])
+  })
+})
+
 describe('topic names', () => {
   it('are non-empty strings of at most 200 characters, else an OptionError naming the call', () => {
     expect(() => checkTopic('publish', 'room:1')).not.toThrow()
