@@ -189,41 +189,47 @@ export type Pulled = { readonly message: Published } | { readonly missed: number
  * of its stream, in publish order. The session owns it; it knows nothing of outboxes.
  */
 export class Subscriptions {
+  /** Its places in the topics it is a member of. */
   private readonly places = new Map<string, Place>()
+  /**
+   * Places in topics it left with messages still due (published while it was a member). Kept
+   * apart from `places`: a rejoin starts a new place, and must neither skip what is due here
+   * nor take what was published while it was out.
+   */
+  private readonly left = new Set<Place>()
 
   /** Topics the session is a member of (not those it left with messages still due). */
   names(): string[] {
-    return Array.from(this.places.entries(), ([name, place]) => (place.end === undefined ? name : undefined)).filter(
-      (name): name is string => name !== undefined,
-    )
+    return [...this.places.keys()]
   }
 
   has(name: string): boolean {
-    const place = this.places.get(name)
-    return place !== undefined && place.end === undefined
+    return this.places.has(name)
   }
 
-  /** Starts at the next message of `log` (a session rejoining after leaving keeps what is still due, then goes on). */
+  /** Starts at the next message of `log`; joining a topic it is a member of changes nothing. */
   join(log: TopicLog): void {
-    const place = this.places.get(log.name)
-    if (place && place.log === log) {
-      place.end = undefined
-      return
-    }
-    this.places.set(log.name, { log, cursor: log.next })
+    if (!this.places.has(log.name)) this.places.set(log.name, { log, cursor: log.next })
   }
 
   /** No messages published from now on; those before are still due. */
   leave(name: string): void {
     const place = this.places.get(name)
     if (!place) return
+    this.places.delete(name)
     place.end = place.log.next
-    if (place.cursor >= place.end) this.places.delete(name)
+    if (place.cursor < place.end) this.left.add(place)
+  }
+
+  /** Every place with messages that may be due: in its topics, and in those it left. */
+  private *all(): Iterable<Place> {
+    yield* this.places.values()
+    yield* this.left
   }
 
   /** Whether a message waits to be pulled. */
   get waiting(): boolean {
-    for (const place of this.places.values()) if (place.cursor < (place.end ?? place.log.next)) return true
+    for (const place of this.all()) if (place.cursor < (place.end ?? place.log.next)) return true
     return false
   }
 
@@ -236,7 +242,7 @@ export class Subscriptions {
     for (;;) {
       let next: Place | undefined
       let nextStamp = Number.POSITIVE_INFINITY
-      for (const place of this.places.values()) {
+      for (const place of this.all()) {
         const end = place.end ?? place.log.next
         if (place.cursor >= end) continue
         if (place.cursor < place.log.base) {
@@ -265,13 +271,14 @@ export class Subscriptions {
 
   /** A left topic whose due messages are all pulled is forgotten. */
   private settle(place: Place): void {
-    if (place.end !== undefined && place.cursor >= place.end) this.places.delete(place.log.name)
+    if (place.end !== undefined && place.cursor >= place.end) this.left.delete(place)
   }
 
   /** Every topic it is a member of (the session ended). */
   clear(): string[] {
     const names = this.names()
     this.places.clear()
+    this.left.clear()
     return names
   }
 }

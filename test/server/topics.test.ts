@@ -125,6 +125,39 @@ describe("a member's place", () => {
   })
 })
 
+describe('a member that leaves and joins again', () => {
+  it('with messages still due: gets those, then only what was published after the rejoin', () => {
+    const topics = new Topics({ maxMessages: 100, maxBytes: 10000 })
+    const m = member('m', false)
+    const subscriptions = new Subscriptions()
+    topics.join('a', member('other', false)) // keeps the topic's log while m is out
+    subscriptions.join(topics.join('a', m).log)
+    topics.publish('a', '1')
+    subscriptions.leave('a')
+    topics.leave('a', m)
+    topics.publish('a', 'while out')
+    subscriptions.join(topics.join('a', m).log)
+    topics.publish('a', '2')
+    expect(subscriptions.names()).toEqual(['a'])
+    expect(pull(subscriptions)).toEqual(['a:1', 'a:2'])
+  })
+
+  it('as the only member (the log went with its leave): what was due in the old log, then the new one', () => {
+    const topics = new Topics({ maxMessages: 100, maxBytes: 10000 })
+    const m = member('m', false)
+    const subscriptions = new Subscriptions()
+    subscriptions.join(topics.join('a', m).log)
+    topics.publish('a', '1')
+    subscriptions.leave('a')
+    topics.leave('a', m)
+    expect(topics.names()).toEqual([])
+    subscriptions.join(topics.join('a', m).log)
+    topics.publish('a', '2')
+    expect(pull(subscriptions)).toEqual(['a:1', 'a:2'])
+    expect(subscriptions.waiting).toBe(false)
+  })
+})
+
 describe('topic names', () => {
   it('are non-empty strings of at most 200 characters, else an OptionError naming the call', () => {
     expect(() => checkTopic('publish', 'room:1')).not.toThrow()

