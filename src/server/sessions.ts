@@ -12,7 +12,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { ClosedError, DeliveryError, EncodeError, TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, type QueueFullError, TetherError } from '../errors.js'
 import {
   type ClientFrame,
   CloseCode,
@@ -221,8 +221,8 @@ export class Session<Out = unknown> {
     }
     const size = Buffer.byteLength(payload)
     // Topic messages published before it go first: the stream keeps the order things were sent in.
-    this.pullTopics()
-    const full = this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
+    // One that finds no room stops it too: a message sent after it must not overtake it.
+    const full = this.pullTopics() ?? this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
     if (full) return handledRejection(full)
     let resolve = noop
     let reject: (error: TetherError) => void = noop
@@ -249,8 +249,7 @@ export class Session<Out = unknown> {
       if (!isAfter(message.broadcast, this.broadcastAt)) return false
       this.broadcastAt = message.broadcast
     }
-    this.pullTopics()
-    if (this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
+    if (this.pullTopics() || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
     this.enqueue(message)
     return true
   }
@@ -308,15 +307,19 @@ export class Session<Out = unknown> {
    * Turns waiting topic messages into items of the stream (numbered as they are queued), in
    * publish order, while the outbox has room (the rest waits in the topic's log, pulled when
    * acknowledgements make room, or reported as missed once the log no longer holds them).
+   * Returns why one was left waiting (the outbox is full), if one was.
    */
-  private pullTopics(): void {
-    if (this.ended || !this.held || !this.subscriptions.waiting) return
+  private pullTopics(): QueueFullError | undefined {
+    if (this.ended || !this.held || !this.subscriptions.waiting) return undefined
+    let full: QueueFullError | undefined
     this.subscriptions.pull((pulled) => {
       const entry: Outgoing = 'message' in pulled ? pulled.message : { payload: '', size: 0, topic: pulled.topic, missed: pulled.missed }
-      if (this.outbox.refusal(entry.size + SHARED_ENTRY_BYTES, this.id)) return false
+      full = this.outbox.refusal(entry.size + SHARED_ENTRY_BYTES, this.id)
+      if (full) return false
       this.enqueue(entry)
       return true
     })
+    return full
   }
 
   /** Appends to the outbox and writes it at the end of the tick; while disconnected, the budget hears of it. */

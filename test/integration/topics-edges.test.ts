@@ -6,9 +6,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { MissedInfo } from '../../src/client/wire/types.js'
+import { QueueFullError } from '../../src/errors.js'
 import type { MessageInfo } from '../../src/index.js'
 import type { Session, TetherServer, TetherServerOptions } from '../../src/server/index.js'
-import { cleanupTether, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
+import { cleanupTether, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 afterEach(cleanupTether)
 
@@ -93,5 +94,40 @@ describe('a connected member whose outbox is full (maxQueue)', () => {
     expect(a.messages.map((m) => m.n)).toEqual([0, 1, 2, 3, 4, ...Array.from({ length: 20 }, (_, i) => 80 + i)])
     expect(a.missed).toEqual([expect.objectContaining({ topic: 'room', count: 75 })])
     expect(a.missed[0]?.seq).toBe(6)
+  })
+})
+
+describe('order when the outbox has no room for every waiting topic message (maxQueueBytes)', () => {
+  /** An away member with two 1,500-byte topic messages waiting; its outbox holds 2,000 bytes. */
+  async function twoBigWaiting() {
+    const server = await start({ maxQueueBytes: 2000 })
+    const a = await member(server)
+    a.session.join('room')
+    await a.sock.close()
+    const pad = 'x'.repeat(1500)
+    server.publish('room', { n: 1, pad })
+    server.publish('room', { n: 2, pad })
+    return { server, a }
+  }
+
+  it('a direct message sent after them is refused rather than sent ahead of one that waits for room', async () => {
+    const { a } = await twoBigWaiting()
+    // 1,516 + 320 + ~8 bytes would fit; the second topic message does not, and it came first.
+    const sent = withTimeout(a.session.send({ n: 3 }), 1000, 'the send to be refused')
+    await expect(sent).rejects.toBeInstanceOf(QueueFullError)
+    await expect(sent).rejects.toThrow(/maxQueueBytes/)
+    a.sock.connect()
+    await waitFor(() => a.messages.length >= 2, 5000, 'both topic messages')
+    await a.sock.send({ n: 0 })
+    expect(stream(a)).toEqual(['room:1', 'room:2'])
+  })
+
+  it('a broadcast after them skips the session rather than overtaking one that waits', async () => {
+    const { server, a } = await twoBigWaiting()
+    server.broadcast({ n: 3 })
+    a.sock.connect()
+    await waitFor(() => a.messages.length >= 2, 5000, 'both topic messages')
+    await a.sock.send({ n: 0 })
+    expect(stream(a)).toEqual(['room:1', 'room:2'])
   })
 })
