@@ -649,6 +649,10 @@ export class Session<Out = unknown> {
     // Numbered when written (outbox.ts): with a shared store, entries may move up behind others' (journal.ts).
     const tail = resTail(id, payload, error)
     const size = Buffer.byteLength(tail)
+    // Topic messages published before the reply go first, as before a direct message. A reply is
+    // never refused: if the outbox has no room for them, it goes ahead of those left waiting.
+    this.pullTopics()
+    if (this.ended) return // pulling them got the session evicted (memory.ts)
     // With a shared store, recorded with its request (journal.ts).
     this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq } : { payload: tail, size, reply: true })
   }

@@ -131,3 +131,25 @@ describe('order when the outbox has no room for every waiting topic message (max
     expect(stream(a)).toEqual(['room:1', 'room:2'])
   })
 })
+
+describe('a reply to a request', () => {
+  it('answered while the client is away comes after the topic messages published before it', async () => {
+    const server = await start()
+    let answer: (value: string) => void = () => {}
+    server.onRequest(() => new Promise<string>((resolve) => (answer = resolve)))
+    const a = await member(server)
+    a.session.join('room')
+    const asked = a.sock.request({ n: 0 })
+    asked.catch(() => {}) // the client closes before the reply: it fails there, the server still queues it
+    await waitFor(() => a.session.received === 1, 5000, 'the request at the server')
+    await a.sock.close()
+    server.publish('room', { n: 1 })
+    answer('done')
+    await waitFor(() => a.session.pending > 0, 5000, 'the reply queued')
+    a.sock.connect()
+    await waitFor(() => a.messages.length === 1, 5000, 'the topic message')
+    // The topic message was published first: it takes the first number, the reply the next.
+    expect(a.infos[0]?.seq).toBe(1)
+    expect(a.session.lastSent).toBe(2)
+  })
+})
