@@ -96,6 +96,8 @@ export class Session<Out = unknown> {
   private connection: SessionConnection | undefined
   private expiry: ReturnType<typeof setTimeout> | undefined
   private ended = false
+  /** What pending sends were rejected with when the session ended. */
+  private endError: TetherError | undefined
   /** Requests handed to the handler and not yet answered. */
   private pendingRequests = 0
   /** With a shared store: what this node records there before acknowledging or writing (journal.ts). */
@@ -223,6 +225,8 @@ export class Session<Out = unknown> {
     // Topic messages published before it go first: the stream keeps the order things were sent in.
     // One that finds no room stops it too: a message sent after it must not overtake it.
     const full = this.pullTopics() ?? this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
+    // Pulling them may have ended a disconnected session (the budget evicts one that holds too much).
+    if (this.ended) return handledRejection(this.endError ?? new ClosedError('session has ended'))
     if (full) return handledRejection(full)
     let resolve = noop
     let reject: (error: TetherError) => void = noop
@@ -249,7 +253,7 @@ export class Session<Out = unknown> {
       if (!isAfter(message.broadcast, this.broadcastAt)) return false
       this.broadcastAt = message.broadcast
     }
-    if (this.pullTopics() || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
+    if (this.pullTopics() || this.ended || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
     this.enqueue(message)
     return true
   }
@@ -696,6 +700,7 @@ export class Session<Out = unknown> {
   ): void {
     if (this.ended) return
     this.ended = true
+    this.endError = error
     clearTimeout(this.expiry)
     this.admission.discard()
     const sharedBytes = this.outbox.close(error)

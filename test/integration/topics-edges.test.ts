@@ -6,9 +6,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { MissedInfo } from '../../src/client/wire/types.js'
-import { QueueFullError } from '../../src/errors.js'
+import { DeliveryError, QueueFullError } from '../../src/errors.js'
 import type { MessageInfo } from '../../src/index.js'
-import type { Session, TetherServer, TetherServerOptions } from '../../src/server/index.js'
+import type { ExpireReason, Session, TetherServer, TetherServerOptions } from '../../src/server/index.js'
 import { cleanupTether, startTether, tetherClient, urlOf, waitFor, withTimeout } from '../support/tether.js'
 
 afterEach(cleanupTether)
@@ -151,5 +151,39 @@ describe('a reply to a request', () => {
     // The topic message was published first: it takes the first number, the reply the next.
     expect(a.infos[0]?.seq).toBe(1)
     expect(a.session.lastSent).toBe(2)
+  })
+})
+
+describe('a member evicted by the memory budget while its topic messages are pulled', () => {
+  it('by a send(): the send rejects with the eviction, the session is gone and the budget holds nothing of it', async () => {
+    const server = await start({ maxDisconnectedBytes: 4096 })
+    const expired: ExpireReason[] = []
+    server.on('expire', (_s, reason) => expired.push(reason))
+    const a = await member(server)
+    a.session.join('room')
+    await a.sock.close()
+    const pad = 'x'.repeat(1000)
+    for (let n = 0; n < 3; n++) server.publish('room', { n, pad }) // pulled on send: 2,048 + 3 × ~1,030 > 4,096
+    const sent = withTimeout(a.session.send({ n: 9 }), 2000, 'the send to settle')
+    await expect(sent).rejects.toBeInstanceOf(DeliveryError)
+    await expect(sent).rejects.toThrow(/evicted/)
+    expect(expired).toEqual(['evicted'])
+    expect(server.sessions.size).toBe(0)
+    expect((server as unknown as { budget: { sessions: number; bytes: number } }).budget).toMatchObject({ sessions: 0, bytes: 0 })
+  })
+
+  it('by a broadcast: the session is gone and the budget holds nothing of it', async () => {
+    const server = await start({ maxDisconnectedBytes: 4096 })
+    const expired: ExpireReason[] = []
+    server.on('expire', (_s, reason) => expired.push(reason))
+    const a = await member(server)
+    a.session.join('room')
+    await a.sock.close()
+    const pad = 'x'.repeat(1000)
+    for (let n = 0; n < 3; n++) server.publish('room', { n, pad })
+    server.broadcast({ n: 9 })
+    expect(expired).toEqual(['evicted'])
+    expect(server.sessions.size).toBe(0)
+    expect((server as unknown as { budget: { sessions: number; bytes: number } }).budget).toMatchObject({ sessions: 0, bytes: 0 })
   })
 })
