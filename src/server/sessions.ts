@@ -193,6 +193,8 @@ export class Session<Out = unknown> {
   /**
    * Sends a message to the client. Resolves when the client acknowledged it; while the client
    * is away it waits (bounded by `maxQueue` and `maxQueueBytes`) and goes out on resume.
+   * Messages of its topics published before it go first: when they do not all fit, it rejects
+   * with `QueueFullError` rather than overtake them.
    * @example
    * ```ts
    * await session.send({ type: 'welcome', motd })
