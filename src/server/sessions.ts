@@ -12,7 +12,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { ClosedError, DeliveryError, EncodeError, TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, type QueueFullError, TetherError } from '../errors.js'
 import {
   type ClientFrame,
   CloseCode,
@@ -96,6 +96,8 @@ export class Session<Out = unknown> {
   private connection: SessionConnection | undefined
   private expiry: ReturnType<typeof setTimeout> | undefined
   private ended = false
+  /** What pending sends were rejected with when the session ended. */
+  private endError: TetherError | undefined
   /** Requests handed to the handler and not yet answered. */
   private pendingRequests = 0
   /** With a shared store: what this node records there before acknowledging or writing (journal.ts). */
@@ -191,6 +193,8 @@ export class Session<Out = unknown> {
   /**
    * Sends a message to the client. Resolves when the client acknowledged it; while the client
    * is away it waits (bounded by `maxQueue` and `maxQueueBytes`) and goes out on resume.
+   * Messages of its topics published before it go first: when they do not all fit, it rejects
+   * with `QueueFullError` rather than overtake them.
    * @example
    * ```ts
    * await session.send({ type: 'welcome', motd })
@@ -221,8 +225,10 @@ export class Session<Out = unknown> {
     }
     const size = Buffer.byteLength(payload)
     // Topic messages published before it go first: the stream keeps the order things were sent in.
-    this.pullTopics()
-    const full = this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
+    // One that finds no room stops it too: a message sent after it must not overtake it.
+    const full = this.pullTopics() ?? this.outbox.refusal(size + SENT_ENTRY_BYTES, this.id)
+    // Pulling them may have ended a disconnected session (the budget evicts one that holds too much).
+    if (this.ended) return handledRejection(this.endError ?? new ClosedError('session has ended'))
     if (full) return handledRejection(full)
     let resolve = noop
     let reject: (error: TetherError) => void = noop
@@ -249,8 +255,7 @@ export class Session<Out = unknown> {
       if (!isAfter(message.broadcast, this.broadcastAt)) return false
       this.broadcastAt = message.broadcast
     }
-    this.pullTopics()
-    if (this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
+    if (this.pullTopics() || this.ended || this.outbox.refusal(message.size + SHARED_ENTRY_BYTES, this.id)) return false
     this.enqueue(message)
     return true
   }
@@ -308,15 +313,19 @@ export class Session<Out = unknown> {
    * Turns waiting topic messages into items of the stream (numbered as they are queued), in
    * publish order, while the outbox has room (the rest waits in the topic's log, pulled when
    * acknowledgements make room, or reported as missed once the log no longer holds them).
+   * Returns why one was left waiting (the outbox is full), if one was.
    */
-  private pullTopics(): void {
-    if (this.ended || !this.held || !this.subscriptions.waiting) return
+  private pullTopics(): QueueFullError | undefined {
+    if (this.ended || !this.held || !this.subscriptions.waiting) return undefined
+    let full: QueueFullError | undefined
     this.subscriptions.pull((pulled) => {
       const entry: Outgoing = 'message' in pulled ? pulled.message : { payload: '', size: 0, topic: pulled.topic, missed: pulled.missed }
-      if (this.outbox.refusal(entry.size + SHARED_ENTRY_BYTES, this.id)) return false
+      full = this.outbox.refusal(entry.size + SHARED_ENTRY_BYTES, this.id)
+      if (full) return false
       this.enqueue(entry)
       return true
     })
+    return full
   }
 
   /** Appends to the outbox and writes it at the end of the tick; while disconnected, the budget hears of it. */
@@ -646,6 +655,10 @@ export class Session<Out = unknown> {
     // Numbered when written (outbox.ts): with a shared store, entries may move up behind others' (journal.ts).
     const tail = resTail(id, payload, error)
     const size = Buffer.byteLength(tail)
+    // Topic messages published before the reply go first, as before a direct message. A reply is
+    // never refused: if the outbox has no room for them, it goes ahead of those left waiting.
+    this.pullTopics()
+    if (this.ended) return // pulling them got the session evicted (memory.ts)
     // With a shared store, recorded with its request (journal.ts).
     this.enqueue(this.journal ? { payload: tail, size, reply: true, item: seq } : { payload: tail, size, reply: true })
   }
@@ -689,6 +702,7 @@ export class Session<Out = unknown> {
   ): void {
     if (this.ended) return
     this.ended = true
+    this.endError = error
     clearTimeout(this.expiry)
     this.admission.discard()
     const sharedBytes = this.outbox.close(error)

@@ -191,38 +191,47 @@ export type Pulled = { readonly message: Published } | { readonly missed: number
  * new place (what was published in between is not the session's).
  */
 export class Subscriptions {
-  private places: Place[] = []
+  /** Its places in the topics it is a member of. */
+  private readonly places = new Map<string, Place>()
+  /**
+   * Places in topics it left with messages still due (published while it was a member). Kept
+   * apart from `places`: a rejoin starts a new place, and must neither skip what is due here
+   * nor take what was published while it was out.
+   */
+  private readonly left = new Set<Place>()
 
   /** Topics the session is a member of (not those it left with messages still due). */
   names(): string[] {
-    return this.places.filter((place) => place.end === undefined).map((place) => place.log.name)
+    return [...this.places.keys()]
   }
 
   has(name: string): boolean {
-    return this.current(name) !== undefined
+    return this.places.has(name)
   }
 
-  private current(name: string): Place | undefined {
-    return this.places.find((place) => place.end === undefined && place.log.name === name)
-  }
-
-  /** Starts at the next message of `log` (joining twice changes nothing). */
+  /** Starts at the next message of `log`; joining a topic it is a member of changes nothing. */
   join(log: TopicLog): void {
-    if (this.current(log.name)) return
-    this.places.push({ log, cursor: log.next })
+    if (!this.places.has(log.name)) this.places.set(log.name, { log, cursor: log.next })
   }
 
   /** No messages published from now on; those before are still due. */
   leave(name: string): void {
-    const place = this.current(name)
+    const place = this.places.get(name)
     if (!place) return
+    this.places.delete(name)
     place.end = place.log.next
-    this.settle(place)
+    if (place.cursor < place.end) this.left.add(place)
+  }
+
+  /** Every place with messages that may be due: in its topics, and in those it left. */
+  private *all(): Iterable<Place> {
+    yield* this.places.values()
+    yield* this.left
   }
 
   /** Whether a message waits to be pulled. */
   get waiting(): boolean {
-    for (const place of this.places) if (place.cursor < (place.end ?? place.log.next)) return true
+    for (const place of this.all()) if (place.cursor < (place.end ?? place.log.next)) return true
     return false
   }
 
@@ -235,7 +244,7 @@ export class Subscriptions {
     for (;;) {
       let next: Place | undefined
       let nextStamp = Number.POSITIVE_INFINITY
-      for (const place of this.places) {
+      for (const place of this.all()) {
         const end = place.end ?? place.log.next
         if (place.cursor >= end) continue
         if (place.cursor < place.log.base) {
@@ -264,13 +273,14 @@ export class Subscriptions {
 
   /** A left topic whose due messages are all pulled is forgotten. */
   private settle(place: Place): void {
-    if (place.end !== undefined && place.cursor >= place.end) this.places = this.places.filter((other) => other !== place)
+    if (place.end !== undefined && place.cursor >= place.end) this.left.delete(place)
   }
 
   /** Every topic it is a member of (the session ended). */
   clear(): string[] {
     const names = this.names()
-    this.places = []
+    this.places.clear()
+    this.left.clear()
     return names
   }
 }
