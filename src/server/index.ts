@@ -16,12 +16,12 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, DeliveryError, EncodeError, OptionError, TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, OptionError, QueueFullError, TetherError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import type { RequestReply } from '../protocol/requests.js'
 import { unknownKey } from '../suggest.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
-import { DisconnectedBudget } from './memory.js'
+import { DisconnectedBudget, SHARED_ENTRY_BYTES } from './memory.js'
 import { optionError } from './option-error.js'
 import { type SharedMessage, sharedMessage } from './outbox.js'
 import { type WebSocket, WebSocketServer } from './require-ws.js'
@@ -338,7 +338,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
    * session.join('room:42')
    * server.publish('room:42', { from: 'ada', text: 'hi' }) // the client: info.topic === 'room:42'
    * ```
-   * @throws `EncodeError` when the message cannot be encoded as JSON; `OptionError` for a bad topic name
+   * @throws `EncodeError` when the message cannot be encoded as JSON; `OptionError` for a bad topic
+   * name; `QueueFullError` for a message bigger than `maxQueueBytes` allows (no member could hold it)
    */
   publish(topic: string, data: Out): number {
     checkTopic('publish', topic)
@@ -355,6 +356,15 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       payload = encodePayload(data)
     } catch (cause) {
       throw new EncodeError(`publish: message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data })
+    }
+    // One no member's outbox could ever hold would stall every member's topic stream until the
+    // retention dropped it: refused here, where the caller can see it.
+    const size = Buffer.byteLength(payload)
+    if (size + SHARED_ENTRY_BYTES > this.options.maxQueueBytes) {
+      throw new QueueFullError(
+        `publish: message of ${size} bytes exceeds maxQueueBytes (${this.options.maxQueueBytes}) with its ${SHARED_ENTRY_BYTES} bytes of overhead: no member could hold it; send smaller messages or raise maxQueueBytes`,
+        { data },
+      )
     }
     return this.topics.publish(topic, payload)
   }

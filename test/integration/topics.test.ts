@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { MissedInfo } from '../../src/client/wire/types.js'
-import { OptionError } from '../../src/errors.js'
+import { OptionError, QueueFullError } from '../../src/errors.js'
 import type { MessageInfo } from '../../src/index.js'
 import type { Session, TetherServer, TetherServerOptions } from '../../src/server/index.js'
 import { cleanupTether, startTether, tetherClient, urlOf, waitFor } from '../support/tether.js'
@@ -138,6 +138,16 @@ describe('membership', () => {
     expect(await server.presence('room')).toEqual([{ id: a.session.id, principal: undefined, connected: true }])
     expect(await server.presence('other')).toEqual([])
     expect(events.slice(-2).sort()).toEqual([`leave ${b.session.id} other ended`, `leave ${b.session.id} room ended`])
+  })
+
+  it('refuses at publish a message no member could hold (over maxQueueBytes): it would stall every member', async () => {
+    const { server } = await topicServer({ maxQueueBytes: 1000 })
+    const a = await member(server)
+    a.session.join('room')
+    expect(() => server.publish('room', { n: 1, pad: 'x'.repeat(1000) } as never)).toThrow(QueueFullError)
+    expect(server.publish('room', { n: 2 })).toBe(1)
+    await waitFor(() => a.messages.length === 1, 5000, 'the small one')
+    expect(a.messages).toEqual([{ n: 2 }])
   })
 
   it('refuses a bad topic name with an OptionError naming the call', async () => {
