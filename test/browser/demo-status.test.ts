@@ -98,6 +98,6 @@ it('says "waiting for network" while the browser is offline, then delivers what 
   await waitInPage(page, () => document.getElementById('state')?.textContent === 'connected', 'the page to reconnect once online')
   await waitForLines(page, 1, 'the line typed offline, back from the server')
   expect(await logLines(page)).toEqual(['you: typed offline'])
-  expect(server.chat.history.map(({ text }) => text)).toEqual(['typed offline'])
+  expect(server.chat.history.lobby.map(({ text }) => text)).toEqual(['typed offline'])
   expect(errors).toEqual([])
 })
