@@ -66,7 +66,16 @@ it('counts down to the next attempt, and "retry now" makes one at once', async (
     'a new countdown after one failed attempt',
   )
 
-  // The server is reachable again: "retry now" connects without waiting for the countdown.
+  // The server is reachable again: "retry now" connects without waiting for the countdown. The
+  // gate opens while the next attempt is more than a second away (a countdown of 2 s or more:
+  // the wait grows with each failed attempt), so that the attempt that connects is the click's
+  // (after a shorter wait the page's own attempt could connect first, and hide the button).
+  await waitInPage(
+    page,
+    () => Number(/^reconnecting in (\d+) s$/.exec(document.getElementById('state')?.textContent ?? '')?.[1]) >= 2,
+    'a countdown of 2 s or more',
+    { timeout: 20000 },
+  )
   gate.up()
   const clicked = Date.now()
   await page.click('#retry')
