@@ -7,7 +7,6 @@ import { createServer } from 'node:http'
 import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { serveChat } from '../examples/script-tag/chat-server.mjs'
 
 // What a first build takes on a modest 2-core machine; a guess shown before it starts, so the
 // wait is not silent. Update it when the build's duration changes.
@@ -26,6 +25,8 @@ if (!['server.mjs', 'persist.mjs'].every((file) => existsSync(join(root, 'dist',
   console.log(`built in ${((performance.now() - started) / 1000).toFixed(1)} s`)
 }
 const { createTetherServer } = await import(join(root, 'dist', 'server.mjs'))
+// After the build: the chat imports the server's RequestError from the package.
+const { CHAT_OPTIONS, serveChat } = await import('../examples/script-tag/chat-server.mjs')
 
 const port = Number(process.env.PORT ?? 8080)
 const host = process.env.HOST ?? '127.0.0.1'
@@ -71,7 +72,7 @@ process.stdin.on('data', (input) => {
   )
 })
 
-const server = await createTetherServer({ server: http, path: '/ws' })
+const server = await createTetherServer({ ...CHAT_OPTIONS, server: http, path: '/ws' })
 serveChat(server)
 server.on('session', (session) => console.log(`session ${session.id.slice(0, 6)} opened (${server.sessions.size} sessions)`))
 server.on('resume', (session) => console.log(`session ${session.id.slice(0, 6)} resumed`))

@@ -13,7 +13,7 @@ import { WebSocket } from 'ws'
 const N = 5
 const me = `node-${process.pid}`.slice(0, 12)
 
-// With no URL, a server that behaves like the demo (`npm start`): it broadcasts every chat
+// With no URL, a server that behaves like the demo's lobby (`npm start`): it broadcasts every chat
 // message to every session, the sender included, and answers requests.
 let server
 let url = process.argv[2]

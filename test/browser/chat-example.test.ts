@@ -75,7 +75,7 @@ it('shows the lines in the server order in both tabs, each marking its own, with
   ])
   await waitForLines(alice, 10)
   await waitForLines(bob, 10)
-  const serverOrder = server.chat.history.map(({ from, text }) => `${from}: ${text}`)
+  const serverOrder = server.chat.history.lobby.map(({ from, text }) => `${from}: ${text}`)
   expect(serverOrder.slice(0, 4)).toEqual([
     `${names.alice}: Hello! Is the server up?`,
     `${names.bob}: It is. Try stopping it and typing.`,
@@ -87,7 +87,7 @@ it('shows the lines in the server order in both tabs, each marking its own, with
 
   // Own lines: "you" and the `mine` class in the sender's tab, the sender's name in the other.
   const marks = (page: Page) => page.$$eval('#log li', (items) => items.map((li) => li.classList.contains('mine')))
-  const fromAlice = server.chat.history.map((line) => line.from === names.alice)
+  const fromAlice = server.chat.history.lobby.map((line) => line.from === names.alice)
   expect(await marks(alice)).toEqual(fromAlice)
   expect(await marks(bob)).toEqual(fromAlice.map((mine) => !mine))
   expect((await logLines(alice))[0]).toBe('you: Hello! Is the server up?')
@@ -139,7 +139,7 @@ it('recognises its own lines after a reconnect and after a server restart that s
   // The log starts over from the new server's history (it has none but 'three').
   expect(await page.textContent('#log li.notice')).toMatch(/^New session/)
   expect(await logLines(page)).toEqual(['you: three'])
-  expect(restarted.chat.history.map(({ text }) => text)).toEqual(['three'])
+  expect(restarted.chat.history.lobby.map(({ text }) => text)).toEqual(['three'])
 
   // Another tab joining now gets the history, with the line as someone else's.
   const { page: other } = await suite.open()

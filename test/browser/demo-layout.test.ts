@@ -1,11 +1,13 @@
 /**
  * The demo page on a 375 × 667 screen (a small phone): nothing scrolls sideways, whatever it
- * shows (long unbroken lines, the outbox, the reconnecting status and its button), and the
- * field and its button stay on screen.
+ * shows (the rooms, who is in the room, long unbroken lines, the outbox, the reconnecting status
+ * and its button), and the field and its button stay on screen.
  */
 import type { Page } from 'playwright-core'
 import { expect, it } from 'vitest'
-import { browserSuite, waitInPage } from '../support/browser.js'
+import { WebSocket } from 'ws'
+import { TetherSocket } from '../../src/index.js'
+import { browserSuite, range, waitInPage } from '../support/browser.js'
 import { openChat, say, startDemo, waitForLines } from './demo-page.js'
 
 const suite = browserSuite()
@@ -18,7 +20,15 @@ const layout = (page: Page) =>
     return {
       scrollWidth: document.documentElement.scrollWidth,
       bodyScrollWidth: document.body.scrollWidth,
-      widest: Math.max(right('#text'), right('#form button'), right('#retry'), right('#log'), right('#outbox')),
+      widest: Math.max(
+        right('#text'),
+        right('#form button'),
+        right('#retry'),
+        right('#log'),
+        right('#outbox'),
+        right('#rooms button:last-child'),
+        right('#people'),
+      ),
     }
   })
 
@@ -27,6 +37,13 @@ it('fits a 375 px wide screen without horizontal scrolling', async () => {
   const { page, context, errors } = await suite.open({ viewport: { width: WIDTH, height: 667 } })
   await openChat(page, server.origin)
   expect(await page.evaluate(() => window.innerWidth)).toBe(WIDTH)
+  // Eight others in the lobby, with names as long as the server keeps (12 characters): the member list wraps.
+  for (const n of range(8)) {
+    const sock = new TetherSocket(`${server.origin.replace('http:', 'ws:')}/ws`, { WebSocket })
+    suite.defer(() => sock.close())
+    await sock.request({ join: 'lobby', name: `visitor-${n}`.padEnd(12, '-') })
+  }
+  await waitInPage(page, () => document.querySelectorAll('#members li').length === 9, 'nine members in the lobby')
 
   // Lines with no place to break: a URL-like word and the longest line the server keeps.
   await say(page, 'see https://example.com/a/really/long/path/that/does/not/stop/anywhere/at/all/soon')

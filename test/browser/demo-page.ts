@@ -4,7 +4,7 @@
  * scripts/start.mjs serves them, and what the tests read from the page.
  */
 import type { Page } from 'playwright-core'
-import { type Chat, serveChat } from '../../examples/script-tag/chat-server.mjs'
+import { CHAT_OPTIONS, type Chat, serveChat } from '../../examples/script-tag/chat-server.mjs'
 import type { BrowserSuite } from '../support/browser.js'
 import { waitInPage } from '../support/browser.js'
 import { type PageServer, startPageServer } from '../support/browser-server.js'
@@ -14,6 +14,7 @@ export async function startDemo(suite: BrowserSuite, port?: number): Promise<Pag
   let chat: Chat | undefined
   const server = await startPageServer({
     ...(port === undefined ? {} : { port }),
+    tether: CHAT_OPTIONS,
     setup: (tether) => {
       chat = serveChat(tether)
     },
@@ -70,3 +71,35 @@ export const retryIfShown = (page: Page): Promise<void> =>
     const button = document.getElementById('retry')
     if (button && !button.hidden) button.click()
   })
+
+/** The room the page shows as its current one (the pressed room button), e.g. `'lobby'`. */
+export const roomOf = (page: Page): Promise<string | undefined> =>
+  page.$eval('#rooms', (nav) => nav.querySelector<HTMLElement>('button[aria-current="true"]')?.dataset.room)
+
+/** Clicks a room's button, and waits until the page shows it as current and the server's member list of it includes the page. */
+export async function enterRoom(page: Page, room: string): Promise<void> {
+  await page.click(`#rooms button[data-room="${room}"]`)
+  await waitInPage(
+    page,
+    (room) =>
+      document.querySelector<HTMLElement>('#rooms button[aria-current="true"]')?.dataset.room === room &&
+      Array.from(document.querySelectorAll('#members li')).some((li) => li.textContent?.endsWith('(you)')),
+    `the page in #${room}, among its members`,
+    { arg: room },
+  )
+}
+
+/** Who the page shows in its room, as shown: `name`, with ` (you)` and ` (away)` where they apply. */
+export const membersOf = (page: Page): Promise<string[]> => page.$$eval('#members li', (items) => items.map((li) => li.textContent ?? ''))
+
+/** Waits until the page's member list is `expected` (in any order). */
+export const waitForMembers = (page: Page, expected: string[], description = `the members ${expected.join(', ')}`) =>
+  waitInPage(
+    page,
+    (expected) => {
+      const shown = Array.from(document.querySelectorAll('#members li'), (li) => li.textContent ?? '').sort()
+      return JSON.stringify(shown) === JSON.stringify([...expected].sort())
+    },
+    description,
+    { arg: expected },
+  )

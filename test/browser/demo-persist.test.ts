@@ -148,7 +148,7 @@ it('keeps lines typed while the server is down across a reload, and the restarte
   await waitForLines(page, 2, 'the lines typed offline, back from the restarted server')
   await waitInPage(page, () => document.getElementById('pending')?.textContent === '0', 'nothing pending')
   expect(await logLines(page)).toEqual(['you: typed offline 1', 'you: typed offline 2'])
-  expect(restarted.chat.history).toEqual([
+  expect(restarted.chat.history.lobby).toEqual([
     { from: name, text: 'typed offline 1', id: expect.any(String) },
     { from: name, text: 'typed offline 2', id: expect.any(String) },
   ])
@@ -166,7 +166,7 @@ it('keeps lines typed while the server is down across a reload, and the restarte
   await waitInPage(page, () => document.getElementById('state')?.textContent === 'connected', 'the page to reconnect')
   expect(await page.evaluate<string | undefined>('sock.sessionId')).toBe(session)
   expect(await logLines(page)).toEqual(['you: typed offline 1', 'you: typed offline 2'])
-  expect(restarted.chat.history).toHaveLength(2)
+  expect(restarted.chat.history.lobby).toHaveLength(2)
   expect(apartFromRefusals(problems)).toEqual([])
 })
 
@@ -196,7 +196,7 @@ it('delivers a line typed while cut off into the same session after a reload, an
   expect(await page.evaluate<string | undefined>('sock.sessionId')).toBe(session)
   expect(await logLines(page)).toEqual(['you: hello', 'you: typed while cut off'])
   expect(await notices(page)).toEqual(['1 message sent from your last visit'])
-  expect(server.chat.history.map(({ text }) => text)).toEqual(['hello', 'typed while cut off'])
+  expect(server.chat.history.lobby.map(({ text }) => text)).toEqual(['hello', 'typed while cut off'])
   expect(await waitingLines(page)).toEqual([])
   expect(apartFromRefusals(problems)).toEqual([])
 })
@@ -291,7 +291,7 @@ it('says so when IndexedDB is refused, and chats on with the outbox in memory', 
   await say(page, 'still here')
   await waitForLines(page, 1)
   expect(await logLines(page)).toEqual(['you: still here'])
-  expect(server.chat.history.map(({ text }) => text)).toEqual(['still here'])
+  expect(server.chat.history.lobby.map(({ text }) => text)).toEqual(['still here'])
   expect(problems).toEqual([])
   expect(errors).toEqual([])
 })

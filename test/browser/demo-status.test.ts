@@ -66,7 +66,16 @@ it('counts down to the next attempt, and "retry now" makes one at once', async (
     'a new countdown after one failed attempt',
   )
 
-  // The server is reachable again: "retry now" connects without waiting for the countdown.
+  // The server is reachable again: "retry now" connects without waiting for the countdown. The
+  // gate opens while the next attempt is more than a second away (a countdown of 2 s or more:
+  // the wait grows with each failed attempt), so that the attempt that connects is the click's
+  // (after a shorter wait the page's own attempt could connect first, and hide the button).
+  await waitInPage(
+    page,
+    () => Number(/^reconnecting in (\d+) s$/.exec(document.getElementById('state')?.textContent ?? '')?.[1]) >= 2,
+    'a countdown of 2 s or more',
+    { timeout: 20000 },
+  )
   gate.up()
   const clicked = Date.now()
   await page.click('#retry')
@@ -98,6 +107,6 @@ it('says "waiting for network" while the browser is offline, then delivers what 
   await waitInPage(page, () => document.getElementById('state')?.textContent === 'connected', 'the page to reconnect once online')
   await waitForLines(page, 1, 'the line typed offline, back from the server')
   expect(await logLines(page)).toEqual(['you: typed offline'])
-  expect(server.chat.history.map(({ text }) => text)).toEqual(['typed offline'])
+  expect(server.chat.history.lobby.map(({ text }) => text)).toEqual(['typed offline'])
   expect(errors).toEqual([])
 })

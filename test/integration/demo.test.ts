@@ -146,6 +146,28 @@ describe('the demo page as `npm start` serves it', () => {
     expect((await fetch(`${origin}/dist/missing.mjs`)).status).toBe(404)
   }, 30000)
 
+  it("moves a session between the chat's rooms on request, and refuses a room it does not have", async () => {
+    const { port } = await startDemo()
+    const { sock } = tetherClient(`ws://127.0.0.1:${port}/ws`)
+    const received: { msg: unknown; topic: string | undefined }[] = []
+    sock.on('message', (msg, info) => received.push({ msg, topic: info.topic }))
+    // Every session starts in the lobby: the room's member list, published to it.
+    await waitFor(() => received.length > 0, 5000, 'the lobby saying who is in it')
+    expect(received[0]).toEqual({ msg: { room: 'lobby', members: [{ name: 'guest', connected: true }] }, topic: 'room:lobby' })
+
+    expect(await sock.request({ join: 'random', name: 'node' })).toEqual({ room: 'random', rooms: ['lobby', 'random', 'help'] })
+    await sock.send({ from: 'node', text: 'in #random', room: 'random' })
+    await waitFor(() => received.some(({ msg }) => (msg as { text?: string }).text === 'in #random'), 5000, 'the line back')
+    expect(received.slice(1)).toEqual([
+      { msg: { room: 'random', members: [{ name: 'node', connected: true }] }, topic: 'room:random' },
+      { msg: { from: 'node', text: 'in #random' }, topic: 'room:random' },
+    ])
+    // Authorization is the chat's: a room not on its list is refused with its own code.
+    const refused = await sock.request({ join: 'admin' }).catch((error: unknown) => error)
+    expect(refused).toMatchObject({ name: 'ReplyError', code: 'NO_SUCH_ROOM' })
+    expect((refused as Error).message).toContain('there is no room "admin": join one of lobby, random, help')
+  }, 30000)
+
   it('takes the chat away on Enter while the page stays served, and brings it back: the session resumes', async () => {
     const { port, demo } = await startDemo(true)
     const { sock } = tetherClient(`ws://127.0.0.1:${port}/ws`)
@@ -166,7 +188,8 @@ describe('the demo page as `npm start` serves it', () => {
     await waitFor(() => demo.stdout.includes('chat back'), 5000, 'the demo saying the chat is back')
     await withTimeout(delivered, 5000, 'the message sent while away delivered')
     expect(sock.sessionId).toBe(session)
-    expect(demo.stdout).toContain(`session ${session?.slice(0, 6)} resumed`)
+    // The demo's log line comes through a pipe, which may be behind the WebSocket's acknowledgement.
+    await waitFor(() => demo.stdout.includes(`session ${session?.slice(0, 6)} resumed`), 5000, 'the demo logging the resume')
   }, 30000)
 })
 

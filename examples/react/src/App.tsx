@@ -1,10 +1,19 @@
 import { type FormEvent, useState } from 'react'
 import { useTetherSocket } from 'tethersocket/react'
 
-/** What the demo server (scripts/start.mjs) accepts, and broadcasts to everyone, the sender included. */
+/** What the demo server (scripts/start.mjs) accepts, and sends to everyone in the lobby, the sender included. */
 interface ChatMessage {
   from: string
   text: string
+}
+
+/**
+ * The demo server's other message: who is in a room (this app chats in the lobby, where every
+ * session starts), whenever that changes. This app does not show it.
+ */
+interface Members {
+  room: string
+  members: { name: string; connected: boolean }[]
 }
 
 /** Where one of our own messages is: the promise of its `send()`, as state. */
@@ -28,11 +37,11 @@ export function App() {
   const [lines, setLines] = useState<Line[]>([])
   const [draft, setDraft] = useState('')
   // Reading state, pending and error subscribes this component to them (and only to them).
-  const { state, pending, error, send } = useTetherSocket<ChatMessage, ChatMessage>(url, {
+  const { state, pending, error, send } = useTetherSocket<ChatMessage | Members, ChatMessage>(url, {
     // Every message, the history the server replays to a new session included. Our own come back
     // too: they are in the log already, with their tick.
     onMessage: (msg) => {
-      if (msg.from !== me) setLines((all) => [...all, { ...msg, id: nextId++ }])
+      if ('text' in msg && msg.from !== me) setLines((all) => [...all, { ...msg, id: nextId++ }])
     },
   })
 

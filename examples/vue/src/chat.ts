@@ -1,10 +1,19 @@
 import { useTetherSocket } from 'tethersocket/vue'
 import { reactive, shallowRef } from 'vue'
 
-/** What the demo server (scripts/start.mjs) accepts, and broadcasts to everyone, the sender included. */
+/** What the demo server (scripts/start.mjs) accepts, and sends to everyone in the lobby, the sender included. */
 export interface ChatMessage {
   from: string
   text: string
+}
+
+/**
+ * The demo server's other message: who is in a room (this app chats in the lobby, where every
+ * session starts), whenever that changes. This app does not show it.
+ */
+interface Members {
+  room: string
+  members: { name: string; connected: boolean }[]
 }
 
 /** Where one of our own messages is: the promise of its `send()`, as state. */
@@ -31,11 +40,11 @@ let nextId = 0
 export function useChat() {
   // Replaced wholesale, never mutated: a shallow ref is enough, and each line stays reactive on its own.
   const lines = shallowRef<Line[]>([])
-  const { state, pending, error, send } = useTetherSocket<ChatMessage, ChatMessage>(url, {
+  const { state, pending, error, send } = useTetherSocket<ChatMessage | Members, ChatMessage>(url, {
     // Every message, the history the server replays to a new session included. Our own come back
     // too: they are in the log already, with their tick.
     onMessage: (msg) => {
-      if (msg.from !== me) lines.value = [...lines.value, { ...msg, id: nextId++ }]
+      if ('text' in msg && msg.from !== me) lines.value = [...lines.value, { ...msg, id: nextId++ }]
     },
   })
 
