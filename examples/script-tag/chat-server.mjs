@@ -50,10 +50,12 @@ export function serveChat(server) {
   }
 
   /** Publishes who is in the room of `topic`: every member hears of joins, leaves, and who is away. */
-  function announce(topic) {
+  async function announce(topic) {
     const room = roomOf(topic)
     if (room === undefined) return
-    const members = server.presence(topic).map(({ id, connected }) => ({ name: names.get(id) ?? 'guest', connected }))
+    // presence() is a promise: with a session store it is the service's, read from the store.
+    const present = await server.presence(topic)
+    const members = present.map(({ id, connected }) => ({ name: names.get(id) ?? 'guest', connected }))
     if (members.length > 0) server.publish(topic, { room, members })
   }
   server.on('leave', (_session, topic) => announce(topic))

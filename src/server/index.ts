@@ -622,10 +622,10 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     acknowledged: (s, seq) => this.shared?.acknowledged(s, seq),
     lost: (s, reason) => this.shared?.lost(s, reason),
     forward: (s, payload) => (this.shared ? this.shared.forward(s.id, payload) : Promise.reject(new ClosedError('session has ended'))),
-    join: (s, name) => {
+    join: (s, name, place) => {
       const { log, joined } = this.topics.join(name, s)
+      place(log)
       if (joined) this.notify('join', s, name)
-      return log
     },
     leave: (s, name, reason) => {
       if (this.topics.leave(name, s)) this.notify('leave', s, name, reason)

@@ -93,8 +93,11 @@ export interface SessionEvents {
   lost?(session: Session, reason: 'fenced' | 'gone' | Error): void
   /** A `send()` on a session this node let go: the server sends it through the store, wherever the session is. */
   forward?(session: Session, payload: string): Promise<void>
-  /** `session.join(name)`: the server adds it to the topic (and says so); returns the topic's log. */
-  join?(session: Session, name: string): TopicLog
+  /**
+   * `session.join(name)`: the server adds it to the topic, has the session take its place in the
+   * topic's log (`place`), and only then says so (a `join` listener that publishes reaches it).
+   */
+  join?(session: Session, name: string, place: (log: TopicLog) => void): void
   /** The session left the topic (`'left'`), or ended as a member (`'ended'`). */
   leave?(session: Session, name: string, reason: 'left' | 'ended'): void
 }

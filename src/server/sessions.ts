@@ -284,8 +284,7 @@ export class Session<Out = unknown> {
         'ERR_UNSUPPORTED',
       )
     }
-    const log = this.events.join?.(this, topic)
-    if (log) this.subscriptions.join(log)
+    this.events.join?.(this, topic, (log) => this.subscriptions.join(log))
   }
 
   /**

@@ -75,8 +75,8 @@ it('shows a page only the lines of its room, and who is in it', async () => {
   expect(server.chat.history.random.map(({ text }) => text)).toEqual(['random line'])
   // The server's membership is what the pages show.
   const sessions = { alice: await alice.evaluate<string>('sock.sessionId'), bob: await bob.evaluate<string>('sock.sessionId') }
-  expect(server.tether.presence('room:lobby').map(({ id }) => id)).toEqual([sessions.alice])
-  expect(server.tether.presence('room:random').map(({ id }) => id)).toEqual([sessions.bob])
+  expect((await server.tether.presence('room:lobby')).map(({ id }) => id)).toEqual([sessions.alice])
+  expect((await server.tether.presence('room:random')).map(({ id }) => id)).toEqual([sessions.bob])
   expect(await alice.isHidden('#outbox-box')).toBe(true)
   expect(problems).toEqual({ alice: [], bob: [] })
 })
@@ -317,8 +317,8 @@ it('keeps a page in its room across a server restart: the new session is moved t
   expect(restarted.chat.history.random.map(({ text }) => text)).toEqual(['typed while it was down'])
   expect(restarted.chat.history.lobby.map(({ text }) => text)).toEqual(['in the lobby'])
   const session = await page.evaluate<string>('sock.sessionId')
-  expect(restarted.tether.presence('room:random').map(({ id }) => id)).toEqual([session])
-  expect(restarted.tether.presence('room:lobby').map(({ id }) => id)).toEqual([other.sessionId])
+  expect((await restarted.tether.presence('room:random')).map(({ id }) => id)).toEqual([session])
+  expect((await restarted.tether.presence('room:lobby')).map(({ id }) => id)).toEqual([other.sessionId])
   await waitInPage(page, () => document.getElementById('outbox-box')?.hidden === true, 'nothing waiting')
   expect(errors).toEqual([])
 })

@@ -140,6 +140,15 @@ describe('membership', () => {
     expect(events.slice(-2).sort()).toEqual([`leave ${b.session.id} other ended`, `leave ${b.session.id} room ended`])
   })
 
+  it('a join listener that publishes reaches the session that just joined', async () => {
+    const { server } = await topicServer()
+    server.on('join', (_s, topic) => server.publish(topic, { n: 99 }))
+    const a = await member(server)
+    a.session.join('room')
+    await waitFor(() => a.messages.length === 1, 5000, 'the welcome to the room')
+    expect(a.messages).toEqual([{ n: 99 }])
+  })
+
   it('refuses at publish a message no member could hold (over maxQueueBytes): it would stall every member', async () => {
     const { server } = await topicServer({ maxQueueBytes: 1000 })
     const a = await member(server)
