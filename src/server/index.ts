@@ -44,12 +44,16 @@ export type {
   CommitBatch,
   CommitResult,
   LoggedBroadcast,
+  LoggedTopicMessage,
   ReleaseRequest,
   SessionStore,
   StoredEntry,
+  StoredMember,
   StoreLink,
   StoreListener,
   StoreNotice,
+  TopicPlaces,
+  TopicRead,
 } from './store.js'
 export type { PresenceEntry, TopicRetention } from './topics.js'
 

@@ -86,6 +86,14 @@ export interface LoggedTopicMessage {
   readonly payload: string
 }
 
+/** What a read of a topic's log finds (see `StoreLink.readTopic`). */
+export interface TopicRead {
+  /** How many messages were published to the topic so far: the next one's number. */
+  readonly next: number
+  /** The messages after the stream id the read began after, in order. */
+  readonly messages: LoggedTopicMessage[]
+}
+
 /** One member of a topic as the store keeps it. */
 export interface StoredMember {
   /** The session's id. */
@@ -333,7 +341,7 @@ export interface StoreLink {
    * The topic's number of messages published so far (the next one's number), and the messages its
    * log holds after stream id `after` (`'0-0'`: all), in order.
    */
-  readTopic(name: string, after: string): Promise<{ next: number; messages: LoggedTopicMessage[] }>
+  readTopic(name: string, after: string): Promise<TopicRead>
   /**
    * Records session `id` as a member of `name` (or updates whether it is connected); with
    * `join`, returns the number of the next message published to the topic (its place).
