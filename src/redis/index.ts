@@ -22,11 +22,13 @@ import type {
   CommitResult,
   SessionStore,
   StoredEntry,
+  StoredMember,
   StoreLink,
   StoreListener,
   StoreNotice,
+  TopicPlaces,
 } from '../server/store.js'
-import { APPEND, CLAIM, COMMIT, CREATE, END, EXPIRE, RELEASE, TOUCH } from './scripts.js'
+import { APPEND, CLAIM, COMMIT, CREATE, END, EXPIRE, MEMBER, PUBLISH, READ_TOPIC, RELEASE, TOUCH } from './scripts.js'
 
 /**
  * What the store needs of a standalone client from the `redis` package (node-redis 5 or later),
@@ -203,11 +205,47 @@ const scripts = {
   append: new Script(APPEND),
   end: new Script(END),
   expire: new Script(EXPIRE),
+  publish: new Script(PUBLISH),
+  member: new Script(MEMBER),
+  readTopic: new Script(READ_TOPIC),
 }
 
-/** An entry as the list holds it: its kind in the first character. */
-const encodeEntry = (entry: StoredEntry): string => (entry.reply ? 'r' : 'm') + entry.payload
-const decodeEntry = (text: string): StoredEntry => (text[0] === 'r' ? { payload: text.slice(1), reply: true } : { payload: text.slice(1) })
+/**
+ * An entry as the list holds it: its kind in the first character; a topic message's topic (or a
+ * miss item's topic and count) before its payload, its length first.
+ */
+function encodeEntry(entry: StoredEntry): string {
+  if (entry.missed !== undefined) return `x${entry.missed}:${entry.topic}`
+  if (entry.topic !== undefined) return `t${entry.topic.length}:${entry.topic}${entry.payload}`
+  return (entry.reply ? 'r' : 'm') + entry.payload
+}
+
+function decodeEntry(text: string): StoredEntry {
+  const kind = text[0]
+  if (kind === 'r') return { payload: text.slice(1), reply: true }
+  if (kind === 'x') {
+    const colon = text.indexOf(':')
+    return { payload: '', topic: text.slice(colon + 1), missed: Number(text.slice(1, colon)) }
+  }
+  if (kind === 't') {
+    const colon = text.indexOf(':')
+    const end = colon + 1 + Number(text.slice(1, colon))
+    return { payload: text.slice(end), topic: text.slice(colon + 1, end) }
+  }
+  return { payload: text.slice(1) }
+}
+
+/** A session's topic places as its hash holds them ('' : none). */
+const decodePlaces = (text: string): TopicPlaces => (text === '' ? {} : (JSON.parse(text) as TopicPlaces))
+
+/** A member as a topic's members hash holds it: connected (1/0), then `+` and the principal, or `-`. */
+const encodeMember = (member: StoredMember): string =>
+  (member.connected ? '1' : '0') + (member.principal === undefined ? '-' : `+${member.principal}`)
+const decodeMember = (id: string, value: string): StoredMember => ({
+  id,
+  connected: value[0] === '1',
+  principal: value[1] === '+' ? value.slice(2) : undefined,
+})
 
 async function openLink(redis: Connection, prefix: string, listener: StoreListener): Promise<StoreLink> {
   const hash = (id: string) => `${prefix}:{${id}}`
@@ -216,6 +254,14 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
   const channel = `${prefix}:notices`
   const broadcasts = `${prefix}:broadcasts`
   const principalArgs = (principal: string | undefined) => (principal === undefined ? ['0', ''] : ['1', principal])
+  // A topic's keys: its own hash tag, so that a publish touches one slot.
+  const members = (name: string) => `${prefix}:members:{${name}}`
+  const counter = (name: string) => `${prefix}:topic-n:{${name}}`
+  const stream = (name: string) => `${prefix}:topic:{${name}}`
+  const stamps = `${prefix}:stamp`
+  const leaveTopics = async (names: readonly string[], id: string) => {
+    await Promise.all(names.map((name) => redis.send(members(name), ['HDEL', members(name), id])))
+  }
 
   await redis.load(Object.values(scripts).map((script) => script.source))
   const subscriber = redis.subscriber()
@@ -239,6 +285,8 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
         return listener.claimed(notice.id, notice.epoch)
       case 'broadcast':
         return listener.broadcast(notice.id)
+      case 'topic':
+        return listener.topic?.(notice.name, notice.n)
     }
   })
 
@@ -257,9 +305,14 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
         [hash(id), queue(id)],
         [...principalArgs(request.principal), request.deadline, request.ack, request.acked ?? -1, Date.now()],
       )) as unknown[]
-      if (reply[0] !== 'ok') return reply[0] === 'lost' || reply[0] === 'expired' ? reply[0] : 'unknown'
+      if (reply[0] === 'expired') {
+        // Ended by the claim: the topics it was a member of no longer list it.
+        await leaveTopics(Object.keys(decodePlaces(reply[1] as string)), id)
+        return 'expired'
+      }
+      if (reply[0] !== 'ok') return reply[0] === 'lost' ? 'lost' : 'unknown'
       await index(id, request.deadline)
-      const [, epoch, rx, tx, unclean, seen, waiting, entries, broadcast] = reply as [
+      const [, epoch, rx, tx, unclean, seen, waiting, entries, broadcast, topics] = reply as [
         string,
         number,
         number,
@@ -268,6 +321,7 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
         number,
         number,
         string[],
+        string,
         string,
       ]
       return {
@@ -280,6 +334,7 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
         waiting,
         entries: entries.map(decodeEntry),
         broadcast,
+        topics: decodePlaces(topics),
       }
     },
 
@@ -287,7 +342,16 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
       const reply = (await scripts.commit.run(
         redis,
         [hash(id), queue(id)],
-        [batch.epoch, batch.rx, batch.base, batch.trim, batch.recorded, batch.broadcast ?? '', ...batch.entries.map(encodeEntry)],
+        [
+          batch.epoch,
+          batch.rx,
+          batch.base,
+          batch.trim,
+          batch.recorded,
+          batch.broadcast ?? '',
+          batch.topics ? JSON.stringify(batch.topics) : '',
+          ...batch.entries.map(encodeEntry),
+        ],
       )) as unknown[]
       // A store that lost writes holds a session that is not this one any more: gone, as if ended.
       if (reply[0] !== 'ok') return { ok: false, reason: reply[0] === 'fenced' ? 'fenced' : 'gone' }
@@ -340,9 +404,48 @@ async function openLink(redis: Connection, prefix: string, listener: StoreListen
         return undefined
       }
       await redis.send(due, ['ZREM', due, id])
-      if (reply[0] === 2) return { principal: reply[1] as string }
-      if (reply[0] === 3) return { principal: undefined }
-      return undefined
+      if (reply[0] !== 2 && reply[0] !== 3) return undefined
+      // Expired: the topics it was a member of no longer list it.
+      const topics = Object.keys(decodePlaces(reply[2] as string))
+      await leaveTopics(topics, id)
+      return { principal: reply[0] === 2 ? (reply[1] as string) : undefined, topics }
+    },
+
+    async publish(name, payload, maxMessages) {
+      const stamp = Number(await redis.send(stamps, ['INCR', stamps]))
+      const n = (await scripts.publish.run(redis, [members(name), counter(name), stream(name)], [stamp, payload, maxMessages])) as number
+      if (n < 0) return undefined
+      await redis.send(channel, ['PUBLISH', channel, JSON.stringify({ t: 'topic', name, n } satisfies StoreNotice)])
+      return n
+    },
+
+    async readTopic(name, after) {
+      const [next, entries] = (await scripts.readTopic.run(redis, [counter(name), stream(name)], [after])) as [
+        number,
+        Array<[string, string[]]>,
+      ]
+      return {
+        next,
+        messages: entries.map(([id, fields]) => {
+          const field = (key: string) => fields[fields.indexOf(key) + 1] ?? ''
+          return { id, n: Number(field('n')), stamp: Number(field('s')), payload: field('p') }
+        }),
+      }
+    },
+
+    async member(name, member) {
+      return (await scripts.member.run(redis, [members(name), counter(name)], [member.id, encodeMember(member)])) as number
+    },
+
+    leaveTopics,
+
+    async members(name) {
+      const flat = (await redis.send(members(name), ['HGETALL', members(name)])) as string[] | Record<string, string>
+      // node-redis answers HGETALL with a flat array to sendCommand (RESP2), or a map (RESP3).
+      const pairs: Array<[string, string]> = []
+      if (Array.isArray(flat)) for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]])
+      else for (const [id, value] of Object.entries(flat)) pairs.push([id, value])
+      return pairs.map(([id, value]) => decodeMember(id, value))
     },
 
     async broadcast(payload, keep) {

@@ -12,10 +12,16 @@
  * - `bc` the last entry of the broadcast log (a stream, `<prefix>:broadcasts`) the session took in;
  * - `c` the last message the holder saw recorded: only its commits (and a claim) move it, so a
  *   store that lost writes is noticed even when other nodes appended since;
- * - `qb` the bytes of the messages in `Q` (for `maxQueueBytes` of messages appended from other nodes).
+ * - `qb` the bytes of the messages in `Q` (for `maxQueueBytes` of messages appended from other nodes);
+ * - `tp` its places in its topics' logs (JSON, store.ts `TopicPlaces`), as its last commit left them.
  *
- * The list `Q` holds the messages `ak + 1` to `tx`, in order: `m` + a `msg` payload, or `r` + the
- * tail of a `res` frame.
+ * The list `Q` holds the messages `ak + 1` to `tx`, in order: `m` + a `msg` payload, `r` + the
+ * tail of a `res` frame, `t` + a topic message (index.ts `encodeEntry`), or `x` + a `miss` item.
+ *
+ * A topic's keys share its own hash tag (one slot, whatever the sessions'): the stream `T`
+ * (entries with fields `n` its number, `s` its service-wide stamp, `p` its payload), the counter
+ * `N` (messages published so far: the next one's number), and the hash `M` of its members
+ * (session id → `1`/`0` connected, then `+` and the principal, or `-` for none).
  * @module
  */
 
@@ -30,11 +36,11 @@ return 1
 /**
  * KEYS: H, Q. ARGV: has principal (1/0), principal, deadline, ack (last message the client
  * received), acked (last client item it saw acknowledged, -1 if not said), now.
- * Returns {'unknown'}, {'lost'}, {'expired'} (its deadline had passed: ended by this call), or
- * {'ok', epoch, rx, tx, unclean (1/0), seen, waiting, entries, broadcast}.
+ * Returns {'unknown'}, {'lost'}, {'expired', topics} (its deadline had passed: ended by this call), or
+ * {'ok', epoch, rx, tx, unclean (1/0), seen, waiting, entries, broadcast, topics}.
  */
 export const CLAIM = `
-local h = redis.call('HMGET', KEYS[1], 'e', 'o', 'rx', 'tx', 'ak', 'sn', 'w', 'p', 'bc', 'dl', 'qb', 'c')
+local h = redis.call('HMGET', KEYS[1], 'e', 'o', 'rx', 'tx', 'ak', 'sn', 'w', 'p', 'bc', 'dl', 'qb', 'c', 'tp')
 if not h[1] then return {'unknown'} end
 if ARGV[1] == '1' then
   if h[8] ~= ARGV[2] then return {'unknown'} end
@@ -44,7 +50,7 @@ end
 -- Past its deadline (no node swept it yet, e.g. none ran for a while): it has expired.
 if tonumber(h[10]) < tonumber(ARGV[6]) then
   redis.call('DEL', KEYS[1], KEYS[2])
-  return {'expired'}
+  return {'expired', h[13] or ''}
 end
 local rx, tx, ak = tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
 local ack, acked = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -64,12 +70,12 @@ if waiting <= ack then waiting = 0 end
 redis.call('HSET', KEYS[1], 'e', epoch, 'o', 1, 'ak', ack, 'w', waiting, 'dl', ARGV[3], 'c', tx, 'qb', qb)
 local unclean = 0
 if h[2] == '1' then unclean = 1 end
-return {'ok', epoch, rx, tx, unclean, tonumber(h[6]), tonumber(h[7]), redis.call('LRANGE', KEYS[2], 0, -1), h[9] or '0-0'}
+return {'ok', epoch, rx, tx, unclean, tonumber(h[6]), tonumber(h[7]), redis.call('LRANGE', KEYS[2], 0, -1), h[9] or '0-0', h[13] or ''}
 `
 
 /**
  * KEYS: H, Q. ARGV: epoch, rx, base, trim, recorded rx (what this node saw recorded), the last
- * broadcast among the entries ('' if none), then the entries to append. Returns {'fenced'}, {'gone'}, {'lost'}, or {'ok', waiting, gap} where gap
+ * broadcast among the entries ('' if none), the topic places ('' if unchanged), then the entries to append. Returns {'fenced'}, {'gone'}, {'lost'}, or {'ok', waiting, gap} where gap
  * is what others appended after base.
  */
 export const COMMIT = `
@@ -85,14 +91,14 @@ local qb = tonumber(h[7] or 0)
 if tonumber(h[6] or base) ~= base or tonumber(h[4]) < tonumber(ARGV[5]) then return {'lost'} end
 local gap = {}
 if tx > base then gap = redis.call('LRANGE', KEYS[2], base - ak, tx - ak - 1) end
-local n = #ARGV - 6
-local i = 7
+local n = #ARGV - 7
+local i = 8
 while i <= #ARGV do
   local last = math.min(i + 999, #ARGV)
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, last))
   i = last + 1
 end
-for j = 7, #ARGV do qb = qb + #ARGV[j] end
+for j = 8, #ARGV do qb = qb + #ARGV[j] end
 tx = tx + n
 local rx = tonumber(ARGV[2])
 if rx < tonumber(h[4]) then rx = tonumber(h[4]) end
@@ -107,6 +113,7 @@ local left = waiting
 if waiting <= ak then left = 0 end
 redis.call('HSET', KEYS[1], 'tx', tx, 'ak', ak, 'rx', rx, 'w', left, 'c', tx, 'qb', qb)
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'bc', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'tp', ARGV[7]) end
 return {'ok', waiting, gap}
 `
 
@@ -155,13 +162,40 @@ return 1
 
 /**
  * KEYS: H, Q. ARGV: now. {0} if gone already, {1, deadline} if not due (resumed or touched),
- * {2, principal or ''} , {3} if anonymous: ended by this call.
+ * {2, principal, topics} , {3, '', topics} if anonymous: ended by this call.
  */
 export const EXPIRE = `
-local h = redis.call('HMGET', KEYS[1], 'dl', 'p')
+local h = redis.call('HMGET', KEYS[1], 'dl', 'p', 'tp')
 if not h[1] then return {0} end
 if tonumber(h[1]) > tonumber(ARGV[1]) then return {1, h[1]} end
 redis.call('DEL', KEYS[1], KEYS[2])
-if h[2] then return {2, h[2]} end
-return {3}
+if h[2] then return {2, h[2], h[3] or ''} end
+return {3, '', h[3] or ''}
+`
+
+/**
+ * KEYS: M, N, T. ARGV: stamp, payload, maxMessages. Appends to the topic's log, trimmed to
+ * maxMessages: its number; -1 when the topic has no members (nothing is kept).
+ */
+export const PUBLISH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local n = redis.call('INCR', KEYS[2]) - 1
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], '*', 'n', n, 's', ARGV[1], 'p', ARGV[2])
+return n
+`
+
+/** KEYS: M, N. ARGV: session id, member value. Records the member; the topic's next number. */
+export const MEMBER = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+`
+
+/**
+ * KEYS: N, T. ARGV: stream id to read after ('0-0': all). {next number, entries}, read together
+ * (a publish moves both at once).
+ */
+export const READ_TOPIC = `
+local after = '-'
+if ARGV[1] ~= '0-0' then after = '(' .. ARGV[1] end
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('XRANGE', KEYS[2], after, '+')}
 `

@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { EventEmitter } from 'eventemitter3'
-import { ClosedError, DeliveryError, EncodeError, OptionError, QueueFullError, TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, OptionError, QueueFullError } from '../errors.js'
 import { encodePayload } from '../protocol/frames.js'
 import type { RequestReply } from '../protocol/requests.js'
 import { unknownKey } from '../suggest.js'
@@ -44,12 +44,16 @@ export type {
   CommitBatch,
   CommitResult,
   LoggedBroadcast,
+  LoggedTopicMessage,
   ReleaseRequest,
   SessionStore,
   StoredEntry,
+  StoredMember,
   StoreLink,
   StoreListener,
   StoreNotice,
+  TopicPlaces,
+  TopicRead,
 } from './store.js'
 export type { PresenceEntry, TopicRetention } from './topics.js'
 
@@ -333,6 +337,9 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
    * in order within its stream, whether connected or away (then on resume, within the topic's
    * retention). It is encoded once and held once, by the topic's log; members keep their place
    * in it, not a copy. Returns how many sessions are members (0: nobody gets it, nothing is kept).
+   * With a shared store (`tethersocket/redis`) the log is the service's and the members are on any
+   * node: the message is published through the store, a failure is an `error` event, and it
+   * returns -1 (the members are not known here without asking the store: `presence()` tells).
    * @example
    * ```ts
    * session.join('room:42')
@@ -343,14 +350,6 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
    */
   publish(topic: string, data: Out): number {
     checkTopic('publish', topic)
-    if (this.shared || this.sharedReady) {
-      throw new TetherError(
-        'topics are not available with a session store yet (tethersocket/redis): publish() works with the in-memory server',
-        undefined,
-        'TetherError',
-        'ERR_UNSUPPORTED',
-      )
-    }
     let payload: string
     try {
       payload = encodePayload(data)
@@ -365,6 +364,15 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
         `publish: message of ${size} bytes exceeds maxQueueBytes (${this.options.maxQueueBytes}) with its ${SHARED_ENTRY_BYTES} bytes of overhead: no member could hold it; send smaller messages or raise maxQueueBytes`,
         { data },
       )
+    }
+    if (this.shared) {
+      this.shared.topics.publish(topic, payload)
+      return -1
+    }
+    if (this.sharedReady) {
+      // Published once the store is connected (a failure is the server's `error`).
+      void this.sharedReady.then((shared) => shared.topics.publish(topic, payload)).catch(() => {}) // the connect's failure is reported by it
+      return -1
     }
     return this.topics.publish(topic, payload)
   }
@@ -381,6 +389,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
    */
   presence(topic: string): Promise<PresenceEntry[]> {
     checkTopic('presence', topic)
+    if (this.shared) return this.shared.topics.presence(topic)
+    if (this.sharedReady) return this.sharedReady.then((shared) => shared.topics.presence(topic))
     return Promise.resolve(this.topics.presence(topic))
   }
 
@@ -459,8 +469,16 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       maxQueueBytes: this.options.maxQueueBytes,
       create: (principal, shared) => this.newSession(principal, shared),
       handle: (id, principal) => this.newSession(principal, { id }),
-      opened: (session, resumed) => this.notify(resumed ? 'resume' : 'session', session),
-      expired: (session, reason) => this.notify('expire', session, reason),
+      retention: { ...TOPIC_DEFAULTS, ...this.options.topics },
+      opened: (session, resumed) => {
+        // Its topics say it is connected again (presence).
+        if (resumed) this.shared?.topics.connected(session, true)
+        this.notify(resumed ? 'resume' : 'session', session)
+      },
+      expired: (session, reason, topics) => {
+        for (const topic of topics ?? []) this.notify('leave', session, topic, 'ended')
+        this.notify('expire', session, reason)
+      },
       broadcastHere: (message, readFrom) => this.broadcastHere(message, readFrom),
       error: (error) => this.emit('error', error),
     })
@@ -617,7 +635,10 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       this.notify('expire', s, reason)
     },
     memory: (s, parked, sharedBytes) => this.budget.update(s, parked, sharedBytes),
-    disconnect: (s, code) => this.notify('disconnect', s, code),
+    disconnect: (s, code) => {
+      this.shared?.topics.connected(s, false)
+      this.notify('disconnect', s, code)
+    },
     release: (s) => this.shared?.release(s),
     acknowledged: (s, seq) => this.shared?.acknowledged(s, seq),
     lost: (s, reason) => this.shared?.lost(s, reason),
@@ -627,8 +648,18 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       place(log)
       if (joined) this.notify('join', s, name)
     },
+    joinShared: (s, name) => {
+      const shared = this.shared as SharedService // sessions with a journal exist once the store is connected
+      this.notify('join', s, name)
+      const joined = shared.topics.join(s, name)
+      joined.catch((error: unknown) => this.emit('error', asError(error)))
+      return joined
+    },
     leave: (s, name, reason) => {
-      if (this.topics.leave(name, s)) this.notify('leave', s, name, reason)
+      if (this.shared) {
+        this.shared.topics.left(s, [name])
+        this.notify('leave', s, name, reason)
+      } else if (this.topics.leave(name, s)) this.notify('leave', s, name, reason)
     },
   }
 

@@ -25,7 +25,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { perTick } from '../protocol/frames.js'
 import type { Outgoing, SessionOutbox } from './outbox.js'
-import type { CommitBatch, StoredEntry, StoreLink } from './store.js'
+import type { CommitBatch, StoredEntry, StoreLink, TopicPlaces } from './store.js'
 
 /** What the journal reports to its session. */
 export interface JournalHost {
@@ -36,16 +36,25 @@ export interface JournalHost {
   committed(rx: number, acknowledged: number | undefined): void
   /** The store refused a commit: the session was claimed elsewhere, or is gone; or the store failed. */
   failed(reason: 'fenced' | 'gone' | Error): void
+  /**
+   * Its places in its topics' logs now. Every topic item pulled so far is in the outbox and
+   * recordable at once (it waits for no client item), so the places a commit records are
+   * where its entries leave the session.
+   */
+  places?(): TopicPlaces
 }
 
 /** The item whose handling the code running now belongs to, and whose journal (shared store only). */
 const handlingItem = new AsyncLocalStorage<{ readonly journal: Journal; readonly seq: number }>()
 
 /** A gap entry as the outbox holds it. */
-export const fromStored = (entry: StoredEntry): Outgoing =>
-  entry.reply
-    ? { payload: entry.payload, size: Buffer.byteLength(entry.payload), reply: true }
-    : { payload: entry.payload, size: Buffer.byteLength(entry.payload) }
+export function fromStored(entry: StoredEntry): Outgoing {
+  const size = Buffer.byteLength(entry.payload)
+  if (entry.reply) return { payload: entry.payload, size, reply: true }
+  if (entry.missed !== undefined) return { payload: '', size: 0, topic: entry.topic, missed: entry.missed }
+  if (entry.topic !== undefined) return { payload: entry.payload, size, topic: entry.topic }
+  return { payload: entry.payload, size }
+}
 
 /** One session's writes to the shared store. @internal */
 export class Journal {
@@ -63,6 +72,8 @@ export class Journal {
   private stopped = false
   /** Another node appended messages: the next commit runs even with nothing of its own, to bring them here. */
   private pulling = false
+  /** The session's topic places as the store holds them (JSON). */
+  private recordedPlaces: string
   /** Called when no commit is in flight and nothing is left to commit (a release waits for it). */
   private drained: Array<() => void> = []
   /** Called when no commit is in flight (letting the session go waits for the outcome of the last one). */
@@ -74,8 +85,9 @@ export class Journal {
     readonly epoch: number,
     private readonly outbox: SessionOutbox,
     private readonly host: JournalHost,
-    recorded: { rx: number; tx: number; trimmed: number },
+    recorded: { rx: number; tx: number; trimmed: number; places?: TopicPlaces },
   ) {
+    this.recordedPlaces = JSON.stringify(recorded.places ?? {})
     this.delivered = this.recordedRx = recorded.rx
     this.recordedTx = recorded.tx
     this.trimmed = recorded.trimmed
@@ -183,7 +195,7 @@ export class Journal {
   }
 
   /** What a commit now would record, or undefined if it would record nothing. */
-  private nextBatch(): (CommitBatch & { entries: StoredEntry[] }) | undefined {
+  private nextBatch(): (CommitBatch & { entries: StoredEntry[]; placesText: string }) | undefined {
     // Items up to `rx` are settled: they are recorded with every entry they sent, and with the
     // entries of no item; the entries of items still being handled move behind and wait.
     const rx = this.settledRx
@@ -192,8 +204,13 @@ export class Journal {
     let broadcast: string | undefined
     for (const entry of entries) if (entry.broadcast !== undefined) broadcast = entry.broadcast
     const trim = this.outbox.acked
-    if (!this.pulling && rx <= this.recordedRx && entries.length === 0 && trim <= this.trimmed) return undefined
+    const places = this.host.places?.() ?? {}
+    const placesText = JSON.stringify(places)
+    const moved = placesText !== this.recordedPlaces
+    if (!this.pulling && rx <= this.recordedRx && entries.length === 0 && trim <= this.trimmed && !moved) return undefined
     return {
+      placesText,
+      ...(moved && { topics: places }),
       epoch: this.epoch,
       rx,
       base: this.recordedTx,
@@ -229,6 +246,7 @@ export class Journal {
           const elsewhere = result.waiting > this.trimmed && batch.trim > this.trimmed
           this.trimmed = Math.max(this.trimmed, batch.trim)
           this.recordedRx = Math.max(this.recordedRx, rx)
+          this.recordedPlaces = batch.placesText
           this.host.committed(this.recordedRx, elsewhere ? this.trimmed : undefined)
         }
         this.wake(this.idled)

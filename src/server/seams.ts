@@ -98,6 +98,12 @@ export interface SessionEvents {
    * topic's log (`place`), and only then says so (a `join` listener that publishes reaches it).
    */
   join?(session: Session, name: string, place: (log: TopicLog) => void): void
+  /**
+   * With a shared store, `session.join(name)`: the server records the membership in the store
+   * (and says so), and resolves with this node's copy of the topic's log and the session's place
+   * in it (the number of the next message published).
+   */
+  joinShared?(session: Session, name: string): Promise<{ log: TopicLog; cursor: number }>
   /** The session left the topic (`'left'`), or ended as a member (`'ended'`). */
   leave?(session: Session, name: string, reason: 'left' | 'ended'): void
 }

@@ -20,7 +20,9 @@ import { CloseCode, perTick } from '../protocol/frames.js'
 import { type Outgoing, type SharedMessage, sharedMessage } from './outbox.js'
 import type { ExpireReason, SessionConnection } from './seams.js'
 import { type Session, type SharedSession, unrecordedItem } from './sessions.js'
+import { SharedTopics } from './shared-topics.js'
 import { isAfter, type LoggedBroadcast, type SessionStore, type StoreLink, type StoreListener } from './store.js'
+import type { TopicRetention } from './topics.js'
 import type { HelloFrame } from './ws.js'
 
 /** What the service needs from its server. */
@@ -34,8 +36,11 @@ export interface ServiceHost {
   create(principal: string | undefined, shared: SharedSession): Session
   /** A session no node holds, as a handle for `expire` and for sends through the store. */
   handle(id: string, principal: string | undefined): Session
+  /** What each topic's log keeps (with a store: `maxMessages` only). */
+  readonly retention: TopicRetention
   opened(session: Session, resumed: boolean): void
-  expired(session: Session, reason: ExpireReason): void
+  /** A session this node ended in the store; `topics`: those it was a member of. */
+  expired(session: Session, reason: ExpireReason, topics?: readonly string[]): void
   /**
    * Queues a broadcast from the service's log to the sessions this node holds whose place in
    * the log is not before `readFrom` (where the read that found it began).
@@ -74,6 +79,8 @@ export class SharedService {
   /** A read of the broadcast log is under way; `readAgain`: another notice came meanwhile. */
   private reading = false
   private readAgain = false
+  /** The service's topics, as this node takes part in them. */
+  readonly topics: SharedTopics
 
   private constructor(
     private readonly link: StoreLink,
@@ -81,6 +88,7 @@ export class SharedService {
     broadcastAt: string,
   ) {
     this.broadcastAt = broadcastAt
+    this.topics = new SharedTopics(link, { sessions: host.sessions, retention: host.retention, error: (error) => host.error(error) })
     const ttl = host.sessionTtl
     this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, ttl / 4)))
     this.sweeper.unref()
@@ -100,6 +108,7 @@ export class SharedService {
       broadcast: (id) => {
         if (service && isAfter(id, service.broadcastAt)) service.readLog()
       },
+      topic: (name, n) => service?.topics.published(name, n),
       error: (error) => host.error(error),
     }
     const link = await store.open(listener)
@@ -129,6 +138,8 @@ export class SharedService {
       }
       const claimed = await this.link.claim(id, { principal, deadline, ack: frame.ack, acked: frame.acked })
       if (typeof claimed !== 'string') {
+        // Its topics' logs, read here if this node has no copy yet: it goes on from its places in them.
+        const topics = await this.topics.load(Object.keys(claimed.topics))
         void this.link.notify({ t: 'claimed', id, epoch: claimed.epoch }).catch(this.reportError)
         if (claimed.waiting > 0) void this.link.notify({ t: 'acknowledged', id, seq: frame.ack }).catch(this.reportError)
         const session = this.host.create(principal, {
@@ -138,6 +149,7 @@ export class SharedService {
           ack: frame.ack,
           sent: frame.sent ?? 0,
           broadcast: claimed.broadcast,
+          topics,
         })
         session.attach(connection, { ack: frame.ack, resumed: true })
         this.host.opened(session, true)
@@ -413,7 +425,7 @@ export class SharedService {
       const now = Date.now()
       for (const id of await this.link.due(now, SWEEP_BATCH)) {
         const ended = await this.link.expire(id, now)
-        if (ended) this.endedHere(id, ended.principal, 'ttl')
+        if (ended) this.endedHere(id, ended.principal, 'ttl', ended.topics)
       }
     } catch (error) {
       this.reportError(error)
@@ -423,6 +435,7 @@ export class SharedService {
     // A notice missed while the store's connection was down: the log is read now and then anyway,
     // and the sessions promises here wait on are asked how far their clients acknowledged.
     this.readLog()
+    this.topics.sweep()
     this.reconcileWaiters()
     this.reportStalls()
   }
@@ -457,10 +470,10 @@ export class SharedService {
   }
 
   /** This node ended `id` in the store: it alone emits `expire`, and tells the others. */
-  private endedHere(id: string, principal: string | undefined, reason: ExpireReason): void {
+  private endedHere(id: string, principal: string | undefined, reason: ExpireReason, topics?: readonly string[]): void {
     this.ended(id, reason)
     void this.link.notify({ t: 'ended', id, reason }).catch(this.reportError)
-    this.host.expired(this.host.handle(id, principal), reason)
+    this.host.expired(this.host.handle(id, principal), reason, topics)
   }
 
   /** Pushes on the deadline of every session held here, so that only a dead node's sessions expire. */

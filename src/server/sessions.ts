@@ -12,7 +12,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { ClosedError, DeliveryError, EncodeError, type QueueFullError, TetherError } from '../errors.js'
+import { ClosedError, DeliveryError, EncodeError, type QueueFullError, type TetherError } from '../errors.js'
 import {
   type ClientFrame,
   CloseCode,
@@ -31,7 +31,7 @@ import { SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES } from './memory.js'
 import { type Outgoing, SessionOutbox, type SharedMessage } from './outbox.js'
 import type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
 import { type ClaimedSession, isAfter, type StoreLink } from './store.js'
-import { checkTopic, Subscriptions } from './topics.js'
+import { checkTopic, Subscriptions, type TopicLog } from './topics.js'
 
 /** What the session needs and reports (seams.ts). */
 export type { ExpireReason, MessageInfo, SessionConnection, SessionEvents, SessionLimits } from './seams.js'
@@ -49,6 +49,8 @@ export interface SharedSession {
   readonly sent: number
   /** For a new session: the broadcast log as far as this node has taken it in (a claimed one says its own). */
   readonly broadcast: string
+  /** For a claimed session: this node's copies of the logs of the topics it has places in (`claimed.topics`). */
+  readonly topics?: ReadonlyMap<string, TopicLog>
 }
 
 /** How a connection attaches: the client's ack from its hello, and the welcome's `resumed` and `reason`. */
@@ -110,6 +112,8 @@ export class Session<Out = unknown> {
   private broadcastAt = '0-0'
   /** Its places in the logs of its topics (topics.ts): topic messages wait there until pulled. */
   private readonly subscriptions = new Subscriptions()
+  /** With a shared store: topics whose join the store has not answered yet (no place yet). */
+  private readonly joining = new Set<string>()
 
   /**
    * Sessions are made by the server, never by hand. @internal
@@ -139,11 +143,17 @@ export class Session<Out = unknown> {
       // Resent items the old holder may have handled: up to what it said it handled, and when it
       // died (unclean), up to what the client had written.
       this.redeliverUpTo = Math.max(claimed.seen, claimed.unclean ? shared.sent : 0)
+      // Its topics: it goes on from where the last commit left it in each.
+      for (const [name, [cursor, end]] of Object.entries(claimed.topics)) {
+        const log = shared.topics?.get(name)
+        if (log) this.subscriptions.restore(log, cursor, end)
+      }
     }
     this.journal = new Journal(shared.link, this.id, claimed?.epoch ?? 1, this.outbox, this.journalHost(), {
       rx: claimed?.rx ?? 0,
       tx: claimed ? ack + claimed.entries.length : 0,
       trimmed: ack,
+      places: claimed?.topics ?? {},
     })
   }
 
@@ -276,15 +286,38 @@ export class Session<Out = unknown> {
   join(topic: string): void {
     checkTopic('session.join', topic)
     if (this.ended) throw new ClosedError(`session.join(${JSON.stringify(topic)}): the session has ended`)
-    if (this.journal || !this.held) {
-      throw new TetherError(
-        'topics are not available with a session store yet (tethersocket/redis): join() works with the in-memory server',
-        undefined,
-        'TetherError',
-        'ERR_UNSUPPORTED',
+    if (!this.held) {
+      throw new ClosedError(
+        `session.join(${JSON.stringify(topic)}): this node no longer holds the session (its client went away, or resumed on another node): join it from a handler of its own messages or requests`,
       )
     }
+    if (this.journal) {
+      this.joinShared(topic)
+      return
+    }
     this.events.join?.(this, topic, (log) => this.subscriptions.join(log))
+  }
+
+  /**
+   * With a shared store: the store records the membership and says where the session starts
+   * (the topic's next number); its place is recorded with its next commit.
+   */
+  private joinShared(topic: string): void {
+    if (this.subscriptions.has(topic) || this.joining.has(topic) || !this.events.joinShared) return
+    this.joining.add(topic)
+    this.events.joinShared(this, topic).then(
+      ({ log, cursor }) => {
+        // Left (or ended) before the store answered: the leave took it out of the topic again.
+        if (!this.joining.delete(topic) || this.ended || !this.held) return
+        this.subscriptions.join(log, cursor)
+        this.journal?.schedule()
+        this.pullTopics()
+      },
+      () => {
+        // The server reported the store's failure; the session is not a member.
+        if (this.joining.delete(topic) && !this.ended) this.events.leave?.(this, topic, 'left')
+      },
+    )
   }
 
   /**
@@ -293,14 +326,25 @@ export class Session<Out = unknown> {
    */
   leave(topic: string): void {
     checkTopic('session.leave', topic)
-    if (this.ended || !this.subscriptions.has(topic)) return
+    if (this.ended) return
+    if (this.joining.delete(topic)) {
+      this.events.leave?.(this, topic, 'left')
+      return
+    }
+    if (!this.subscriptions.has(topic)) return
     this.subscriptions.leave(topic)
+    this.journal?.schedule()
     this.events.leave?.(this, topic, 'left')
   }
 
   /** The topics this session is a member of. */
   get topics(): string[] {
-    return this.subscriptions.names()
+    return this.joining.size === 0 ? this.subscriptions.names() : [...this.subscriptions.names(), ...this.joining]
+  }
+
+  /** With a shared store: the topics whose logs it has places in (its own, and those left with messages due). @internal */
+  get topicLogs(): Set<string> {
+    return this.subscriptions.logs()
   }
 
   /** A message was published to one of its topics while connected: pulled into the stream now. @internal */
@@ -446,6 +490,7 @@ export class Session<Out = unknown> {
         if (acknowledged !== undefined) this.events.acknowledged?.(this, acknowledged)
       },
       failed: (reason) => this.events.lost?.(this, reason),
+      places: () => this.subscriptions.snapshot(),
     }
   }
 
@@ -705,7 +750,8 @@ export class Session<Out = unknown> {
     clearTimeout(this.expiry)
     this.admission.discard()
     const sharedBytes = this.outbox.close(error)
-    for (const topic of this.subscriptions.clear()) this.events.leave?.(this, topic, 'ended')
+    for (const topic of [...this.subscriptions.clear(), ...this.joining]) this.events.leave?.(this, topic, 'ended')
+    this.joining.clear()
     // What was delivered is acknowledged before the close (a handler may end the session while
     // its message is being delivered): otherwise the client sends it again, to a new session.
     this.writeAck()

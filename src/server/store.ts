@@ -18,7 +18,12 @@
  * - while it is disconnected, when it expires (`deadline`), so that any node can expire it, once;
  * - how far it has taken in the service's broadcasts (`broadcast`): broadcasts are logged once
  *   for the whole service, the nodes queue them to the sessions they hold, and a node that
- *   claims a session catches it up from the log. A disconnected session holds no copy.
+ *   claims a session catches it up from the log. A disconnected session holds no copy;
+ * - its places in the logs of its topics (`topics`): each topic's log is kept once for the
+ *   service, numbered (`n`, contiguous per topic), and a session records, with the commit that
+ *   records the topic items it took in, where it stands in each; a node that claims it goes on
+ *   from there. Who is a member of a topic (and whether connected) is kept per topic, for
+ *   `presence()`.
  * @module
  */
 import type { ExpireReason } from './seams.js'
@@ -29,6 +34,10 @@ export interface StoredEntry {
   readonly payload: string
   /** Set for a reply (a `res` frame's tail). */
   readonly reply?: true
+  /** Set for a message published to this topic (written in a `msg` frame naming it), or for a `miss` item. */
+  readonly topic?: string
+  /** Set for a `miss` item: this many messages of `topic` were lost to its retention (`payload` is empty). */
+  readonly missed?: number
 }
 
 /** What a node learns of a session when it claims it. */
@@ -54,6 +63,45 @@ export interface ClaimedSession {
   readonly waiting: number
   /** The last broadcast the session took in (an id of the broadcast log): later ones are queued to it after the claim. */
   readonly broadcast: string
+  /** Its places in its topics' logs, as the last commit recorded them (see {@link TopicPlaces}). */
+  readonly topics: TopicPlaces
+}
+
+/**
+ * A session's places in the logs of its topics, by topic name: `[cursor]` for a topic it is a
+ * member of (the number of the next message it takes in), `[cursor, end]` for one it left
+ * while messages published before it left (numbers below `end`) were still due.
+ */
+export type TopicPlaces = Readonly<Record<string, readonly [number] | readonly [number, number]>>
+
+/** A message of a topic's log, as the store keeps it. */
+export interface LoggedTopicMessage {
+  /** Its id in the topic's stream (reads go on after it). */
+  readonly id: string
+  /** Its number in the topic: contiguous, from 0. */
+  readonly n: number
+  /** Its place in the service's publish order, across topics. */
+  readonly stamp: number
+  /** The message, as JSON. */
+  readonly payload: string
+}
+
+/** What a read of a topic's log finds (see `StoreLink.readTopic`). */
+export interface TopicRead {
+  /** How many messages were published to the topic so far: the next one's number. */
+  readonly next: number
+  /** The messages after the stream id the read began after, in order. */
+  readonly messages: LoggedTopicMessage[]
+}
+
+/** One member of a topic as the store keeps it. */
+export interface StoredMember {
+  /** The session's id. */
+  readonly id: string
+  /** Its principal, if any. */
+  readonly principal: string | undefined
+  /** Whether a node holds it with a client connected. */
+  readonly connected: boolean
 }
 
 /**
@@ -106,6 +154,8 @@ export interface CommitBatch {
   readonly recorded: number
   /** The last broadcast among `entries`, if any: the session has taken in the log up to it. */
   readonly broadcast?: string
+  /** Its places in its topics after `entries` (given when they changed since the last commit). */
+  readonly topics?: TopicPlaces
 }
 
 /** A commit's outcome. */
@@ -141,6 +191,8 @@ export interface StoreListener {
   claimed(id: string, epoch: number): void
   /** A broadcast was logged (by any node): each node reads the log on from where it was, and queues what is new to the sessions it holds. */
   broadcast(id: string): void
+  /** Message number `n` was published to topic `name` (on any node): a node with members of it reads its log on. */
+  topic?(name: string, n: number): void
   /** The store's connection failed (it reconnects by itself, if it can): reported as the server's `error`. */
   error(error: Error): void
 }
@@ -182,6 +234,14 @@ export type StoreNotice =
       readonly t: 'broadcast'
       /** Its id in the broadcast log. */
       readonly id: string
+    }
+  | {
+      /** Message number `n` was published to topic `name`. */
+      readonly t: 'topic'
+      /** The topic. */
+      readonly name: string
+      /** The message's number in the topic. */
+      readonly n: number
     }
 
 /**
@@ -255,7 +315,10 @@ export interface StoreLink {
   acknowledgedUpTo(id: string): Promise<number | undefined>
   /** Sessions whose deadline passed by `now`, at most `limit`. */
   due(now: number, limit: number): Promise<string[]>
-  /** Ends a session whose deadline passed, if it still has (no one resumed it): its principal if this call ended it. */
+  /**
+   * Ends a session whose deadline passed, if it still has (no one resumed it): its principal if
+   * this call ended it, and the topics it was a member of (the store no longer lists it there).
+   */
   expire(
     id: string,
     now: number,
@@ -263,9 +326,31 @@ export interface StoreLink {
     | {
         /** Who the session belonged to. */
         principal: string | undefined
+        /** The topics it was a member of. */
+        topics: string[]
       }
     | undefined
   >
+  /**
+   * Publishes a message to topic `name` (its log keeps the last `maxMessages`) with the service-wide
+   * `stamp`, and tells every node. Its number in the topic; undefined when the topic has no
+   * members (nothing is kept).
+   */
+  publish(name: string, payload: string, maxMessages: number): Promise<number | undefined>
+  /**
+   * The topic's number of messages published so far (the next one's number), and the messages its
+   * log holds after stream id `after` (`'0-0'`: all), in order.
+   */
+  readTopic(name: string, after: string): Promise<TopicRead>
+  /**
+   * Records session `id` as a member of `name` (or updates whether it is connected); with
+   * `join`, returns the number of the next message published to the topic (its place).
+   */
+  member(name: string, member: StoredMember): Promise<number>
+  /** Session `id` is no longer a member of the topics `names`. */
+  leaveTopics(names: readonly string[], id: string): Promise<void>
+  /** The members of topic `name`. */
+  members(name: string): Promise<StoredMember[]>
   /** Tells every node sharing the store (this one too). */
   notify(notice: StoreNotice): Promise<void>
   /** Disconnects what the link opened (not the client the user gave). */

@@ -74,10 +74,29 @@ export class TopicLog {
   private bytes = 0
   readonly members = new Set<TopicMember>()
 
+  /**
+   * @param first - the number of its first message (a node's copy of a log kept in a shared
+   *   store starts where that log is)
+   */
   constructor(
     readonly name: string,
     private readonly retention: TopicRetention,
-  ) {}
+    first = 0,
+  ) {
+    this.first = first
+  }
+
+  /**
+   * Lets go of every message kept and goes on at number `next` (a copy of a shared log whose
+   * messages before `next` were trimmed before this node read them).
+   */
+  skipTo(next: number): void {
+    if (next <= this.next) return
+    this.items = []
+    this.head = 0
+    this.bytes = 0
+    this.first = next
+  }
 
   /** The number the next published message gets. */
   get next(): number {
@@ -209,9 +228,35 @@ export class Subscriptions {
     return this.places.has(name)
   }
 
-  /** Starts at the next message of `log`; joining a topic it is a member of changes nothing. */
-  join(log: TopicLog): void {
-    if (!this.places.has(log.name)) this.places.set(log.name, { log, cursor: log.next })
+  /**
+   * Starts at the next message of `log` (or at `cursor`: its number in a shared store); joining
+   * a topic it is a member of changes nothing.
+   */
+  join(log: TopicLog, cursor = log.next): void {
+    if (!this.places.has(log.name)) this.places.set(log.name, { log, cursor })
+  }
+
+  /** Puts back a place a shared store recorded: in a topic it is a member of, or (with `end`) one it left with messages due. */
+  restore(log: TopicLog, cursor: number, end?: number): void {
+    if (end === undefined) this.places.set(log.name, { log, cursor })
+    else if (cursor < end) this.left.add({ log, cursor, end })
+  }
+
+  /** Its places, as a shared store records them (store.ts `TopicPlaces`). */
+  snapshot(): Record<string, [number] | [number, number]> {
+    const places: Record<string, [number] | [number, number]> = {}
+    // A left topic joined again has two places: the store keeps the member's (the left one's due
+    // messages are recorded once pulled: a claim after that goes on from the member's place).
+    for (const place of this.left) places[place.log.name] = [place.cursor, place.end as number]
+    for (const [name, place] of this.places) places[name] = [place.cursor]
+    return places
+  }
+
+  /** Names of the topics whose logs it has places in (its topics, and those left with messages due). */
+  logs(): Set<string> {
+    const names = new Set(this.places.keys())
+    for (const place of this.left) names.add(place.log.name)
+    return names
   }
 
   /** No messages published from now on; those before are still due. */
@@ -219,7 +264,8 @@ export class Subscriptions {
     const place = this.places.get(name)
     if (!place) return
     this.places.delete(name)
-    place.end = place.log.next
+    // A copy of a shared log may not have read up to where the session stands yet.
+    place.end = Math.max(place.log.next, place.cursor)
     if (place.cursor < place.end) this.left.add(place)
   }
 

@@ -108,7 +108,7 @@ describe('redisStore link', () => {
     const now = Date.now()
     expect(await a.link.due(now, 10)).toEqual(['s5'])
     const results = await Promise.all([a.link.expire('s5', now), b.link.expire('s5', now)])
-    expect(results.filter(Boolean)).toEqual([{ principal: 'alice' }])
+    expect(results.filter(Boolean)).toEqual([{ principal: 'alice', topics: [] }])
     expect(await a.link.due(Date.now(), 10)).toEqual([])
     expect(await a.link.claim('s5', hello)).toBe('unknown')
     // A touched session is not expired: its deadline moved.

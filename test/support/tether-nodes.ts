@@ -19,6 +19,7 @@ export type NodeLine = { at: number } & (
   | { t: 'hold'; sid: string }
   | { t: 'expire'; sid: string; reason: string }
   | { t: 'error'; message: string }
+  | { t: 'pub'; topic: string; data: unknown }
 )
 
 /** A node and everything its incarnations reported. */
@@ -43,6 +44,10 @@ export interface NodeOptions {
   messageDelay?: number
   /** Send the echo after `messageDelay`, not before it. */
   echoAfterDelay?: boolean
+  /** Topics the node publishes to (in turn, one every `publish.every` ms, while its clock is in [from, until)). */
+  publish?: { topics: string[]; every: number; from: number; until: number }
+  /** Messages each topic's log keeps. */
+  topicMax?: number
 }
 
 const live = new Set<ChildProcess>()
@@ -68,6 +73,13 @@ export async function startNode(options: NodeOptions): Promise<TetherNode> {
         REQUEST_DELAY: String(options.requestDelay ?? 0),
         MESSAGE_DELAY: String(options.messageDelay ?? 0),
         ECHO_AFTER_DELAY: options.echoAfterDelay ? '1' : '0',
+        ...(options.publish && {
+          PUBLISH_TOPICS: options.publish.topics.join(','),
+          PUBLISH_EVERY: String(options.publish.every),
+          PUBLISH_FROM: String(options.publish.from),
+          PUBLISH_UNTIL: String(options.publish.until),
+        }),
+        ...(options.topicMax !== undefined && { TOPIC_MAX: String(options.topicMax) }),
       },
     })
     child = proc
