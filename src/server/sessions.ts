@@ -144,9 +144,9 @@ export class Session<Out = unknown> {
       // died (unclean), up to what the client had written.
       this.redeliverUpTo = Math.max(claimed.seen, claimed.unclean ? shared.sent : 0)
       // Its topics: it goes on from where the last commit left it in each.
-      for (const [name, [cursor, end]] of Object.entries(claimed.topics)) {
+      for (const [name, [cursor, end, current]] of Object.entries(claimed.topics)) {
         const log = shared.topics?.get(name)
-        if (log) this.subscriptions.restore(log, cursor, end)
+        if (log) this.subscriptions.restore(log, cursor, end, current)
       }
     }
     this.journal = new Journal(shared.link, this.id, claimed?.epoch ?? 1, this.outbox, this.journalHost(), {

@@ -70,9 +70,11 @@ export interface ClaimedSession {
 /**
  * A session's places in the logs of its topics, by topic name: `[cursor]` for a topic it is a
  * member of (the number of the next message it takes in), `[cursor, end]` for one it left
- * while messages published before it left (numbers below `end`) were still due.
+ * while messages published before it left (numbers below `end`) were still due, and
+ * `[cursor, end, current]` for one it left with messages due and joined again (its member's
+ * place is at `current`).
  */
-export type TopicPlaces = Readonly<Record<string, readonly [number] | readonly [number, number]>>
+export type TopicPlaces = Readonly<Record<string, readonly [number] | readonly [number, number] | readonly [number, number, number]>>
 
 /** A message of a topic's log, as the store keeps it. */
 export interface LoggedTopicMessage {

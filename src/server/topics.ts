@@ -236,19 +236,31 @@ export class Subscriptions {
     if (!this.places.has(log.name)) this.places.set(log.name, { log, cursor })
   }
 
-  /** Puts back a place a shared store recorded: in a topic it is a member of, or (with `end`) one it left with messages due. */
-  restore(log: TopicLog, cursor: number, end?: number): void {
-    if (end === undefined) this.places.set(log.name, { log, cursor })
-    else if (cursor < end) this.left.add({ log, cursor, end })
+  /**
+   * Puts back a place a shared store recorded (store.ts `TopicPlaces`): in a topic it is a member
+   * of, or (with `end`) one it left with messages due, and (with `current`) joined again.
+   */
+  restore(log: TopicLog, cursor: number, end?: number, current?: number): void {
+    if (end === undefined) {
+      this.places.set(log.name, { log, cursor })
+      return
+    }
+    if (cursor < end) this.left.add({ log, cursor, end })
+    if (current !== undefined) this.places.set(log.name, { log, cursor: current })
   }
 
   /** Its places, as a shared store records them (store.ts `TopicPlaces`). */
-  snapshot(): Record<string, [number] | [number, number]> {
-    const places: Record<string, [number] | [number, number]> = {}
-    // A left topic joined again has two places: the store keeps the member's (the left one's due
-    // messages are recorded once pulled: a claim after that goes on from the member's place).
-    for (const place of this.left) places[place.log.name] = [place.cursor, place.end as number]
-    for (const [name, place] of this.places) places[name] = [place.cursor]
+  snapshot(): Record<string, [number] | [number, number] | [number, number, number]> {
+    const places: Record<string, [number] | [number, number] | [number, number, number]> = {}
+    // The left place with the most due (the earliest) per topic, and the member's place beside it.
+    for (const place of this.left) {
+      const kept = places[place.log.name]
+      if (!kept || place.cursor < kept[0]) places[place.log.name] = [place.cursor, place.end as number]
+    }
+    for (const [name, place] of this.places) {
+      const left = places[name]
+      places[name] = left ? [left[0], left[1] as number, place.cursor] : [place.cursor]
+    }
     return places
   }
 
