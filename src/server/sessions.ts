@@ -308,7 +308,14 @@ export class Session<Out = unknown> {
     this.events.joinShared(this, topic).then(
       ({ log, cursor }) => {
         // Left (or ended) before the store answered: the leave took it out of the topic again.
-        if (!this.joining.delete(topic) || this.ended || !this.held) return
+        if (!this.joining.delete(topic) || this.ended) return
+        if (!this.held) {
+          // Let go by this node before the store answered: its record has no place in the topic,
+          // so no node would give it the topic's messages. The membership is undone (join again
+          // from a handler of its next message).
+          this.events.leave?.(this, topic, 'left')
+          return
+        }
         this.subscriptions.join(log, cursor)
         this.journal?.schedule()
         this.pullTopics()

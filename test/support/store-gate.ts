@@ -4,7 +4,7 @@
  */
 import type { SessionStore, StoreLink } from '../../src/server/index.js'
 
-type Gated = 'commit' | 'claim' | 'broadcastsAfter'
+type Gated = 'commit' | 'claim' | 'broadcastsAfter' | 'member'
 
 /**
  * Wraps `store`: once `gate.arm()` is called, the next call of `method` is held (`held` counts
