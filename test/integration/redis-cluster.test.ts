@@ -280,6 +280,37 @@ describe('the Redis store on a Redis Cluster', () => {
     await expectRoutedByKey()
   })
 
+  it('topics: a publish on one node reaches members held by both nodes and an away member on resume, each once, in order; presence across nodes', async () => {
+    const { prefix, nodes } = await twoNodes()
+    const sessions = await spreadSessions(prefix, nodes[0], 3)
+    const onNode1 = tetherClient<string>(urlOf(nodes[1]))
+    await waitFor(() => onNode1.sock.sessionId, 5000, 'a session on node 1')
+    for (const { sid } of sessions) nodes[0].sessions.get(sid)?.join('room')
+    nodes[1].sessions.get(onNode1.sock.sessionId as string)?.join('room')
+    const members = async () => (await nodes[1].presence('room')).length
+    for (let i = 0; i < 50 && (await members()) < 4; i++) await sleep(20)
+    expect(await members()).toBe(4)
+    const [away, ...held] = sessions
+    away.target = 0
+    away.proxy.cutAll()
+    await waitFor(() => nodes[0].sessions.size === held.length, 5000, 'node 0 released the away session')
+    nodes[1].publish('room', 'one')
+    // From the other node once the first is in: two publishes at once from two nodes have no order.
+    await waitFor(() => onNode1.messages.length === 1, 5000, 'the first published')
+    nodes[0].publish('room', 'two')
+    await waitFor(
+      () => onNode1.messages.length === 2 && held.every(({ client }) => client.messages.length === 2),
+      5000,
+      'the held members got them',
+    )
+    expect(away.client.messages).toEqual([])
+    away.target = nodes[1].port
+    await waitFor(() => away.client.messages.length === 2, 5000, 'the away member caught up on resume')
+    await sleep(300) // room for a duplicate to show up
+    for (const client of [onNode1, ...sessions.map(({ client }) => client)]) expect(client.messages).toEqual(['one', 'two'])
+    await expectRoutedByKey()
+  })
+
   it('sessions whose clients never come back expire once each, on one node, and their keys are gone from their masters', async () => {
     const { prefix, nodes } = await twoNodes({ sessionTtl: 300 })
     const expired: { node: number; id: string; reason: string }[] = []
