@@ -5,7 +5,7 @@
 // The server runs in a process of its own pinned to one core (a fresh one per contender), the
 // clients in another pinned to the other core: on 2 cores the clients' CPU would distort
 // end-to-end times, so the server times its own work, from the publish call until every write
-// is issued. The clients confirm that each of them got every message once, in order.
+// is issued (bench/topics-server.mjs says exactly where it stops). The clients confirm that each of them got every message once, in order.
 //
 //   npm run bench -- topics                          # 5,000 and 10,000 members
 //   node --expose-gc bench/topics.mjs 1000 2000 [--publishes 40] [--only tether]   # on its own
@@ -157,7 +157,7 @@ export async function run({ rounds, log, select, sizes = SIZES, publishes = PUBL
     rows,
   )
   const notes = [
-    `Server-side time of one publish to every member, from the call until every write is issued (median and min–max of ${timed} publishes after ${WARM_UP} warm-up ones, a full GC before each; each publish waits until every client has the previous one). ` +
+    `Server-side time of one publish to every member, from the call until every write is issued and the microtasks and \`process.nextTick\` callbacks it queued have run (a \`setImmediate\` marks the end; median and min–max of ${timed} publishes after ${WARM_UP} warm-up ones, a full GC before each; each publish waits until every client has the previous one). ` +
       `Server ${canPin() ? 'pinned to CPU 1, clients to CPU 0 (taskset)' : 'and clients not pinned (no taskset)'}; a fresh server process per contender, default options; all clients in one process. ` +
       `Heap: heapUsed after full GCs, before the clients connect, once all are members, and after ${publishes} publishes (the timed ones, then a burst, each publish in a turn of its own) once every client had them all (tethersocket: default retention, 1,000 messages or 1 MiB per topic). ` +
       'tethersocket\'s server.broadcast rows alternate with its publishes, in the same server with the same sessions. Message: `{"type":"chat","room":"room:1","from":"ada","text":"hello, everyone in the room","via":"publish","n":0}`.',
