@@ -16,6 +16,7 @@ const sections = {
   size: () => import('./size.mjs'),
   store: () => import('./store.mjs'),
   persist: () => import('./persist.mjs'),
+  topics: () => import('./topics.mjs'),
 }
 // Sections that need the server process.
 const networked = new Set(['throughput', 'acks', 'latency', 'reconnect'])
