@@ -193,8 +193,12 @@ export class SessionOutbox {
       if (this.written > 0) this.written--
       entry.resolve?.()
     }
-    // Compact now and then rather than shifting per ack.
-    if (this.head > 1024 && this.head * 2 > entries.length) {
+    // Everything acknowledged (the usual case for a client that keeps up): the slots of what was
+    // let go are dropped at once. Otherwise, compact now and then rather than shifting per ack.
+    if (this.head === entries.length) {
+      entries.length = 0
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > entries.length) {
       this.entries = entries.slice(this.head)
       this.head = 0
     }

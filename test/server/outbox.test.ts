@@ -73,6 +73,22 @@ describe('SessionOutbox', () => {
     expect(outbox.last).toBe(3)
   })
 
+  it('keeps no slot of what was acknowledged once everything is: a client that keeps up costs nothing per message sent', () => {
+    const outbox = new SessionOutbox(limits)
+    const slots = () => (outbox as unknown as { entries: unknown[] }).entries.length
+    for (let i = 0; i < 500; i++) outbox.push(sent('"x"'))
+    outbox.acknowledge(499)
+    expect(slots()).toBe(500) // one still pending: compacted only now and then
+    outbox.acknowledge(500)
+    expect(slots()).toBe(0)
+    outbox.push(sent('"y"'))
+    expect(outbox.last).toBe(501)
+    const conn = connection()
+    outbox.rewind()
+    outbox.flush(conn)
+    expect(conn.frames).toEqual(['{"t":"msg","s":501,"d":["y"]}'])
+  })
+
   it('refuses beyond maxQueue and maxQueueBytes with a QueueFullError naming the session and the limit', () => {
     const outbox = new SessionOutbox(limits)
     for (const payload of ['"a"', '"b"', '"c"']) outbox.push(sent(payload))
