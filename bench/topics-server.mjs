@@ -35,7 +35,7 @@ const kinds = {
     const server = await createTetherServer({ server: http })
     server.on('session', (session) => session.join(TOPIC))
     return {
-      members: () => server.presence(TOPIC).filter((member) => member.connected).length,
+      members: async () => (await server.presence(TOPIC)).filter((member) => member.connected).length,
       publish: (data) => server.publish(TOPIC, data),
       // For comparison, in the same process with the same sessions: every session, not a topic.
       broadcast: (data) => server.broadcast(data),

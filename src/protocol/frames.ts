@@ -224,6 +224,26 @@ export function perTick(fn: () => void): () => void {
 }
 
 /**
+ * `perTick` for many objects: `run(item)` once for every item asked for during the tick, in the
+ * order first asked, all in one microtask. A broadcast to 10,000 sessions then schedules one
+ * microtask, not 10,000, and no object holds a closure of its own for it.
+ */
+export function perTickEach<T>(run: (item: T) => void): (item: T) => void {
+  let due = new Set<T>()
+  return (item) => {
+    if (due.size === 0) {
+      queueMicrotask(() => {
+        const items = due
+        // What runs may ask again: that goes into the next tick's set.
+        due = new Set()
+        for (const each of items) run(each)
+      })
+    }
+    due.add(item)
+  }
+}
+
+/**
  * Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"d":[…]}`. A topic's frame
  * needs its `"tp"` member too (see {@link msgBatcher}).
  */

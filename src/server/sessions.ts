@@ -19,7 +19,7 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
-  perTick,
+  perTickEach,
   type ReplyErrorBody,
   type ResumeRefusal,
   resTail,
@@ -383,13 +383,13 @@ export class Session<Out = unknown> {
     const sharedBytes = this.outbox.push(entry)
     // With a shared store, entries are written once recorded (the commit's result flushes).
     if (this.journal) this.journal.schedule()
-    else this.queueFlush()
+    else Session.flushAtEndOfTick(this)
     // Disconnected: what it holds counts against the server-wide budget (which may end this session).
     if (this.outbox.parked) this.events.memory?.(this, true, sharedBytes)
   }
 
   /** Everything sent in this tick goes out together, batched (until the connection's buffer is full: outbox.ts). */
-  private readonly queueFlush = perTick(() => this.outbox.flush(this.connection))
+  private static readonly flushAtEndOfTick = perTickEach((session: Session) => session.outbox.flush(session.connection))
 
   /**
    * Whether a client whose hello says it received server items up to `ack`, and saw its own
@@ -595,7 +595,7 @@ export class Session<Out = unknown> {
           this.journal.deliver(seq, () => this.events.message(data, this, info))
           return
         }
-        // Queued before delivering: perTick defers the write to the end of the tick, when rxSeq is
+        // Queued before delivering: the ack is written at the end of the tick, when rxSeq is
         // what these deliveries left it, so it goes out even if a handler throws halfway.
         this.queueAck()
         this.events.message(data, this, info)
@@ -717,10 +717,10 @@ export class Session<Out = unknown> {
   /** One cumulative ack for everything received in this tick, written at its end. */
   private queueAck(): void {
     this.ackDue = true
-    this.ackAtEndOfTick()
+    Session.ackAtEndOfTick(this)
   }
 
-  private readonly ackAtEndOfTick = perTick(() => this.writeAck())
+  private static readonly ackAtEndOfTick = perTickEach((session: Session) => session.writeAck())
 
   /**
    * Writes the due ack now: at the end of the tick, or at once before the connection is closed
