@@ -76,6 +76,12 @@ export const cost = (entry: Outgoing): number =>
 
 const noop = () => {}
 
+/**
+ * From this many bytes buffered in a connection (with the frame about to be written), its
+ * writes are watched: below it the buffer cannot reach WRITE_BUFFER_BYTES with one frame.
+ */
+const WATCH_FROM_BYTES = 64 * 1024
+
 /** Takes the place of an acknowledged entry until the array is compacted. */
 const RELEASED: Outgoing = { payload: '', size: 0 }
 
@@ -230,8 +236,17 @@ export class SessionOutbox {
         }
       : undefined
     const write = (frame: string) => {
-      connection.send(frame, written)
-      if (watch && (connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES) full = true
+      if (!watch) {
+        connection.send(frame)
+        return
+      }
+      // Told when a frame was handed on only where the buffer may fill: each callback costs the
+      // write a nextTick, and a client that keeps up leaves nothing buffered. A frame that could
+      // make the buffer full always has one (its length is at most its bytes), so a blocked
+      // connection always has a callback to come.
+      const buffered = connection.bufferedAmount?.() ?? 0
+      connection.send(frame, buffered + frame.length >= WATCH_FROM_BYTES ? written : undefined)
+      if ((connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES) full = true
     }
     const batch = msgBatcher(this.limits.maxPayload, write)
     const firstSeq = this.lastSeq - this.pending + 1 - this.head

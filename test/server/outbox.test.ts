@@ -127,6 +127,28 @@ describe('SessionOutbox', () => {
     expect(conn.frames).toHaveLength(4)
   })
 
+  it('asks to be told a frame was handed on only where the buffer may fill (each callback costs the write a nextTick)', () => {
+    const outbox = new SessionOutbox(limits)
+    const conn = connection()
+    const counted = () => {
+      let told = 0
+      const send = conn.send
+      conn.send = (frame, written) => {
+        if (written) told++
+        send(frame, written)
+      }
+      return () => told
+    }
+    const told = counted()
+    outbox.push(sent('"a"'))
+    outbox.flush(conn)
+    expect(told()).toBe(0) // nothing buffered: a client that keeps up
+    conn.setBuffered(WRITE_BUFFER_BYTES - 10)
+    outbox.push(sent('"b"'))
+    outbox.flush(conn)
+    expect(told()).toBe(1) // it might fill the buffer: watched
+  })
+
   it("rejects every unacknowledged send when closed, and lets go of a parked holder's shared payloads", async () => {
     const outbox = new SessionOutbox(limits)
     const entry = sent('"a"')
