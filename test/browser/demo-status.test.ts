@@ -93,7 +93,10 @@ it('says "waiting for network" while the browser is offline, then delivers what 
   // Chromium offline keeps an open WebSocket, as a connection on loopback would: the server cuts it.
   await context.setOffline(true)
   expect(server.dropConnections()).toBe(1)
-  await waitInPage(page, () => document.getElementById('state')?.textContent === 'waiting for network', '"waiting for network"')
+  // The close reaches an offline page late on a loaded machine (once past 5 s in CI): bounded at 15 s.
+  await waitInPage(page, () => document.getElementById('state')?.textContent === 'waiting for network', '"waiting for network"', {
+    timeout: 15000,
+  })
   expect(await statusOf(page)).toEqual({ state: 'offline', text: 'waiting for network', detail: '', retry: true })
   await say(page, 'typed offline')
   expect(await page.$$eval('#outbox li .text', (items) => items.map((item) => item.textContent))).toEqual(['typed offline'])
