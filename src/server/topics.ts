@@ -289,7 +289,10 @@ export class Subscriptions {
 
   /** Whether a message waits to be pulled. */
   get waiting(): boolean {
-    for (const place of this.all()) if (place.cursor < (place.end ?? place.log.next)) return true
+    // Asked before every direct send: a session without topics answers without iterating.
+    if (this.places.size === 0 && this.left.size === 0) return false
+    for (const place of this.places.values()) if (place.cursor < place.log.next) return true
+    for (const place of this.left) if (place.cursor < (place.end as number)) return true
     return false
   }
 
