@@ -75,8 +75,12 @@ export class Entry {
   next: Entry | undefined = undefined
 
   constructor(
-    /** The message as the user passed it (errors carry it back). */
-    readonly data: unknown,
+    /**
+     * The caller's message, where the payload cannot give it back (raw mode). In tether mode it
+     * is left out and `data` decodes the JSON payload again: a queued message then does not keep
+     * the caller's object alive for the rare error that hands it back.
+     */
+    private readonly kept: unknown,
     /** The message encoded by the protocol, ready for the wire. */
     readonly payload: Payload,
     readonly size: number,
@@ -89,6 +93,11 @@ export class Entry {
     public resolve: ((value: unknown) => void) | undefined,
     readonly extras: Extras | undefined,
   ) {}
+
+  /** The message as the user passed it, or in tether mode as its JSON decodes (errors carry it back). */
+  get data(): unknown {
+    return this.kept === undefined && typeof this.payload === 'string' ? JSON.parse(this.payload) : this.kept
+  }
 
   /** The caller's promise has settled (the entry may stay, in flight, until acknowledged). */
   get settled(): boolean {
@@ -257,6 +266,7 @@ export class Outbox {
    * Adds a message and returns the promise its sender gets. Never throws: a message that
    * cannot be queued gets a rejected promise (and an `onFail` report).
    * `options.aheadOfQueue` puts it ahead of every queued message (for the open hook's messages).
+   * `data` is the caller's message, or undefined where `payload` is its JSON (see Entry.data).
    */
   add(data: unknown, payload: Payload, options: EntryOptions): Promise<unknown> {
     const entry = createEntry(data, payload, options)
@@ -264,7 +274,7 @@ export class Outbox {
     const { signal, key, deadline, staleAt, aheadOfQueue = false } = options
     const { extras } = entry
     if (signal?.aborted) {
-      this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data }))
+      this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data: entry.data }))
       return promise
     }
     const replaced = key === undefined ? undefined : this.keyed.get(key)

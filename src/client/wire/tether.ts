@@ -127,7 +127,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   /** Encodes, queues, then writes at once (the onOpen hook's) or asks for this tick's flush (open). */
   queue(data: Out, handover: Handover): Promise<unknown> {
     const payload = this.encode(data)
-    const promise = this.host.outbox.add(data, payload, handover.request ? { ...handover, requestId: this.nextRequestId() } : handover)
+    // The caller's object is not kept: errors decode it from the payload (Entry.data).
+    const promise = this.host.outbox.add(undefined, payload, handover.request ? { ...handover, requestId: this.nextRequestId() } : handover)
     if (handover.aheadOfQueue) this.writeAheadOfQueue()
     else if (handover.open) this.flush()
     return promise

@@ -134,3 +134,29 @@ describe('an ignored send() that fails never raises an unhandled rejection, and 
     expect(errors).toHaveLength(1)
   })
 })
+
+describe("what a failed message's error carries back (error.data)", () => {
+  it("in tether mode: the message as its JSON decodes (the caller's object is not kept while queued)", async () => {
+    const sock = rawSocket(uniqueUrl(), { mode: 'tether', autoConnect: false })
+    const sent = { at: new Date(0), text: 'hi', skipped: undefined }
+    const outcome = sock.send(sent).catch((error: unknown) => error)
+    await sock.close()
+    const error = (await outcome) as ClosedError
+    expect(error).toBeInstanceOf(ClosedError)
+    // Decoded from the queued JSON: a copy, with what JSON made of it.
+    expect(error.data).toEqual({ at: '1970-01-01T00:00:00.000Z', text: 'hi' })
+    expect(error.data).not.toBe(sent)
+  })
+
+  it('in raw mode: the message itself (a string or binary payload is the message; an object is kept)', async () => {
+    const sock = rawSocket(uniqueUrl(), { autoConnect: false })
+    const object = { n: 1 }
+    const bytes = new Uint8Array([1, 2])
+    const outcomes = [sock.send('text'), sock.send(object), sock.send(bytes)].map((p) => p.catch((error: unknown) => error))
+    await sock.close()
+    const data = (await Promise.all(outcomes)).map((error) => (error as ClosedError).data)
+    expect(data[0]).toBe('text')
+    expect(data[1]).toBe(object)
+    expect(data[2]).toBe(bytes)
+  })
+})
