@@ -57,9 +57,11 @@ export type ClientFrame =
       acked?: number
       /** The last of its own sequence numbers the client has written (optional). */
       sent?: number
+      /** The client takes acks on the server's data frames (`a`, PROTOCOL.md §2.9). */
+      pa?: boolean
     }
-  | { t: 'msg'; s: number; d: unknown[] }
-  | { t: 'req'; s: number; id: number; d: unknown }
+  | { t: 'msg'; s: number; d: unknown[]; a?: number }
+  | { t: 'req'; s: number; id: number; d: unknown; a?: number }
   | { t: 'ack'; s: number }
   | { t: 'ping' }
 
@@ -80,11 +82,15 @@ export type ServerFrame =
        * welcome has a number at most this (PROTOCOL.md §4.10).
        */
       sent?: number
+      /** The server takes acks on the client's data frames (`a`, PROTOCOL.md §2.9). */
+      pa?: boolean
     }
   | {
       t: 'msg'
       s: number
       d: unknown[]
+      /** A piggybacked ack of the client's items (PROTOCOL.md §2.9). */
+      a?: number
       /** The topic every item of this frame was published to (PROTOCOL.md §13); absent for direct messages. */
       tp?: string
     }
@@ -98,7 +104,7 @@ export type ServerFrame =
       tp: string
       n: number
     }
-  | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyErrorBody }
+  | { t: 'res'; s: number; id: number; d?: unknown; err?: ReplyErrorBody; a?: number }
   | { t: 'ack'; s: number }
   | { t: 'pong' }
 
@@ -140,9 +146,17 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
   const seq = () => {
     if (!isSeq(frame.s) || frame.s === 0) throw bad('s')
   }
+  // A data frame's piggybacked ack (§2.9): an ack's `s`, read as if an ack frame came just before.
+  const ack = () => {
+    if (frame.a !== undefined && !isSeq(frame.a)) throw bad('a')
+  }
+  const flag = (field: string) => {
+    if (frame[field] !== undefined && typeof frame[field] !== 'boolean') throw bad(field)
+  }
   switch (frame.t) {
     case 'msg':
       seq()
+      ack()
       if (!Array.isArray(frame.d) || frame.d.length === 0) throw bad('d')
       // Only a server publishes to topics: on a client's msg, `tp` is a member it does not know (§1.6).
       if (from === 'server' && frame.tp !== undefined && !isTopic(frame.tp)) throw bad('tp')
@@ -166,10 +180,12 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       if (!isSeq(frame.ack)) throw bad('ack')
       if (frame.acked !== undefined && !isSeq(frame.acked)) throw bad('acked')
       if (frame.sent !== undefined && !isSeq(frame.sent)) throw bad('sent')
+      flag('pa')
       break
     case 'req':
       if (from !== 'client') return undefined
       seq()
+      ack()
       if (!isSeq(frame.id) || !('d' in frame)) throw bad(isSeq(frame.id) ? 'd' : 'id')
       break
     case 'welcome':
@@ -182,10 +198,12 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
       // Reasons may be added by later servers: an unknown one is kept, never refused.
       if (frame.reason !== undefined && typeof frame.reason !== 'string') throw bad('reason')
       if (frame.sent !== undefined && !isSeq(frame.sent)) throw bad('sent')
+      flag('pa')
       break
     case 'res': {
       if (from !== 'server') return undefined
       seq()
+      ack()
       if (!isSeq(frame.id)) throw bad('id')
       const err = frame.err as Record<string, unknown> | undefined
       if (
@@ -224,6 +242,63 @@ export function perTick(fn: () => void): () => void {
 }
 
 /**
+ * Like {@link perTick}, but once the current task is over, after every microtask it left: what
+ * the app did in reaction to this task's events has been written by then. For acks that may
+ * ride on those frames (PROTOCOL.md §2.9).
+ */
+export function afterTask(fn: () => void): () => void {
+  let queued = false
+  const run = () => {
+    queued = false
+    fn()
+  }
+  return () => {
+    if (queued) return
+    queued = true
+    nextTask(run)
+  }
+}
+
+/**
+ * `afterTask` for many objects, as {@link perTickEach} is `perTick` for many: one task for all
+ * of them (a server's sessions' acks).
+ */
+export function afterTaskEach<T>(run: (item: T) => void): (item: T) => void {
+  let due = new Set<T>()
+  const runAll = () => {
+    const items = due
+    due = new Set()
+    for (const each of items) run(each)
+  }
+  return (item) => {
+    if (due.size === 0) nextTask(runAll)
+    due.add(item)
+  }
+}
+
+let channel: { port: MessagePort; due: (() => void)[] } | undefined
+
+/**
+ * Runs `fn` in a task of its own, soon: `setImmediate` where there is one (Node), else a
+ * MessageChannel message (browsers), which background tabs do not throttle as they do timers.
+ */
+function nextTask(fn: () => void): void {
+  if (typeof setImmediate === 'function') {
+    setImmediate(fn)
+    return
+  }
+  if (!channel) {
+    const { port1, port2 } = new MessageChannel()
+    const due: (() => void)[] = []
+    port1.onmessage = () => {
+      for (const each of due.splice(0)) each()
+    }
+    channel = { port: port2, due }
+  }
+  if (channel.due.push(fn) === 1) channel.port.postMessage(0)
+}
+
+/**
  * `perTick` for many objects: `run(item)` once for every item asked for during the tick, in the
  * order first asked, all in one microtask. A broadcast to 10,000 sessions then schedules one
  * microtask, not 10,000, and no object holds a closure of its own for it.
@@ -244,8 +319,9 @@ export function perTickEach<T>(run: (item: T) => void): (item: T) => void {
 }
 
 /**
- * Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"d":[…]}`. A topic's frame
- * needs its `"tp"` member too (see {@link msgBatcher}).
+ * Room a `msg` frame needs besides its payloads: `{"t":"msg","s":…,"a":…,"d":[…]}`, at most 60
+ * bytes with both numbers at 2^53 − 1. A topic's frame needs its `"tp"` member too (see
+ * {@link msgBatcher}).
  */
 export const MSG_OVERHEAD = 64
 
@@ -262,13 +338,16 @@ const topicMember = (topic: string | undefined): string => (topic === undefined 
 export function msgBatcher(
   maxBytes: number,
   write: (frame: string) => void,
+  /** Where an ack due may ride on the next frame (§2.9): taken (so no longer due) when a frame is written. */
+  acks?: AckSource,
 ): { add(seq: number, payload: string, size: number, topic?: string): void; end(): void } {
   let payloads: string[] = []
   let first = 0
   let bytes = 0
   let topic: string | undefined
   const end = () => {
-    if (payloads.length) write(msgFrame(first, payloads, topic))
+    // MSG_OVERHEAD keeps room for an `a` member too: a frame with its ack stays within maxBytes.
+    if (payloads.length) write(msgFrame(first, payloads, topic, acks?.takeAck()))
     payloads = []
   }
   return {
@@ -286,9 +365,21 @@ export function msgBatcher(
   }
 }
 
-/** A `msg` frame from payloads already JSON-encoded; with a topic, a server's topic message (PROTOCOL.md §13). */
-export const msgFrame = (seq: number, payloads: string[], topic?: string): string =>
-  `{"t":"msg","s":${seq}${topicMember(topic)},"d":[${payloads.join(',')}]}`
+/**
+ * A `msg` frame from payloads already JSON-encoded; with a topic, a server's topic message
+ * (PROTOCOL.md §13); with `ack`, carrying that ack (§2.9).
+ */
+export const msgFrame = (seq: number, payloads: string[], topic?: string, ack?: number): string =>
+  `{"t":"msg","s":${seq}${ackMember(ack)}${topicMember(topic)},"d":[${payloads.join(',')}]}`
+
+/** The side whose due ack may ride on a data frame it writes (PROTOCOL.md §2.9). */
+export interface AckSource {
+  /** The ack due, if one is and it may ride: returned once (it is no longer due after). */
+  takeAck(): number | undefined
+}
+
+/** The `"a"` member of a data frame carrying an ack (PROTOCOL.md §2.9), as it goes after `s` (nothing without one). */
+export const ackMember = (ack: number | undefined): string => (ack === undefined ? '' : `,"a":${ack}`)
 
 /**
  * A `miss` frame (server only, PROTOCOL.md §13): `count` messages of `topic` were dropped by the
@@ -302,8 +393,9 @@ export const missHead = (seq: number): string => `{"t":"miss","s":${seq}`
 /** A `miss` frame without its sequence number (which the server's outbox gives it when it is written). */
 export const missTail = (topic: string, count: number): string => `,"tp":${JSON.stringify(topic)},"n":${count}}`
 
-/** A `req` frame from a payload already JSON-encoded. */
-export const reqFrame = (seq: number, id: number, payload: string): string => `{"t":"req","s":${seq},"id":${id},"d":${payload}}`
+/** A `req` frame from a payload already JSON-encoded; with `ack`, carrying that ack (§2.9). */
+export const reqFrame = (seq: number, id: number, payload: string, ack?: number): string =>
+  `{"t":"req","s":${seq}${ackMember(ack)},"id":${id},"d":${payload}}`
 
 /** A `res` frame: a reply (payload already JSON-encoded) or an error. */
 export const resFrame = (seq: number, id: number, payload: string | undefined, err?: ReplyErrorBody): string =>

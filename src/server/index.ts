@@ -570,7 +570,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     // gets a new session, told why: resuming would skip or repeat items.
     const lost = found?.knowsLessThan(frame.ack, frame.acked) === true
     if (found && !lost) {
-      found.attach(connection, { ack: frame.ack, resumed: true })
+      found.attach(connection, { ack: frame.ack, resumed: true, pa: frame.pa })
       this.notify('resume', found)
       return found
     }
@@ -578,7 +578,9 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     // A client whose session is gone acknowledges sequence numbers of the old one: they mean nothing here.
     session.attach(
       connection,
-      frame.sid === null ? { ack: 0, resumed: false } : { ack: 0, resumed: false, reason: lost ? 'lost' : 'unknown' },
+      frame.sid === null
+        ? { ack: 0, resumed: false, pa: frame.pa }
+        : { ack: 0, resumed: false, reason: lost ? 'lost' : 'unknown', pa: frame.pa },
     )
     this.notify('session', session)
     return session

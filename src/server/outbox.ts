@@ -18,7 +18,7 @@
  * @module
  */
 import { QueueFullError, type TetherError } from '../errors.js'
-import { missFrame, msgBatcher, resHead } from '../protocol/frames.js'
+import { type AckSource, ackMember, missFrame, msgBatcher, resHead } from '../protocol/frames.js'
 import type { AckProgress } from './liveness.js'
 import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 import type { SessionConnection, SessionLimits } from './seams.js'
@@ -221,7 +221,7 @@ export class SessionOutbox {
    * connection has WRITE_BUFFER_BYTES buffered (a client that does not read): then the rest
    * waits, and writing goes on once what was written has been handed on.
    */
-  flush(connection: SessionConnection | undefined): void {
+  flush(connection: SessionConnection | undefined, acks?: AckSource): void {
     if (!connection || this.blocked === connection) return
     const { entries } = this
     const start = this.head + this.written
@@ -248,14 +248,14 @@ export class SessionOutbox {
       connection.send(frame, buffered + frame.length >= WATCH_FROM_BYTES ? written : undefined)
       if ((connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES) full = true
     }
-    const batch = msgBatcher(this.limits.maxPayload, write)
+    const batch = msgBatcher(this.limits.maxPayload, write, acks)
     const firstSeq = this.lastSeq - this.pending + 1 - this.head
     for (let i = start; i < end && !full; i++) {
       const entry = entries[i]
       this.written++
       if (entry.reply) {
         batch.end()
-        write(resHead(firstSeq + i) + entry.payload)
+        write(resHead(firstSeq + i) + ackMember(acks?.takeAck()) + entry.payload)
         continue
       }
       if (entry.missed !== undefined) {

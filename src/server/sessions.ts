@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto'
 import { ClosedError, DeliveryError, EncodeError, type QueueFullError, type TetherError } from '../errors.js'
 import {
+  afterTaskEach,
   type ClientFrame,
   CloseCode,
   encodeFrame,
@@ -58,6 +59,8 @@ export interface Attachment {
   readonly ack: number
   readonly resumed: boolean
   readonly reason?: ResumeRefusal
+  /** The hello's `pa`: the client takes acks riding on data frames (PROTOCOL.md §2.9). */
+  readonly pa?: boolean
 }
 
 /** `info` of a `message` or request: where the item stands in the session's sequence. */
@@ -91,6 +94,12 @@ export class Session<Out = unknown> {
   private rxAccepted = 0
   /** Something was received since the last ack written: an ack is due (at the end of the tick, or before a close). */
   private ackDue = false
+  /**
+   * Acks ride on the data frames written to this connection (its client takes them, PROTOCOL.md
+   * §2.9, and no store must record first): a due ack waits for the end of the task, so the
+   * reply or message a handler sends meanwhile carries it instead of a frame of its own.
+   */
+  private acksRide = false
   /** What was written to the client and not yet acknowledged. */
   private readonly outbox: SessionOutbox
   /** When what the client sends is taken in (the rate limit). */
@@ -389,7 +398,7 @@ export class Session<Out = unknown> {
   }
 
   /** Everything sent in this tick goes out together, batched (until the connection's buffer is full: outbox.ts). */
-  private static readonly flushAtEndOfTick = perTickEach((session: Session) => session.outbox.flush(session.connection))
+  private static readonly flushAtEndOfTick = perTickEach((session: Session) => session.outbox.flush(session.connection, session))
 
   /**
    * Whether a client whose hello says it received server items up to `ack`, and saw its own
@@ -401,7 +410,7 @@ export class Session<Out = unknown> {
   }
 
   /** Attaches a connection after a `hello`: drops what the client has, writes `welcome`, resends the rest. @internal */
-  attach(connection: SessionConnection, { ack: clientAck, resumed, reason }: Attachment): void {
+  attach(connection: SessionConnection, { ack: clientAck, resumed, reason, pa }: Attachment): void {
     if (clientAck > this.outbox.last)
       throw new FrameError(`hello acknowledges ${clientAck} but only ${this.outbox.last} were sent`, CloseCode.PROTOCOL_ERROR)
     clearTimeout(this.expiry)
@@ -410,6 +419,7 @@ export class Session<Out = unknown> {
     this.admission.discard()
     this.connection?.close(1000, 'replaced by a newer connection of the same session')
     this.connection = connection
+    this.acksRide = pa === true && !this.journal
     // Out of the budget first: what the hello acknowledges is let go by every count, the budget's too.
     this.events.memory?.(this, false, this.outbox.unpark())
     this.outbox.acknowledge(clientAck)
@@ -425,6 +435,8 @@ export class Session<Out = unknown> {
         ...(reason && { reason }),
         // Every number given so far, queued while away or not yet recorded included: nothing resent is above it (PROTOCOL.md §4.10).
         sent: this.outbox.last,
+        // Acks may ride on the client's data frames (PROTOCOL.md §2.9).
+        pa: true,
       }),
     )
     this.outbox.rewind()
@@ -620,6 +632,8 @@ export class Session<Out = unknown> {
 
   /** A frame taken in (decoded) in its turn: sequences it, applies an ack; returns the work it carries. */
   private take(frame: ClientFrame | undefined): Work | undefined {
+    // A piggybacked ack (PROTOCOL.md §2.9) is taken as if its ack frame had come just before.
+    if ((frame?.t === 'msg' || frame?.t === 'req') && frame.a !== undefined) this.acknowledge(frame.a)
     switch (frame?.t) {
       case 'msg': {
         const first = this.accept(frame.s, frame.d.length)
@@ -717,10 +731,19 @@ export class Session<Out = unknown> {
   /** One cumulative ack for everything received in this tick, written at its end. */
   private queueAck(): void {
     this.ackDue = true
-    Session.ackAtEndOfTick(this)
+    if (this.acksRide) Session.ackAfterTask(this)
+    else Session.ackAtEndOfTick(this)
   }
 
   private static readonly ackAtEndOfTick = perTickEach((session: Session) => session.writeAck())
+  private static readonly ackAfterTask = afterTaskEach((session: Session) => session.writeAck())
+
+  /** The due ack, for a frame about to carry it (PROTOCOL.md §2.9): then it is no longer due. @internal */
+  takeAck(): number | undefined {
+    if (!this.ackDue || !this.acksRide) return undefined
+    this.ackDue = false
+    return this.acknowledged
+  }
 
   /**
    * Writes the due ack now: at the end of the tick, or at once before the connection is closed

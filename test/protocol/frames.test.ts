@@ -10,6 +10,7 @@ import {
   encodeFrame,
   encodePayload,
   FrameError,
+  MSG_OVERHEAD,
   missFrame,
   missHead,
   missTail,
@@ -364,6 +365,51 @@ describe('decodeFrame: topics (PROTOCOL.md §13)', () => {
   it('msgFrame with a topic writes "tp" between "s" and "d"; without one, the frame is as before', () => {
     expect(msgFrame(5, ['1', '"x"'], 'room "1"')).toBe('{"t":"msg","s":5,"tp":"room \\"1\\"","d":[1,"x"]}')
     expect(msgFrame(5, ['1'])).toBe('{"t":"msg","s":5,"d":[1]}')
+  })
+})
+
+describe('decodeFrame: acks riding on data frames (PROTOCOL.md §2.9)', () => {
+  it('a on msg, req (from the client) and msg, res (from the server) is an ack: a non-negative safe integer', () => {
+    expect(decodeFrame('{"t":"msg","s":1,"a":0,"d":[1]}', 'client')).toEqual({ t: 'msg', s: 1, a: 0, d: [1] })
+    expect(decodeFrame('{"t":"req","s":2,"a":5,"id":1,"d":1}', 'client')).toEqual({ t: 'req', s: 2, a: 5, id: 1, d: 1 })
+    expect(decodeFrame('{"t":"msg","s":1,"a":3,"d":[1]}', 'server')).toEqual({ t: 'msg', s: 1, a: 3, d: [1] })
+    expect(decodeFrame('{"t":"res","s":1,"a":3,"id":1,"d":null}', 'server')).toEqual({ t: 'res', s: 1, a: 3, id: 1, d: null })
+    for (const a of ['-1', '1.5', '"1"', 'null', '9007199254740992']) {
+      expect(refusal(`{"t":"msg","s":1,"a":${a},"d":[1]}`, 'client').message).toBe('"msg" frame has an invalid "a"')
+      expect(refusal(`{"t":"req","s":1,"a":${a},"id":1,"d":1}`, 'client').closeCode).toBe(1002)
+      expect(refusal(`{"t":"res","s":1,"a":${a},"id":1,"d":1}`, 'server').closeCode).toBe(1002)
+    }
+  })
+
+  it('pa on hello and welcome is a boolean', () => {
+    expect(decodeFrame('{"t":"hello","sid":null,"ack":0,"pa":true}', 'client')).toMatchObject({ pa: true })
+    expect(decodeFrame('{"t":"welcome","sid":"x","resumed":false,"ack":0,"max":9,"pa":false}', 'server')).toMatchObject({ pa: false })
+    expect(refusal('{"t":"hello","sid":null,"ack":0,"pa":1}', 'client').message).toBe('"hello" frame has an invalid "pa"')
+    expect(refusal('{"t":"welcome","sid":"x","resumed":false,"ack":0,"max":9,"pa":"yes"}', 'server').closeCode).toBe(1002)
+  })
+
+  it('msgFrame and reqFrame write a right after s; the batcher puts the ack a source gives on its first frame only', () => {
+    expect(msgFrame(4, ['1'], 'room', 2)).toBe('{"t":"msg","s":4,"a":2,"tp":"room","d":[1]}')
+    expect(reqFrame(4, 9, '"q"', 3)).toBe('{"t":"req","s":4,"a":3,"id":9,"d":"q"}')
+    let due: number | undefined = 7
+    const acks = {
+      takeAck: () => {
+        const taken = due
+        due = undefined
+        return taken
+      },
+    }
+    const frames: string[] = []
+    const batcher = msgBatcher(1024, (frame) => frames.push(frame), acks)
+    batcher.add(1, '1', 1)
+    batcher.add(2, '2', 1, 'a')
+    batcher.end()
+    expect(frames).toEqual(['{"t":"msg","s":1,"a":7,"d":[1]}', '{"t":"msg","s":2,"tp":"a","d":[2]}'])
+  })
+
+  it('a msg frame with both numbers at their largest and its ack fits the room MSG_OVERHEAD keeps', () => {
+    const frame = msgFrame(Number.MAX_SAFE_INTEGER, [], undefined, Number.MAX_SAFE_INTEGER)
+    expect(frame.length).toBeLessThanOrEqual(MSG_OVERHEAD)
   })
 })
 

@@ -111,7 +111,7 @@ describe('session identity and welcome', () => {
   it('attach writes welcome with the session id, the resume flag, the last client seq and the max payload', () => {
     const { session, connect } = setup({ maxPayload: 4096 })
     const conn = connect()
-    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096, reqs: 1000, sent: 0 }])
+    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: 4096, reqs: 1000, sent: 0, pa: true }])
     expect(session.connected).toBe(true)
   })
 
@@ -120,7 +120,9 @@ describe('session identity and welcome', () => {
     const { session, connect } = setup({ maxPayload: Number.POSITIVE_INFINITY, maxPendingRequests: Number.POSITIVE_INFINITY })
     const conn = connect()
     expect(conn.raw[0]).not.toContain('null')
-    expect(conn.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: false, ack: 0, max: Number.MAX_SAFE_INTEGER, sent: 0 }])
+    expect(conn.frames()).toEqual([
+      { t: 'welcome', sid: session.id, resumed: false, ack: 0, max: Number.MAX_SAFE_INTEGER, sent: 0, pa: true },
+    ])
   })
 
   it('the welcome of a resumed connection names the last client seq delivered', () => {
@@ -129,7 +131,7 @@ describe('session identity and welcome', () => {
     receive(session, msg(1, 'a', 'b', 'c'))
     session.detach(first)
     const second = connect(0, true)
-    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB, reqs: 1000, sent: 0 })
+    expect(second.frames()[0]).toEqual({ t: 'welcome', sid: session.id, resumed: true, ack: 3, max: MiB, reqs: 1000, sent: 0, pa: true })
   })
 
   it('welcome.sent is the last number given to a server item: 0 for a new session, every message sent before a resume, acknowledged or not (PROTOCOL.md §4.10)', async () => {
@@ -149,7 +151,7 @@ describe('session identity and welcome', () => {
     receive(session, ack(6))
     session.detach(second)
     const third = connect(6, true)
-    expect(third.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 6 }])
+    expect(third.frames()).toEqual([{ t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 6, pa: true }])
   })
 
   it('a hello acknowledging more than was ever sent is a protocol error', () => {
@@ -291,7 +293,7 @@ describe('send()', () => {
     const second = connect(0, true)
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 1 },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 1, pa: true },
       { t: 'msg', s: 1, d: ['while away'] },
     ])
     receive(session, ack(1))
@@ -309,7 +311,7 @@ describe('send()', () => {
     const second = connect(3, true) // the client got up to 3; our ack for 2 and 3 was lost
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 4 },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 0, max: MiB, reqs: 1000, sent: 4, pa: true },
       { t: 'msg', s: 4, d: ['d'] },
     ])
     expect(sent.map((p) => p.status)).toEqual(['resolved', 'resolved', 'resolved', 'pending'])
@@ -660,7 +662,7 @@ describe('requests', () => {
     const second = connect(0, true)
     await tick()
     expect(second.frames()).toEqual([
-      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB, reqs: 1000, sent: 1 },
+      { t: 'welcome', sid: session.id, resumed: true, ack: 1, max: MiB, reqs: 1000, sent: 1, pa: true },
       { t: 'res', s: 1, id: 2, d: 'late' },
     ])
   })
@@ -677,6 +679,87 @@ describe('requests', () => {
     await tick()
     expect(conn.raw).toEqual([])
     expect(session.pending).toBe(0)
+  })
+})
+
+describe('acks riding on data frames (PROTOCOL.md §2.9)', () => {
+  /** Attaches a connection whose hello said it takes acks on data frames (pa), and forgets the welcome. */
+  const connectRiding = (session: Session) => {
+    const conn = connection()
+    session.attach(conn, { ack: 0, resumed: false, pa: true })
+    conn.clear()
+    return conn
+  }
+
+  it("welcome says the server takes acks on the client's data frames (pa)", () => {
+    const { session } = setup()
+    const conn = connection()
+    session.attach(conn, { ack: 0, resumed: false })
+    expect(conn.frames()[0]).toMatchObject({ t: 'welcome', pa: true })
+  })
+
+  it("a client's msg or req carrying a acknowledges server items as an ack frame just before it would", async () => {
+    const { session, connect } = setup()
+    connect()
+    const first = track(session.send('one'))
+    const second = track(session.send('two'))
+    await tick()
+    receive(session, { t: 'msg', s: 1, a: 1, d: ['x'] })
+    await tick()
+    expect(first.status).toBe('resolved')
+    expect(second.status).toBe('pending')
+    receive(session, { t: 'req', s: 2, a: 2, id: 1, d: 'q' })
+    await tick()
+    expect(second.status).toBe('resolved')
+  })
+
+  it('an a above what the server sent closes with 1002, as such an ack does (§2.6)', () => {
+    const { session, connect } = setup()
+    connect()
+    const error = frameError(() => receive(session, { t: 'msg', s: 1, a: 1, d: ['x'] }))
+    expect(error.closeCode).toBe(1002)
+  })
+
+  it("with hello.pa, a request's reply carries its ack: one frame", async () => {
+    const { session } = setup()
+    const conn = connectRiding(session)
+    receive(session, req(1, 7, 'q'))
+    await tick()
+    expect(conn.frames()).toEqual([{ t: 'res', s: 1, a: 1, id: 7, d: { echo: 'q' } }])
+  })
+
+  it('with hello.pa, what a message listener sends in reaction carries the ack', async () => {
+    const { session, events } = setup()
+    events.message.mockImplementation((data) => void session.send({ echo: data }))
+    const conn = connectRiding(session)
+    receive(session, msg(1, 'a', 'b'))
+    await tick()
+    expect(conn.frames()).toEqual([{ t: 'msg', s: 1, a: 2, d: [{ echo: 'a' }, { echo: 'b' }] }])
+  })
+
+  it('with hello.pa and nothing written to carry it, the ack goes alone once the task is over', async () => {
+    const { session } = setup()
+    const conn = connectRiding(session)
+    receive(session, msg(1, 'x'))
+    for (let i = 0; i < 10; i++) await Promise.resolve()
+    expect(conn.frames()).toEqual([]) // microtasks ran: not yet
+    await tick() // the task is over (setImmediate)
+    expect(conn.frames()).toEqual([{ t: 'ack', s: 1 }])
+  })
+
+  it("with a slow handler, the request's ack goes alone at the end of the task, not with the reply", async () => {
+    let answer!: (value: unknown) => void
+    const { session } = setup({}, () => new Promise((resolve) => (answer = resolve)))
+    const conn = connectRiding(session)
+    receive(session, req(1, 7, 'q'))
+    await tick()
+    expect(conn.frames()).toEqual([{ t: 'ack', s: 1 }])
+    answer('late')
+    await tick()
+    expect(conn.frames()).toEqual([
+      { t: 'ack', s: 1 },
+      { t: 'res', s: 1, id: 7, d: 'late' },
+    ])
   })
 })
 

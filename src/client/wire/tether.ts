@@ -12,6 +12,8 @@
  */
 import { DeliveryError, EncodeError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../errors.js'
 import {
+  ackMember,
+  afterTask,
   CloseCode,
   decodeFrame,
   encodeFrame,
@@ -99,6 +101,14 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   private awaitingDurable = false
   /** The server's maximum frame size, learned from `welcome`. */
   private maxPayload = Number.POSITIVE_INFINITY
+  /** Server items were delivered since the last ack written (alone, or riding on a frame). */
+  private ackDue = false
+  /**
+   * The server takes acks on our data frames (`welcome.pa`, PROTOCOL.md §2.9): a due ack then
+   * waits for the end of the task, riding on whatever the app sends meanwhile (a request made
+   * when a reply arrives) instead of costing a frame of its own.
+   */
+  private piggyback = false
   /**
    * The connection as the protocol sees it: no connection; hello sent, waiting for welcome;
    * welcomed (in-flight items rewritten, the socket's onOpen hook runs: only its messages go);
@@ -163,7 +173,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     this.phase = 'handshake'
     this.lastReceived = Date.now()
     this.pingSentAt = 0
-    this.host.write(encodeFrame({ t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq, acked: this.ackedSeq, sent: this.txSeq }))
+    // The hello says how far we got: no ack is due on this connection until something new comes.
+    this.ackDue = false
+    this.piggyback = false
+    this.host.write(
+      encodeFrame({ t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq, acked: this.ackedSeq, sent: this.txSeq, pa: true }),
+    )
     this.armHeartbeat(this.heartbeat ? this.heartbeat.interval : 0)
   }
 
@@ -222,6 +237,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
         this.acknowledge(frame.s)
         return
       case 'msg': {
+        if (frame.a !== undefined) this.acknowledge(frame.a)
         const first = this.accept(frame.s, frame.d.length)
         for (let i = first; i < frame.d.length; i++) {
           this.rxSeq = frame.s + i
@@ -240,6 +256,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
         return
       }
       case 'res': {
+        if (frame.a !== undefined) this.acknowledge(frame.a)
         if (this.accept(frame.s, 1) > 0) return
         this.rxSeq = frame.s
         const { err } = frame
@@ -256,7 +273,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   /** Sequencing of server frames: the index of the first new item; a gap is a protocol error. */
   private accept(seq: number, count: number): number {
     if (seq > this.rxSeq + 1) throw new FrameError(`sequence gap: expected ${this.rxSeq + 1}, got ${seq}`, CloseCode.PROTOCOL_ERROR)
-    this.queueAck()
+    this.ackDue = true
+    if (this.acksRide) this.ackAfterTask()
+    else this.queueAck()
     return Math.min(count, this.rxSeq + 1 - seq)
   }
 
@@ -314,6 +333,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     this.sessionId = frame.sid
     this.maxPayload = frame.max
     this.maxRequests = frame.reqs ?? Number.POSITIVE_INFINITY
+    this.piggyback = frame.pa === true
     this.phase = 'welcomed'
     // What was in flight goes again first, in order; only then may anything new be written.
     this.write({ resendOnly: true })
@@ -439,7 +459,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
    */
   private write({ limit = Number.POSITIVE_INFINITY, resendOnly = false }: { limit?: number; resendOnly?: boolean } = {}): void {
     const { outbox } = this.host
-    const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame))
+    const batch = msgBatcher(this.maxPayload, (frame) => this.host.write(frame), this.acksRide ? this : undefined)
     for (let entry = outbox.cursor; entry && limit > 0 && this.live; entry = outbox.cursor) {
       if (entry.seq === 0) {
         if (resendOnly) break
@@ -462,7 +482,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       if (entry.requestId !== undefined) {
         batch.end()
         this.requestsInFlight.set(entry.requestId, entry)
-        this.host.write(reqFrame(entry.seq, entry.requestId, entry.payload as string))
+        this.host.write(this.reqFrame(entry))
         continue
       }
       batch.add(entry.seq, entry.payload as string, entry.size)
@@ -519,11 +539,45 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     })
   }
 
+  /** A request's frame, with the due ack riding on it when the server takes that and it fits (§2.9). */
+  private reqFrame(entry: Entry): string {
+    const id = entry.requestId as number
+    const payload = entry.payload as string
+    const frame = reqFrame(entry.seq, id, payload)
+    if (!this.acksRide || !this.ackDue) return frame
+    // The envelope is ASCII: its bytes are its characters.
+    if (entry.size + frame.length - payload.length + ackMember(this.rxSeq).length > this.maxPayload) return frame
+    return reqFrame(entry.seq, id, payload, this.takeAck())
+  }
+
+  /**
+   * Acks ride on data frames: the server takes them (§2.9), and no journal holds them back (with
+   * `persist` an ack names only what is durable, so it goes alone once the commit is done).
+   */
+  private get acksRide(): boolean {
+    return this.piggyback && !this.journal?.active
+  }
+
+  /** The ack due, for a frame about to carry it (§2.9): then it is no longer due. @internal */
+  takeAck(): number | undefined {
+    if (!this.ackDue) return undefined
+    this.ackDue = false
+    return this.rxSeq
+  }
+
   /**
    * One cumulative ack for everything received in this tick; with `persist`, once how far the
    * page got is durable (a later page must not be resent what this one acknowledged, nor miss it).
    */
-  private readonly queueAck = perTick(() => {
+  private readonly queueAck = perTick(() => this.writeAck())
+
+  /** With piggybacking (§2.9): the ack goes alone only if nothing carried it by the end of the task. */
+  private readonly ackAfterTask = afterTask(() => this.writeAck())
+
+  /** Writes the due ack as a frame of its own. */
+  private writeAck(): void {
+    if (!this.ackDue) return
+    this.ackDue = false
     const journal = this.journal
     if (!journal?.active) {
       if (this.live) this.host.write(encodeFrame({ t: 'ack', s: this.rxSeq }))
@@ -536,7 +590,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
         this.host.write(encodeFrame({ t: 'ack', s: durable.delivered }))
       }
     })
-  })
+  }
 
   /** Checks liveness now (the page became visible, the network came back): a ping, then the timeout. */
   probe(): void {

@@ -96,7 +96,7 @@ describe('topics in tether mode (PROTOCOL.md §13)', () => {
     ])
     // Everything arrived in one tick: one cumulative ack covers the messages and the miss.
     expect(server.received.map((frame) => JSON.parse(String(frame)))).toEqual([
-      { t: 'hello', sid: null, ack: 0, acked: 0, sent: 0 },
+      { t: 'hello', sid: null, ack: 0, acked: 0, sent: 0, pa: true },
       { t: 'ack', s: 4 },
     ])
   })

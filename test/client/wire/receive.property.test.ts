@@ -270,7 +270,7 @@ describe('TetherProtocol.receive in the handshake', () => {
       fc.asyncProperty(anyWireData, async (data) => {
         const t = setup()
         t.protocol.attach('tether.v1')
-        expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: null, ack: 0, acked: 0, sent: 0 })])
+        expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: null, ack: 0, acked: 0, sent: 0, pa: true })])
         const frame = parse(data)
         const drop = feed(t, data)
         if (frame?.t === 'welcome') {
@@ -321,7 +321,7 @@ describe('TetherProtocol.receive in the handshake', () => {
           t.outbox.rewind()
           t.written.length = 0
           t.protocol.attach('tether.v1')
-          expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: 'S', ack: 0, acked: firstAck, sent: 5 })])
+          expect(t.written).toEqual([encodeFrame({ t: 'hello', sid: 'S', ack: 0, acked: firstAck, sent: 5, pa: true })])
           const drop = feed(t, JSON.stringify({ t: 'welcome', sid, resumed, ack, max: MiB }))
           await microtasks()
           if (resumed && sid === 'S') {

@@ -128,7 +128,7 @@ describe('handshake', () => {
   it('attach sends hello with no session and nothing received', () => {
     const t = setup()
     t.protocol.attach('tether.v1')
-    expect(t.raw).toEqual(['{"t":"hello","sid":null,"ack":0,"acked":0,"sent":0}'])
+    expect(t.raw).toEqual(['{"t":"hello","sid":null,"ack":0,"acked":0,"sent":0,"pa":true}'])
     expect(t.host.ready).not.toHaveBeenCalled()
   })
 
@@ -146,7 +146,7 @@ describe('handshake', () => {
     const a = t.send('a')
     t.protocol.attach('tether.v1')
     await tick()
-    expect(t.frames()).toEqual([{ t: 'hello', sid: null, ack: 0, acked: 0, sent: 0 }])
+    expect(t.frames()).toEqual([{ t: 'hello', sid: null, ack: 0, acked: 0, sent: 0, pa: true }])
     t.server({ t: 'welcome', sid: 's1', resumed: false, ack: 0, max: MiB })
     await tick()
     expect(t.log.slice(1)).toEqual(['ready', { t: 'msg', s: 1, d: ['a'] }])
@@ -402,7 +402,7 @@ describe('receiving', () => {
     expect(t.host.deliver.mock.calls.map(([m]) => m)).toEqual(['a', 'b'])
     t.clear()
     t.protocol.attach('tether.v1')
-    expect(t.frames()).toEqual([{ t: 'hello', sid: 's1', ack: 2, acked: 0, sent: 0 }])
+    expect(t.frames()).toEqual([{ t: 'hello', sid: 's1', ack: 2, acked: 0, sent: 0, pa: true }])
     t.server({ t: 'welcome', sid: 's1', resumed: true, ack: 0, max: MiB })
     t.server({ t: 'msg', s: 3, d: ['c'] })
     expect(t.host.deliver.mock.calls.map(([m]) => m)).toEqual(['a', 'b', 'c'])
@@ -754,7 +754,7 @@ describe('resume', () => {
     t.disconnect()
     t.clear()
     t.protocol.attach('tether.v1')
-    expect(t.raw).toEqual(['{"t":"hello","sid":"sess","ack":2,"acked":0,"sent":0}'])
+    expect(t.raw).toEqual(['{"t":"hello","sid":"sess","ack":2,"acked":0,"sent":0,"pa":true}'])
   })
 
   it('hello says how far the server acknowledged our items and how far we wrote, so a server that knows less can tell', async () => {
@@ -766,7 +766,7 @@ describe('resume', () => {
     t.disconnect()
     t.clear()
     t.protocol.attach('tether.v1')
-    expect(t.frames()).toEqual([{ t: 'hello', sid: 'sess', ack: 0, acked: 2, sent: 3 }])
+    expect(t.frames()).toEqual([{ t: 'hello', sid: 'sess', ack: 0, acked: 2, sent: 3, pa: true }])
   })
 
   it('a welcome that refuses the resume with a reason reports it with the session change', async () => {
@@ -793,7 +793,7 @@ describe('resume', () => {
     t.server({ t: 'welcome', sid: 's1', resumed: true, ack: 2, max: MiB })
     await tick()
     expect(t.log).toEqual([
-      { t: 'hello', sid: 's1', ack: 0, acked: 1, sent: 4 },
+      { t: 'hello', sid: 's1', ack: 0, acked: 1, sent: 4, pa: true },
       { t: 'msg', s: 3, d: ['c', 'd'] },
       'ready',
       { t: 'msg', s: 5, d: ['e'] },
@@ -817,7 +817,7 @@ describe('resume', () => {
     t.server({ t: 'welcome', sid: 's1', resumed: true, ack: 0, max: MiB })
     await tick()
     expect(t.log).toEqual([
-      { t: 'hello', sid: 's1', ack: 0, acked: 0, sent: 2 },
+      { t: 'hello', sid: 's1', ack: 0, acked: 0, sent: 2, pa: true },
       { t: 'msg', s: 1, d: ['m'] },
       { t: 'req', s: 2, id: 1, d: 'q' },
       'ready',
@@ -873,7 +873,7 @@ describe('a new session (the old one expired)', () => {
     await tick()
     expect(t.onSession).toHaveBeenLastCalledWith({ id: 'new', previous: 'old' })
     expect(t.protocol.sessionId).toBe('new')
-    expect(t.log).toEqual([{ t: 'hello', sid: 'old', ack: 2, acked: 1, sent: 3 }, 'ready', { t: 'msg', s: 1, d: ['b', 'c'] }])
+    expect(t.log).toEqual([{ t: 'hello', sid: 'old', ack: 2, acked: 1, sent: 3, pa: true }, 'ready', { t: 'msg', s: 1, d: ['b', 'c'] }])
     t.send('d')
     await tick()
     expect(t.frames().at(-1)).toEqual({ t: 'msg', s: 3, d: ['d'] })
@@ -934,6 +934,151 @@ describe('a new session (the old one expired)', () => {
     t.server({ t: 'res', s: 1, id: 2, d: 'done' })
     await tick()
     expect(unacked.value).toBe('done')
+  })
+})
+
+describe('acks riding on data frames (PROTOCOL.md §2.9)', () => {
+  it("hello says the client takes acks on the server's data frames (pa)", () => {
+    const t = setup()
+    t.protocol.attach('tether.v1')
+    expect(t.frames()[0]).toMatchObject({ t: 'hello', pa: true })
+  })
+
+  it('with welcome.pa, the ack of a reply rides on the request the app makes in reaction: one frame, no ack of its own', async () => {
+    const t = setup()
+    await t.connect({ pa: true })
+    const first = t.request('q1')
+    await tick()
+    t.clear()
+    t.server({ t: 'res', s: 1, id: 1, d: 'r1' })
+    // The app reacts within the task (before the end-of-task ack): its request carries the ack.
+    await Promise.resolve()
+    expect(first.status).toBe('resolved')
+    t.request('q2')
+    await tick()
+    expect(t.frames()).toEqual([{ t: 'req', s: 2, a: 1, id: 2, d: 'q2' }])
+  })
+
+  it('with welcome.pa, messages written in the task carry the ack in their first frame', async () => {
+    const t = setup()
+    await t.connect({ pa: true })
+    t.clear()
+    t.server({ t: 'msg', s: 1, d: ['x', 'y'] })
+    t.send('echo')
+    await tick()
+    expect(t.frames()).toEqual([{ t: 'msg', s: 1, a: 2, d: ['echo'] }])
+  })
+
+  it('with welcome.pa and nothing written to carry it, the ack goes alone once the task is over', async () => {
+    const t = setup()
+    await t.connect({ pa: true })
+    t.clear()
+    t.server({ t: 'msg', s: 1, d: ['x'] })
+    for (let i = 0; i < 10; i++) await Promise.resolve()
+    expect(t.frames()).toEqual([]) // microtasks ran: not yet
+    await tick() // the task is over (setImmediate)
+    expect(t.frames()).toEqual([{ t: 'ack', s: 1 }])
+  })
+
+  it('without welcome.pa, the ack goes alone at the end of the tick and no frame carries one', async () => {
+    const t = setup()
+    await t.connect()
+    t.clear()
+    t.server({ t: 'msg', s: 1, d: ['x'] })
+    t.send('echo')
+    await tick()
+    expect(t.frames()).toEqual([
+      { t: 'ack', s: 1 },
+      { t: 'msg', s: 1, d: ['echo'] },
+    ])
+  })
+
+  it("a server frame's a acknowledges as an ack frame just before it would: a send resolves with the reply's frame", async () => {
+    const t = setup()
+    await t.connect({ pa: true })
+    const sent = t.send('m')
+    const asked = t.request('q')
+    await tick()
+    expect(t.frames().slice(-2)).toEqual([
+      { t: 'msg', s: 1, d: ['m'] },
+      { t: 'req', s: 2, id: 1, d: 'q' },
+    ])
+    t.server({ t: 'res', s: 1, a: 2, id: 1, d: 'r' })
+    await tick()
+    expect(sent.status).toBe('resolved')
+    expect(asked).toMatchObject({ status: 'resolved', value: 'r' })
+    expect(t.outbox.size).toBe(0)
+    const more = t.send('n')
+    await tick()
+    t.server({ t: 'msg', s: 2, a: 3, d: ['z'] })
+    await tick()
+    expect(more.status).toBe('resolved')
+  })
+
+  it('an a above what the client sent is a protocol error, as such an ack frame is (§2.6)', async () => {
+    const t = setup()
+    await t.connect({ pa: true })
+    t.server({ t: 'msg', s: 1, a: 1, d: ['x'] })
+    expect(t.droppedWithProtocolError().message).toContain('ack 1 for a message never sent')
+    expect(t.host.deliver).not.toHaveBeenCalled()
+  })
+
+  it('a request whose frame would outgrow welcome.max with the ack goes without it; the ack goes alone', async () => {
+    const t = setup()
+    const big = 9_007_199_254_740_000
+    t.protocol.resume({ id: 'S', delivered: big, sent: big, acked: big })
+    t.protocol.reserveRequestIds(big)
+    // Room for the payload and the 64-byte envelope the client counts on, not for 20 more.
+    const max = utf8.encode(JSON.stringify('q')).byteLength + 64
+    await t.connect({ sid: 'S', resumed: true, ack: big, max, pa: true })
+    t.clear()
+    t.server({ t: 'msg', s: big + 1, d: ['x'] })
+    t.request('q')
+    await tick()
+    const frames = t.frames()
+    expect(frames).toEqual([
+      { t: 'req', s: big + 1, id: big + 1, d: 'q' },
+      { t: 'ack', s: big + 1 },
+    ])
+    expect(t.raw.every((frame) => utf8.encode(frame).byteLength <= max)).toBe(true)
+  })
+
+  it('with persist, no ack rides on a frame: it names only what is durable, once the commit is done', async () => {
+    const t = setup()
+    let durable: PersistedSession | undefined
+    const waiting: (() => void)[] = []
+    t.protocol.journal = {
+      active: true,
+      get durable() {
+        return durable
+      },
+      added: () => {},
+      removed: () => {},
+      numbered: () => {},
+      keep: () => {},
+      touch: () => {},
+      afterDurable: (then: () => void) => waiting.push(then),
+      end: async () => {},
+    } satisfies DurableLog
+    const commit = () => {
+      durable = t.protocol.snapshot()
+      for (const then of waiting.splice(0)) then()
+    }
+    t.protocol.attach('tether.v1')
+    t.server({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: MiB, pa: true })
+    commit()
+    await tick()
+    t.clear()
+    t.server({ t: 'msg', s: 1, d: ['x'] })
+    t.send('echo')
+    await tick()
+    commit()
+    await tick()
+    // Both waited for the commit (the message's number is written ahead too): the ack alone.
+    expect(t.frames()).toEqual([
+      { t: 'ack', s: 1 },
+      { t: 'msg', s: 1, d: ['echo'] },
+    ])
   })
 })
 
