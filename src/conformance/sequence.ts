@@ -77,6 +77,24 @@ export const sequenceRules: Rule[] = [
     run: (kit) => closesWith(kit, [{ t: 'ack', s: 1 }], 1002, 'an ack of item 1 before the server sent anything'),
   },
   {
+    id: 'ack.riding',
+    section: '§2.9',
+    title: 'an ack riding on a msg is taken if welcome.pa says so (one of an item never sent: 1002), else ignored',
+    async run(kit) {
+      const session = kit.session()
+      const welcome = await session.open()
+      // Nothing was sent to the client yet: as an ack, a = 1 acknowledges an item never sent (§2.6).
+      session.connection.send({ t: 'msg', s: 1, a: 1, d: ['a'] })
+      session.txSeq = 1
+      if (welcome.pa) {
+        await session.connection.expectClose(1002, 'a msg carrying a = 1 before the server sent anything (welcome.pa)')
+        return
+      }
+      // A server that did not announce pa does not know the member: ignored, as any unknown one (§1.6).
+      expectJson(await session.untilEchoes(1), ['a'], 'the echo of a msg carrying a = 1 (no welcome.pa)')
+    },
+  },
+  {
     id: 'ack.older',
     section: '§2.7',
     title: 'an older or repeated ack is ignored, not an error',

@@ -21,6 +21,8 @@ export interface Welcome {
   readonly reason: string | undefined
   /** The last number the server had given an item of the session (optional, §4.10). */
   readonly sent: number | undefined
+  /** Whether the server takes acks riding on the client's data frames (optional, §2.9). */
+  readonly pa: boolean
 }
 
 /** A server item delivered to the kit: a message (with its topic, if published to one, §13.2), a reply, or a miss (§13.4). */
@@ -210,6 +212,7 @@ export class KitSession {
         return
       case 'msg': {
         if (!isInt(frame.s, 1)) throw bad('s')
+        this.noRidingAck(frame, text)
         if (!Array.isArray(frame.d) || frame.d.length === 0) throw bad('d')
         const { tp } = frame
         if (tp !== undefined && !isTopic(tp)) throw bad('tp', '§13.6')
@@ -231,6 +234,7 @@ export class KitSession {
       }
       case 'res': {
         if (!isInt(frame.s, 1)) throw bad('s')
+        this.noRidingAck(frame, text)
         if (!isInt(frame.id)) throw bad('id')
         const err = frame.err as { code?: unknown; message?: unknown } | undefined
         if (
@@ -250,6 +254,13 @@ export class KitSession {
       }
       default:
         return // unknown types, and the client's own, are ignored (§3.4)
+    }
+  }
+
+  /** The kit's hello never says `pa`: an ack riding on a server frame is one it was not to be sent (§2.9). */
+  private noRidingAck(frame: Frame, text: string): void {
+    if (frame.a !== undefined) {
+      throw new Violation(`an ack riding on a "${frame.t}" frame, to a client whose hello did not say pa: ${shown(text)}`, '§2.9')
     }
   }
 
@@ -306,6 +317,7 @@ export function checkWelcome(frame: Frame, text: string): Welcome {
   if (frame.reqs !== undefined && !isInt(frame.reqs, 1)) throw bad('reqs', '§3.8')
   if (frame.reason !== undefined && typeof frame.reason !== 'string') throw bad('reason', '§3.5')
   if (frame.sent !== undefined && !isInt(frame.sent)) throw bad('sent', '§3.5')
+  if (frame.pa !== undefined && typeof frame.pa !== 'boolean') throw bad('pa', '§3.5')
   return {
     sid: frame.sid,
     resumed: frame.resumed,
@@ -314,5 +326,6 @@ export function checkWelcome(frame: Frame, text: string): Welcome {
     reqs: frame.reqs as number | undefined,
     reason: frame.reason as string | undefined,
     sent: frame.sent as number | undefined,
+    pa: frame.pa === true,
   }
 }

@@ -162,6 +162,11 @@ describe('tethersocket-conformance', () => {
     expect(result.lines.get('resume.sent')?.text).toContain('the server resent item 2 after a welcome saying sent 1')
   })
 
+  it('a server that says welcome.pa but ignores the acks riding on frames fails exactly ack.riding (§2.9)', async () => {
+    const result = await runKit(await mini({ paIgnored: true }))
+    expectOnlyFailures(result, await ruleIds(), { 'ack.riding': '§2.9' })
+  })
+
   it('says how to use it: --help names echo mode, a bad URL or an unreachable server exits with 2', async () => {
     const help = node([KIT, '--help'])
     expect(await help.exited).toBe(0)

@@ -16,6 +16,8 @@ export interface Faults {
   strictTypes?: boolean
   /** Says in welcome.sent how far the client acknowledged (hello.ack), not how far it sent: too small (§4.10). */
   sentAcked?: boolean
+  /** Says pa in its welcome but ignores the acks riding on the client's frames (§2.9). */
+  paIgnored?: boolean
 }
 
 /** A running mini server. */
@@ -119,7 +121,17 @@ export async function startMiniTether(faults: Faults = {}): Promise<MiniTether> 
       sessions.set(fresh.sid, fresh)
       session = fresh
       const reason = sid === null ? undefined : lost ? 'lost' : 'unknown'
-      send(fresh, { t: 'welcome', sid: fresh.sid, resumed: false, ack: 0, max: MAX, reqs: REQS, sent: 0, ...(reason && { reason }) })
+      send(fresh, {
+        t: 'welcome',
+        sid: fresh.sid,
+        resumed: false,
+        ack: 0,
+        max: MAX,
+        reqs: REQS,
+        sent: 0,
+        ...(reason && { reason }),
+        ...(faults.paIgnored && { pa: true }),
+      })
     }
 
     /** §2.4: whether item `n` is new (delivered), a duplicate (false), or a gap (refused). */
