@@ -317,26 +317,23 @@ function numbers<T extends object>(group: string, given: object, defaults: T): W
   return resolved as Widened<T>
 }
 
-/** In development, checks that an option is a function. */
-function fn<T>(option: string, value: T | undefined): T | undefined {
-  if (DEV && value !== undefined && typeof value !== 'function') fail(option, 'a function', value)
-  return value
+/** Checks that an option is a function (or undefined). */
+function fn(option: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'function') fail(option, 'a function', value)
 }
 
 /**
- * In development, checks that an options object is an object that names only the options of
+ * Checks that an options object (or undefined) is an object that names only the options of
  * the group `option` (a misspelt one would be ignored: `{ reconect: false }` would reconnect).
  */
-function object<T>(option: keyof typeof KNOWN | '', value: T | undefined): T | undefined {
-  if (DEV && value !== undefined) {
-    if (value === null || typeof value !== 'object') fail(option, 'an object', value)
-    const unknown = unknownKey(option ? `options.${option}` : 'options', value as object, KNOWN[option || 'options'])
-    if (unknown) throw new OptionError(unknown)
-  }
-  return value
+function object(option: keyof typeof KNOWN | '', value: unknown): void {
+  if (value === undefined) return
+  if (value === null || typeof value !== 'object') fail(option, 'an object', value)
+  const unknown = unknownKey(option ? `options.${option}` : 'options', value, KNOWN[option || 'options'])
+  if (unknown) throw new OptionError(unknown)
 }
 
-/** The options of `new TetherSocket(url, options)`, and of its groups, by name. */
+/** The options of `new TetherSocket(url, options)`, and of its groups, by name (read in development only). */
 const KNOWN = {
   options: [
     'WebSocket',
@@ -353,7 +350,8 @@ const KNOWN = {
     'deserialize',
     'persist',
   ],
-  reconnect: [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'],
+  // Under DEV, as the spread is not free of side effects to a minifier: this table would stay.
+  reconnect: DEV ? [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'] : [],
   queue: Object.keys(DEFAULTS.queue),
   heartbeat: Object.keys(DEFAULTS.heartbeat),
   send: ['timeout', 'signal', 'ttl', 'key'],
@@ -379,7 +377,8 @@ export function checkProtocols(value: unknown): string | string[] {
  * of types and names, which only help a developer.
  */
 export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
-  object('', options)
+  // The checks of types and names are whole statements under DEV, so a production build has no call of them.
+  if (DEV) object('', options)
   // undefined, and only undefined, means "the default" (null is refused like any other wrong value).
   const WebSocketImpl = options.WebSocket === undefined ? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket : options.WebSocket
   if (typeof WebSocketImpl !== 'function') {
@@ -399,42 +398,45 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
 
   let reconnect: ResolvedOptions<In, Out>['reconnect'] = false
   if (options.reconnect !== false) {
-    const r = object('reconnect', options.reconnect) ?? {}
-    reconnect = {
-      ...numbers('reconnect.', r, DEFAULTS.reconnect),
-      shouldReconnect: fn('reconnect.shouldReconnect', r.shouldReconnect) ?? defaultShouldReconnect,
-    }
+    if (DEV) object('reconnect', options.reconnect)
+    const r = options.reconnect ?? {}
+    reconnect = { ...numbers('reconnect.', r, DEFAULTS.reconnect), shouldReconnect: r.shouldReconnect ?? defaultShouldReconnect }
+    if (DEV) fn('reconnect.shouldReconnect', r.shouldReconnect)
     if (reconnect.jitter > 1) fail('reconnect.jitter', DEV ? 'a number from 0 to 1' : '', reconnect.jitter)
   }
 
-  const q = object('queue', options.queue) ?? {}
+  if (DEV) object('queue', options.queue)
+  const q = options.queue ?? {}
   const overflow = q.overflow === undefined ? DEFAULTS.queue.overflow : q.overflow
   if (DEV && overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
 
   let heartbeat: ResolvedOptions<In, Out>['heartbeat'] = false
   if (options.heartbeat !== false) {
-    const h = object('heartbeat', options.heartbeat) ?? {}
-    heartbeat = numbers('heartbeat.', h, DEFAULTS.heartbeat)
+    if (DEV) object('heartbeat', options.heartbeat)
+    heartbeat = numbers('heartbeat.', options.heartbeat ?? {}, DEFAULTS.heartbeat)
   }
   const autoConnect = options.autoConnect === undefined ? DEFAULTS.autoConnect : options.autoConnect
   if (DEV && typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
-  const { persist } = options
+  const { persist, onOpen, serialize, deserialize } = options
   if (DEV && persist !== undefined && (persist === null || typeof persist !== 'object' || typeof persist.open !== 'function')) {
     fail('persist', "a store from tethersocket/persist, such as indexedDBStore('chat')", persist)
   }
+  const queue = { ...numbers('queue.', q, DEFAULTS.queue), overflow }
+  const timeouts = numbers('', options, { ackTimeout: DEFAULTS.ackTimeout, requestTimeout: DEFAULTS.requestTimeout })
+  if (DEV) for (const [name, value] of Object.entries({ onOpen, serialize, deserialize })) fn(name, value)
 
   return {
     WebSocket: WebSocketImpl,
     protocols,
     mode,
     reconnect,
-    queue: { ...numbers('queue.', q, DEFAULTS.queue), overflow },
-    ...numbers('', options, { ackTimeout: DEFAULTS.ackTimeout, requestTimeout: DEFAULTS.requestTimeout }),
+    queue,
+    ...timeouts,
     heartbeat,
     autoConnect,
-    onOpen: fn('onOpen', options.onOpen),
-    serialize: fn('serialize', options.serialize),
-    deserialize: fn('deserialize', options.deserialize),
+    onOpen,
+    serialize,
+    deserialize,
     persist,
   }
 }
