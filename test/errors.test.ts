@@ -61,6 +61,13 @@ describe('TetherError', () => {
     expect(error.message).toBe('boom')
   })
 
+  it('given no message (as in a production build), says its code and where docs/ERRORS.md documents it', () => {
+    expect(new TetherError('').message).toBe('ERR_TETHER: see docs/ERRORS.md#err_tether')
+    expect(new TetherError('', undefined, 'TetherError', 'ERR_UNSUPPORTED').message).toBe(
+      'ERR_UNSUPPORTED: see docs/ERRORS.md#err_unsupported',
+    )
+  })
+
   it('accepts an explicit name and code (for errors without a class of their own)', () => {
     const error = new TetherError('raw mode has no replies', undefined, 'TetherError', 'ERR_UNSUPPORTED')
     expect(error.code).toBe('ERR_UNSUPPORTED')
@@ -117,6 +124,14 @@ describe.each(classes)('%o', (ErrorClass, name, code) => {
   it('has a stack trace', () => {
     expect(typeof new ErrorClass('it failed').stack).toBe('string')
   })
+
+  it(`given no message (as in a production build), says ${code} and where docs/ERRORS.md documents it`, () => {
+    const data = { n: 1 }
+    const error = new ErrorClass('', { data })
+    expect(error.message).toBe(`${code}: see docs/ERRORS.md#${code.toLowerCase()}`)
+    expect(error).toMatchObject({ name, code, data })
+    expect(String(error)).toBe(`${name}: ${code}: see docs/ERRORS.md#${code.toLowerCase()}`)
+  })
 })
 
 describe('ReplyError', () => {
@@ -154,6 +169,11 @@ describe('PersistError', () => {
 
   it('is not an instance of the other error classes', () => {
     for (const [ErrorClass] of classes) expect(new PersistError('x', 'evicted')).not.toBeInstanceOf(ErrorClass)
+  })
+
+  it('given no message (as in a production build), keeps its reason and points to ERR_PERSIST', () => {
+    const error = new PersistError('', 'quota')
+    expect(error).toMatchObject({ code: 'ERR_PERSIST', reason: 'quota', message: 'ERR_PERSIST: see docs/ERRORS.md#err_persist' })
   })
 })
 

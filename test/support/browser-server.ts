@@ -23,13 +23,13 @@ const emitterEsm = join(dirname(createRequire(import.meta.url).resolve('eventemi
 const JS = 'text/javascript; charset=utf-8'
 const HTML = 'text/html; charset=utf-8'
 
-/** The page loading the IIFE build with a script tag, plus the harness (test/support/browser-harness.js). */
-const scriptTagPage = `<!doctype html>
+/** The page loading an IIFE build (`file`) with a script tag, plus the harness (test/support/browser-harness.js). */
+const scriptTagPage = (file: string, build: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tethersocket: script tag</title></head>
 <body>
-<script src="/tethersocket.global.js"></script>
+<script src="/${file}"></script>
 <script src="/harness.js"></script>
-<script>window.harness = makeHarness(window.TetherSocket, 'iife')</script>
+<script>window.harness = makeHarness(window.TetherSocket, '${build}')</script>
 </body></html>
 `
 
@@ -90,7 +90,8 @@ const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/tethersocket.global.prod.js': [JS, { file: join(dist, 'tethersocket.global.prod.js') }],
   '/vendor/eventemitter3.mjs': [JS, { file: emitterEsm }],
   '/harness.js': [JS, { file: join(root, 'test', 'support', 'browser-harness.js') }],
-  '/script-tag.html': [HTML, { body: scriptTagPage }],
+  '/script-tag.html': [HTML, { body: scriptTagPage('tethersocket.global.js', 'iife') }],
+  '/script-tag-prod.html': [HTML, { body: scriptTagPage('tethersocket.global.prod.js', 'iife-prod') }],
   '/esm.html': [HTML, { body: esmPage }],
   '/persist.html': [HTML, { body: persistPage }],
   '/persist-socket.html': [HTML, { body: persistSocketPage }],
