@@ -53,10 +53,13 @@ const DEVELOPMENT_TEXT = [
   'internal error', // lifecycle.ts
 ]
 
-/** The client's entry bundled and minified as a bundler does for `env`, as a script defining `lib`. */
-async function bundle(env: 'production' | 'development'): Promise<string> {
+/** Text of the durable outbox's development messages (tethersocket/persist). */
+const PERSIST_TEXT = ['is not available here', 'must be a non-empty string', 'storage quota', 'must be a finite number', 'cannot adopt']
+
+/** A built entry (the client's by default) bundled and minified as a bundler does for `env`, as a script defining `lib`. */
+async function bundle(env: 'production' | 'development', entry = 'dist/index.mjs'): Promise<string> {
   const result = await build({
-    stdin: { contents: "export * from './dist/index.mjs'", resolveDir: root, sourcefile: 'entry.mjs' },
+    stdin: { contents: `export * from './${entry}'`, resolveDir: root, sourcefile: 'entry.mjs' },
     bundle: true,
     minify: true,
     platform: 'browser',
@@ -183,6 +186,43 @@ describe('the default entry (dist/index.mjs) bundled for production', () => {
   })
 })
 
+describe('the durable outbox entry (dist/persist.mjs) bundled for production', () => {
+  it('carries none of its development messages; its errors keep class, code and reason, and point to ERR_PERSIST', async () => {
+    const production = await bundle('production', 'dist/persist.mjs')
+    const development = await bundle('development', 'dist/persist.mjs')
+    expect(PERSIST_TEXT.filter((text) => !development.includes(text))).toEqual([])
+    expect(PERSIST_TEXT.filter((text) => production.includes(text))).toEqual([])
+    expect(production).not.toMatch(/\bprocess\b/)
+
+    // This context has no IndexedDB: opening fails with 'unavailable'.
+    const { lib } = load(production)
+    const unavailable = (await lib
+      .indexedDBStore('chat')
+      .open()
+      .catch((error: unknown) => error)) as Built & { reason: string }
+    expect(unavailable).toBeInstanceOf(lib.PersistError)
+    expect(unavailable).toMatchObject({ name: 'PersistError', code: 'ERR_PERSIST', reason: 'unavailable' })
+    expect(unavailable.message).toBe('ERR_PERSIST: see docs/ERRORS.md#err_persist')
+    let option: Built | undefined
+    try {
+      lib.indexedDBStore('')
+    } catch (error) {
+      option = error as Built
+    }
+    expect(option).toMatchObject({
+      name: 'OptionError',
+      code: 'ERR_INVALID_OPTION',
+      message: 'ERR_INVALID_OPTION: see docs/ERRORS.md#err_invalid_option',
+    })
+
+    const told = (await load(development)
+      .lib.indexedDBStore('chat')
+      .open()
+      .catch((error: unknown) => error)) as Built
+    expect(told.message).toMatch(/^IndexedDB is not available here, so the outbox of "chat" is kept in memory only/)
+  })
+})
+
 describe('the built client in Node, as is', () => {
   const script = (importer: string) => `
     ${importer}
@@ -257,7 +297,7 @@ describe('the builds for browsers without a bundler', () => {
 
   it('the production script tag defines the same API, and its errors name their code and anchor', () => {
     const { context } = load(`${read('dist/tethersocket.global.prod.js')}; var lib = TetherSocket`)
-    const T = context.TetherSocket as Lib
+    const T = context.TetherSocket as Lib & (new (url: string, options: object) => unknown)
     const development = load(`${read('dist/tethersocket.global.js')}; var lib = TetherSocket`).context.TetherSocket as Lib
     expect(Object.getOwnPropertyNames(T).sort()).toEqual(Object.getOwnPropertyNames(development).sort())
     let error: Built | undefined
