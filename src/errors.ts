@@ -10,6 +10,7 @@
  * ```
  * @module
  */
+import { DEV } from './dev.js'
 
 /** Options shared by the error constructors. */
 export interface TetherErrorOptions {
@@ -79,12 +80,12 @@ export class TetherError extends Error {
   readonly data?: unknown
 
   /**
-   * @param message - what went wrong and what to do; when empty (as in a production build), the
-   *   code and where docs/ERRORS.md documents it
+   * @param message - what went wrong and what to do; in a production build, where the library
+   *   gives none, the code and where docs/ERRORS.md documents it
    * @param name - set explicitly rather than read from the constructor, which minifiers rename
    */
   constructor(message: string, options?: TetherErrorOptions, name = 'TetherError', code: TetherErrorCode | ReplyErrorCode = 'ERR_TETHER') {
-    super(message || documented(code), options && 'cause' in options ? { cause: options.cause } : undefined)
+    super(DEV ? message : message || documented(code), options && 'cause' in options ? { cause: options.cause } : undefined)
     this.name = name
     this.code = code
     if (options && 'data' in options) this.data = options.data

@@ -165,11 +165,10 @@ const OPEN = 1
 const CLOSE_GRACE = 50
 const noop = () => {}
 /**
- * What tells one failed attempt from another: its message, which names the cause; in production
- * builds (whose messages name only the code) the code and the platform's error.
+ * What tells one failed attempt from another in production builds, whose messages name only the
+ * code (in development the message does, as it names the cause): the code and the platform's error.
  */
-const failureKey = (error: TetherError): string =>
-  DEV ? error.message : `${error.code} ${String((error.cause as Error | undefined)?.message ?? error.cause)}`
+const failureKey = (error: TetherError): string => `${error.code} ${String((error.cause as Error | undefined)?.message ?? error.cause)}`
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 /**
@@ -671,7 +670,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   private reportFailure(error: TetherError): void {
     const previous = this.lastFailure
     this.lastFailure = error
-    if (!previous || failureKey(previous) !== failureKey(error)) this.notify('error', error)
+    if (DEV ? previous?.message !== error.message : !previous || failureKey(previous) !== failureKey(error)) this.notify('error', error)
   }
 
   /**

@@ -186,6 +186,63 @@ describe('the default entry (dist/index.mjs) bundled for production', () => {
   })
 })
 
+describe('failed attempts in the production build', () => {
+  it('are reported once per cause, as in development, although their messages no longer name it', async () => {
+    // Each attempt fails as `ws` reports it: an error event with the cause, then close 1006.
+    const causes = [
+      'connect ECONNREFUSED 127.0.0.1:1',
+      'connect ECONNREFUSED 127.0.0.1:1',
+      'Unexpected server response: 401',
+      'Unexpected server response: 401',
+    ]
+    class FailingWebSocket {
+      static made = 0
+      readyState = 0
+      readonly protocol = ''
+      binaryType = 'blob'
+      onopen: (() => void) | null = null
+      onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null = null
+      onerror: ((event: { message: string; error: Error }) => void) | null = null
+      onmessage: (() => void) | null = null
+      constructor() {
+        const cause = causes[FailingWebSocket.made++]
+        setTimeout(() => {
+          this.readyState = 3
+          this.onerror?.({ message: cause, error: new Error(cause) })
+          this.onclose?.({ code: 1006, reason: '', wasClean: false })
+        }, 0)
+      }
+      send(): void {}
+      close(): void {}
+    }
+    const reported = async (lib: Lib) => {
+      FailingWebSocket.made = 0
+      const sock = new lib.TetherSocket('ws://example.test/live', {
+        WebSocket: FailingWebSocket,
+        reconnect: { minDelay: 0, maxDelay: 0, maxRetries: 3 },
+      })
+      const errors: Built[] = []
+      sock.on('error', (error: Built) => errors.push(error))
+      for (let turn = 0; turn < 200 && sock.state !== 'closed'; turn++) await new Promise((resolve) => setTimeout(resolve, 1))
+      expect(sock.state).toBe('closed')
+      expect(FailingWebSocket.made).toBe(4)
+      return errors.map((error) => [error.code, (error.cause as Error).message, error.message])
+    }
+    expect(await reported(load(await bundle('production')).lib)).toEqual([
+      ['ERR_CONNECTION', causes[0], 'ERR_CONNECTION: see docs/ERRORS.md#err_connection'],
+      ['ERR_CONNECTION', causes[2], 'ERR_CONNECTION: see docs/ERRORS.md#err_connection'],
+    ])
+    expect(await reported(load(await bundle('development')).lib)).toEqual([
+      ['ERR_CONNECTION', causes[0], `could not connect to ws://example.test/live: connection refused (${causes[0]})`],
+      [
+        'ERR_CONNECTION',
+        causes[2],
+        `could not connect to ws://example.test/live: HTTP 401: unauthorized: credentials refused or missing (${causes[2]})`,
+      ],
+    ])
+  })
+})
+
 describe('the durable outbox entry (dist/persist.mjs) bundled for production', () => {
   it('carries none of its development messages; its errors keep class, code and reason, and point to ERR_PERSIST', async () => {
     const production = await bundle('production', 'dist/persist.mjs')
