@@ -27,13 +27,13 @@ export default [
     path: 'dist/index.mjs',
     import: '{ TetherSocket }',
     modifyEsbuildConfig: nodeEnv('production'),
-    limit: '20 kB',
+    limit: '11.55 kB',
     gzip: true,
   },
   {
     name: 'client, IIFE for a script tag, production (tethersocket.global.prod.js)',
     path: 'dist/tethersocket.global.prod.js',
-    limit: '20 kB',
+    limit: '11.4 kB',
     gzip: true,
   },
 ]
