@@ -665,7 +665,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /**
    * Reports a failed attempt as `error`, without flooding while a server stays down: the first
    * failure after an open (or `connect()`/`reconnect()`), then each one whose message differs
-   * from the previous failure's. Remembered as the cause a give-up names.
+   * from the previous failure's (in production builds, whose messages name no cause: whose code
+   * or platform error differs). Remembered as the cause a give-up names.
    */
   private reportFailure(error: TetherError): void {
     const previous = this.lastFailure
