@@ -1,4 +1,10 @@
-// Builds: ESM (.mjs) and CJS (.cjs) per entry, bundled .d.ts/.d.cts, and the minified IIFE.
+// Builds: ESM (.mjs) and CJS (.cjs) per entry, bundled .d.ts/.d.cts, the minified IIFE in a
+// development and a production flavour, and the client's ESM for browsers without a bundler.
+//
+// The development flag (src/dev.ts): in the builds for bundlers and Node every use is the bare
+// `process.env.NODE_ENV !== 'production'`, which a bundler folds; the builds for a browser
+// without a bundler (no `process` there) have it fixed: true in dist/browser/ and
+// dist/tethersocket.global.js, false in dist/tethersocket.global.prod.js.
 
 import { rmSync } from 'node:fs'
 import commonjs from '@rollup/plugin-commonjs'
@@ -24,8 +30,11 @@ const external = [/^node:/, 'eventemitter3', 'ws', 'react', 'vue']
 // The bindings' declarations import the client's types from the `.` entry instead of bundling
 // a copy: TetherSocket has private members, so a copy would be a different, incompatible type.
 const bindings = ['react', 'vue']
-// One transpiler for every config, so each file is transpiled once; `npm run typecheck` checks types.
+// One transpiler per flavour of the flag; each file is transpiled once per flavour it differs in
+// (`npm run typecheck` checks types).
 const typescript = transpile({ tsconfig: './tsconfig.build.json' })
+const development = transpile({ tsconfig: './tsconfig.build.json', dev: true })
+const production = transpile({ tsconfig: './tsconfig.build.json', dev: false })
 const banner = '/*! tethersocket | MIT */'
 // Declarations keep their TSDoc (for editors) and drop what is marked @internal.
 const declarationOptions = { removeComments: false, stripInternal: true }
@@ -50,17 +59,29 @@ export default [
     plugins: [typescript],
     output: { dir: 'dist', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: 'shared-[hash].cjs', exports: 'named' },
   },
-  {
+  // The script tag: development (the full messages and checks) and production.
+  ...[
+    ['dist/tethersocket.global.js', development],
+    ['dist/tethersocket.global.prod.js', production],
+  ].map(([file, flavour]) => ({
     input: 'src/global.ts',
-    plugins: [resolve({ browser: true }), commonjs(), typescript],
+    plugins: [resolve({ browser: true }), commonjs(), flavour],
     output: {
-      file: 'dist/tethersocket.global.js',
+      file,
       format: 'iife',
       name: 'TetherSocket',
       exports: 'default',
       banner,
       plugins: [terser({ format: { comments: /^!/ } })],
     },
+  })),
+  // Native `<script type="module">` without a bundler: development flavour, eventemitter3 left
+  // as a bare import for the page's import map to resolve.
+  {
+    input: { index: entries.index, persist: entries.persist },
+    external: ['eventemitter3'],
+    plugins: [development],
+    output: { dir: 'dist/browser', format: 'es', entryFileNames: '[name].mjs', chunkFileNames: 'shared-[hash].mjs' },
   },
   // The declarations: emitted once for the package, then bundled per entry as .d.ts and .d.cts.
   ...Object.entries(declarations).map(([name, input]) => ({

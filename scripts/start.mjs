@@ -14,7 +14,7 @@ const BUILD_SECONDS = 10
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bundle = join(root, 'dist', 'tethersocket.global.js')
-if (!['server.mjs', 'persist.mjs'].every((file) => existsSync(join(root, 'dist', file))) || !existsSync(bundle)) {
+if (!['server.mjs', 'browser/persist.mjs'].every((file) => existsSync(join(root, 'dist', file))) || !existsSync(bundle)) {
   console.log(`building the package (about ${BUILD_SECONDS} s, first run only)…`)
   const started = performance.now()
   // --silent: rollup's progress and warnings are not for demo users; a failed build still prints its error.
@@ -36,8 +36,9 @@ const files = {
 }
 const http = createServer((req, res) => {
   const path = new URL(req.url ?? '/', 'http://localhost').pathname
-  // The ES modules of the build too: the page imports the durable outbox (dist/persist.mjs), which imports its chunks.
-  const distModule = /^\/dist\/([\w.-]+\.mjs)$/.exec(path)?.[1]
+  // The ES modules of the build too: the page imports the durable outbox (dist/browser/persist.mjs, the build for
+  // browsers without a bundler), which imports its chunks.
+  const distModule = /^\/dist\/((?:browser\/)?[\w.-]+\.mjs)$/.exec(path)?.[1]
   const file =
     files[path] ??
     (distModule && existsSync(join(root, 'dist', distModule))

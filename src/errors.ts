@@ -10,6 +10,7 @@
  * ```
  * @module
  */
+import { DEV } from './dev.js'
 
 /** Options shared by the error constructors. */
 export interface TetherErrorOptions {
@@ -60,6 +61,14 @@ export type TetherErrorCode =
 // `string & {}` keeps the known codes in editors' completion while admitting any server code.
 export type ReplyErrorCode = 'ERR_INTERNAL' | 'ERR_REPLY_ENCODING' | (string & {})
 
+/**
+ * Where docs/ERRORS.md documents `code`: `'ERR_QUEUE_FULL: see docs/ERRORS.md#err_queue_full'`.
+ * Each code has a section there whose anchor is the code in lower case. The message of every
+ * error a production build creates (it leaves out the explanations: see src/dev.ts); the path is
+ * relative to the package, which ships the page.
+ */
+export const documented = (code: string): string => `${code}: see docs/ERRORS.md#${code.toLowerCase()}`
+
 /** Base class of every error raised or emitted by tethersocket. */
 export class TetherError extends Error {
   /**
@@ -71,10 +80,12 @@ export class TetherError extends Error {
   readonly data?: unknown
 
   /**
+   * @param message - what went wrong and what to do; in a production build, where the library
+   *   gives none, the code and where docs/ERRORS.md documents it
    * @param name - set explicitly rather than read from the constructor, which minifiers rename
    */
   constructor(message: string, options?: TetherErrorOptions, name = 'TetherError', code: TetherErrorCode | ReplyErrorCode = 'ERR_TETHER') {
-    super(message, options && 'cause' in options ? { cause: options.cause } : undefined)
+    super(DEV ? message : message || documented(code), options && 'cause' in options ? { cause: options.cause } : undefined)
     this.name = name
     this.code = code
     if (options && 'data' in options) this.data = options.data

@@ -4,12 +4,6 @@
  * @module
  */
 
-/**
- * Whether option checks that only help a developer run: always, unless the bundler made
- * `process.env.NODE_ENV` `'production'`.
- */
-export const DEV: boolean = typeof process === 'undefined' || process.env.NODE_ENV !== 'production'
-
 /** Edit distance (insertions, deletions, substitutions, and swaps of neighbours), small strings only. */
 function distance(a: string, b: string): number {
   const rows: number[][] = []

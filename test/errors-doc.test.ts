@@ -12,6 +12,7 @@ import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
+import { documented } from '../src/errors.js'
 
 const root = fileURLToPath(new URL('../', import.meta.url))
 const page = readFileSync(join(root, 'docs/ERRORS.md'), 'utf8')
@@ -95,6 +96,16 @@ describe('docs/ERRORS.md', () => {
     expect(codes).toContain('ERR_QUEUE_FULL') // the parse found the union
     expect(codes).toContain('ERR_INTERNAL')
     expect(codes.filter((code) => !anchors.has(slug(code)))).toEqual([])
+  })
+
+  it('has the section each production message points to, for every code tethersocket creates', () => {
+    // A production build's message is `documented(code)`: the code and its anchor on this page.
+    for (const code of unionMembers('TetherErrorCode')) {
+      const message = documented(code)
+      const anchor = /^([A-Z_]+): see docs\/ERRORS\.md#([\w-]+)$/.exec(message)
+      expect(anchor?.[1], message).toBe(code)
+      expect(anchors.has(anchor?.[2] ?? ''), message).toBe(true)
+    }
   })
 
   it('has a section for every error code written in src/ (string literals such as ERR_… or MODULE_NOT_FOUND)', () => {

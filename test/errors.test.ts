@@ -1,4 +1,4 @@
-import { describe, expect, expectTypeOf, it } from 'vitest'
+import { describe, expect, expectTypeOf, it, vi } from 'vitest'
 import {
   AbortError,
   ClosedError,
@@ -212,5 +212,41 @@ describe('TetherErrorCode', () => {
     expectTypeOf<ReplyError['code']>().toEqualTypeOf<ReplyErrorCode>()
     expectTypeOf<'ROOM_NOT_FOUND'>().toMatchTypeOf<ReplyError['code']>()
     expectTypeOf<'ERR_ENCODE'>().not.toMatchTypeOf<DeliveryError['code']>()
+  })
+})
+
+describe('in a production build (NODE_ENV=production)', () => {
+  /** src/errors.ts as a production build runs it: the flag is read when the module loads. */
+  async function production(): Promise<typeof import('../src/errors.js')> {
+    vi.stubEnv('NODE_ENV', 'production')
+    vi.resetModules()
+    try {
+      return await import('../src/errors.js')
+    } finally {
+      vi.unstubAllEnvs()
+      vi.resetModules()
+    }
+  }
+
+  it('an error the library gives no message (it leaves them out there) says its code and where docs/ERRORS.md documents it', async () => {
+    const built = await production()
+    const data = { n: 1 }
+    for (const [, name, code] of classes) {
+      const ErrorClass = built[name as 'DeliveryError'] as unknown as ErrorClass
+      const error = new ErrorClass('', { data })
+      expect(error).toBeInstanceOf(built.TetherError)
+      expect(error).toMatchObject({ name, code, data, message: `${code}: see docs/ERRORS.md#${code.toLowerCase()}` })
+      expect(String(error)).toBe(`${name}: ${code}: see docs/ERRORS.md#${code.toLowerCase()}`)
+    }
+    expect(new built.TetherError('', undefined, 'TetherError', 'ERR_UNSUPPORTED').message).toBe(
+      'ERR_UNSUPPORTED: see docs/ERRORS.md#err_unsupported',
+    )
+    expect(new built.PersistError('', 'quota')).toMatchObject({
+      code: 'ERR_PERSIST',
+      reason: 'quota',
+      message: 'ERR_PERSIST: see docs/ERRORS.md#err_persist',
+    })
+    // A message given is kept (the server gives its own).
+    expect(new built.QueueFullError('session queue full').message).toBe('session queue full')
   })
 })

@@ -6,6 +6,7 @@
  * @module
  */
 import { reportLater } from '../client/report.js'
+import { DEV } from '../dev.js'
 import {
   ClosedError,
   type RequestOptions,
@@ -60,10 +61,10 @@ export const INITIAL: BindingSnapshot<unknown, unknown> = Object.freeze({
 
 /** Why a call gets `ClosedError` instead of waiting for a socket. */
 export const REFUSED = {
-  noUrl: 'useTetherSocket has no connection: its url is null',
-  unmounted: 'the component using useTetherSocket has unmounted',
-  disposed: 'the scope using useTetherSocket was disposed',
-} as const
+  noUrl: DEV ? 'useTetherSocket has no connection: its url is null' : '',
+  unmounted: DEV ? 'the component using useTetherSocket has unmounted' : '',
+  disposed: DEV ? 'the scope using useTetherSocket was disposed' : '',
+}
 
 /** {@link INITIAL} for a binding's message types (it holds no message nor socket). */
 export const initial = <In, Out, Requests extends RequestReply = RequestReply>() => INITIAL as unknown as BindingSnapshot<In, Out, Requests>
@@ -167,7 +168,7 @@ export class BindingCore<In, Out, Requests extends RequestReply = RequestReply> 
       this.failure =
         cause instanceof TetherError
           ? cause
-          : new TetherError(`could not create the socket: ${String(cause)}`, { cause }, 'TetherError', 'ERR_CREATE')
+          : new TetherError(DEV ? `could not create the socket: ${String(cause)}` : '', { cause }, 'TetherError', 'ERR_CREATE')
       this.rejectWaiting(this.failure, { report: false })
       this.report(this.failure)
       return

@@ -4,6 +4,7 @@
  * and a test keeps the two equal.
  * @module
  */
+import { DEV } from '../dev.js'
 
 /** The connection states. `closed` is also where a socket ends when it gives up reconnecting. */
 export type SocketState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
@@ -27,6 +28,8 @@ export const TRANSITIONS: Readonly<Record<SocketState, readonly SocketState[]>> 
  */
 export function checkTransition(prev: SocketState, next: SocketState): void {
   if (!TRANSITIONS[prev].includes(next)) {
-    throw new Error(`tethersocket internal error: ${prev} → ${next} is not in TRANSITIONS (a bug; please report it)`)
+    throw new Error(
+      DEV ? `tethersocket internal error: ${prev} → ${next} is not in TRANSITIONS (a bug; please report it)` : `${prev} → ${next}`,
+    )
   }
 }

@@ -3,8 +3,10 @@
  * the validation that turns a bad value into an {@link OptionError} naming the option.
  * @module
  */
+
+import { DEV } from '../dev.js'
 import { OptionError } from '../errors.js'
-import { DEV, unknownKey } from '../suggest.js'
+import { unknownKey } from '../suggest.js'
 import type { Payload } from './outbox.js'
 import type { PersistStore } from './persist.js'
 
@@ -238,13 +240,18 @@ function shown(value: unknown): string {
 }
 
 function fail(option: string, expected: string, value: unknown): never {
-  throw new OptionError(`options${option ? `.${option}` : ''} must be ${expected}; got ${shown(value)}`)
+  throw new OptionError(DEV ? `options${option ? `.${option}` : ''} must be ${expected}; got ${shown(value)}` : '')
 }
+
+/** What each per-call option must be, for the messages. */
+const PER_CALL = { timeout: 'a number > 0', ttl: 'a number > 0', key: 'a string', signal: 'an AbortSignal' }
 
 /**
  * Checks the per-call options of `send()` or `request()` (`timeout`, `ttl`, `key`, `signal`).
  * Returns the {@link OptionError} for the first bad one, naming it and the value given, for the
  * caller to reject that call with (a send never throws), or `undefined` when all are good.
+ * Production builds check the same (a call refused in development is refused there too), and
+ * leave out only the names of unknown options and the message.
  */
 export function checkSendOptions(
   options: SendOptions | undefined,
@@ -252,22 +259,22 @@ export function checkSendOptions(
   call: 'send' | 'request' = 'send',
 ): OptionError | undefined {
   if (options !== undefined && (options === null || typeof options !== 'object')) {
-    return new OptionError(`${call}() options must be an object; got ${shown(options)}`, { data })
+    return new OptionError(DEV ? `${call}() options must be an object; got ${shown(options)}` : '', { data })
   }
-  const unknown = DEV && options !== undefined && unknownKey(`${call} options`, options, KNOWN[call])
+  const unknown = options !== undefined && DEV && unknownKey(`${call} options`, options, KNOWN[call])
   if (unknown) return new OptionError(unknown, { data })
   const { timeout, ttl, key, signal } = options ?? {}
-  const problem =
+  const bad =
     timeout !== undefined && !(timeout > 0)
-      ? ['timeout', 'a number > 0', timeout]
+      ? 'timeout'
       : ttl !== undefined && !(ttl > 0)
-        ? ['ttl', 'a number > 0', ttl]
+        ? 'ttl'
         : key !== undefined && typeof key !== 'string'
-          ? ['key', 'a string', key]
+          ? 'key'
           : signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function'
-            ? ['signal', 'an AbortSignal', signal]
+            ? 'signal'
             : undefined
-  return problem && new OptionError(`${call} options: ${problem[0]} must be ${problem[1]}; got ${shown(problem[2])}`, { data })
+  return bad && new OptionError(DEV ? `${call} options: ${bad} must be ${PER_CALL[bad]}; got ${shown(options?.[bad])}` : '', { data })
 }
 
 function number(option: string, value: unknown, fallback: number, min: number, integer: boolean): number {
@@ -278,7 +285,7 @@ function number(option: string, value: unknown, fallback: number, min: number, i
     value < min ||
     (integer && value !== Number.POSITIVE_INFINITY && !Number.isInteger(value))
   ) {
-    fail(option, `${integer ? 'an integer' : 'a number'} >= ${min}`, value)
+    fail(option, DEV ? `${integer ? 'an integer' : 'a number'} >= ${min}` : '', value)
   }
   return value
 }
@@ -310,23 +317,23 @@ function numbers<T extends object>(group: string, given: object, defaults: T): W
   return resolved as Widened<T>
 }
 
-function fn<T>(option: string, value: T | undefined): T | undefined {
+/** Checks that an option is a function (or undefined). */
+function fn(option: string, value: unknown): void {
   if (value !== undefined && typeof value !== 'function') fail(option, 'a function', value)
-  return value
 }
 
 /**
- * Checks that an options object is an object and, in development, that it names only `known`
- * options (a misspelt one would be ignored: `{ reconect: false }` would reconnect).
+ * Checks that an options object (or undefined) is an object that names only the options of
+ * the group `option` (a misspelt one would be ignored: `{ reconect: false }` would reconnect).
  */
-function object<T>(option: string, value: T | undefined, known: readonly string[]): T | undefined {
-  if (value !== undefined && (value === null || typeof value !== 'object')) fail(option, 'an object', value)
-  const unknown = DEV && value !== undefined && unknownKey(option ? `options.${option}` : 'options', value as object, known)
+function object(option: keyof typeof KNOWN | '', value: unknown): void {
+  if (value === undefined) return
+  if (value === null || typeof value !== 'object') fail(option, 'an object', value)
+  const unknown = unknownKey(option ? `options.${option}` : 'options', value, KNOWN[option || 'options'])
   if (unknown) throw new OptionError(unknown)
-  return value
 }
 
-/** The options of `new TetherSocket(url, options)`, and of its groups, by name. */
+/** The options of `new TetherSocket(url, options)`, and of its groups, by name (read in development only). */
 const KNOWN = {
   options: [
     'WebSocket',
@@ -343,7 +350,8 @@ const KNOWN = {
     'deserialize',
     'persist',
   ],
-  reconnect: [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'],
+  // Under DEV, as the spread is not free of side effects to a minifier: this table would stay.
+  reconnect: DEV ? [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'] : [],
   queue: Object.keys(DEFAULTS.queue),
   heartbeat: Object.keys(DEFAULTS.heartbeat),
   send: ['timeout', 'signal', 'ttl', 'key'],
@@ -359,66 +367,76 @@ const isProtocolList = (value: unknown): value is string | string[] =>
  * @throws {@link OptionError} naming `options.protocols` and the value
  */
 export function checkProtocols(value: unknown): string | string[] {
-  if (!isProtocolList(value)) fail('protocols', 'a string or an array of strings, also when a function returns it', value)
+  if (!isProtocolList(value)) fail('protocols', DEV ? 'a string or an array of strings, also when a function returns it' : '', value)
   return value
 }
 
-/** Applies defaults and validates; throws {@link OptionError} naming the first bad option. */
+/**
+ * Applies defaults and validates; throws {@link OptionError} naming the first bad option.
+ * Production builds keep the checks of values (bounds, a WebSocket to use) and leave out those
+ * of types and names, which only help a developer.
+ */
 export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = {}): ResolvedOptions<In, Out> {
-  object('', options, KNOWN.options)
+  // The checks of types and names are whole statements under DEV, so a production build has no call of them.
+  if (DEV) object('', options)
   // undefined, and only undefined, means "the default" (null is refused like any other wrong value).
   const WebSocketImpl = options.WebSocket === undefined ? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket : options.WebSocket
   if (typeof WebSocketImpl !== 'function') {
-    if (options.WebSocket !== undefined) fail('WebSocket', 'a WebSocket constructor', options.WebSocket)
+    if (DEV && options.WebSocket !== undefined) fail('WebSocket', 'a WebSocket constructor', options.WebSocket)
     throw new OptionError(
-      'no WebSocket implementation found: this environment has no global WebSocket. In Node, install ws and pass it: new TetherSocket(url, { WebSocket })  (import { WebSocket } from "ws")',
+      DEV
+        ? 'no WebSocket implementation found: this environment has no global WebSocket. In Node, install ws and pass it: new TetherSocket(url, { WebSocket })  (import { WebSocket } from "ws")'
+        : '',
     )
   }
   const { protocols } = options
-  if (protocols !== undefined && typeof protocols !== 'function' && !isProtocolList(protocols)) {
+  if (DEV && protocols !== undefined && typeof protocols !== 'function' && !isProtocolList(protocols)) {
     fail('protocols', 'a string, an array of strings or a function returning one', protocols)
   }
   const mode = options.mode === undefined ? DEFAULTS.mode : options.mode
-  if (mode !== 'tether' && mode !== 'raw') fail('mode', "'tether' or 'raw'", mode)
+  if (DEV && mode !== 'tether' && mode !== 'raw') fail('mode', "'tether' or 'raw'", mode)
 
   let reconnect: ResolvedOptions<In, Out>['reconnect'] = false
   if (options.reconnect !== false) {
-    const r = object('reconnect', options.reconnect, KNOWN.reconnect) ?? {}
-    reconnect = {
-      ...numbers('reconnect.', r, DEFAULTS.reconnect),
-      shouldReconnect: fn('reconnect.shouldReconnect', r.shouldReconnect) ?? defaultShouldReconnect,
-    }
-    if (reconnect.jitter > 1) fail('reconnect.jitter', 'a number from 0 to 1', reconnect.jitter)
+    if (DEV) object('reconnect', options.reconnect)
+    const r = options.reconnect ?? {}
+    reconnect = { ...numbers('reconnect.', r, DEFAULTS.reconnect), shouldReconnect: r.shouldReconnect ?? defaultShouldReconnect }
+    if (DEV) fn('reconnect.shouldReconnect', r.shouldReconnect)
+    if (reconnect.jitter > 1) fail('reconnect.jitter', DEV ? 'a number from 0 to 1' : '', reconnect.jitter)
   }
 
-  const q = object('queue', options.queue, KNOWN.queue) ?? {}
+  if (DEV) object('queue', options.queue)
+  const q = options.queue ?? {}
   const overflow = q.overflow === undefined ? DEFAULTS.queue.overflow : q.overflow
-  if (overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
+  if (DEV && overflow !== 'reject' && overflow !== 'drop-oldest') fail('queue.overflow', "'reject' or 'drop-oldest'", overflow)
 
   let heartbeat: ResolvedOptions<In, Out>['heartbeat'] = false
   if (options.heartbeat !== false) {
-    const h = object('heartbeat', options.heartbeat, KNOWN.heartbeat) ?? {}
-    heartbeat = numbers('heartbeat.', h, DEFAULTS.heartbeat)
+    if (DEV) object('heartbeat', options.heartbeat)
+    heartbeat = numbers('heartbeat.', options.heartbeat ?? {}, DEFAULTS.heartbeat)
   }
   const autoConnect = options.autoConnect === undefined ? DEFAULTS.autoConnect : options.autoConnect
-  if (typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
-  const { persist } = options
-  if (persist !== undefined && (persist === null || typeof persist !== 'object' || typeof persist.open !== 'function')) {
+  if (DEV && typeof autoConnect !== 'boolean') fail('autoConnect', 'a boolean', autoConnect)
+  const { persist, onOpen, serialize, deserialize } = options
+  if (DEV && persist !== undefined && (persist === null || typeof persist !== 'object' || typeof persist.open !== 'function')) {
     fail('persist', "a store from tethersocket/persist, such as indexedDBStore('chat')", persist)
   }
+  const queue = { ...numbers('queue.', q, DEFAULTS.queue), overflow }
+  const timeouts = numbers('', options, { ackTimeout: DEFAULTS.ackTimeout, requestTimeout: DEFAULTS.requestTimeout })
+  if (DEV) for (const [name, value] of Object.entries({ onOpen, serialize, deserialize })) fn(name, value)
 
   return {
     WebSocket: WebSocketImpl,
     protocols,
     mode,
     reconnect,
-    queue: { ...numbers('queue.', q, DEFAULTS.queue), overflow },
-    ...numbers('', options, { ackTimeout: DEFAULTS.ackTimeout, requestTimeout: DEFAULTS.requestTimeout }),
+    queue,
+    ...timeouts,
     heartbeat,
     autoConnect,
-    onOpen: fn('onOpen', options.onOpen),
-    serialize: fn('serialize', options.serialize),
-    deserialize: fn('deserialize', options.deserialize),
+    onOpen,
+    serialize,
+    deserialize,
     persist,
   }
 }
@@ -436,15 +454,18 @@ export function normalizeUrl(url: string | URL): string {
     const base = (globalThis as { location?: { href: string } }).location?.href
     parsed = new URL(String(url), base)
   } catch (cause) {
-    throw new OptionError(`invalid URL ${JSON.stringify(redactUrl(url))}: expected an absolute ws://, wss://, http:// or https:// URL`, {
-      cause,
-    })
+    throw new OptionError(
+      DEV ? `invalid URL ${JSON.stringify(redactUrl(url))}: expected an absolute ws://, wss://, http:// or https:// URL` : '',
+      { cause },
+    )
   }
   const scheme = parsed.protocol
   if (scheme === 'http:' || scheme === 'https:') parsed.protocol = scheme === 'http:' ? 'ws:' : 'wss:'
   else if (scheme !== 'ws:' && scheme !== 'wss:') {
     throw new OptionError(
-      `unsupported URL scheme ${JSON.stringify(scheme)} in ${JSON.stringify(redactUrl(url))}: use ws://, wss://, http:// or https://`,
+      DEV
+        ? `unsupported URL scheme ${JSON.stringify(scheme)} in ${JSON.stringify(redactUrl(url))}: use ws://, wss://, http:// or https://`
+        : '',
     )
   }
   parsed.hash = ''

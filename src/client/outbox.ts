@@ -11,6 +11,7 @@
  * fires, so a burst of sends with timeouts costs no timer per message.
  * @module
  */
+import { DEV } from '../dev.js'
 import { AbortError, QueueFullError, type TetherError, TimeoutError } from '../errors.js'
 import { perTick } from '../protocol/frames.js'
 import type { RestoringItem } from './persist.js'
@@ -127,6 +128,7 @@ export class Entry {
    * (a request waits for its reply, a message for its ack).
    */
   get timedOut(): string {
+    if (!DEV) return ''
     const waited = this.extras?.timeout
     return this.requestId === undefined
       ? `not acknowledged within ${waited} ms (the send's timeout, or ackTimeout)`
@@ -274,7 +276,10 @@ export class Outbox {
     const { signal, key, deadline, staleAt, aheadOfQueue = false } = options
     const { extras } = entry
     if (signal?.aborted) {
-      this.finish(entry, new AbortError('send was aborted by its signal before it was queued', { cause: signal.reason, data: entry.data }))
+      this.finish(
+        entry,
+        new AbortError(DEV ? 'send was aborted by its signal before it was queued' : '', { cause: signal.reason, data: entry.data }),
+      )
       return promise
     }
     const replaced = key === undefined ? undefined : this.keyed.get(key)
@@ -282,7 +287,7 @@ export class Outbox {
     if (!this.makeRoom(entry)) return promise
     this.link(entry, aheadOfQueue)
     if (signal && extras) {
-      const onAbort = () => this.fail(entry, new AbortError('send was aborted by its signal', { cause: signal.reason, data }))
+      const onAbort = () => this.fail(entry, new AbortError(DEV ? 'send was aborted by its signal' : '', { cause: signal.reason, data }))
       signal.addEventListener('abort', onAbort, { once: true })
       extras.unlisten = () => signal.removeEventListener('abort', onAbort)
     }
@@ -418,7 +423,7 @@ export class Outbox {
       this.finish(
         entry,
         new QueueFullError(
-          `message of ${entry.size} bytes exceeds queue.maxBytes (${maxBytes}); raise queue.maxBytes or send smaller messages`,
+          DEV ? `message of ${entry.size} bytes exceeds queue.maxBytes (${maxBytes}); raise queue.maxBytes or send smaller messages` : '',
           { data: entry.data },
         ),
       )
@@ -432,7 +437,9 @@ export class Outbox {
           this.fail(
             oldest,
             new QueueFullError(
-              `dropped to make room: queue full (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}) and queue.overflow is 'drop-oldest'`,
+              DEV
+                ? `dropped to make room: queue full (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}) and queue.overflow is 'drop-oldest'`
+                : '',
               { data: oldest.data },
             ),
           )
@@ -444,7 +451,9 @@ export class Outbox {
     this.finish(
       entry,
       new QueueFullError(
-        `queue full: ${this.size} messages, ${this.bytes} bytes (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}); wait for the connection, raise the limits or set queue.overflow to 'drop-oldest'`,
+        DEV
+          ? `queue full: ${this.size} messages, ${this.bytes} bytes (queue.maxMessages ${maxMessages}, queue.maxBytes ${maxBytes}); wait for the connection, raise the limits or set queue.overflow to 'drop-oldest'`
+          : '',
         { data: entry.data },
       ),
     )
@@ -518,7 +527,9 @@ export class Outbox {
       if (!entry.settled && entry.seq === 0 && entry.staleAt <= now) {
         this.fail(
           entry,
-          new TimeoutError(`dropped unsent after waiting ${entry.extras?.ttl} ms (the send's ttl, or queue.ttl)`, { data: entry.data }),
+          new TimeoutError(DEV ? `dropped unsent after waiting ${entry.extras?.ttl} ms (the send's ttl, or queue.ttl)` : '', {
+            data: entry.data,
+          }),
         )
       } else if (!entry.settled && entry.deadline <= now) {
         this.fail(entry, new TimeoutError(entry.timedOut, { data: entry.data }))

@@ -24,6 +24,7 @@
  * @module
  */
 import { EventEmitter } from 'eventemitter3'
+import { DEV } from '../dev.js'
 import { ClosedError, ConnectionError, DeliveryError, OptionError, type PersistError, TetherError, TimeoutError } from '../errors.js'
 import { cutReason, MAX_REASON_BYTES, utf8Length } from '../protocol/close-reason.js'
 import { CloseCode } from '../protocol/frames.js'
@@ -163,6 +164,11 @@ const OPEN = 1
  */
 const CLOSE_GRACE = 50
 const noop = () => {}
+/**
+ * What tells one failed attempt from another in production builds, whose messages name only the
+ * code (in development the message does, as it names the cause): the code and the platform's error.
+ */
+const failureKey = (error: TetherError): string => `${error.code} ${String((error.cause as Error | undefined)?.message ?? error.cause)}`
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 /**
@@ -219,7 +225,8 @@ export type ReplyType<R, Requests extends RequestReply, Q> = [R] extends [never]
 const AS_SEND: EnqueueAs = {}
 
 /** The error of a message left undelivered by `close()` (module-level: a static would show on `window.TetherSocket`). */
-const closedError = (entry: Entry) => new ClosedError('the socket was closed before this message was delivered', { data: entry.data })
+const closedError = (entry: Entry) =>
+  new ClosedError(DEV ? 'the socket was closed before this message was delivered' : '', { data: entry.data })
 
 /**
  * A WebSocket that reconnects with backoff, queues while disconnected and, in tether mode,
@@ -355,7 +362,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     if (!this.protocol.requests) {
       return this.rejectNow(
         new TetherError(
-          "request() needs mode 'tether' (replies are matched by id); in raw mode use send() and match replies yourself",
+          DEV ? "request() needs mode 'tether' (replies are matched by id); in raw mode use send() and match replies yourself" : '',
           { data },
           'TetherError',
           'ERR_UNSUPPORTED',
@@ -406,13 +413,15 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
    */
   close(code = 1000, reason = ''): Promise<void> {
     if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
-      throw new OptionError(`close code must be 1000 or in 3000-4999; got ${code}`)
+      throw new OptionError(DEV ? `close code must be 1000 or in 3000-4999; got ${code}` : '')
     }
-    if (typeof reason !== 'string') throw new OptionError(`close reason must be a string; got ${typeof reason}`)
+    if (typeof reason !== 'string') throw new OptionError(DEV ? `close reason must be a string; got ${typeof reason}` : '')
     const bytes = utf8Length(reason)
     if (bytes > MAX_REASON_BYTES) {
       throw new OptionError(
-        `close reason must be at most ${MAX_REASON_BYTES} UTF-8 bytes (the WebSocket limit); got ${bytes}. Shorten it, or send the details as a message before closing`,
+        DEV
+          ? `close reason must be at most ${MAX_REASON_BYTES} UTF-8 bytes (the WebSocket limit); got ${bytes}. Shorten it, or send the details as a message before closing`
+          : '',
       )
     }
     if (this.current === 'closed' || this.current === 'idle') {
@@ -500,7 +509,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     this.counters.attempts++
     const timeout = this.connectTimeout
     this.timer = timer(
-      () => this.attemptFailed(new TimeoutError(`connection attempt not open after ${timeout} ms (reconnect.connectTimeout)`)),
+      () => this.attemptFailed(new TimeoutError(DEV ? `connection attempt not open after ${timeout} ms (reconnect.connectTimeout)` : '')),
       timeout,
     )
     const { url } = this
@@ -515,9 +524,12 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       .catch((cause: unknown) => {
         if (!this.superseded(id)) {
           this.attemptFailed(
-            new ConnectionError(`the url or protocols provider failed: ${cause instanceof Error ? cause.message : String(cause)}`, {
-              cause,
-            }),
+            new ConnectionError(
+              DEV ? `the url or protocols provider failed: ${cause instanceof Error ? cause.message : String(cause)}` : '',
+              {
+                cause,
+              },
+            ),
           )
         }
       })
@@ -533,7 +545,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     } catch (cause) {
       this.attemptFailed(
         new ConnectionError(
-          `could not create a WebSocket for ${redactUrl(url)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+          DEV ? `could not create a WebSocket for ${redactUrl(url)}: ${cause instanceof Error ? cause.message : String(cause)}` : '',
           {
             cause,
           },
@@ -550,13 +562,13 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       // Node's ws says when the server selected no subprotocol (browsers only report a failed
       // handshake): then it is no tether server, and retrying cannot help.
       if (this.tether && /subprotocol/i.test(String(failure?.message))) {
-        this.tether.notTether('the handshake selected no subprotocol')
+        this.tether.notTether(DEV ? 'the handshake selected no subprotocol' : '')
         return
       }
       if (this.current === 'connecting') {
         const cause = failure?.error
         const error = new ConnectionError(
-          `could not connect to ${redactUrl(url)}: ${describeFailure(failure, info)}`,
+          DEV ? `could not connect to ${redactUrl(url)}: ${describeFailure(failure, info)}` : '',
           cause === undefined ? undefined : { cause },
         )
         const id = this.attemptId
@@ -605,7 +617,9 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
         send: (data) =>
           (!this.superseded(id) && this.ws === ws
             ? this.enqueue(data, undefined, { aheadOfQueue: true })
-            : this.rejectNow(new ConnectionError('onOpen send(): the connection this hook ran for is gone', { data }))) as Promise<void>,
+            : this.rejectNow(
+                new ConnectionError(DEV ? 'onOpen send(): the connection this hook ran for is gone' : '', { data }),
+              )) as Promise<void>,
         connection: this.counters.opened + 1,
       })
     } catch (cause) {
@@ -624,7 +638,9 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   }
 
   private hookFailed(cause: unknown): void {
-    this.attemptFailed(new ConnectionError(`options.onOpen failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause }))
+    this.attemptFailed(
+      new ConnectionError(DEV ? `options.onOpen failed: ${cause instanceof Error ? cause.message : String(cause)}` : '', { cause }),
+    )
   }
 
   private becomeOpen(): void {
@@ -649,12 +665,13 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /**
    * Reports a failed attempt as `error`, without flooding while a server stays down: the first
    * failure after an open (or `connect()`/`reconnect()`), then each one whose message differs
-   * from the previous failure's. Remembered as the cause a give-up names.
+   * from the previous failure's (in production builds, whose messages name no cause: whose code
+   * or platform error differs). Remembered as the cause a give-up names.
    */
   private reportFailure(error: TetherError): void {
     const previous = this.lastFailure
     this.lastFailure = error
-    if (previous?.message !== error.message) this.notify('error', error)
+    if (DEV ? previous?.message !== error.message : !previous || failureKey(previous) !== failureKey(error)) this.notify('error', error)
   }
 
   /**
@@ -683,10 +700,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     }
     if (stop !== undefined) {
       const cause = (sequel.next === 'give up' ? sequel.cause : undefined) ?? this.lastFailure
-      const reason = `${stop}; last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}`
-      this.failEverything(
-        (entry) => new DeliveryError(`not delivered: ${reason}`, cause ? { data: entry.data, cause } : { data: entry.data }),
-      )
+      const reason = DEV ? `not delivered: ${stop}; last close code ${info.code}${info.reason ? ` (${info.reason})` : ''}` : ''
+      this.failEverything((entry) => new DeliveryError(reason, cause ? { data: entry.data, cause } : { data: entry.data }))
     }
     if (stop !== undefined || sequel.next === 'close') {
       this.enterClosed()
@@ -733,16 +748,19 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /** Why the reconnect policy allows no further attempt after `info`; undefined when it allows one. */
   private retryRefusal(info: CloseInfo): string | undefined {
     const { reconnect } = this.options
-    if (!reconnect) return 'reconnect is false'
+    // The reasons are for development messages: production builds give '' (still not undefined).
+    if (!reconnect) return DEV ? 'reconnect is false' : ''
     if (this.failures >= reconnect.maxRetries) {
       const max = reconnect.maxRetries
-      return `gave up reconnecting after ${plural(max + 1, 'failed attempt')} in a row (1 + ${max} ${max === 1 ? 'retry' : 'retries'}, reconnect.maxRetries)`
+      return DEV
+        ? `gave up reconnecting after ${plural(max + 1, 'failed attempt')} in a row (1 + ${max} ${max === 1 ? 'retry' : 'retries'}, reconnect.maxRetries)`
+        : ''
     }
     try {
-      return reconnect.shouldReconnect(info) ? undefined : 'reconnect.shouldReconnect declined to retry'
+      return reconnect.shouldReconnect(info) ? undefined : DEV ? 'reconnect.shouldReconnect declined to retry' : ''
     } catch (cause) {
-      this.notify('error', new OptionError('options.reconnect.shouldReconnect threw; not reconnecting', { cause }))
-      return 'reconnect.shouldReconnect threw'
+      this.notify('error', new OptionError(DEV ? 'options.reconnect.shouldReconnect threw; not reconnecting' : '', { cause }))
+      return DEV ? 'reconnect.shouldReconnect threw' : ''
     }
   }
 
@@ -887,7 +905,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
    */
   private enqueue(data: Out, options: SendOptions | undefined, as: EnqueueAs = AS_SEND): Promise<unknown> {
     if (this.current === 'closed') {
-      return this.rejectNow(new ClosedError('the socket is closed; call connect() to open it again before sending', { data }))
+      return this.rejectNow(new ClosedError(DEV ? 'the socket is closed; call connect() to open it again before sending' : '', { data }))
     }
     const invalid = checkSendOptions(options, data, as.request ? 'request' : 'send')
     try {

@@ -4,6 +4,7 @@
  * @module
  */
 import type { PersistChanges, PersistedEntry, PersistedSession } from '../client/persist.js'
+import { DEV } from '../dev.js'
 import { OptionError } from '../errors.js'
 
 const isBinary = (value: unknown): value is ArrayBuffer => Object.prototype.toString.call(value) === '[object ArrayBuffer]'
@@ -21,8 +22,9 @@ function shown(value: unknown): string {
   }
 }
 
+/** Throws an OptionError when not `ok` (in production builds the check stays; `what` is '' there). */
 function check(ok: boolean, what: string, value: unknown): void {
-  if (!ok) throw new OptionError(`commit(): ${what}; got ${shown(value)}`)
+  if (!ok) throw new OptionError(DEV ? `commit(): ${what}; got ${shown(value)}` : '')
 }
 
 /**
@@ -31,15 +33,15 @@ function check(ok: boolean, what: string, value: unknown): void {
  * naming the bad field.
  */
 export function storedEntry(entry: PersistedEntry): PersistedEntry {
-  check(typeof entry === 'object' && entry !== null, 'each entry of `put` must be an object', entry)
+  check(typeof entry === 'object' && entry !== null, DEV ? 'each entry of `put` must be an object' : '', entry)
   const { position, seq, payload, requestId, staleAt, deadline, key } = entry
-  check(isNumber(position), 'an entry `position` must be a finite number', position)
-  check(isNumber(seq), 'an entry `seq` must be a finite number', seq)
-  check(typeof payload === 'string' || isBinary(payload), 'an entry `payload` must be a string or an ArrayBuffer', payload)
-  check(requestId === undefined || isNumber(requestId), 'an entry `requestId` must be a number when given', requestId)
-  check(staleAt === undefined || isTime(staleAt), 'an entry `staleAt` must be a number when given', staleAt)
-  check(deadline === undefined || isTime(deadline), 'an entry `deadline` must be a number when given', deadline)
-  check(key === undefined || typeof key === 'string', 'an entry `key` must be a string when given', key)
+  check(isNumber(position), DEV ? 'an entry `position` must be a finite number' : '', position)
+  check(isNumber(seq), DEV ? 'an entry `seq` must be a finite number' : '', seq)
+  check(typeof payload === 'string' || isBinary(payload), DEV ? 'an entry `payload` must be a string or an ArrayBuffer' : '', payload)
+  check(requestId === undefined || isNumber(requestId), DEV ? 'an entry `requestId` must be a number when given' : '', requestId)
+  check(staleAt === undefined || isTime(staleAt), DEV ? 'an entry `staleAt` must be a number when given' : '', staleAt)
+  check(deadline === undefined || isTime(deadline), DEV ? 'an entry `deadline` must be a number when given' : '', deadline)
+  check(key === undefined || typeof key === 'string', DEV ? 'an entry `key` must be a string when given' : '', key)
   return {
     position,
     seq,
@@ -56,21 +58,21 @@ export const storedSession = ({ id, delivered, sent, acked }: PersistedSession):
 
 /** Checks a whole `commit()` argument; throws an OptionError naming the first bad part. */
 export function checkChanges(changes: PersistChanges): void {
-  check(typeof changes === 'object' && changes !== null, 'changes must be an object', changes)
+  check(typeof changes === 'object' && changes !== null, DEV ? 'changes must be an object' : '', changes)
   const { put, remove, session } = changes
-  check(put === undefined || Array.isArray(put), '`put` must be an array of entries', put)
+  check(put === undefined || Array.isArray(put), DEV ? '`put` must be an array of entries' : '', put)
   check(
     remove === undefined || (Array.isArray(remove) && remove.every(isNumber)),
-    '`remove` must be an array of positions (numbers)',
+    DEV ? '`remove` must be an array of positions (numbers)' : '',
     remove,
   )
   if (session) checkSession(session)
-  else check(session === undefined || session === null, '`session` must be a session object, or null to clear it', session)
+  else check(session === undefined || session === null, DEV ? '`session` must be a session object, or null to clear it' : '', session)
 }
 
 function checkSession(session: PersistedSession): void {
-  check(typeof session === 'object' && typeof session.id === 'string', '`session.id` must be a string', session)
+  check(typeof session === 'object' && typeof session.id === 'string', DEV ? '`session.id` must be a string' : '', session)
   for (const field of ['delivered', 'sent', 'acked'] as const) {
-    check(isNumber(session[field]), `\`session.${field}\` must be a finite number`, session[field])
+    check(isNumber(session[field]), DEV ? `\`session.${field}\` must be a finite number` : '', session[field])
   }
 }

@@ -3,14 +3,18 @@
  * page does meanwhile, from the platform's error where there is one.
  * @module
  */
+import { DEV } from '../dev.js'
 import { PersistError, type PersistFailure } from '../errors.js'
 
 const SEE = 'See docs/ERRORS.md#err_persist'
 
-/** A PersistError for `reason`, its message built from `what` (what happened). */
+/**
+ * A PersistError for `reason`, its message built from `what` (what happened). Callers write
+ * `what` as `DEV ? '…' : ''`: a production build's message is the code and its anchor.
+ */
 export function persistError(reason: PersistFailure, what: string, cause?: unknown): PersistError {
   const detail = isError(cause) ? ` (${cause.name}: ${cause.message})` : ''
-  return new PersistError(`${what}${detail}. ${SEE}`, reason, cause === undefined ? undefined : { cause })
+  return new PersistError(DEV ? `${what}${detail}. ${SEE}` : '', reason, cause === undefined ? undefined : { cause })
 }
 
 // A DOMException is not an Error instance everywhere (older engines, fakes): its name and message suffice.
@@ -32,9 +36,11 @@ export function writeError(error: unknown, name: string, what: string): PersistE
   if (reason === 'quota') {
     return persistError(
       'quota',
-      `the browser's storage quota for this site is used up: ${what} to "${name}" was not written, nothing of it; what is pending is kept in memory only until space is freed (requestPersistentStorage() can raise the quota)`,
+      DEV
+        ? `the browser's storage quota for this site is used up: ${what} to "${name}" was not written, nothing of it; what is pending is kept in memory only until space is freed (requestPersistentStorage() can raise the quota)`
+        : '',
       error,
     )
   }
-  return persistError(reason, `IndexedDB failed to write ${what} to "${name}", and nothing of it was written`, error)
+  return persistError(reason, DEV ? `IndexedDB failed to write ${what} to "${name}", and nothing of it was written` : '', error)
 }

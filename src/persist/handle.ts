@@ -6,6 +6,7 @@
  * @module
  */
 import type { OutboxHandle, PersistChanges, PersistedEntry, PersistedOutbox, PersistedSession } from '../client/persist.js'
+import { DEV } from '../dev.js'
 import { OptionError, type PersistError } from '../errors.js'
 import { checkChanges, storedEntry, storedSession } from './entries.js'
 import { persistError, writeError } from './failure.js'
@@ -69,7 +70,7 @@ export class IndexedDBOutbox implements OutboxHandle {
     if (this.#closed) {
       return persistError(
         'locked',
-        `the outbox of "${this.#context.name}" was closed: this page no longer holds it, so it writes nothing more`,
+        DEV ? `the outbox of "${this.#context.name}" was closed: this page no longer holds it, so it writes nothing more` : '',
       )
     }
     return this.#context.failure()
@@ -129,7 +130,7 @@ export class IndexedDBOutbox implements OutboxHandle {
         else this.#state.apply(delta)
       }
     }).catch((error) => {
-      throw this.#context.failure() ?? writeError(error, name, 'a commit')
+      throw this.#context.failure() ?? writeError(error, name, DEV ? 'a commit' : '')
     })
   }
 
@@ -139,22 +140,26 @@ export class IndexedDBOutbox implements OutboxHandle {
     const { keyRange, locks, name } = this.#context
     const id = this.#id
     if (typeof orphan !== 'object' || orphan === null || typeof orphan.id !== 'string') {
-      throw new OptionError('adopt(orphan): orphan must be one of the `orphans` of this handle')
+      throw new OptionError(DEV ? 'adopt(orphan): orphan must be one of the `orphans` of this handle' : '')
     }
-    if (orphan.id === id) throw new OptionError('adopt(orphan): an outbox cannot adopt itself')
+    if (orphan.id === id) throw new OptionError(DEV ? 'adopt(orphan): an outbox cannot adopt itself' : '')
     if (!locks) {
       throw persistError(
         'locked',
-        `cannot adopt an outbox of "${name}": this browser has no Web Locks, so it cannot tell a closed page's outbox from a live one`,
+        DEV
+          ? `cannot adopt an outbox of "${name}": this browser has no Web Locks, so it cannot tell a closed page's outbox from a live one`
+          : '',
       )
     }
     let release: (() => void) | undefined
     try {
       release = await tryLock(locks, lockName(name, orphan.id))
     } catch (error) {
-      throw persistError('unavailable', `cannot take the lock of an outbox of "${name}"`, error)
+      throw persistError('unavailable', DEV ? `cannot take the lock of an outbox of "${name}"` : '', error)
     }
-    if (!release) throw persistError('locked', `another page holds the outbox ${orphan.id} of "${name}" (it reopened or is adopting it)`)
+    if (!release) {
+      throw persistError('locked', DEV ? `another page holds the outbox ${orphan.id} of "${name}" (it reopened or is adopting it)` : '')
+    }
     try {
       const n = this.#next++
       const adopted = await this.#write((tx) => {
@@ -187,10 +192,10 @@ export class IndexedDBOutbox implements OutboxHandle {
           return { ...found, entries: moved }
         }
       })
-      if (!adopted) throw persistError('locked', `the outbox ${orphan.id} of "${name}" is gone: another page adopted it first`)
+      if (!adopted) throw persistError('locked', DEV ? `the outbox ${orphan.id} of "${name}" is gone: another page adopted it first` : '')
       return adopted
     } catch (error) {
-      throw this.#context.failure() ?? writeError(error, name, `the adoption of the outbox ${orphan.id}`)
+      throw this.#context.failure() ?? writeError(error, name, DEV ? `the adoption of the outbox ${orphan.id}` : '')
     } finally {
       release()
     }
@@ -216,7 +221,7 @@ export class IndexedDBOutbox implements OutboxHandle {
         return () => undefined
       })
     } catch (error) {
-      throw this.#context.failure() ?? writeError(error, name, 'the deletion of the outbox')
+      throw this.#context.failure() ?? writeError(error, name, DEV ? 'the deletion of the outbox' : '')
     }
     forgetTab(sessionStorage, tabKey(name), id)
     this.close()

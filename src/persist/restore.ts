@@ -27,6 +27,7 @@ import type {
   RestoredMessage,
   RestoringItem,
 } from '../client/persist.js'
+import { DEV } from '../dev.js'
 import { DeliveryError, PersistError, type TetherError, TimeoutError } from '../errors.js'
 import { persistError } from './failure.js'
 import { Journal } from './journal.js'
@@ -71,7 +72,7 @@ async function restoreNow<Out>(store: Pick<PersistStore, 'open'>, context: Resto
   } catch (error) {
     throw error instanceof PersistError
       ? error
-      : persistError('unavailable', `the persist store failed to open, so the outbox is kept in memory only`, error)
+      : persistError('unavailable', DEV ? 'the persist store failed to open, so the outbox is kept in memory only' : '', error)
   }
   if (handle.lost) context.report(handle.lost)
   const adopted: PersistedOutbox[] = []
@@ -165,7 +166,7 @@ function restoreOne<Out>(
     if (expired) {
       // Never written: dropped here, with why (the outbox would say "after waiting 0 ms").
       journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined })
-      settled.push(outcomeOf(data, Promise.reject(new TimeoutError(expired, { data }))))
+      settled.push(outcomeOf(data, Promise.reject(new TimeoutError(expired.why, { data }))))
       continue
     }
     if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
@@ -187,7 +188,9 @@ function restoreOne<Out>(
           data,
           Promise.reject(
             new DeliveryError(
-              'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)',
+              DEV
+                ? 'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)'
+                : '',
               { data },
             ),
           ),
@@ -236,13 +239,19 @@ function decode(payload: string | ArrayBuffer, json: boolean): unknown {
 }
 
 /** Why a message never written is given up on at once: its ttl or its timeout ran out while no page was open. */
-function expiredWhileAway(staleAt: number, deadline: number, now: number): string | undefined {
+function expiredWhileAway(staleAt: number, deadline: number, now: number): { why: string } | undefined {
   const at = (time: number) => new Date(time).toISOString()
   if (staleAt <= now) {
-    return `dropped unsent: its ttl (the send's ttl, or queue.ttl) ran out at ${at(staleAt)}, while no page was open to send it`
+    return {
+      why: DEV ? `dropped unsent: its ttl (the send's ttl, or queue.ttl) ran out at ${at(staleAt)}, while no page was open to send it` : '',
+    }
   }
   if (deadline <= now) {
-    return `not sent: its timeout (the send's timeout, ackTimeout or requestTimeout) passed at ${at(deadline)}, while no page was open to send it`
+    return {
+      why: DEV
+        ? `not sent: its timeout (the send's timeout, ackTimeout or requestTimeout) passed at ${at(deadline)}, while no page was open to send it`
+        : '',
+    }
   }
   return undefined
 }

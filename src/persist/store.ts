@@ -5,6 +5,7 @@
  * @module
  */
 import type { OutboxHandle, PersistedOutbox, PersistStore } from '../client/persist.js'
+import { DEV } from '../dev.js'
 import { OptionError, PersistError } from '../errors.js'
 import { persistError, reasonOf } from './failure.js'
 import { IndexedDBOutbox } from './handle.js'
@@ -52,7 +53,9 @@ export function browserEnvironment(): PersistEnvironment {
 export function createStore(name: string, environment: () => PersistEnvironment): PersistStore {
   if (typeof name !== 'string' || name === '' || name.length > 200) {
     throw new OptionError(
-      `indexedDBStore(name): name must be a non-empty string of at most 200 characters, such as 'chat'; got ${typeof name === 'string' ? JSON.stringify(name.slice(0, 40)) : typeof name}`,
+      DEV
+        ? `indexedDBStore(name): name must be a non-empty string of at most 200 characters, such as 'chat'; got ${typeof name === 'string' ? JSON.stringify(name.slice(0, 40)) : typeof name}`
+        : '',
     )
   }
   const store: PersistStore = {
@@ -68,13 +71,15 @@ async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle
   if (!indexedDB || !keyRange) {
     throw persistError(
       'unavailable',
-      `IndexedDB is not available here, so the outbox of "${name}" is kept in memory only (a reload loses what is pending)`,
+      DEV ? `IndexedDB is not available here, so the outbox of "${name}" is kept in memory only (a reload loses what is pending)` : '',
     )
   }
   if (!locks && !sessionStorage) {
     throw persistError(
       'unavailable',
-      `neither sessionStorage nor Web Locks are available, so no later page could find the outbox of "${name}": it is kept in memory only`,
+      DEV
+        ? `neither sessionStorage nor Web Locks are available, so no later page could find the outbox of "${name}": it is kept in memory only`
+        : '',
     )
   }
   const { db, created } = await openOrExplain(indexedDB, databaseName(name))
@@ -94,7 +99,7 @@ async function open(name: string, env: PersistEnvironment): Promise<OutboxHandle
       failure() ??
       (error instanceof PersistError
         ? error
-        : persistError(reasonOf(error), `IndexedDB failed while opening the outbox of "${name}"`, error))
+        : persistError(reasonOf(error), DEV ? `IndexedDB failed while opening the outbox of "${name}"` : '', error))
     )
   }
 }
@@ -107,12 +112,14 @@ async function openOrExplain(indexedDB: IDBFactory, dbName: string): Promise<{ d
     throw reasonOf(error) === 'version'
       ? persistError(
           'version',
-          `the database "${dbName}" was written by a newer version of tethersocket; this one does not downgrade it, so the outbox is kept in memory only (update the page's tethersocket)`,
+          DEV
+            ? `the database "${dbName}" was written by a newer version of tethersocket; this one does not downgrade it, so the outbox is kept in memory only (update the page's tethersocket)`
+            : '',
           error,
         )
       : persistError(
           'unavailable',
-          `IndexedDB refused to open "${dbName}" (a private window or storage disabled?), so the outbox is kept in memory only`,
+          DEV ? `IndexedDB refused to open "${dbName}" (a private window or storage disabled?), so the outbox is kept in memory only` : '',
           error,
         )
   }
@@ -126,17 +133,22 @@ function watch(db: IDBDatabase, dbName: string): () => PersistError | undefined 
     db.close()
     failure ??=
       event.newVersion === null
-        ? persistError('evicted', `the database "${dbName}" was deleted (site data cleared): what is pending is kept in memory only`)
+        ? persistError(
+            'evicted',
+            DEV ? `the database "${dbName}" was deleted (site data cleared): what is pending is kept in memory only` : '',
+          )
         : persistError(
             'version',
-            `a newer version of tethersocket upgraded "${dbName}" in another page: this page keeps what is pending in memory only`,
+            DEV
+              ? `a newer version of tethersocket upgraded "${dbName}" in another page: this page keeps what is pending in memory only`
+              : '',
           )
   }
   // Fired only when the browser closes the connection itself: the storage was cleared or failed.
   db.onclose = () => {
     failure ??= persistError(
       'evicted',
-      `the browser closed the database "${dbName}" (its storage was cleared or failed): what is pending is kept in memory only`,
+      DEV ? `the browser closed the database "${dbName}" (its storage was cleared or failed): what is pending is kept in memory only` : '',
     )
   }
   return () => failure
@@ -193,7 +205,9 @@ async function claim({ db, keyRange, locks, sessionStorage, name, created }: Cla
       if (created) {
         lost = persistError(
           'evicted',
-          `the stored outbox of "${name}" is gone: the browser deleted this site's storage since the last page (evicted, or cleared), and what it held is lost`,
+          DEV
+            ? `the stored outbox of "${name}" is gone: the browser deleted this site's storage since the last page (evicted, or cleared), and what it held is lost`
+            : '',
         )
       }
     }

@@ -1,5 +1,5 @@
 /**
- * The ESM build (dist/index.mjs and its chunks) imported natively by a `<script type="module">`
+ * The ESM build for browsers (dist/browser/index.mjs and its chunks) imported natively by a `<script type="module">`
  * page, with an import map resolving the bare `eventemitter3` import.
  */
 import { expect, it } from 'vitest'

@@ -93,7 +93,7 @@ export async function loadPage(page: Page, origin: string): Promise<void> {
 
 /** Waits until the page (just loaded or reloaded) has imported both entries. */
 export const waitForLib = (page: Page) =>
-  waitInPage(page, () => typeof window.lib === 'object', 'dist/index.mjs and dist/persist.mjs to load')
+  waitInPage(page, () => typeof window.lib === 'object', 'dist/browser/index.mjs and dist/browser/persist.mjs to load')
 
 /** What `start` gives the socket. */
 export interface StartOptions {

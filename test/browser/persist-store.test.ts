@@ -1,5 +1,5 @@
 /**
- * The IndexedDB outbox store (dist/persist.mjs) in real Chromium, with the browser's own
+ * The IndexedDB outbox store (dist/browser/persist.mjs, as a page without a bundler imports it) in real Chromium, with the browser's own
  * IndexedDB, Web Locks and sessionStorage: what a reload keeps, what a duplicated tab gets, and
  * what a closed tab leaves for the next page. The store's rules in detail are unit-tested in
  * Node (test/persist/indexeddb.test.ts).
@@ -25,7 +25,7 @@ declare global {
 }
 
 beforeAll(() => {
-  const built = fileURLToPath(new URL('../../dist/persist.mjs', import.meta.url))
+  const built = fileURLToPath(new URL('../../dist/browser/persist.mjs', import.meta.url))
   if (!process.env.TETHERSOCKET_DIST && !existsSync(built))
     throw new Error(`${built} is missing: run \`npm run build\` first (\`npm test\` builds)`)
 })
@@ -42,7 +42,7 @@ interface Seen {
 
 async function load(page: Page, url: string): Promise<void> {
   await page.goto(url)
-  await waitInPage(page, () => typeof window.persist === 'object', 'dist/persist.mjs to load')
+  await waitInPage(page, () => typeof window.persist === 'object', 'dist/browser/persist.mjs to load')
 }
 
 /** Opens the page's outbox of `name`, or takes the one it opened as it started; keeps it as `window.handle` and says what it found. */
@@ -98,7 +98,7 @@ it('keeps the outbox across a reload; a duplicated tab gets its own while the fi
   await load(page, `${url}?open=chat`)
   for (let reload = 0; reload < 5; reload++) {
     if (reload > 0) await page.reload()
-    await waitInPage(page, () => typeof window.persist === 'object', 'dist/persist.mjs to load after the reload')
+    await waitInPage(page, () => typeof window.persist === 'object', 'dist/browser/persist.mjs to load after the reload')
     const again = await open(page)
     expect(again).toEqual({
       id: first.id,

@@ -36,7 +36,7 @@ afterEach(async () => {
 })
 
 beforeAll(() => {
-  const missing = ['dist/index.mjs', 'dist/server.mjs', 'dist/cli.mjs', 'dist/tethersocket.global.js'].filter(
+  const missing = ['dist/index.mjs', 'dist/server.mjs', 'dist/cli.mjs', 'dist/tethersocket.global.js', 'dist/browser/persist.mjs'].filter(
     (file) => !existsSync(join(root, file)),
   )
   if (missing.length > 0) {
@@ -129,8 +129,8 @@ describe('the demo page as `npm start` serves it', () => {
     const { port } = await startDemo()
     const origin = `http://127.0.0.1:${port}`
     const page = await (await fetch(`${origin}/`)).text()
-    const imported = [...page.matchAll(/from '(\/dist\/[\w.-]+\.mjs)'/g)].map((match) => match[1] as string)
-    expect(imported).toEqual(['/dist/persist.mjs'])
+    const imported = [...page.matchAll(/from '(\/dist\/[\w./-]+\.mjs)'/g)].map((match) => match[1] as string)
+    expect(imported).toEqual(['/dist/browser/persist.mjs'])
     const served = new Set<string>()
     for (let path = imported.shift(); path !== undefined; path = imported.shift()) {
       if (served.has(path)) continue
@@ -138,12 +138,14 @@ describe('the demo page as `npm start` serves it', () => {
       const response = await fetch(`${origin}${path}`)
       expect(response.status, path).toBe(200)
       expect(response.headers.get('content-type'), path).toBe('text/javascript; charset=utf-8')
-      for (const match of (await response.text()).matchAll(/(?:from|import) '\.\/([\w.-]+\.mjs)'/g)) imported.push(`/dist/${match[1]}`)
+      for (const match of (await response.text()).matchAll(/(?:from|import) '\.\/([\w.-]+\.mjs)'/g))
+        imported.push(`/dist/browser/${match[1]}`)
     }
     expect(served.size, 'persist.mjs imports its shared chunk').toBeGreaterThan(1)
     // Only files of dist/, by name.
     expect((await fetch(`${origin}/dist/..%2Fpackage.json`)).status).toBe(404)
     expect((await fetch(`${origin}/dist/missing.mjs`)).status).toBe(404)
+    expect((await fetch(`${origin}/dist/browser/..%2F..%2Fpackage.json`)).status).toBe(404)
   }, 30000)
 
   it("moves a session between the chat's rooms on request, and refuses a room it does not have", async () => {

@@ -23,17 +23,21 @@ const emitterEsm = join(dirname(createRequire(import.meta.url).resolve('eventemi
 const JS = 'text/javascript; charset=utf-8'
 const HTML = 'text/html; charset=utf-8'
 
-/** The page loading the IIFE build with a script tag, plus the harness (test/support/browser-harness.js). */
-const scriptTagPage = `<!doctype html>
+/** The page loading an IIFE build (`file`) with a script tag, plus the harness (test/support/browser-harness.js). */
+const scriptTagPage = (file: string, build: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tethersocket: script tag</title></head>
 <body>
-<script src="/tethersocket.global.js"></script>
+<script src="/${file}"></script>
 <script src="/harness.js"></script>
-<script>window.harness = makeHarness(window.TetherSocket, 'iife')</script>
+<script>window.harness = makeHarness(window.TetherSocket, '${build}')</script>
 </body></html>
 `
 
-/** The page importing the ESM build natively; an import map resolves the bare `eventemitter3`. */
+/**
+ * The page importing the ESM build for browsers natively (dist/browser/: dist/index.mjs is for
+ * bundlers and Node, and reads `process.env.NODE_ENV`, which a page has not); an import map
+ * resolves the bare `eventemitter3`.
+ */
 const esmPage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tethersocket: ESM</title>
 <script type="importmap">${JSON.stringify({ imports: { eventemitter3: '/vendor/eventemitter3.mjs' } })}</script>
@@ -41,19 +45,19 @@ const esmPage = `<!doctype html>
 <body>
 <script src="/harness.js"></script>
 <script type="module">
-  import * as lib from '/dist/index.mjs'
+  import * as lib from '/dist/browser/index.mjs'
   window.esmExports = Object.keys(lib).sort()
   window.harness = makeHarness(lib.TetherSocket, 'esm')
 </script>
 </body></html>
 `
 
-/** A page that imports the durable outbox entry (dist/persist.mjs) as `window.persist`, and nothing else. */
+/** A page that imports the durable outbox entry (dist/browser/persist.mjs) as `window.persist`, and nothing else. */
 const persistPage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tethersocket: persist</title></head>
 <body>
 <script type="module">
-  import * as persist from '/dist/persist.mjs'
+  import * as persist from '/dist/browser/persist.mjs'
   window.persist = persist
   // ?open=<name>: opens that store at once, as a socket does when the page starts.
   const name = new URLSearchParams(location.search).get('open')
@@ -63,7 +67,7 @@ const persistPage = `<!doctype html>
 `
 
 /**
- * A page with both ESM entries (dist/index.mjs and dist/persist.mjs) as `window.lib`, for sockets
+ * A page with both ESM entries for browsers (dist/browser/index.mjs and persist.mjs) as `window.lib`, for sockets
  * with the durable outbox; the tests create the socket themselves, after every load.
  */
 const persistSocketPage = `<!doctype html>
@@ -72,20 +76,22 @@ const persistSocketPage = `<!doctype html>
 </head>
 <body>
 <script type="module">
-  import { TetherSocket } from '/dist/index.mjs'
-  import { indexedDBStore } from '/dist/persist.mjs'
+  import { TetherSocket } from '/dist/browser/index.mjs'
+  import { indexedDBStore } from '/dist/browser/persist.mjs'
   window.lib = { TetherSocket, indexedDBStore }
 </script>
 </body></html>
 `
 
-/** Path → [content type, file or inline body]. `/dist/<file>` is handled apart. */
+/** Path → [content type, file or inline body]. `/dist/<file>` and `/dist/browser/<file>` are handled apart. */
 const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/': [HTML, { file: join(root, 'examples', 'script-tag', 'index.html') }],
   '/tethersocket.global.js': [JS, { file: join(dist, 'tethersocket.global.js') }],
+  '/tethersocket.global.prod.js': [JS, { file: join(dist, 'tethersocket.global.prod.js') }],
   '/vendor/eventemitter3.mjs': [JS, { file: emitterEsm }],
   '/harness.js': [JS, { file: join(root, 'test', 'support', 'browser-harness.js') }],
-  '/script-tag.html': [HTML, { body: scriptTagPage }],
+  '/script-tag.html': [HTML, { body: scriptTagPage('tethersocket.global.js', 'iife') }],
+  '/script-tag-prod.html': [HTML, { body: scriptTagPage('tethersocket.global.prod.js', 'iife-prod') }],
   '/esm.html': [HTML, { body: esmPage }],
   '/persist.html': [HTML, { body: persistPage }],
   '/persist-socket.html': [HTML, { body: persistSocketPage }],
@@ -93,7 +99,7 @@ const routes: Record<string, [string, { file: string } | { body: string }]> = {
 
 /** Fails with a clear message when the build is missing (`npm test` builds first). */
 function checkBuild(): void {
-  for (const file of ['tethersocket.global.js', 'index.mjs']) {
+  for (const file of ['tethersocket.global.js', 'tethersocket.global.prod.js', 'browser/index.mjs', 'browser/persist.mjs']) {
     if (!existsSync(join(dist, file))) throw new Error(`${join(dist, file)} is missing: run \`npm run build\` first (\`npm test\` builds)`)
   }
   if (!existsSync(emitterEsm)) throw new Error(`eventemitter3's ESM build is missing at ${emitterEsm}: run \`npm ci\``)
@@ -132,7 +138,7 @@ export async function startPageServer(options: PageServerOptions = {}): Promise<
   const http = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname
     let route = routes[path]
-    const distFile = /^\/dist\/([\w.-]+\.m?js)$/.exec(path)?.[1]
+    const distFile = /^\/dist\/((?:browser\/)?[\w.-]+\.m?js)$/.exec(path)?.[1]
     if (!route && distFile && existsSync(join(dist, distFile))) route = [JS, { file: join(dist, distFile) }]
     if (!route) {
       response.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not found\n')

@@ -101,7 +101,7 @@ export function browserSuite(): BrowserSuite {
 
 /** What test/support/browser-harness.js records in the page (`window.harness`). */
 export interface Harness {
-  build: 'iife' | 'esm'
+  build: 'iife' | 'iife-prod' | 'esm'
   sock: TetherSocket<unknown, unknown> | undefined
   received: unknown[]
   states: SocketState[]

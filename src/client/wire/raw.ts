@@ -4,6 +4,7 @@
  * connection dies can be lost (at-most-once for what is in flight, nothing lost while queued).
  * @module
  */
+import { DEV } from '../../dev.js'
 import { EncodeError, ProtocolError, TetherError } from '../../errors.js'
 import type { Payload } from '../outbox.js'
 import type { Handover, MessageInfo, Protocol, ProtocolHost, WireData } from './types.js'
@@ -47,10 +48,15 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
     } catch (cause) {
       throw cause instanceof TetherError
         ? cause
-        : new EncodeError(`could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, data })
+        : new EncodeError(DEV ? `could not encode the message: ${cause instanceof Error ? cause.message : String(cause)}` : '', {
+            cause,
+            data,
+          })
     }
     if (typeof payload !== 'string' && !isBinary(payload)) {
-      throw new EncodeError(`cannot send ${typeof data}: raw mode sends strings, binary data or JSON-serializable values`, { data })
+      throw new EncodeError(DEV ? `cannot send ${typeof data}: raw mode sends strings, binary data or JSON-serializable values` : '', {
+        data,
+      })
     }
     return payload
   }
@@ -64,7 +70,9 @@ export class RawProtocol<In, Out> implements Protocol<Out> {
     try {
       message = this.deserialize ? this.deserialize(data) : (data as In)
     } catch (cause) {
-      this.host.report(new ProtocolError('options.deserialize threw on an incoming message; the message was skipped', { cause, data }))
+      this.host.report(
+        new ProtocolError(DEV ? 'options.deserialize threw on an incoming message; the message was skipped' : '', { cause, data }),
+      )
       return
     }
     this.host.deliver(message, RAW_INFO)

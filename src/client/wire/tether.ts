@@ -10,6 +10,7 @@
  * each side resends exactly the rest.
  * @module
  */
+import { DEV } from '../../dev.js'
 import { DeliveryError, EncodeError, ProtocolError, ReplyError, TetherError, TimeoutError } from '../../errors.js'
 import {
   ackMember,
@@ -146,12 +147,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
 
   encode(data: Out): string {
     if (isBinary(data)) {
-      throw new EncodeError("tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'", { data })
+      throw new EncodeError(DEV ? "tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'" : '', { data })
     }
     try {
       return encodePayload(data)
     } catch (cause) {
-      throw new EncodeError(`message cannot be encoded as JSON: ${(cause as Error).message}`, { cause, data })
+      throw new EncodeError(DEV ? `message cannot be encoded as JSON: ${(cause as Error).message}` : '', { cause, data })
     }
   }
 
@@ -167,7 +168,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
 
   attach(selected: string): void {
     if (selected !== SUBPROTOCOL) {
-      this.notTether(`it selected ${selected ? JSON.stringify(selected) : 'no'} subprotocol`)
+      this.notTether(DEV ? `it selected ${selected ? JSON.stringify(selected) : 'no'} subprotocol` : '')
       return
     }
     this.phase = 'handshake'
@@ -185,7 +186,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   /** The server is not a tether server: say so once and stop, rather than reconnect forever. */
   notTether(detail: string): void {
     const error = new ProtocolError(
-      `the server does not speak ${SUBPROTOCOL} (${detail}). Point the client at a tether server, or use mode: 'raw' for a plain WebSocket server. Not reconnecting.`,
+      DEV
+        ? `the server does not speak ${SUBPROTOCOL} (${detail}). Point the client at a tether server, or use mode: 'raw' for a plain WebSocket server. Not reconnecting.`
+        : '',
     )
     this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, `${SUBPROTOCOL} not spoken`, { error, final: true })
   }
@@ -197,11 +200,12 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     let frame: ServerFrame | undefined
     try {
       frame = decodeFrame(data, 'server')
-      if (this.phase !== 'handshake' && frame?.t === 'welcome') throw new FrameError('second "welcome" frame', CloseCode.PROTOCOL_ERROR)
+      if (this.phase !== 'handshake' && frame?.t === 'welcome')
+        throw new FrameError(DEV ? 'second "welcome" frame' : '', CloseCode.PROTOCOL_ERROR)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
       // A server that accepted tether.v1 but does not answer hello with welcome is some other server.
-      if (this.phase === 'handshake') this.notTether(`its first frame is not a welcome: ${error.message}`)
+      if (this.phase === 'handshake') this.notTether(DEV ? `its first frame is not a welcome: ${error.message}` : '')
       else this.protocolError(error, data)
       return
     }
@@ -210,7 +214,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       // frames before its welcome. What decodes to nothing here is an object with a string `t`:
       // of such a type, or of a client frame (an echoed hello), which shows it is no tether server.
       if (!frame && !CLIENT_TYPES.test(JSON.parse(data as string).t)) return
-      this.notTether('its first frame is not a welcome')
+      this.notTether(DEV ? 'its first frame is not a welcome' : '')
       return
     }
     if (!frame) return // an unknown frame type: ignored, for forward compatibility
@@ -224,7 +228,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
 
   private protocolError(error: FrameError, data: WireData): void {
     this.host.drop(CloseCode.CLIENT_PROTOCOL_ERROR, 'protocol error', {
-      error: new ProtocolError(`malformed frame from the server: ${error.message}; reconnecting`, { data }),
+      error: new ProtocolError(DEV ? `malformed frame from the server: ${error.message}; reconnecting` : '', { data }),
     })
   }
 
@@ -263,7 +267,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
         const entry = this.requestsInFlight.get(frame.id)
         this.settleRequest(
           frame.id,
-          err ? new ReplyError(`the server answered with an error: ${err.message}`, err.code, { data: entry?.data }) : { value: frame.d },
+          err
+            ? new ReplyError(DEV ? `the server answered with an error: ${err.message}` : err.message, err.code, { data: entry?.data })
+            : { value: frame.d },
         )
         return
       }
@@ -272,7 +278,8 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
 
   /** Sequencing of server frames: the index of the first new item; a gap is a protocol error. */
   private accept(seq: number, count: number): number {
-    if (seq > this.rxSeq + 1) throw new FrameError(`sequence gap: expected ${this.rxSeq + 1}, got ${seq}`, CloseCode.PROTOCOL_ERROR)
+    if (seq > this.rxSeq + 1)
+      throw new FrameError(DEV ? `sequence gap: expected ${this.rxSeq + 1}, got ${seq}` : '', CloseCode.PROTOCOL_ERROR)
     this.ackDue = true
     if (this.acksRide) this.ackAfterTask()
     else this.queueAck()
@@ -317,7 +324,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       this.txSeq = this.rxSeq = this.ackedSeq = this.redeliveredUpTo = 0
       this.failReplies(
         (entry) =>
-          new DeliveryError('the server session ended before the reply arrived; the request may or may not have been handled', {
+          new DeliveryError(DEV ? 'the server session ended before the reply arrived; the request may or may not have been handled' : '', {
             data: entry.data,
           }),
       )
@@ -342,7 +349,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
 
   /** Cumulative ack: everything up to `seq` reached the server. */
   private acknowledge(seq: number): void {
-    if (seq > this.txSeq) throw new FrameError(`ack ${seq} for a message never sent (last sent ${this.txSeq})`, CloseCode.PROTOCOL_ERROR)
+    if (seq > this.txSeq) {
+      throw new FrameError(DEV ? `ack ${seq} for a message never sent (last sent ${this.txSeq})` : '', CloseCode.PROTOCOL_ERROR)
+    }
     if (seq > this.ackedSeq) this.ackedSeq = seq
     const { outbox } = this.host
     for (let entry = outbox.head; entry && entry.seq !== 0 && entry.seq <= seq; entry = outbox.head) {
@@ -498,7 +507,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       this.host.outbox.fail(
         entry,
         new DeliveryError(
-          `message of ${entry.size} bytes exceeds the server's maximum frame size (${this.maxPayload} bytes); send smaller messages`,
+          DEV
+            ? `message of ${entry.size} bytes exceeds the server's maximum frame size (${this.maxPayload} bytes); send smaller messages`
+            : '',
           { data: entry.data },
         ),
       )
@@ -626,7 +637,9 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
       if (now - this.pingSentAt >= hb.timeout) {
         this.host.drop(CloseCode.CLIENT_DROP, 'heartbeat timeout', {
           error: new TimeoutError(
-            `no frame from the server for ${now - this.lastReceived} ms (heartbeat.interval + heartbeat.timeout); replacing the connection`,
+            DEV
+              ? `no frame from the server for ${now - this.lastReceived} ms (heartbeat.interval + heartbeat.timeout); replacing the connection`
+              : '',
           ),
         })
         return

@@ -1,0 +1,39 @@
+// The size budgets of the client, checked in CI (`npm run size`): the development builds and the
+// production ones. size-limit bundles an ESM entry with esbuild, which would define
+// `process.env.NODE_ENV` as "production" by itself when it minifies for the browser: each ESM
+// entry says which build it measures. Production budgets are ratchets: the measured size rounded
+// up to the next 0.05 kB.
+
+/** esbuild's config for an entry bundled as a bundler builds for `env`. */
+const nodeEnv = (env) => (config) => ({ ...config, define: { ...config.define, 'process.env.NODE_ENV': JSON.stringify(env) } })
+
+export default [
+  {
+    name: 'client, ESM entry (eventemitter3 included)',
+    path: 'dist/index.mjs',
+    import: '{ TetherSocket }',
+    modifyEsbuildConfig: nodeEnv('development'),
+    limit: '14.5 kB',
+    gzip: true,
+  },
+  {
+    name: 'client, IIFE for a script tag',
+    path: 'dist/tethersocket.global.js',
+    limit: '14.55 kB',
+    gzip: true,
+  },
+  {
+    name: 'client, ESM entry bundled for production (eventemitter3 included)',
+    path: 'dist/index.mjs',
+    import: '{ TetherSocket }',
+    modifyEsbuildConfig: nodeEnv('production'),
+    limit: '11.95 kB',
+    gzip: true,
+  },
+  {
+    name: 'client, IIFE for a script tag, production (tethersocket.global.prod.js)',
+    path: 'dist/tethersocket.global.prod.js',
+    limit: '11.75 kB',
+    gzip: true,
+  },
+]
