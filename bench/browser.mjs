@@ -57,8 +57,8 @@ const benchPage = `<!doctype html>
 </head>
 <body>
 <script type="module">
-  window.tethersocket = await import('/dist/index.mjs')
-  window.persist = await import('/dist/persist.mjs')
+  window.tethersocket = await import('/dist/browser/index.mjs')
+  window.persist = await import('/dist/browser/persist.mjs')
   window.ready = true
 </script>
 </body></html>
@@ -84,7 +84,8 @@ export async function startBrowserBench({ tether: tetherOptions = {}, setup, pag
   const http = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname
     let route = routes[path]
-    const distFile = /^\/dist\/([\w.-]+\.m?js)$/.exec(path)?.[1]
+    // dist/browser/: the builds for native <script type="module"> pages (no process needed).
+    const distFile = /^\/dist\/((?:browser\/)?[\w.-]+\.m?js)$/.exec(path)?.[1]
     if (!route && distFile && existsSync(join(distDir, distFile))) route = [JS, readFileSync(join(distDir, distFile))]
     if (!route && path === '/vendor/eventemitter3.mjs') route = [JS, readFileSync(emitterEsm)]
     if (!route) {
