@@ -790,6 +790,9 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
 
   /** The browser went offline: a backoff wait now waits for the network instead. */
   private offline(): void {
+    // The network went away: an open connection may be dead without knowing it (its close may
+    // never come, or come late), so it is probed; the heartbeat's timeout then replaces it.
+    if (this.current === 'open') this.protocol.probe?.()
     if (this.current !== 'reconnecting' || this.timer === undefined || isOnline()) return
     this.clearTimer()
     this.waitForNetwork()

@@ -185,3 +185,30 @@ describe('page visibility', () => {
     expect(server.connections).toHaveLength(1)
   })
 })
+
+describe('an open tether-mode connection when the network goes away', () => {
+  it('is probed at the offline event: a ping, then the heartbeat timeout replaces it if nothing comes', async () => {
+    const server = createServer({
+      selectProtocol: () => 'tether.v1',
+      onConnection: (client) => {
+        client.on('message', (data) => {
+          // The server answers the hello, then goes silent: no pong, no close (a dead network).
+          if (JSON.parse(String(data)).t === 'hello')
+            client.send(JSON.stringify({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: 1 << 20 }))
+        })
+      },
+    })
+    const sock = rawSocket(server.url, { mode: 'tether', heartbeat: { interval: 60_000, timeout: 2000 } })
+    await flush(50)
+    expect(sock.state).toBe('open')
+    const frames = () => server.received.map((frame) => JSON.parse(String(frame)).t)
+    expect(frames()).toEqual(['hello'])
+    goOffline()
+    window.dispatchEvent(new Event('offline'))
+    await flush()
+    expect(frames()).toEqual(['hello', 'ping'])
+    await flush(2000)
+    // Long before the heartbeat's own interval: the probe's timeout, and the socket waits for the network.
+    expect(sock.state).toBe('reconnecting')
+  })
+})
