@@ -71,7 +71,10 @@ async function start({ page, tether: tetherOptions }) {
     ws.on('message', (data) => {
       const value = JSON.parse(data)
       if (value.go === undefined) {
+        const bad = round.bad
         if (arrived(value) === round.n) ws.send('done')
+        // A gap or a duplicate ends the round at once: the page stops waiting for `done`.
+        else if (bad === undefined && round.bad !== undefined) ws.send(`out of order or duplicated at the server: ${round.bad}`)
         return
       }
       const started = performance.now()

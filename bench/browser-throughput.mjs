@@ -75,14 +75,18 @@ async function openInPage({ direction, client, n, url }) {
   state.finished.catch(() => {}) // awaited by measureInPage; a failure before that must not be unhandled
   // Server to page: the check and count of every message, as an app's listener would read it.
   const take = (value) => {
-    if (value.n !== state.count && state.bad === undefined) state.bad = `message ${state.count} was ${JSON.stringify(value)}`
+    // A gap or a duplicate ends the round at once (the last message may never come).
+    if (value.n !== state.count && state.bad === undefined) {
+      state.bad = `message ${state.count} was ${JSON.stringify(value)}`
+      state.fail(new Error(`${client}: out of order or duplicated in the page: ${state.bad}`))
+    }
     if (++state.count === 1) state.first = performance.now()
     if (state.count === n) state.finish(performance.now())
   }
   // Page to server, native and raw: the server says `done` once it has all N.
   const done = (data) => {
     if (data === 'done') state.finish(performance.now())
-    else state.errors.push(`unexpected message from the server: ${String(data).slice(0, 100)}`)
+    else state.fail(new Error(`${client}: the server said ${String(data).slice(0, 200)}`))
   }
   if (client === 'native') {
     const ws = new WebSocket(url)
@@ -122,7 +126,7 @@ async function measureInPage() {
   const state = window.bench
   const { client, n, socket } = state
   await new Promise((resolve) => setTimeout(resolve, 0))
-  const timeout = setTimeout(() => state.fail(new Error(`${client}: no end within 60 s (${state.count} of ${n} messages arrived)`)), 60000)
+  const timeout = setTimeout(() => state.fail(new Error(`${client}: no end within 30 s (${state.count} of ${n} messages arrived)`)), 30000)
   const start = performance.now()
   let loopEnd
   if (state.direction === 'in') {

@@ -38,24 +38,42 @@ export function launchPlainChromium(url) {
   const path = executable()
   if (!existsSync(path)) throw new Error(`the browser benchmarks need Chromium: none at ${path} (set CHROME_PATH)`)
   const profile = mkdtempSync(join(tmpdir(), 'tethersocket-bench-plain-'))
-  // gc() in the page: a benchmark collects one round's garbage before the next starts.
-  const child = spawn(path, [...ARGS, '--js-flags=--expose-gc', `--user-data-dir=${profile}`, url], { stdio: 'ignore' })
+  // gc() in the page: a benchmark collects one round's garbage before the next starts. A process
+  // group of its own: close() ends Chromium's helper processes too, and waits for them.
+  const child = spawn(path, [...ARGS, '--js-flags=--expose-gc', `--user-data-dir=${profile}`, url], { stdio: 'ignore', detached: true })
   const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
   child.once('error', () => {}) // a spawn failure shows as the page never connecting, which the caller bounds
+  /** Signals the group; false once no process of it is left. */
+  const signal = (name) => {
+    try {
+      process.kill(-child.pid, name)
+      return true
+    } catch {
+      return false
+    }
+  }
+  /** Whether the group is gone within `ms`. */
+  const gone = async (ms) => {
+    const deadline = Date.now() + ms
+    while (signal(0)) {
+      if (Date.now() > deadline) return false
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return true
+  }
+  // Should this process end first (an uncaught error, process.exit()), Chromium goes with it.
+  const killOnExit = () => signal('SIGKILL')
+  process.once('exit', killOnExit)
   return {
     pid: child.pid,
     exited,
     async close() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM')
-        // Chromium ends its own child processes on SIGTERM; bounded, then forced.
-        const killed = await Promise.race([exited.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 5000))])
-        if (!killed) {
-          child.kill('SIGKILL')
-          await exited
-        }
+      process.off('exit', killOnExit)
+      if (child.pid !== undefined && signal('SIGTERM') && !(await gone(5000))) {
+        signal('SIGKILL')
+        await gone(5000)
       }
-      rmSync(profile, { recursive: true, force: true })
+      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
     },
   }
 }
