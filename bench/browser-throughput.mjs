@@ -11,20 +11,23 @@
 //    batches them into `msg` frames) to tether mode's `message` listener.
 //
 // Chromium runs without DevTools attached (bench/plain-chromium.mjs says why: playwright's
-// instrumentation copies every WebSocket frame and would triple what a frame costs). The page
-// takes its commands over a control WebSocket of its own (idle while a round runs): open a
-// socket, measure, close. Every time is taken in the page, on its clock: from the first send()
-// (or the request for the N messages) until the server's `done` arrived, every promise resolved,
-// or the Nth message reached the listener. Each round checks that every message arrived once, in
-// order, and that nothing more came in the 50 ms after; a round that fails stops the run.
+// instrumentation copies every WebSocket frame and would triple what a frame costs), the servers
+// in a Node process of their own (bench/browser-servers.mjs says why). The page takes its
+// commands over a control WebSocket of its own, idle while a round runs: open a socket, measure,
+// close. Every time is taken in the page, on its clock: from the first send() (or the request
+// for the N messages) until the server's `done` arrived, every promise resolved, or the Nth
+// message reached the listener. Each round checks that every message arrived once, in order,
+// and that nothing more came in the 50 ms after; a round that fails stops the run at once.
 //
-//   npm run bench -- browser                          # also part of `npm run bench`
-//   node bench/browser-throughput.mjs [--rounds 5] [--only raw]    # on its own
-//   BROWSER_VIA=playwright node bench/browser-throughput.mjs        # in playwright's page instead
-//   BROWSER_PROFILE=prof node bench/browser-throughput.mjs --rounds 2
-//       in playwright's page, profiles every measured round with Chromium's CPU profiler (the
-//       times are then no measurement), one .cpuprofile each:
+//   npm run bench -- browser                               # also part of `npm run bench`
+//   node --expose-gc bench/browser-throughput.mjs [--rounds 5] [--only raw]    # on its own
+//   BROWSER_VIA=playwright node --expose-gc bench/browser-throughput.mjs
+//       the same in playwright's page (bench/browser.mjs), to see what its instrumentation costs
+//   BROWSER_PROFILE=prof node --expose-gc bench/browser-throughput.mjs --rounds 2
+//       profiles every measured round with Chromium's CPU profiler (a DevTools connection with
+//       the Profiler domain alone; the times then include the sampling), one .cpuprofile each:
 //       node bench/profile.mjs prof/browser-out-raw-*.cpuprofile --match dist/
+//   BROWSER_N_OUT, BROWSER_N_IN, BROWSER_BATCHED: the message counts (see below)
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -33,7 +36,7 @@ import { parseArgs } from 'node:util'
 import { WebSocketServer } from 'ws'
 import { interleave, median, ratio, spread, summarize, table } from './harness.mjs'
 import { startPinned } from './pinned.mjs'
-import { launchPlainChromium } from './plain-chromium.mjs'
+import { launchPlainChromium, profilerOf } from './plain-chromium.mjs'
 import { cpuSpent, cpuTimes } from './process-cpu.mjs'
 
 /** Page to server: about half a second for the native WebSocket here (2 cores, shared). */
@@ -278,21 +281,36 @@ function pageControl(ws) {
 
 /**
  * Opens the page: in plain Chromium (no DevTools), or for `via: 'playwright'` in playwright's
- * (bench/browser.mjs; its own page server stays idle), with a CDP session for the profiler.
- * Resolves once the page is under control.
+ * (bench/browser.mjs; its own page server stays idle). With `profile`, a CPU profiler on the
+ * page: in plain Chromium a DevTools connection with the Profiler domain alone. Resolves once
+ * the page is under control.
  */
-async function openPage(url, control, via) {
+async function openPage(url, control, { via, profile }) {
   let browser
   let playwright
-  let cdp
-  if (via === 'playwright') {
-    const { startBrowserBench } = await import('./browser.mjs')
-    playwright = await startBrowserBench()
-    const page = await playwright.context.newPage()
-    await page.goto(url)
-    cdp = await page.context().newCDPSession(page)
-  } else browser = launchPlainChromium(url)
+  let profiler
+  const close = async () => {
+    profiler?.close()
+    await browser?.close()
+    await playwright?.close()
+  }
   try {
+    if (via === 'playwright') {
+      const { startBrowserBench } = await import('./browser.mjs')
+      playwright = await startBrowserBench()
+      const page = await playwright.context.newPage()
+      await page.goto(url)
+      if (profile) {
+        const cdp = await page.context().newCDPSession(page)
+        await cdp.send('Profiler.enable')
+        await cdp.send('Profiler.setSamplingInterval', { interval: 100 })
+        profiler = {
+          start: () => cdp.send('Profiler.start'),
+          stop: async () => (await cdp.send('Profiler.stop')).profile,
+          close: () => {},
+        }
+      }
+    } else browser = launchPlainChromium(url, { profiler: profile })
     const page = await Promise.race([
       control.page,
       new Promise((_, reject) => setTimeout(() => reject(new Error('the benchmark page did not connect within 30 s')), 30_000)),
@@ -300,19 +318,16 @@ async function openPage(url, control, via) {
         ? [browser.exited.then((code) => Promise.reject(new Error(`Chromium exited (code ${code}) before the page connected`)))]
         : []),
     ])
+    if (profile && browser) profiler = await profilerOf(browser, url)
     return {
       page,
-      cdp,
+      profiler,
       // The page's user agent says only the major version; playwright knows the build.
       version: playwright?.context.browser()?.version(),
-      close: async () => {
-        await browser?.close()
-        await playwright?.close()
-      },
+      close,
     }
   } catch (error) {
-    await browser?.close()
-    await playwright?.close()
+    await close()
     throw error
   }
 }
@@ -320,7 +335,7 @@ async function openPage(url, control, via) {
 export async function run({ rounds, log, select }) {
   const chosen = select(contenders.filter((c) => c.direction === 'out')).concat(select(contenders.filter((c) => c.direction === 'in')))
   const profileDir = process.env.BROWSER_PROFILE && resolve(process.env.BROWSER_PROFILE)
-  const via = profileDir || process.env.BROWSER_VIA === 'playwright' ? 'playwright' : 'plain'
+  const via = process.env.BROWSER_VIA === 'playwright' ? 'playwright' : 'plain'
   if (profileDir) mkdirSync(profileDir, { recursive: true })
   const startLoad = load()
   const servers = await startPinned(new URL('./browser-servers.mjs', import.meta.url), { execArgv: ['--expose-gc'] })
@@ -334,24 +349,20 @@ export async function run({ rounds, log, select }) {
       tether: { rateLimit: false, maxQueue: 2 * BATCHED * Math.max(N_IN, N_OUT), maxQueueBytes: 1 << 30 },
     })
     const url = (client) => (client === 'tether' ? `${origin.replace(/^http/, 'ws')}/ws` : `ws://127.0.0.1:${plainPort}`)
-    opened = await openPage(`${origin}/browser-throughput.html?control=${control.port}`, control, via)
-    const { page: inPage, cdp } = opened
-    if (profileDir) {
-      await cdp.send('Profiler.enable')
-      await cdp.send('Profiler.setSamplingInterval', { interval: 100 })
-    }
+    opened = await openPage(`${origin}/browser-throughput.html?control=${control.port}`, control, { via, profile: Boolean(profileDir) })
+    const { page: inPage, profiler } = opened
     let measured = 0
     const measure = (contender) => async (warmUp) => {
       const n = count(contender) / (warmUp ? 10 : 1)
       await servers.call('arm', n)
       await inPage.call('open', { direction: contender.direction, client: contender.client, n, url: url(contender.client) })
       const profiled = profileDir && !warmUp
-      if (profiled) await cdp.send('Profiler.start')
+      if (profiled) await profiler.start()
       const before = cpuTimes()
       const sample = await inPage.call('measure')
       sample.cpu = cpuSpent(before, cpuTimes())
       if (profiled) {
-        const { profile } = await cdp.send('Profiler.stop')
+        const profile = await profiler.stop()
         const file = `browser-${contender.direction}-${contender.client}-${++measured}.cpuprofile`
         writeFileSync(join(profileDir, file), JSON.stringify(profile))
       }
