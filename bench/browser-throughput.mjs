@@ -398,6 +398,8 @@ export async function run({ rounds, log, select }) {
         rate: summarize(runs.map((s) => (n * 1000) / s.ms)),
         loop: perMessage('loop'),
         first: c.direction === 'in' ? summarize(runs.map((s) => s.first)) : undefined,
+        // Server to page: the page's own share, from the first message to the last.
+        receiving: c.direction === 'in' ? perMessage('spread') : undefined,
         serverLoop: c.direction === 'in' ? perMessage('serverLoop') : undefined,
         // CPU µs per message by process (Linux): where the time goes while the page waits.
         cpu: runs[0].cpu
@@ -419,8 +421,8 @@ export async function run({ rounds, log, select }) {
       results.filter((r) => r.direction === 'out').map((r) => [...common(r), spread(r.loop, 2), cpuCell(r)]),
     )
     const inTable = table(
-      [...header, 'first message after, ms', "server's send loop, µs per message", cpuHeader],
-      results.filter((r) => r.direction === 'in').map((r) => [...common(r), spread(r.first, 1), spread(r.serverLoop, 2), cpuCell(r)]),
+      [...header, "server's send loop, µs per message", 'first to last message in the page, µs per message', cpuHeader],
+      results.filter((r) => r.direction === 'in').map((r) => [...common(r), spread(r.serverLoop, 2), spread(r.receiving, 2), cpuCell(r)]),
     )
     const notes = [
       `Headless Chromium ${version ?? ''}, one page, ${via === 'plain' ? "no DevTools attached (playwright's would copy every WebSocket frame)" : "opened by playwright, whose DevTools session copies every WebSocket frame: not what a user's browser pays"}. ` +
@@ -428,7 +430,7 @@ export async function run({ rounds, log, select }) {
         `Message \`{"n":0,"text":"hello"}\`, n counting up. Times are the page's (\`performance.now()\`): median and min–max of ${rounds} rounds after a warm-up round with a tenth of the messages, the contenders interleaved; a fresh socket every round, opened and closed outside the time, and the previous rounds' garbage collected first (page and servers). ` +
         `Tether mode carries ${BATCHED}× the messages (it batches: as many as the others would make its round too short to time); rates compare as messages per second. ` +
         'Page to server: from the first send() until the plain server\'s `done` (sent once it has all) arrived, or every send() promise resolved (tether mode); "send loop" is the synchronous loop of send() calls alone. ' +
-        "Server to page: from the page's request (one frame) until the listener has the last message; the server's send loop is its own loop of `ws.send()` or `session.send()` calls (tether mode's first frame leaves after it). " +
+        "Server to page: from the page's request (one frame) until the listener has the last message; the server's send loop is its own loop of `ws.send()` or `session.send()` calls (tether mode's first frame leaves after it), and \"first to last\" the page's share once the messages flow. " +
         `Every round checks that each message arrived once, in order, and nothing more within ${SETTLE_MS} ms. ` +
         "CPU: the processes' user + system time during the round (Linux /proc, 10 ms ticks), per message.",
       `Load average ${startLoad} at the start of the section, ${load()} at its end.`,
