@@ -176,7 +176,7 @@ async function closeInPage(settle) {
 /**
  * The page: the ESM build as `window.tethersocket`, the functions above, and the control socket
  * (its port in the query) that runs them on command, one at a time, and reports the page's
- * uncaught errors. `window.ready` for playwright, which waits for it.
+ * uncaught errors.
  */
 const page = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tethersocket browser throughput</title>
@@ -205,7 +205,6 @@ const page = `<!doctype html>
       control.send(JSON.stringify({ id, error: error.name + ': ' + error.message }))
     }
   }
-  window.ready = true
 </script>
 </body></html>
 `
@@ -311,13 +310,16 @@ async function openPage(url, control, { via, profile }) {
         }
       }
     } else browser = launchPlainChromium(url, { profiler: profile })
+    let timer
     const page = await Promise.race([
       control.page,
-      new Promise((_, reject) => setTimeout(() => reject(new Error('the benchmark page did not connect within 30 s')), 30_000)),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the benchmark page did not connect within 30 s')), 30_000)
+      }),
       ...(browser
         ? [browser.exited.then((code) => Promise.reject(new Error(`Chromium exited (code ${code}) before the page connected`)))]
         : []),
-    ])
+    ]).finally(() => clearTimeout(timer))
     if (profile && browser) profiler = await profilerOf(browser, url)
     return {
       page,
