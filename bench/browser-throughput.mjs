@@ -414,7 +414,7 @@ export async function run({ rounds, log, select }) {
       for (const r of group) r.ratio = r.rate.median / group[0].rate.median
     }
     const roles = ['renderer', 'network', 'browser', 'browser-servers']
-    const cpuCell = ({ cpu }) => (cpu ? roles.map((role) => (cpu[role] ?? 0).toFixed(1)).join(' / ') : '–')
+    const cpuCell = ({ cpu }) => (cpu ? roles.map((role) => (cpu[role] ?? 0).toFixed(2)).join(' / ') : '–')
     const cpuHeader = 'CPU µs per message: page / network service / browser process / servers'
     const common = (r) => [r.name, r.n.toLocaleString('en'), spread(r.ms, 0), spread(r.rate, 1, 1 / 1000), ratio(r.ratio)]
     const header = ['client', 'messages', 'time, ms: median (min–max)', 'k msg/s: median (min–max)', 'vs native']
@@ -434,7 +434,7 @@ export async function run({ rounds, log, select }) {
         'Page to server: from the first send() until the plain server\'s `done` (sent once it has all) arrived, or every send() promise resolved (tether mode); "send loop" is the synchronous loop of send() calls alone. ' +
         "Server to page: from the page's request (one frame) until the listener has the last message; the server's send loop is its own loop of `ws.send()` or `session.send()` calls (tether mode's first frame leaves after it), and \"first to last\" the page's share once the messages flow. " +
         `Every round checks that each message arrived once, in order, and nothing more within ${SETTLE_MS} ms. ` +
-        "CPU: the processes' user + system time during the round (Linux /proc, 10 ms ticks), per message.",
+        "CPU: the processes' time on a CPU during the round, per message (Linux /proc: the sum of their threads' schedstat).",
       `Load average ${startLoad} at the start of the section, ${load()} at its end.`,
     ]
     if (profileDir) notes.push(`Profiled (BROWSER_PROFILE=${profileDir}): the times include the profiler's cost and are no measurement.`)

@@ -3,7 +3,9 @@
 // service, the browser process) or busy. Elsewhere `cpuTimes()` returns undefined and the
 // sections leave the columns out.
 //
-// /proc counts in clock ticks (usually 10 ms): a reading is useful over rounds of hundreds of ms.
+// Per thread, /proc/<pid>/task/<tid>/schedstat counts nanoseconds on a CPU: the sum over a
+// process's threads is its CPU time (less that of threads gone meanwhile, which Chromium's
+// long-lived threads seldom are). Without schedstat, /proc/<pid>/stat's clock ticks (10 ms).
 import { readdirSync, readFileSync } from 'node:fs'
 
 /** Clock ticks per second of /proc/<pid>/stat (`getconf CLK_TCK`, 100 on Linux everywhere in practice). */
@@ -21,16 +23,31 @@ function role(cmdline) {
   return type // renderer, zygote, …
 }
 
-/** `{ pid, ppid, ms }` of a /proc/<pid>/stat, or undefined when the process is gone. */
+/** `{ pid, ppid, ticksMs }` of a /proc/<pid>/stat, or undefined when the process is gone. */
 function stat(pid) {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // The command name (field 2) is in parentheses and may hold spaces: split after it.
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
     // Fields 4 (ppid), 14 (utime) and 15 (stime), counted from 1; `fields` starts at field 3.
-    return { pid: Number(pid), ppid: Number(fields[1]), ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS }
+    return { pid: Number(pid), ppid: Number(fields[1]), ticksMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS }
   } catch {
     return undefined
+  }
+}
+
+/** CPU ms of a process: the sum of its threads' schedstat, or its clock ticks. */
+function cpuMs({ pid, ticksMs }) {
+  try {
+    let ns = 0
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+      } catch {} // a thread that ended since the listing
+    }
+    return ns / 1e6
+  } catch {
+    return ticksMs
   }
 }
 
@@ -59,7 +76,7 @@ export function cpuTimes() {
         cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
       } catch {}
       const name = role(cmdline)
-      times[name] = (times[name] ?? 0) + child.ms
+      times[name] = (times[name] ?? 0) + cpuMs(child)
       visit(child.pid)
     }
   }
