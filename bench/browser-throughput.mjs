@@ -26,7 +26,7 @@
 //   BROWSER_PROFILE=prof node --expose-gc bench/browser-throughput.mjs --rounds 2
 //       profiles every measured round with Chromium's CPU profiler (a DevTools connection with
 //       the Profiler domain alone; the times then include the sampling), one .cpuprofile each:
-//       node bench/profile.mjs prof/browser-out-raw-*.cpuprofile --match dist/
+//       node bench/profile.mjs prof/browser-out-raw-*.cpuprofile --match dist/   (named direction-client-messages-n)
 //   BROWSER_N_OUT, BROWSER_N_IN, BROWSER_BATCHED: the message counts (see below)
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -54,9 +54,12 @@ const contenders = [
   { name: 'native WebSocket, fire-and-forget', direction: 'out', client: 'native' },
   { name: "tethersocket, mode: 'raw', send() not awaited", direction: 'out', client: 'raw' },
   { name: 'tethersocket, tether mode, every send() awaited', direction: 'out', client: 'tether', scale: BATCHED },
+  // As many as the native rounds: short rounds, where what a round costs once (the first frame, the last ack) shows.
+  { name: 'tethersocket, tether mode, every send() awaited, as many as native', direction: 'out', client: 'tether' },
   { name: 'native WebSocket, onmessage, one message per frame', direction: 'in', client: 'native' },
   { name: "tethersocket, mode: 'raw', message listener, one message per frame", direction: 'in', client: 'raw' },
   { name: "tethersocket, tether mode, message listener (server's session.send())", direction: 'in', client: 'tether', scale: BATCHED },
+  { name: 'tethersocket, tether mode, message listener, as many as native', direction: 'in', client: 'tether' },
 ]
 
 /** How many messages a round of `contender` carries. */
@@ -365,7 +368,7 @@ export async function run({ rounds, log, select }) {
       sample.cpu = cpuSpent(before, cpuTimes())
       if (profiled) {
         const profile = await profiler.stop()
-        const file = `browser-${contender.direction}-${contender.client}-${++measured}.cpuprofile`
+        const file = `browser-${contender.direction}-${contender.client}-${n}-${++measured}.cpuprofile`
         writeFileSync(join(profileDir, file), JSON.stringify(profile))
       }
       const got = await inPage.call('close', SETTLE_MS)
@@ -430,7 +433,7 @@ export async function run({ rounds, log, select }) {
       `Headless Chromium ${version ?? ''}, one page, ${via === 'plain' ? "no DevTools attached (playwright's would copy every WebSocket frame)" : "opened by playwright, whose DevTools session copies every WebSocket frame: not what a user's browser pays"}. ` +
         'The servers in a Node process of their own, on 127.0.0.1: a plain `ws` server for the native WebSocket and raw mode, the reference server (`rateLimit: false`) for tether mode. ' +
         `Message \`{"n":0,"text":"hello"}\`, n counting up. Times are the page's (\`performance.now()\`): median and min–max of ${rounds} rounds after a warm-up round with a tenth of the messages, the contenders interleaved; a fresh socket every round, opened and closed outside the time, and the previous rounds' garbage collected first (page and servers). ` +
-        `Tether mode carries ${BATCHED}× the messages (it batches: as many as the others would make its round too short to time); rates compare as messages per second. ` +
+        `Tether mode carries ${BATCHED}× the messages (it batches: as many as the others make its round too short to time well), and as many in the rows that say so; rates compare as messages per second. ` +
         'Page to server: from the first send() until the plain server\'s `done` (sent once it has all) arrived, or every send() promise resolved (tether mode); "send loop" is the synchronous loop of send() calls alone. ' +
         "Server to page: from the page's request (one frame) until the listener has the last message; the server's send loop is its own loop of `ws.send()` or `session.send()` calls (tether mode's first frame leaves after it), and \"first to last\" the page's share once the messages flow. " +
         `Every round checks that each message arrived once, in order, and nothing more within ${SETTLE_MS} ms. ` +
