@@ -11,7 +11,7 @@
 //    batches them into `msg` frames) to tether mode's `message` listener.
 //
 // Chromium runs without DevTools attached (bench/plain-chromium.mjs says why: playwright's
-// instrumentation copies every WebSocket frame and would triple what a frame costs), the servers
+// instrumentation copies every WebSocket frame and would double what a frame costs), the servers
 // in a Node process of their own (bench/browser-servers.mjs says why). The page takes its
 // commands over a control WebSocket of its own, idle while a round runs: open a socket, measure,
 // close. Every time is taken in the page, on its clock: from the first send() (or the request

@@ -4,12 +4,13 @@
 // playwright-core (bench/browser.mjs) enables the DevTools Network domain on every page it
 // controls, and listens to WebSocket frame events: Chromium then copies every frame, sent or
 // received, to the DevTools session (through the browser process to the Node process, which
-// parses it). Measured here with 10,000 small messages each way, that tripled the CPU a frame
-// costs (renderer, browser process and Node together), and halved the native WebSocket's
-// receive rate, while a client that batches many messages into one frame hardly paid for it.
+// parses it). Measured here with 20,000 small messages each way (the browser section), that
+// took the CPU a frame costs across the processes from about 40 to 65 µs sending and from 40 to
+// 105 µs receiving, and cut the native WebSocket to about half its rate sending and a third
+// receiving, while a client that batches many messages into one frame hardly paid for it.
 // A page opened here drives itself (see bench/browser-throughput.mjs: a control WebSocket).
 //
-// For a CPU profile, `profiler: true` opens DevTools on a local port, and `profiler()` attaches
+// For a CPU profile, `profiler: true` opens DevTools on a local port, and `profilerOf()` attaches
 // to the page with the Profiler domain alone: the sampling costs, the frames are not copied.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
