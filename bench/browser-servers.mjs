@@ -40,7 +40,8 @@ async function start({ page, tether: tetherOptions }) {
   const { createTetherServer } = await loadServer()
   const http = createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname
-    const distFile = /^\/dist\/([\w.-]+\.m?js)$/.exec(path)?.[1]
+    // dist/browser/: the builds for native <script type="module"> pages (no process needed).
+    const distFile = /^\/dist\/((?:browser\/)?[\w.-]+\.m?js)$/.exec(path)?.[1]
     let body
     if (path === '/browser-throughput.html') body = ['text/html; charset=utf-8', page]
     else if (distFile && existsSync(join(distDir, distFile))) body = [JS, readFileSync(join(distDir, distFile))]

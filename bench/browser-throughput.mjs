@@ -194,7 +194,7 @@ const page = `<!doctype html>
   // The build, which the user agent leaves out (it says 156.0.0.0).
   const version = async () => (await navigator.userAgentData?.getHighEntropyValues(['fullVersionList']))?.fullVersionList?.find((b) => /Chrom/.test(b.brand))?.version
   const commands = { open: openInPage, measure: measureInPage, close: closeInPage, version }
-  window.tethersocket = await import('/dist/index.mjs')
+  window.tethersocket = await import('/dist/browser/index.mjs')
   const port = new URLSearchParams(location.search).get('control')
   const control = new WebSocket('ws://127.0.0.1:' + port + '/control')
   const report = (error) => control.send(JSON.stringify({ error: String(error?.stack ?? error) }))
