@@ -258,12 +258,13 @@ export function checkSendOptions(
   data: unknown,
   call: 'send' | 'request' = 'send',
 ): OptionError | undefined {
-  if (options !== undefined && (options === null || typeof options !== 'object')) {
+  if (options === undefined) return undefined
+  if (options === null || typeof options !== 'object') {
     return new OptionError(DEV ? `${call}() options must be an object; got ${shown(options)}` : '', { data })
   }
-  const unknown = options !== undefined && DEV && unknownKey(`${call} options`, options, KNOWN[call])
+  const unknown = DEV && unknownKey(`${call} options`, options, KNOWN[call])
   if (unknown) return new OptionError(unknown, { data })
-  const { timeout, ttl, key, signal } = options ?? {}
+  const { timeout, ttl, key, signal } = options
   const bad =
     timeout !== undefined && !(timeout > 0)
       ? 'timeout'
@@ -274,7 +275,7 @@ export function checkSendOptions(
           : signal !== undefined && typeof (signal as AbortSignal | null)?.addEventListener !== 'function'
             ? 'signal'
             : undefined
-  return bad && new OptionError(DEV ? `${call} options: ${bad} must be ${PER_CALL[bad]}; got ${shown(options?.[bad])}` : '', { data })
+  return bad && new OptionError(DEV ? `${call} options: ${bad} must be ${PER_CALL[bad]}; got ${shown(options[bad])}` : '', { data })
 }
 
 function number(option: string, value: unknown, fallback: number, min: number, integer: boolean): number {

@@ -143,12 +143,16 @@ export class Entry {
 
 const noop = () => {}
 
+/** The resolver the last `new Promise(capture)` was given: one executor for every entry, no closure each. */
+let captured: ((value: unknown) => void) | undefined
+const capture = (resolve: (value: unknown) => void) => {
+  captured = resolve
+}
+
 /** A new entry with its promise, in no outbox yet; the rare options go into its extras. */
 export function createEntry(data: unknown, payload: Payload, options: EntryOptions): Entry {
-  let resolve!: (value: unknown) => void
-  const promise = new Promise<unknown>((res) => {
-    resolve = res
-  })
+  const promise = new Promise<unknown>(capture)
+  const resolve = captured as (value: unknown) => void
   const { signal, key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue = false } = options
   const plain =
     !signal &&
@@ -264,6 +268,14 @@ export class Outbox {
     }
   })
 
+  /** Fails `entry` when `signal` aborts (a method of its own: a closure in `add` would cost every send a context). */
+  private listenForAbort(entry: Entry, signal: AbortSignal, extras: Extras): void {
+    const onAbort = () =>
+      this.fail(entry, new AbortError(DEV ? 'send was aborted by its signal' : '', { cause: signal.reason, data: entry.data }))
+    signal.addEventListener('abort', onAbort, { once: true })
+    extras.unlisten = () => signal.removeEventListener('abort', onAbort)
+  }
+
   /**
    * Adds a message and returns the promise its sender gets. Never throws: a message that
    * cannot be queued gets a rejected promise (and an `onFail` report).
@@ -286,11 +298,7 @@ export class Outbox {
     if (replaced) this.supersede(replaced, entry)
     if (!this.makeRoom(entry)) return promise
     this.link(entry, aheadOfQueue)
-    if (signal && extras) {
-      const onAbort = () => this.fail(entry, new AbortError(DEV ? 'send was aborted by its signal' : '', { cause: signal.reason, data }))
-      signal.addEventListener('abort', onAbort, { once: true })
-      extras.unlisten = () => signal.removeEventListener('abort', onAbort)
-    }
+    if (signal && extras) this.listenForAbort(entry, signal, extras)
     if (key !== undefined) this.keyed.set(key, entry)
     const expiry = Math.min(deadline, staleAt)
     if (expiry < this.timerAt) this.arm(expiry)

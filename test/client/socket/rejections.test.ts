@@ -148,6 +148,17 @@ describe("what a failed message's error carries back (error.data)", () => {
     expect(error.data).not.toBe(sent)
   })
 
+  it('in tether mode, an abort after queueing carries the message too', async () => {
+    const sock = rawSocket(uniqueUrl(), { mode: 'tether', autoConnect: false })
+    const controller = new AbortController()
+    const outcome = sock.send({ n: 1 }, { signal: controller.signal }).catch((error: unknown) => error)
+    controller.abort()
+    const error = (await outcome) as AbortError
+    expect(error).toBeInstanceOf(AbortError)
+    expect(error.data).toEqual({ n: 1 })
+    await sock.close()
+  })
+
   it('in raw mode: the message itself (a string or binary payload is the message; an object is kept)', async () => {
     const sock = rawSocket(uniqueUrl(), { autoConnect: false })
     const object = { n: 1 }

@@ -937,6 +937,41 @@ describe('a new session (the old one expired)', () => {
   })
 })
 
+describe('writing a burst', () => {
+  const handover = {
+    deadline: Number.POSITIVE_INFINITY,
+    staleAt: Number.POSITIVE_INFINITY,
+    timeout: Number.POSITIVE_INFINITY,
+    ttl: Number.POSITIVE_INFINITY,
+    open: true,
+  }
+
+  it('past 64 KiB queued within one tick, what is queued goes at once; the rest at the end of the tick', async () => {
+    const t = setup()
+    await t.connect()
+    t.clear()
+    const text = 'x'.repeat(1022) // 1,024 characters of JSON each
+    for (let i = 0; i < 100; i++) t.protocol.queue(`${text}${i % 10}`, handover)
+    // Still in the tick that queued them: the first 64 went out as they reached 64 KiB.
+    expect(t.frames().map((frame) => (frame.d as unknown[]).length)).toEqual([64])
+    await tick()
+    expect(t.frames().map((frame) => [frame.s, (frame.d as unknown[]).length])).toEqual([
+      [1, 64],
+      [65, 36],
+    ])
+  })
+
+  it('below 64 KiB in a tick, everything goes in one frame at the end of the tick', async () => {
+    const t = setup()
+    await t.connect()
+    t.clear()
+    for (let i = 0; i < 60; i++) t.protocol.queue('x'.repeat(1022), handover)
+    expect(t.frames()).toEqual([])
+    await tick()
+    expect(t.frames().map((frame) => (frame.d as unknown[]).length)).toEqual([60])
+  })
+})
+
 describe('acks riding on data frames (PROTOCOL.md §2.9)', () => {
   it("hello says the client takes acks on the server's data frames (pa)", () => {
     const t = setup()
