@@ -520,23 +520,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
             socket.destroy()
             return
           }
-          this.wss.handleUpgrade(request, socket, head, (ws) => {
-            // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
-            // itself: a listener must exist from the start, on connections refused below too.
-            ws.on('error', ignoreSocketError)
-            if (who === 'retry' || !who) {
-              ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
-              return
-            }
-            this.sockets.add(ws)
-            const answered = () => this.unanswered.delete(ws)
-            ws.on('pong', answered)
-            ws.once('close', () => {
-              this.sockets.delete(ws)
-              answered()
-            })
-            attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
-          })
+          this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, who))
         })
         .catch((error: unknown) => {
           // Not expected; but a rejection nobody handles would end the process (Node's default).
@@ -545,6 +529,29 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
         })
     },
   )
+
+  /**
+   * Serves an upgraded connection, or closes it as `who` (authenticate's answer) says. A method,
+   * not a closure in the upgrade listener: what the connection keeps must not hold the upgrade's
+   * request and its headers (about 1.5 KiB) for as long as the connection lives.
+   */
+  private accept(ws: WebSocket, who: string | boolean | undefined | 'retry'): void {
+    // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
+    // itself: a listener must exist from the start, on connections refused below too.
+    ws.on('error', ignoreSocketError)
+    if (who === 'retry' || !who) {
+      ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
+      return
+    }
+    this.sockets.add(ws)
+    const answered = () => this.unanswered.delete(ws)
+    ws.on('pong', answered)
+    ws.once('close', () => {
+      this.sockets.delete(ws)
+      answered()
+    })
+    attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
+  }
 
   /**
    * Emits an event to the app's listeners. They run inside connection handling: one that throws
