@@ -31,7 +31,7 @@ import { type ExpireReason, RequestError, Session, type SharedSession } from './
 import { serveStatic } from './static.js'
 import type { SessionStore } from './store.js'
 import { checkTopic, type PresenceEntry, TOPIC_DEFAULTS, type TopicRetention, Topics } from './topics.js'
-import { attachConnection, type ConnectionHooks, type HeartbeatCheck, type HelloFrame } from './ws.js'
+import { attachConnection, beat, type ConnectionHooks, type HelloFrame, ignoreError } from './ws.js'
 
 export type { ReplyOf, RequestReply } from '../protocol/requests.js'
 export type { RateLimit } from './limits.js'
@@ -230,10 +230,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   readonly sessions = new Map<string, Session<Out>>()
   private handler: RequestHandler<Requests, Out> | undefined
   private readonly wss: WebSocketServer
+  /** The connections served (ws.ts), from their upgrade to their close. */
   private readonly sockets = new Set<WebSocket>()
-  private readonly unanswered = new Set<WebSocket>()
-  /** Each connection's heartbeat check (ws.ts). */
-  private readonly checks = new WeakMap<WebSocket, HeartbeatCheck>()
   private readonly heartbeat: ReturnType<typeof setInterval> | undefined
   private closing: Promise<void> | undefined
   /** What disconnected sessions hold, against `maxDisconnectedBytes`. */
@@ -283,14 +281,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       // Each connection judges whether its client answered since the last beat (liveness.ts): a
       // pong, or acks that keep up. Frames it merely sends are no sign that it reads.
       this.heartbeat = setInterval(() => {
-        for (const ws of this.sockets) {
-          const next = this.checks.get(ws)?.(!this.unanswered.has(ws)) ?? 'done'
-          if (next === 'wait') continue // reading is paused: the ping out stays outstanding
-          this.unanswered.delete(ws)
-          if (next !== 'ping') continue
-          this.unanswered.add(ws)
-          ws.ping()
-        }
+        for (const ws of this.sockets) beat(ws)
       }, options.heartbeatInterval)
       this.heartbeat.unref()
     }
@@ -538,20 +529,18 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   private accept(ws: WebSocket, who: string | boolean | undefined | 'retry'): void {
     // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
     // itself: a listener must exist from the start, on connections refused below too.
-    ws.on('error', ignoreSocketError)
+    ws.on('error', ignoreError)
     if (who === 'retry' || !who) {
       ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
       return
     }
     this.sockets.add(ws)
-    const answered = () => this.unanswered.delete(ws)
-    ws.on('pong', answered)
-    ws.once('close', () => {
-      this.sockets.delete(ws)
-      answered()
-    })
+    ws.on('close', this.forget)
     attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
   }
+
+  /** A `close` listener every connection shares (`this` is the WebSocket), not a closure per connection. */
+  private readonly forget = forgetter(this.sockets)
 
   /**
    * Emits an event to the app's listeners. They run inside connection handling: one that throws
@@ -677,7 +666,6 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       return this.helloHere(frame, principal, connection)
     },
     helloTimeout: this.options.helloTimeout,
-    watch: (ws, check) => this.checks.set(ws, check),
   }
 }
 
@@ -706,6 +694,12 @@ function unclaimed(http: Server | HttpsServer, self: UpgradeListener, target: st
   )
 }
 
+/** A listener that takes its WebSocket (`this`) out of `sockets`. */
+const forgetter = (sockets: Set<WebSocket>) =>
+  function (this: WebSocket): void {
+    sockets.delete(this)
+  }
+
 const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)))
 
 /** An origin check that cannot crash the server: a throwing predicate refuses. */
@@ -731,10 +725,8 @@ function defaultMaxQueue(rateLimit: RateLimit | false): number {
  * a write after the peer left) is destroyed by Node itself; there is nothing worth reporting.
  */
 function guard(socket: Duplex): void {
-  if (!socket.listeners('error').includes(ignoreSocketError)) socket.on('error', ignoreSocketError)
+  if (!socket.listeners('error').includes(ignoreError)) socket.on('error', ignoreError)
 }
-
-function ignoreSocketError(): void {}
 
 /** Answers an upgrade with an HTTP error and closes the connection once the answer is written. */
 function refuse(socket: Duplex, status: number, text: string): void {
