@@ -94,7 +94,7 @@ export class Session<Out = unknown> {
   /** What was written to the client and not yet acknowledged. */
   private readonly outbox: SessionOutbox
   /** When what the client sends is taken in (the rate limit). */
-  private readonly admission: Admission
+  private readonly admission: Admission<Session>
   private connection: SessionConnection | undefined
   private expiry: ReturnType<typeof setTimeout> | undefined
   private ended = false
@@ -129,7 +129,7 @@ export class Session<Out = unknown> {
   ) {
     this.id = shared?.id ?? randomBytes(16).toString('base64url')
     this.outbox = new SessionOutbox(limits, shared !== undefined)
-    this.admission = new Admission(limits.rateLimit, limits.maxPayload, this.admissionHost())
+    this.admission = new Admission(limits.rateLimit, limits.maxPayload, Session.admissionHost, this)
     if (!shared) return
     if (!('link' in shared)) {
       this.held = false
@@ -581,41 +581,42 @@ export class Session<Out = unknown> {
     return this.rxSeq
   }
 
-  /** The protocol's side of admission: what it hands back, in order. */
-  private admissionHost(): AdmissionHost {
-    return {
-      connection: () => this.connection,
-      take: (frame) => this.take(frame),
-      acked: () => this.outbox.acked,
-      message: (seq, data) => {
-        this.rxSeq = seq
-        const info = new ItemInfo(this.id, seq, seq <= this.redeliverUpTo)
-        if (this.journal) {
-          // Acknowledged once recorded, with what its handlers sent (journal.ts).
-          this.journal.deliver(seq, () => this.events.message(data, this, info))
-          return
-        }
-        // Queued before delivering: the ack is written at the end of the tick, when rxSeq is
-        // what these deliveries left it, so it goes out even if a handler throws halfway.
-        this.queueAck()
-        this.events.message(data, this, info)
-      },
-      request: (frame) => this.request(frame),
-      ping: () => this.connection?.send('{"t":"pong"}'),
-      refused: (seq) => {
-        this.rxAccepted = seq - 1
-      },
-      discarded: () => {
-        this.rxAccepted = this.rxSeq
-      },
-      close: (error) => {
-        // As if a frame had just arrived: the connection is closed, what it still held discarded.
-        const connection = this.connection
-        if (!connection) return
-        this.detach(connection, error.closeCode)
-        connection.close(error.closeCode, error.message) // the adapter cuts it to the WebSocket limit
-      },
+  /** The protocol's side of admission: what it hands back, in order (one host for every session). */
+  private static readonly admissionHost: AdmissionHost<Session> = {
+    connection: (session) => session.connection,
+    take: (session, frame) => session.take(frame),
+    acked: (session) => session.outbox.acked,
+    message: (session, seq, data) => session.deliver(seq, data),
+    request: (session, frame) => session.request(frame),
+    ping: (session) => session.connection?.send('{"t":"pong"}'),
+    refused: (session, seq) => {
+      session.rxAccepted = seq - 1
+    },
+    discarded: (session) => {
+      session.rxAccepted = session.rxSeq
+    },
+    close: (session, error) => {
+      // As if a frame had just arrived: the connection is closed, what it still held discarded.
+      const connection = session.connection
+      if (!connection) return
+      session.detach(connection, error.closeCode)
+      connection.close(error.closeCode, error.message) // the adapter cuts it to the WebSocket limit
+    },
+  }
+
+  /** Delivers the client's message numbered `seq` to the handlers. */
+  private deliver(seq: number, data: unknown): void {
+    this.rxSeq = seq
+    const info = new ItemInfo(this.id, seq, seq <= this.redeliverUpTo)
+    if (this.journal) {
+      // Acknowledged once recorded, with what its handlers sent (journal.ts).
+      this.journal.deliver(seq, () => this.events.message(data, this, info))
+      return
     }
+    // Queued before delivering: the ack is written at the end of the tick, when rxSeq is
+    // what these deliveries left it, so it goes out even if a handler throws halfway.
+    this.queueAck()
+    this.events.message(data, this, info)
   }
 
   /** A frame taken in (decoded) in its turn: sequences it, applies an ack; returns the work it carries. */
