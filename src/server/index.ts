@@ -275,6 +275,9 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       noServer: true,
       maxPayload: options.maxPayload,
       handleProtocols: (offered) => (offered.has('tether.v1') ? 'tether.v1' : false),
+      // The server tracks its connections itself (`sockets`): ws's tracking too would cost every
+      // connection another set entry and a `close` listener of its own.
+      clientTracking: false,
     })
     http.on('upgrade', this.upgrade)
     if (options.heartbeatInterval > 0) {
@@ -442,7 +445,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       const deadline = setTimeout(() => {
         for (const ws of this.sockets) ws.terminate()
       }, 1000)
-      this.wss.close(() => {
+      this.wss.close()
+      this.whenClosed(() => {
         clearTimeout(deadline)
         if (!this.owned) return resolve()
         this.http.closeAllConnections()
@@ -530,17 +534,30 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
     // itself: a listener must exist from the start, on connections refused below too.
     ws.on('error', ignoreError)
+    // Refused ones too: a shutdown waits for their close as for the others'.
+    this.sockets.add(ws)
+    ws.on('close', this.forget)
     if (who === 'retry' || !who) {
       ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
       return
     }
-    this.sockets.add(ws)
-    ws.on('close', this.forget)
     attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
   }
 
   /** A `close` listener every connection shares (`this` is the WebSocket), not a closure per connection. */
-  private readonly forget = forgetter(this.sockets)
+  private readonly forget = withEmitter((ws) => {
+    this.sockets.delete(ws)
+    if (this.sockets.size === 0) this.allClosed?.()
+  })
+
+  /** During a shutdown: what runs once every connection has closed. */
+  private allClosed: (() => void) | undefined
+
+  /** Runs `then` once every connection has closed (at once if none is open). */
+  private whenClosed(then: () => void): void {
+    if (this.sockets.size === 0) then()
+    else this.allClosed = then
+  }
 
   /**
    * Emits an event to the app's listeners. They run inside connection handling: one that throws
@@ -694,10 +711,10 @@ function unclaimed(http: Server | HttpsServer, self: UpgradeListener, target: st
   )
 }
 
-/** A listener that takes its WebSocket (`this`) out of `sockets`. */
-const forgetter = (sockets: Set<WebSocket>) =>
+/** A listener that hands the WebSocket that emitted (`this`) to `handle`: one function for every connection. */
+const withEmitter = (handle: (ws: WebSocket) => void) =>
   function (this: WebSocket): void {
-    sockets.delete(this)
+    handle(this)
   }
 
 const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)))
