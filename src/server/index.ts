@@ -515,7 +515,12 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
             socket.destroy()
             return
           }
-          this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, who))
+          this.wss.handleUpgrade(request, socket, head, (ws) => {
+            // ws has an 'error' listener of its own on the socket now: ours, beside it, would make
+            // the socket's listeners an array for as long as the connection lives.
+            socket.off('error', ignoreError)
+            this.accept(ws, who)
+          })
         })
         .catch((error: unknown) => {
           // Not expected; but a rejection nobody handles would end the process (Node's default).
@@ -536,19 +541,23 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
     ws.on('error', ignoreError)
     // Refused ones too: a shutdown waits for their close as for the others'.
     this.sockets.add(ws)
-    ws.on('close', this.forget)
     if (who === 'retry' || !who) {
+      ws.on('close', this.forget)
       ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
       return
     }
+    // Its close is reported by the connection (hooks.closed): one `close` listener, not two.
     attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
   }
 
-  /** A `close` listener every connection shares (`this` is the WebSocket), not a closure per connection. */
-  private readonly forget = withEmitter((ws) => {
+  /** A connection closed: forgotten (a shutdown waits for the last). */
+  private socketClosed(ws: WebSocket): void {
     this.sockets.delete(ws)
     if (this.sockets.size === 0) this.allClosed?.()
-  })
+  }
+
+  /** The `close` listener of refused connections, shared (`this` is the WebSocket). */
+  private readonly forget = withEmitter((ws) => this.socketClosed(ws))
 
   /** During a shutdown: what runs once every connection has closed. */
   private allClosed: (() => void) | undefined
@@ -683,6 +692,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       return this.helloHere(frame, principal, connection)
     },
     helloTimeout: this.options.helloTimeout,
+    closed: (ws) => this.socketClosed(ws),
   }
 }
 

@@ -29,6 +29,8 @@ export interface ConnectionHooks {
   hello(frame: HelloFrame, principal: string | undefined, connection: SessionConnection): Session | Promise<Session>
   /** How long a connection may take to send its `hello`, in ms, before it is closed with 1002. */
   readonly helloTimeout: number
+  /** The WebSocket closed (whether it served a session or was refused here). */
+  closed?(ws: WebSocket): void
 }
 
 /**
@@ -41,6 +43,7 @@ const served = new WeakMap<WebSocket, Connection>()
 /** Serves tether.v1 on one accepted WebSocket. */
 export function attachConnection(ws: WebSocket, principal: string | undefined, hooks: ConnectionHooks): void {
   if (ws.protocol !== SUBPROTOCOL) {
+    ws.once('close', () => hooks.closed?.(ws))
     ws.close(CloseCode.PROTOCOL_ERROR, `the ${SUBPROTOCOL} subprotocol is required`)
     return
   }
@@ -79,12 +82,14 @@ function closed(this: WebSocket, code: number): void {
 
 /** One accepted WebSocket, as its session sees it (SessionConnection) and as the server's heartbeat does. */
 class Connection implements SessionConnection {
-  private session: Session | undefined
+  // Every field is set in the constructor (undefined included), so that it has a place in the
+  // object itself: one added later may need a separate property array.
+  private session: Session | undefined = undefined
   private closing = false
   /** Cleared once the session is attached (or the connection closed): a connection keeps no timer. */
   private helloDeadline: ReturnType<typeof setTimeout> | undefined
   /** While the session a hello asked for is being claimed in a shared store: frames that arrived meanwhile. */
-  private early: Buffer[] | undefined
+  private early: Buffer[] | undefined = undefined
   private readonly liveness = new Liveness()
   /** A ping went out at the last beat and no pong came since. */
   private pinged = false
@@ -235,10 +240,11 @@ class Connection implements SessionConnection {
     this.close(error.closeCode, error.message)
   }
 
-  /** The session reports the disconnect, unless a newer connection of it replaced this one. */
+  /** The server forgets the connection; the session reports the disconnect, unless a newer connection of it replaced this one. */
   closed(code: number): void {
     clearTimeout(this.helloDeadline)
     this.helloDeadline = undefined
+    this.hooks.closed?.(this.ws)
     this.session?.detach(this, code)
   }
 }
