@@ -115,6 +115,21 @@ type Held =
   | { t: 'req'; frame: RequestFrame; size: number }
   | { t: 'ping'; size: number }
 
+/** The decoding budget's limits, per `rateLimit` and `maxPayload` (a server's): made once, not once per session. */
+const byteLimits = new WeakMap<RateLimit, { maxPayload: number; limit: RateLimit | undefined }>()
+
+/** The decoding budget of a rate limit (`bytesPerSecond`, `burstBytes`) as a bucket's limit; undefined for none. */
+function byteLimit(rateLimit: RateLimit, maxPayload: number): RateLimit | undefined {
+  const known = byteLimits.get(rateLimit)
+  if (known?.maxPayload === maxPayload) return known.limit
+  const bytes = rateLimit.bytesPerSecond ?? Number.POSITIVE_INFINITY
+  const limit = Number.isFinite(bytes)
+    ? { rate: bytes, burst: rateLimit.burstBytes ?? Math.max(DEFAULT_BURST_BYTES, maxPayload) }
+    : undefined
+  byteLimits.set(rateLimit, { maxPayload, limit })
+  return limit
+}
+
 /** Tokens a held entry still needs: its items, for a `msg`; one (the least a frame costs) for the rest. */
 const remaining = (entry: Held): number => (entry.t === 'msg' ? entry.items.length - entry.next : 1)
 
@@ -152,11 +167,8 @@ export class Admission<O> {
   ) {
     this.maxHeldBytes = maxHeldBytes(maxPayload)
     this.bucket = rateLimit ? new TokenBucket(rateLimit) : undefined
-    const bytes = rateLimit ? (rateLimit.bytesPerSecond ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY
-    this.byteBucket =
-      rateLimit && Number.isFinite(bytes)
-        ? new TokenBucket({ rate: bytes, burst: rateLimit.burstBytes ?? Math.max(DEFAULT_BURST_BYTES, maxPayload) })
-        : undefined
+    const bytes = rateLimit ? byteLimit(rateLimit, maxPayload) : undefined
+    this.byteBucket = bytes ? new TokenBucket(bytes) : undefined
     this.releaseBatch = rateLimit ? Math.max(1, Math.ceil((rateLimit.rate * RELEASE_STEP) / 1000)) : 1
   }
 
