@@ -290,6 +290,15 @@ export function msgBatcher(
 export const msgFrame = (seq: number, payloads: string[], topic?: string): string =>
   `{"t":"msg","s":${seq}${topicMember(topic)},"d":[${payloads.join(',')}]}`
 
+/** The start of a `msg` frame, up to its sequence number: `msgHead(seq) + msgTail(…)` is the frame `msgFrame` makes. */
+export const msgHead = (seq: number): string => `{"t":"msg","s":${seq}`
+
+/**
+ * A `msg` frame without its sequence number, from its payloads already JSON-encoded and joined
+ * with commas: what a server writes alike to every member of a topic (or to every session).
+ */
+export const msgTail = (payloads: string, topic?: string): string => `${topicMember(topic)},"d":[${payloads}]}`
+
 /**
  * A `miss` frame (server only, PROTOCOL.md §13): `count` messages of `topic` were dropped by the
  * retention before this session got them.

@@ -43,6 +43,8 @@ export interface Published {
   readonly stamp: number
   /** Disconnected sessions holding it in their outbox (the memory budget's count, as a broadcast's). */
   holdersAway: number
+  /** Its `msg` frame without the sequence number, made once for every member (outbox.ts). */
+  tail?: string
 }
 
 /** A member of a topic, as the topic sees it. */
@@ -173,7 +175,7 @@ export class Topics {
   publish(name: string, payload: string): number {
     const log = this.logs.get(name)
     if (!log) return 0
-    log.append({ payload, size: Buffer.byteLength(payload), topic: name, stamp: ++this.stamp, holdersAway: 0 })
+    log.append({ payload, size: Buffer.byteLength(payload), topic: name, stamp: ++this.stamp, holdersAway: 0, tail: undefined })
     for (const member of log.members) if (member.connected) member.published()
     return log.members.size
   }
