@@ -553,7 +553,10 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   /** A connection closed: forgotten (a shutdown waits for the last). */
   private socketClosed(ws: WebSocket): void {
     this.sockets.delete(ws)
-    if (this.sockets.size === 0) this.allClosed?.()
+    if (this.sockets.size > 0) return
+    const then = this.allClosed
+    this.allClosed = undefined
+    then?.()
   }
 
   /** The `close` listener of refused connections, shared (`this` is the WebSocket). */
