@@ -381,6 +381,15 @@ export interface AckSource {
 /** The `"a"` member of a data frame carrying an ack (PROTOCOL.md §2.9), as it goes after `s` (nothing without one). */
 export const ackMember = (ack: number | undefined): string => (ack === undefined ? '' : `,"a":${ack}`)
 
+/** The start of a `msg` frame, up to its sequence number: `msgHead(seq) + msgTail(…)` is the frame `msgFrame` makes. */
+export const msgHead = (seq: number): string => `{"t":"msg","s":${seq}`
+
+/**
+ * A `msg` frame without its sequence number, from its payloads already JSON-encoded and joined
+ * with commas: what a server writes alike to every member of a topic (or to every session).
+ */
+export const msgTail = (payloads: string, topic?: string): string => `${topicMember(topic)},"d":[${payloads}]}`
+
 /**
  * A `miss` frame (server only, PROTOCOL.md §13): `count` messages of `topic` were dropped by the
  * retention before this session got them.

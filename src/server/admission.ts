@@ -57,29 +57,33 @@ export type RequestFrame = Extract<ClientFrame, { t: 'req' }>
  */
 export type Work = { t: 'msg'; s: number; items: unknown[] } | { t: 'req'; frame: RequestFrame } | { t: 'ping' }
 
-/** What admission asks of the session: the protocol's side of each frame, in order. */
-export interface AdmissionHost {
+/**
+ * What admission asks of the session: the protocol's side of each frame, in order. One host
+ * serves every session (`owner` says which): a closure per function per session would cost
+ * about 600 bytes a session.
+ */
+export interface AdmissionHost<O> {
   /** The connection frames are read from: paused, resumed, and asked whether it is open. */
-  connection(): SessionConnection | undefined
+  connection(owner: O): SessionConnection | undefined
   /**
    * Takes in a decoded frame (`undefined`: of an unknown type): sequences it, applies an ack, and
    * returns the work it carries, if any. Throws FrameError for a protocol violation.
    */
-  take(frame: ClientFrame | undefined): Work | undefined
+  take(owner: O, frame: ClientFrame | undefined): Work | undefined
   /** The client's last cumulative ack: an ack that moves it is not charged (see `receive`). */
-  acked(): number
+  acked(owner: O): number
   /** Delivers the message numbered `seq`. */
-  message(seq: number, data: unknown): void
+  message(owner: O, seq: number, data: unknown): void
   /** Hands a request to the handler; throws FrameError beyond the limits on replies. */
-  request(frame: RequestFrame): void
+  request(owner: O, frame: RequestFrame): void
   /** Answers a ping. */
-  ping(): void
+  ping(owner: O): void
   /** Items from `seq` on were refused: they are no longer accepted (the client resends them). */
-  refused(seq: number): void
+  refused(owner: O, seq: number): void
   /** Everything held was let go: nothing beyond what was delivered is accepted any more. */
-  discarded(): void
+  discarded(owner: O): void
   /** Closes the connection with the error's code: held work, in its turn, broke the protocol or a limit. */
-  close(error: FrameError): void
+  close(owner: O, error: FrameError): void
 }
 
 /**
@@ -111,11 +115,26 @@ type Held =
   | { t: 'req'; frame: RequestFrame; size: number }
   | { t: 'ping'; size: number }
 
+/** The decoding budget's limits, per `rateLimit` and `maxPayload` (a server's): made once, not once per session. */
+const byteLimits = new WeakMap<RateLimit, { maxPayload: number; limit: RateLimit | undefined }>()
+
+/** The decoding budget of a rate limit (`bytesPerSecond`, `burstBytes`) as a bucket's limit; undefined for none. */
+function byteLimit(rateLimit: RateLimit, maxPayload: number): RateLimit | undefined {
+  const known = byteLimits.get(rateLimit)
+  if (known?.maxPayload === maxPayload) return known.limit
+  const bytes = rateLimit.bytesPerSecond ?? Number.POSITIVE_INFINITY
+  const limit = Number.isFinite(bytes)
+    ? { rate: bytes, burst: rateLimit.burstBytes ?? Math.max(DEFAULT_BURST_BYTES, maxPayload) }
+    : undefined
+  byteLimits.set(rateLimit, { maxPayload, limit })
+  return limit
+}
+
 /** Tokens a held entry still needs: its items, for a `msg`; one (the least a frame costs) for the rest. */
 const remaining = (entry: Held): number => (entry.t === 'msg' ? entry.items.length - entry.next : 1)
 
 /** One session's admission of client frames (the module doc has the rule). @internal */
-export class Admission {
+export class Admission<O> {
   private readonly bucket: TokenBucket | undefined
   /** The decoding budget (`rateLimit.bytesPerSecond`): a frame held raw is decoded only once its bytes are there too. */
   private readonly byteBucket: TokenBucket | undefined
@@ -143,15 +162,13 @@ export class Admission {
   constructor(
     rateLimit: RateLimit | false,
     maxPayload: number,
-    private readonly host: AdmissionHost,
+    private readonly host: AdmissionHost<O>,
+    private readonly owner: O,
   ) {
     this.maxHeldBytes = maxHeldBytes(maxPayload)
     this.bucket = rateLimit ? new TokenBucket(rateLimit) : undefined
-    const bytes = rateLimit ? (rateLimit.bytesPerSecond ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY
-    this.byteBucket =
-      rateLimit && Number.isFinite(bytes)
-        ? new TokenBucket({ rate: bytes, burst: rateLimit.burstBytes ?? Math.max(DEFAULT_BURST_BYTES, maxPayload) })
-        : undefined
+    const bytes = rateLimit ? byteLimit(rateLimit, maxPayload) : undefined
+    this.byteBucket = bytes ? new TokenBucket(bytes) : undefined
     this.releaseBatch = rateLimit ? Math.max(1, Math.ceil((rateLimit.rate * RELEASE_STEP) / 1000)) : 1
   }
 
@@ -173,9 +190,9 @@ export class Admission {
       // moves the acknowledged sequence forward costs no token: such acks are bounded by what the
       // server wrote (a client that receives much must not lose its own rate to acknowledging it).
       // One that does not (a repeat, a flood) costs a token like any frame.
-      const before = this.host.acked()
-      this.host.take(data)
-      if (this.refusal === undefined && this.host.acked() === before) this.admit({ t: 'owed', size })
+      const before = this.host.acked(this.owner)
+      this.host.take(this.owner, data)
+      if (this.refusal === undefined && this.host.acked(this.owner) === before) this.admit({ t: 'owed', size })
       return
     }
     if (this.refusal !== undefined) {
@@ -203,8 +220,8 @@ export class Admission {
     this.refusedBytes = 0
     clearTimeout(this.releaseTimer)
     this.releaseTimer = undefined
-    this.host.discarded()
-    if (wasPaused) this.host.connection()?.resume?.()
+    this.host.discarded(this.owner)
+    if (wasPaused) this.host.connection(this.owner)?.resume?.()
   }
 
   /** Queues a new frame (or an ack's owed token) if it may be held, and does what the budgets allow now. */
@@ -279,16 +296,16 @@ export class Admission {
           const data = items[i]
           items[i] = undefined // delivered: not kept for the rest of the hold
           this.heldItems--
-          host.message(entry.s + i, data)
+          host.message(this.owner, entry.s + i, data)
           if (this.epoch !== epoch) return // a handler ended the session: the rest is void
         }
         if (entry.next < items.length) return
       } else {
         budget--
         this.heldItems--
-        if (entry.t === 'ping') host.ping()
+        if (entry.t === 'ping') host.ping(this.owner)
         else if (entry.t === 'req') {
-          host.request(entry.frame)
+          host.request(this.owner, entry.frame)
           if (this.epoch !== epoch) return // the handler ended the session
         }
       }
@@ -328,7 +345,7 @@ export class Admission {
     const frame =
       entry.t === 'raw' ? decodeFrame(typeof entry.text === 'string' ? entry.text : entry.text.toString(), 'client') : entry.frame
     const size = entry.size
-    const work = this.host.take(frame)
+    const work = this.host.take(this.owner, frame)
     if (!work) {
       held[this.heldHead] = { t: 'owed', size }
       return true
@@ -347,7 +364,7 @@ export class Admission {
     this.refusal = REFUSAL
     this.heldItems -= items.length - room
     taken.items = items.slice(0, room)
-    this.host.refused(s + room)
+    this.host.refused(this.owner, s + room)
     for (let i = this.heldHead + 1; i < held.length; i++) {
       this.heldItems -= remaining(held[i])
       this.heldBytes -= held[i].size
@@ -398,10 +415,10 @@ export class Admission {
     const limit = this.maxHeldBytes
     if (!this.paused && (this.heldBytes >= limit || this.refusedBytes >= limit)) {
       this.paused = true
-      this.host.connection()?.pause?.()
+      this.host.connection(this.owner)?.pause?.()
     } else if (this.paused && this.heldBytes < limit / 2 && this.refusedBytes < limit) {
       this.paused = false
-      this.host.connection()?.resume?.()
+      this.host.connection(this.owner)?.resume?.()
     }
   }
 
@@ -411,13 +428,13 @@ export class Admission {
     const front = this.held[this.heldHead]
     const bytesWait = front?.t === 'raw' && this.byteBucket ? this.byteBucket.msUntil(front.size, true) : 0
     const wait = Math.max(this.bucket.msUntil(Math.min(this.heldItems, this.releaseBatch), true), bytesWait)
-    this.releaseTimer = setTimeout(this.release, Math.ceil(wait))
+    this.releaseTimer = setTimeout(() => this.release(), Math.ceil(wait))
   }
 
   /** The release timer: more held work is done, unless the connection is closing (then none is). */
-  private readonly release = (): void => {
+  private release(): void {
     this.releaseTimer = undefined
-    if (this.host.connection()?.isOpen?.() === false) {
+    if (this.host.connection(this.owner)?.isOpen?.() === false) {
       this.discard()
       return
     }
@@ -427,7 +444,7 @@ export class Admission {
       if (this.heldItems === 0 && this.refusal !== undefined) throw new FrameError(this.refusal, CloseCode.TRY_AGAIN_LATER)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
-      this.host.close(error)
+      this.host.close(this.owner, error)
     } finally {
       if (this.epoch === epoch) {
         this.updateReading()

@@ -31,7 +31,7 @@ import { type ExpireReason, RequestError, Session, type SharedSession } from './
 import { serveStatic } from './static.js'
 import type { SessionStore } from './store.js'
 import { checkTopic, type PresenceEntry, TOPIC_DEFAULTS, type TopicRetention, Topics } from './topics.js'
-import { attachConnection, type ConnectionHooks, type HeartbeatCheck, type HelloFrame } from './ws.js'
+import { attachConnection, beat, type ConnectionHooks, type HelloFrame, ignoreError } from './ws.js'
 
 export type { ReplyOf, RequestReply } from '../protocol/requests.js'
 export type { RateLimit } from './limits.js'
@@ -230,10 +230,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   readonly sessions = new Map<string, Session<Out>>()
   private handler: RequestHandler<Requests, Out> | undefined
   private readonly wss: WebSocketServer
+  /** The connections served (ws.ts), from their upgrade to their close. */
   private readonly sockets = new Set<WebSocket>()
-  private readonly unanswered = new Set<WebSocket>()
-  /** Each connection's heartbeat check (ws.ts). */
-  private readonly checks = new WeakMap<WebSocket, HeartbeatCheck>()
   private readonly heartbeat: ReturnType<typeof setInterval> | undefined
   private closing: Promise<void> | undefined
   /** What disconnected sessions hold, against `maxDisconnectedBytes`. */
@@ -277,20 +275,16 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       noServer: true,
       maxPayload: options.maxPayload,
       handleProtocols: (offered) => (offered.has('tether.v1') ? 'tether.v1' : false),
+      // The server tracks its connections itself (`sockets`): ws's tracking too would cost every
+      // connection another set entry and a `close` listener of its own.
+      clientTracking: false,
     })
     http.on('upgrade', this.upgrade)
     if (options.heartbeatInterval > 0) {
       // Each connection judges whether its client answered since the last beat (liveness.ts): a
       // pong, or acks that keep up. Frames it merely sends are no sign that it reads.
       this.heartbeat = setInterval(() => {
-        for (const ws of this.sockets) {
-          const next = this.checks.get(ws)?.(!this.unanswered.has(ws)) ?? 'done'
-          if (next === 'wait') continue // reading is paused: the ping out stays outstanding
-          this.unanswered.delete(ws)
-          if (next !== 'ping') continue
-          this.unanswered.add(ws)
-          ws.ping()
-        }
+        for (const ws of this.sockets) beat(ws)
       }, options.heartbeatInterval)
       this.heartbeat.unref()
     }
@@ -451,7 +445,8 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       const deadline = setTimeout(() => {
         for (const ws of this.sockets) ws.terminate()
       }, 1000)
-      this.wss.close(() => {
+      this.wss.close()
+      this.whenClosed(() => {
         clearTimeout(deadline)
         if (!this.owned) return resolve()
         this.http.closeAllConnections()
@@ -521,21 +516,10 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
             return
           }
           this.wss.handleUpgrade(request, socket, head, (ws) => {
-            // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
-            // itself: a listener must exist from the start, on connections refused below too.
-            ws.on('error', ignoreSocketError)
-            if (who === 'retry' || !who) {
-              ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
-              return
-            }
-            this.sockets.add(ws)
-            const answered = () => this.unanswered.delete(ws)
-            ws.on('pong', answered)
-            ws.once('close', () => {
-              this.sockets.delete(ws)
-              answered()
-            })
-            attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
+            // ws has an 'error' listener of its own on the socket now: ours, beside it, would make
+            // the socket's listeners an array for as long as the connection lives.
+            socket.off('error', ignoreError)
+            this.accept(ws, who)
           })
         })
         .catch((error: unknown) => {
@@ -545,6 +529,47 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
         })
     },
   )
+
+  /**
+   * Serves an upgraded connection, or closes it as `who` (authenticate's answer) says. A method,
+   * not a closure in the upgrade listener: what the connection keeps must not hold the upgrade's
+   * request and its headers (about 1.5 KiB) for as long as the connection lives.
+   */
+  private accept(ws: WebSocket, who: string | boolean | undefined | 'retry'): void {
+    // ws reports a client's broken frame as an 'error' on the WebSocket, and closes it
+    // itself: a listener must exist from the start, on connections refused below too.
+    ws.on('error', ignoreError)
+    // Refused ones too: a shutdown waits for their close as for the others'.
+    this.sockets.add(ws)
+    if (who === 'retry' || !who) {
+      ws.on('close', this.forget)
+      ws.close(who === 'retry' ? 1013 : 4401, who === 'retry' ? 'authentication unavailable' : 'unauthorized')
+      return
+    }
+    // Its close is reported by the connection (hooks.closed): one `close` listener, not two.
+    attachConnection(ws, typeof who === 'string' ? who : undefined, this.hooks)
+  }
+
+  /** A connection closed: forgotten (a shutdown waits for the last). */
+  private socketClosed(ws: WebSocket): void {
+    this.sockets.delete(ws)
+    if (this.sockets.size > 0) return
+    const then = this.allClosed
+    this.allClosed = undefined
+    then?.()
+  }
+
+  /** The `close` listener of refused connections, shared (`this` is the WebSocket). */
+  private readonly forget = withEmitter((ws) => this.socketClosed(ws))
+
+  /** During a shutdown: what runs once every connection has closed. */
+  private allClosed: (() => void) | undefined
+
+  /** Runs `then` once every connection has closed (at once if none is open). */
+  private whenClosed(then: () => void): void {
+    if (this.sockets.size === 0) then()
+    else this.allClosed = then
+  }
 
   /**
    * Emits an event to the app's listeners. They run inside connection handling: one that throws
@@ -672,7 +697,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       return this.helloHere(frame, principal, connection)
     },
     helloTimeout: this.options.helloTimeout,
-    watch: (ws, check) => this.checks.set(ws, check),
+    closed: (ws) => this.socketClosed(ws),
   }
 }
 
@@ -701,6 +726,12 @@ function unclaimed(http: Server | HttpsServer, self: UpgradeListener, target: st
   )
 }
 
+/** A listener that hands the WebSocket that emitted (`this`) to `handle`: one function for every connection. */
+const withEmitter = (handle: (ws: WebSocket) => void) =>
+  function (this: WebSocket): void {
+    handle(this)
+  }
+
 const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)))
 
 /** An origin check that cannot crash the server: a throwing predicate refuses. */
@@ -726,10 +757,8 @@ function defaultMaxQueue(rateLimit: RateLimit | false): number {
  * a write after the peer left) is destroyed by Node itself; there is nothing worth reporting.
  */
 function guard(socket: Duplex): void {
-  if (!socket.listeners('error').includes(ignoreSocketError)) socket.on('error', ignoreSocketError)
+  if (!socket.listeners('error').includes(ignoreError)) socket.on('error', ignoreError)
 }
-
-function ignoreSocketError(): void {}
 
 /** Answers an upgrade with an HTTP error and closes the connection once the answer is written. */
 function refuse(socket: Duplex, status: number, text: string): void {

@@ -18,7 +18,7 @@
  * @module
  */
 import { QueueFullError, type TetherError } from '../errors.js'
-import { type AckSource, ackMember, missFrame, msgBatcher, resHead } from '../protocol/frames.js'
+import { type AckSource, ackMember, MSG_OVERHEAD, missFrame, msgHead, msgTail, resHead } from '../protocol/frames.js'
 import type { AckProgress } from './liveness.js'
 import { REPLY_ENTRY_BYTES, SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from './memory.js'
 import type { SessionConnection, SessionLimits } from './seams.js'
@@ -50,6 +50,11 @@ export interface Outgoing {
   readonly reject?: (error: TetherError) => void
   /** Only for a shared message: how many disconnected (parked) sessions hold it. */
   holdersAway?: number
+  /**
+   * Only for a shared message: its `msg` frame without the sequence number (frames.ts `msgTail`),
+   * made by the first session that writes it alone in a frame, for every other that does.
+   */
+  tail?: string
 }
 
 /** A message encoded once for many sessions (a broadcast): each queues this same object, without a promise. @internal */
@@ -67,14 +72,28 @@ export interface SharedMessage extends Outgoing {
 /** Makes a {@link SharedMessage} of a payload already JSON-encoded. @internal */
 export const sharedMessage = (payload: string, broadcast?: string): SharedMessage =>
   broadcast === undefined
-    ? { payload, size: Buffer.byteLength(payload), holdersAway: 0 }
-    : { payload, size: Buffer.byteLength(payload), holdersAway: 0, broadcast }
+    ? { payload, size: Buffer.byteLength(payload), holdersAway: 0, tail: undefined }
+    : { payload, size: Buffer.byteLength(payload), holdersAway: 0, tail: undefined, broadcast }
 
 /** Bytes an entry counts against `maxQueueBytes` (memory.ts has the figures). */
 export const cost = (entry: Outgoing): number =>
   entry.size + (entry.resolve ? SENT_ENTRY_BYTES : entry.reply ? REPLY_ENTRY_BYTES : SHARED_ENTRY_BYTES)
 
 const noop = () => {}
+
+/** UTF-8 bytes of a topic's `"tp"` member in a `msg` frame (none without a topic). */
+const topicBytes = (topic: string | undefined): number => (topic === undefined ? 0 : Buffer.byteLength(`,"tp":${JSON.stringify(topic)}`))
+
+/**
+ * An entry's `msg` frame without its sequence number, when it goes alone in a frame. A shared
+ * message's is made once, by the first session that writes it, for all: a publish to 10,000
+ * members builds one, and each member only puts its sequence number in front.
+ */
+function frameTail(entry: Outgoing): string {
+  if (entry.holdersAway === undefined) return msgTail(entry.payload, entry.topic)
+  entry.tail ??= msgTail(entry.payload, entry.topic)
+  return entry.tail
+}
 
 /**
  * From this many bytes buffered in a connection (with the frame about to be written), its
@@ -178,7 +197,10 @@ export class SessionOutbox {
   push(entry: Outgoing): number {
     this.lastSeq++
     if (!this.writeAhead) this.writable = this.lastSeq
-    this.entries.push(entry)
+    // Into an empty outbox (the usual case for a client that keeps up), an array of exactly one:
+    // a push would give the array room for 16 more (152 bytes), made and dropped at every message.
+    if (this.entries.length === 0) this.entries = [entry]
+    else this.entries.push(entry)
     this.counted += cost(entry)
     if (entry.holdersAway === undefined) return 0
     this.sharedBytes += entry.size
@@ -227,46 +249,74 @@ export class SessionOutbox {
     const start = this.head + this.written
     const end = entries.length - (this.lastSeq - this.writable)
     if (start >= end) return
-    // Only a connection that reports what it buffers can be waited for.
-    const watch = connection.bufferedAmount !== undefined
-    let full = false
-    const written = watch
-      ? (error?: Error) => {
-          if (!error) this.onWritten(connection)
-        }
-      : undefined
-    const write = (frame: string) => {
-      if (!watch) {
-        connection.send(frame)
-        return
-      }
-      // Told when a frame was handed on only where the buffer may fill: each callback costs the
-      // write a nextTick, and a client that keeps up leaves nothing buffered. A frame that could
-      // make the buffer full always has one (its length is at most its bytes), so a blocked
-      // connection always has a callback to come.
-      const buffered = connection.bufferedAmount?.() ?? 0
-      connection.send(frame, buffered + frame.length >= WATCH_FROM_BYTES ? written : undefined)
-      if ((connection.bufferedAmount?.() ?? 0) >= WRITE_BUFFER_BYTES) full = true
-    }
-    const batch = msgBatcher(this.limits.maxPayload, write, acks)
     const firstSeq = this.lastSeq - this.pending + 1 - this.head
-    for (let i = start; i < end && !full; i++) {
+    const maxBytes = this.limits.maxPayload
+    let full = false
+    // Messages go out in runs, a `msg` frame each: consecutive messages of one topic (or of none)
+    // within maxPayload (frames.ts msgBatcher's rule). `run` is the first of the run being
+    // collected, `runBytes` its size once a second message could join it (0 until then).
+    let run = start
+    let runBytes = 0
+    let i = start
+    for (; i < end && !full; i++) {
       const entry = entries[i]
       this.written++
-      if (entry.reply) {
-        batch.end()
-        write(resHead(firstSeq + i) + ackMember(acks?.takeAck()) + entry.payload)
-        continue
+      if (run < i) {
+        const first = entries[run]
+        runBytes ||= MSG_OVERHEAD + topicBytes(first.topic) + first.size + 1
+        if (entry.topic === first.topic && !entry.reply && entry.missed === undefined && runBytes + entry.size + 1 <= maxBytes) {
+          runBytes += entry.size + 1
+          continue
+        }
+        full = this.write(connection, this.msgFrame(firstSeq, run, i, acks)) || full
       }
-      if (entry.missed !== undefined) {
-        batch.end()
-        write(missFrame(firstSeq + i, entry.topic as string, entry.missed))
-        continue
-      }
-      batch.add(firstSeq + i, entry.payload, entry.size, entry.topic)
+      run = i
+      runBytes = 0
+      if (!entry.reply && entry.missed === undefined) continue
+      // A reply, or a `miss` item: a frame of its own.
+      const seq = firstSeq + i
+      full =
+        this.write(
+          connection,
+          entry.reply
+            ? resHead(seq) + ackMember(acks?.takeAck()) + entry.payload
+            : missFrame(seq, entry.topic as string, entry.missed as number),
+        ) || full
+      run = i + 1
     }
-    batch.end()
+    if (run < i) full = this.write(connection, this.msgFrame(firstSeq, run, i, acks)) || full
     if (full) this.blocked = connection
+  }
+
+  /**
+   * The `msg` frame of entries `from` to `to` (excluded), of one topic or none, with the ack
+   * `acks` has due riding on it (PROTOCOL.md §2.9; MSG_OVERHEAD keeps room for it).
+   */
+  private msgFrame(firstSeq: number, from: number, to: number, acks: AckSource | undefined): string {
+    const first = this.entries[from]
+    const head = msgHead(firstSeq + from) + ackMember(acks?.takeAck())
+    if (to - from === 1) return head + frameTail(first)
+    const payloads = this.entries.slice(from, to).map((entry) => entry.payload)
+    return head + msgTail(payloads.join(','), first.topic)
+  }
+
+  /** Writes a frame; returns whether the connection's buffer is now full. */
+  private write(connection: SessionConnection, frame: string): boolean {
+    // Only a connection that reports what it buffers can be waited for.
+    if (!connection.bufferedAmount) {
+      connection.send(frame)
+      return false
+    }
+    // Told when a frame was handed on only where the buffer may fill: each callback costs the
+    // write a nextTick, and a client that keeps up leaves nothing buffered. A frame that could
+    // make the buffer full always has one (its length is at most its bytes), so a blocked
+    // connection always has a callback to come.
+    if (connection.bufferedAmount() + frame.length < WATCH_FROM_BYTES) connection.send(frame)
+    else
+      connection.send(frame, (error) => {
+        if (!error) this.onWritten(connection)
+      })
+    return connection.bufferedAmount() >= WRITE_BUFFER_BYTES
   }
 
   /** A frame written by flush() was handed to the network: write on if the connection's buffer has emptied. */

@@ -103,7 +103,7 @@ export class Session<Out = unknown> {
   /** What was written to the client and not yet acknowledged. */
   private readonly outbox: SessionOutbox
   /** When what the client sends is taken in (the rate limit). */
-  private readonly admission: Admission
+  private readonly admission: Admission<Session>
   private connection: SessionConnection | undefined
   private expiry: ReturnType<typeof setTimeout> | undefined
   private ended = false
@@ -119,10 +119,13 @@ export class Session<Out = unknown> {
   private held = true
   /** With a shared store: the last broadcast of the service's log queued to this session. */
   private broadcastAt = '0-0'
-  /** Its places in the logs of its topics (topics.ts): topic messages wait there until pulled. */
-  private readonly subscriptions = new Subscriptions()
-  /** With a shared store: topics whose join the store has not answered yet (no place yet). */
-  private readonly joining = new Set<string>()
+  /**
+   * Its places in the logs of its topics (topics.ts): topic messages wait there until pulled.
+   * Made at its first join: a session in no topic holds none (an empty Map is 180 bytes).
+   */
+  private subscriptions: Subscriptions | undefined
+  /** With a shared store: topics whose join the store has not answered yet (no place yet). Made when first needed. */
+  private joining: Set<string> | undefined
 
   /**
    * Sessions are made by the server, never by hand. @internal
@@ -138,7 +141,7 @@ export class Session<Out = unknown> {
   ) {
     this.id = shared?.id ?? randomBytes(16).toString('base64url')
     this.outbox = new SessionOutbox(limits, shared !== undefined)
-    this.admission = new Admission(limits.rateLimit, limits.maxPayload, this.admissionHost())
+    this.admission = new Admission(limits.rateLimit, limits.maxPayload, Session.admissionHost, this)
     if (!shared) return
     if (!('link' in shared)) {
       this.held = false
@@ -155,7 +158,7 @@ export class Session<Out = unknown> {
       // Its topics: it goes on from where the last commit left it in each.
       for (const [name, [cursor, end, current]] of Object.entries(claimed.topics)) {
         const log = shared.topics?.get(name)
-        if (log) this.subscriptions.restore(log, cursor, end, current)
+        if (log) this.places().restore(log, cursor, end, current)
       }
     }
     this.journal = new Journal(shared.link, this.id, claimed?.epoch ?? 1, this.outbox, this.journalHost(), {
@@ -304,7 +307,13 @@ export class Session<Out = unknown> {
       this.joinShared(topic)
       return
     }
-    this.events.join?.(this, topic, (log) => this.subscriptions.join(log))
+    this.events.join?.(this, topic, (log) => this.places().join(log))
+  }
+
+  /** Its places in its topics' logs, made at the first join. */
+  private places(): Subscriptions {
+    this.subscriptions ??= new Subscriptions()
+    return this.subscriptions
   }
 
   /**
@@ -312,12 +321,13 @@ export class Session<Out = unknown> {
    * (the topic's next number); its place is recorded with its next commit.
    */
   private joinShared(topic: string): void {
-    if (this.subscriptions.has(topic) || this.joining.has(topic) || !this.events.joinShared) return
+    if (this.subscriptions?.has(topic) || this.joining?.has(topic) || !this.events.joinShared) return
+    this.joining ??= new Set()
     this.joining.add(topic)
     this.events.joinShared(this, topic).then(
       ({ log, cursor }) => {
         // Left (or ended) before the store answered: the leave took it out of the topic again.
-        if (!this.joining.delete(topic) || this.ended) return
+        if (!this.joining?.delete(topic) || this.ended) return
         if (!this.held) {
           // Let go by this node before the store answered: its record has no place in the topic,
           // so no node would give it the topic's messages. The membership is undone (join again
@@ -325,13 +335,13 @@ export class Session<Out = unknown> {
           this.events.leave?.(this, topic, 'left')
           return
         }
-        this.subscriptions.join(log, cursor)
+        this.places().join(log, cursor)
         this.journal?.schedule()
         this.pullTopics()
       },
       () => {
         // The server reported the store's failure; the session is not a member.
-        if (this.joining.delete(topic) && !this.ended) this.events.leave?.(this, topic, 'left')
+        if (this.joining?.delete(topic) && !this.ended) this.events.leave?.(this, topic, 'left')
       },
     )
   }
@@ -343,11 +353,11 @@ export class Session<Out = unknown> {
   leave(topic: string): void {
     checkTopic('session.leave', topic)
     if (this.ended) return
-    if (this.joining.delete(topic)) {
+    if (this.joining?.delete(topic)) {
       this.events.leave?.(this, topic, 'left')
       return
     }
-    if (!this.subscriptions.has(topic)) return
+    if (!this.subscriptions?.has(topic)) return
     this.subscriptions.leave(topic)
     this.journal?.schedule()
     this.events.leave?.(this, topic, 'left')
@@ -355,12 +365,13 @@ export class Session<Out = unknown> {
 
   /** The topics this session is a member of. */
   get topics(): string[] {
-    return this.joining.size === 0 ? this.subscriptions.names() : [...this.subscriptions.names(), ...this.joining]
+    const names = this.subscriptions?.names() ?? []
+    return this.joining?.size ? [...names, ...this.joining] : names
   }
 
   /** With a shared store: the topics whose logs it has places in (its own, and those left with messages due). @internal */
   get topicLogs(): Set<string> {
-    return this.subscriptions.logs()
+    return this.subscriptions?.logs() ?? new Set()
   }
 
   /** A message was published to one of its topics while connected: pulled into the stream now. @internal */
@@ -375,9 +386,10 @@ export class Session<Out = unknown> {
    * Returns why one was left waiting (the outbox is full), if one was.
    */
   private pullTopics(): QueueFullError | undefined {
-    if (this.ended || !this.held || !this.subscriptions.waiting) return undefined
+    const { subscriptions } = this
+    if (this.ended || !this.held || !subscriptions?.waiting) return undefined
     let full: QueueFullError | undefined
-    this.subscriptions.pull((pulled) => {
+    subscriptions.pull((pulled) => {
       const entry: Outgoing = 'message' in pulled ? pulled.message : { payload: '', size: 0, topic: pulled.topic, missed: pulled.missed }
       full = this.outbox.refusal(entry.size + SHARED_ENTRY_BYTES, this.id)
       if (full) return false
@@ -509,7 +521,7 @@ export class Session<Out = unknown> {
         if (acknowledged !== undefined) this.events.acknowledged?.(this, acknowledged)
       },
       failed: (reason) => this.events.lost?.(this, reason),
-      places: () => this.subscriptions.snapshot(),
+      places: () => this.subscriptions?.snapshot() ?? {},
     }
   }
 
@@ -593,41 +605,42 @@ export class Session<Out = unknown> {
     return this.rxSeq
   }
 
-  /** The protocol's side of admission: what it hands back, in order. */
-  private admissionHost(): AdmissionHost {
-    return {
-      connection: () => this.connection,
-      take: (frame) => this.take(frame),
-      acked: () => this.outbox.acked,
-      message: (seq, data) => {
-        this.rxSeq = seq
-        const info = new ItemInfo(this.id, seq, seq <= this.redeliverUpTo)
-        if (this.journal) {
-          // Acknowledged once recorded, with what its handlers sent (journal.ts).
-          this.journal.deliver(seq, () => this.events.message(data, this, info))
-          return
-        }
-        // Queued before delivering: the ack is written at the end of the tick, when rxSeq is
-        // what these deliveries left it, so it goes out even if a handler throws halfway.
-        this.queueAck()
-        this.events.message(data, this, info)
-      },
-      request: (frame) => this.request(frame),
-      ping: () => this.connection?.send('{"t":"pong"}'),
-      refused: (seq) => {
-        this.rxAccepted = seq - 1
-      },
-      discarded: () => {
-        this.rxAccepted = this.rxSeq
-      },
-      close: (error) => {
-        // As if a frame had just arrived: the connection is closed, what it still held discarded.
-        const connection = this.connection
-        if (!connection) return
-        this.detach(connection, error.closeCode)
-        connection.close(error.closeCode, error.message) // the adapter cuts it to the WebSocket limit
-      },
+  /** The protocol's side of admission: what it hands back, in order (one host for every session). */
+  private static readonly admissionHost: AdmissionHost<Session> = {
+    connection: (session) => session.connection,
+    take: (session, frame) => session.take(frame),
+    acked: (session) => session.outbox.acked,
+    message: (session, seq, data) => session.deliver(seq, data),
+    request: (session, frame) => session.request(frame),
+    ping: (session) => session.connection?.send('{"t":"pong"}'),
+    refused: (session, seq) => {
+      session.rxAccepted = seq - 1
+    },
+    discarded: (session) => {
+      session.rxAccepted = session.rxSeq
+    },
+    close: (session, error) => {
+      // As if a frame had just arrived: the connection is closed, what it still held discarded.
+      const connection = session.connection
+      if (!connection) return
+      session.detach(connection, error.closeCode)
+      connection.close(error.closeCode, error.message) // the adapter cuts it to the WebSocket limit
+    },
+  }
+
+  /** Delivers the client's message numbered `seq` to the handlers. */
+  private deliver(seq: number, data: unknown): void {
+    this.rxSeq = seq
+    const info = new ItemInfo(this.id, seq, seq <= this.redeliverUpTo)
+    if (this.journal) {
+      // Acknowledged once recorded, with what its handlers sent (journal.ts).
+      this.journal.deliver(seq, () => this.events.message(data, this, info))
+      return
     }
+    // Queued before delivering: the ack is written at the end of the tick, when rxSeq is
+    // what these deliveries left it, so it goes out even if a handler throws halfway.
+    this.queueAck()
+    this.events.message(data, this, info)
   }
 
   /** A frame taken in (decoded) in its turn: sequences it, applies an ack; returns the work it carries. */
@@ -780,8 +793,8 @@ export class Session<Out = unknown> {
     clearTimeout(this.expiry)
     this.admission.discard()
     const sharedBytes = this.outbox.close(error)
-    for (const topic of [...this.subscriptions.clear(), ...this.joining]) this.events.leave?.(this, topic, 'ended')
-    this.joining.clear()
+    for (const topic of [...(this.subscriptions?.clear() ?? []), ...(this.joining ?? [])]) this.events.leave?.(this, topic, 'ended')
+    this.joining = undefined
     // What was delivered is acknowledged before the close (a handler may end the session while
     // its message is being delivered): otherwise the client sends it again, to a new session.
     this.writeAck()

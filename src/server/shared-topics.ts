@@ -190,4 +190,5 @@ const published = (topic: string, payload: string, stamp: number): Published => 
   topic,
   stamp,
   holdersAway: 0,
+  tail: undefined,
 })

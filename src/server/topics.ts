@@ -43,6 +43,8 @@ export interface Published {
   readonly stamp: number
   /** Disconnected sessions holding it in their outbox (the memory budget's count, as a broadcast's). */
   holdersAway: number
+  /** Its `msg` frame without the sequence number, made once for every member (outbox.ts). */
+  tail?: string
 }
 
 /** A member of a topic, as the topic sees it. */
@@ -173,7 +175,7 @@ export class Topics {
   publish(name: string, payload: string): number {
     const log = this.logs.get(name)
     if (!log) return 0
-    log.append({ payload, size: Buffer.byteLength(payload), topic: name, stamp: ++this.stamp, holdersAway: 0 })
+    log.append({ payload, size: Buffer.byteLength(payload), topic: name, stamp: ++this.stamp, holdersAway: 0, tail: undefined })
     for (const member of log.members) if (member.connected) member.published()
     return log.members.size
   }
@@ -200,6 +202,14 @@ interface Place {
   end?: number
 }
 
+const NO_PLACES: ReadonlySet<Place> = new Set()
+
+/** Of two places, the one whose next message due was published first (`a` on a tie; undefined: neither has one due). */
+function earlier(a: Place | undefined, b: Place): Place | undefined {
+  if (b.cursor >= (b.end ?? b.log.next)) return a
+  return a && a.log.at(a.cursor).stamp <= b.log.at(b.cursor).stamp ? a : b
+}
+
 /** What a session's topics pull into its outbox: a published message, or how many were missed. */
 export type Pulled = { readonly message: Published } | { readonly missed: number; readonly topic: string }
 
@@ -210,22 +220,40 @@ export type Pulled = { readonly message: Published } | { readonly missed: number
  * new place (what was published in between is not the session's).
  */
 export class Subscriptions {
-  /** Its places in the topics it is a member of. */
-  private readonly places = new Map<string, Place>()
+  /**
+   * Its places in the topics it is a member of, in the order joined. An array searched by name,
+   * not a Map: a session is in few topics, and every send looks at each of its places anyway
+   * (`waiting`); the smallest Map is about 180 bytes, an array of one place 56. A join replaces
+   * the array (`concat` makes it exactly as long as needed) where a push would give it room for
+   * 16 more places.
+   */
+  private places: Place[] = []
   /**
    * Places in topics it left with messages still due (published while it was a member). Kept
    * apart from `places`: a rejoin starts a new place, and must neither skip what is due here
-   * nor take what was published while it was out.
+   * nor take what was published while it was out. Made when first needed: most sessions never
+   * leave a topic with messages due, and an empty Set is 150 bytes.
    */
-  private readonly left = new Set<Place>()
+  private left: Set<Place> | undefined
 
   /** Topics the session is a member of (not those it left with messages still due). */
   names(): string[] {
-    return [...this.places.keys()]
+    return this.places.map((place) => place.log.name)
   }
 
   has(name: string): boolean {
-    return this.places.has(name)
+    return this.indexOf(name) >= 0
+  }
+
+  private indexOf(name: string): number {
+    return this.places.findIndex((place) => place.log.name === name)
+  }
+
+  /** Its place in topic `log` from now on: replaces the one it had there, if any. */
+  private put(place: Place): void {
+    const index = this.indexOf(place.log.name)
+    if (index >= 0) this.places[index] = place
+    else this.places = this.places.concat(place)
   }
 
   /**
@@ -233,7 +261,7 @@ export class Subscriptions {
    * a topic it is a member of changes nothing.
    */
   join(log: TopicLog, cursor = log.next): void {
-    if (!this.places.has(log.name)) this.places.set(log.name, { log, cursor })
+    if (!this.has(log.name)) this.put({ log, cursor })
   }
 
   /**
@@ -242,22 +270,23 @@ export class Subscriptions {
    */
   restore(log: TopicLog, cursor: number, end?: number, current?: number): void {
     if (end === undefined) {
-      this.places.set(log.name, { log, cursor })
+      this.put({ log, cursor })
       return
     }
-    if (cursor < end) this.left.add({ log, cursor, end })
-    if (current !== undefined) this.places.set(log.name, { log, cursor: current })
+    if (cursor < end) this.keepLeft({ log, cursor, end })
+    if (current !== undefined) this.put({ log, cursor: current })
   }
 
   /** Its places, as a shared store records them (store.ts `TopicPlaces`). */
   snapshot(): Record<string, [number] | [number, number] | [number, number, number]> {
     const places: Record<string, [number] | [number, number] | [number, number, number]> = {}
     // The left place with the most due (the earliest) per topic, and the member's place beside it.
-    for (const place of this.left) {
+    for (const place of this.left ?? NO_PLACES) {
       const kept = places[place.log.name]
       if (!kept || place.cursor < kept[0]) places[place.log.name] = [place.cursor, place.end as number]
     }
-    for (const [name, place] of this.places) {
+    for (const place of this.places) {
+      const name = place.log.name
       const left = places[name]
       places[name] = left ? [left[0], left[1] as number, place.cursor] : [place.cursor]
     }
@@ -266,33 +295,33 @@ export class Subscriptions {
 
   /** Names of the topics whose logs it has places in (its topics, and those left with messages due). */
   logs(): Set<string> {
-    const names = new Set(this.places.keys())
-    for (const place of this.left) names.add(place.log.name)
+    const names = new Set(this.names())
+    for (const place of this.left ?? NO_PLACES) names.add(place.log.name)
     return names
   }
 
   /** No messages published from now on; those before are still due. */
   leave(name: string): void {
-    const place = this.places.get(name)
-    if (!place) return
-    this.places.delete(name)
+    const index = this.indexOf(name)
+    if (index < 0) return
+    const [place] = this.places.splice(index, 1)
     // A copy of a shared log may not have read up to where the session stands yet.
     place.end = Math.max(place.log.next, place.cursor)
-    if (place.cursor < place.end) this.left.add(place)
+    if (place.cursor < place.end) this.keepLeft(place)
   }
 
-  /** Every place with messages that may be due: in its topics, and in those it left. */
-  private *all(): Iterable<Place> {
-    yield* this.places.values()
-    yield* this.left
+  /** Keeps the place of a topic left with messages still due. */
+  private keepLeft(place: Place): void {
+    this.left ??= new Set()
+    this.left.add(place)
   }
 
   /** Whether a message waits to be pulled. */
   get waiting(): boolean {
     // Asked before every direct send: a session without topics answers without iterating.
-    if (this.places.size === 0 && this.left.size === 0) return false
-    for (const place of this.places.values()) if (place.cursor < place.log.next) return true
-    for (const place of this.left) if (place.cursor < (place.end as number)) return true
+    if (this.places.length === 0 && !this.left?.size) return false
+    for (const place of this.places) if (place.cursor < place.log.next) return true
+    for (const place of this.left ?? NO_PLACES) if (place.cursor < (place.end as number)) return true
     return false
   }
 
@@ -303,45 +332,49 @@ export class Subscriptions {
    */
   pull(take: (pulled: Pulled) => boolean): void {
     for (;;) {
-      let next: Place | undefined
-      let nextStamp = Number.POSITIVE_INFINITY
-      for (const place of this.all()) {
-        const end = place.end ?? place.log.next
-        if (place.cursor >= end) continue
-        if (place.cursor < place.log.base) {
-          // Behind the retention: say how many were lost, once, before what is still kept.
-          const missed = Math.min(place.log.base, end) - place.cursor
-          if (!take({ missed, topic: place.log.name })) return
-          place.cursor += missed
-          this.settle(place)
-          next = undefined
-          nextStamp = Number.NEGATIVE_INFINITY
-          break
-        }
-        const stamp = place.log.at(place.cursor).stamp
-        if (stamp < nextStamp) {
-          nextStamp = stamp
-          next = place
-        }
+      const place = this.due()
+      if (!place) return
+      if (place.cursor < place.log.base) {
+        // Behind the retention: say how many were lost, once, before what is still kept.
+        const missed = Math.min(place.log.base, place.end ?? place.log.next) - place.cursor
+        if (!take({ missed, topic: place.log.name })) return
+        place.cursor += missed
+      } else {
+        if (!take({ message: place.log.at(place.cursor) })) return
+        place.cursor++
       }
-      if (nextStamp === Number.NEGATIVE_INFINITY) continue // a miss was taken: look again
-      if (!next) return
-      if (!take({ message: next.log.at(next.cursor) })) return
-      next.cursor++
-      this.settle(next)
+      this.settle(place)
     }
+  }
+
+  /**
+   * The place whose item comes next: the first one behind its log's retention (its `miss` goes
+   * before anything), or else the one whose next message was published first. Two loops rather
+   * than one over a generator: this runs for every member at every publish.
+   */
+  private due(): Place | undefined {
+    let next: Place | undefined
+    for (const place of this.places) {
+      if (place.cursor < place.log.next && place.cursor < place.log.base) return place
+      next = earlier(next, place)
+    }
+    for (const place of this.left ?? NO_PLACES) {
+      if (place.cursor < (place.end as number) && place.cursor < place.log.base) return place
+      next = earlier(next, place)
+    }
+    return next
   }
 
   /** A left topic whose due messages are all pulled is forgotten. */
   private settle(place: Place): void {
-    if (place.end !== undefined && place.cursor >= place.end) this.left.delete(place)
+    if (place.end !== undefined && place.cursor >= place.end) this.left?.delete(place)
   }
 
   /** Every topic it is a member of (the session ended). */
   clear(): string[] {
     const names = this.names()
-    this.places.clear()
-    this.left.clear()
+    this.places = []
+    this.left = undefined
     return names
   }
 }

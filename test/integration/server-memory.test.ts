@@ -82,6 +82,19 @@ describe("the server's memory", () => {
     for (const session of server.sessions.values()) expect(session.pending).toBe(broadcasts)
   }, 60_000)
 
+  it('a connected session does not keep its upgrade request (its headers and buffers, about 1.5 KiB per connection)', async () => {
+    const gc = getGc()
+    const requests: WeakRef<object>[] = []
+    const server = await startTether({ heartbeatInterval: 0, authenticate: (request) => Boolean(requests.push(new WeakRef(request))) })
+    const clients = await Promise.all(Array.from({ length: 5 }, () => rawClient(urlOf(server))))
+    await waitFor(() => server.sessions.size === clients.length, 3000, 'the sessions')
+    await memoryAfterGc(gc)
+    expect(requests).toHaveLength(clients.length)
+    expect(requests.filter((request) => request.deref() !== undefined)).toHaveLength(0)
+    // The connections still serve their sessions.
+    for (const session of server.sessions.values()) expect(session.connected).toBe(true)
+  })
+
   it('a client that never reads, sent 200 MB: the server stops writing at the buffer bound, refuses beyond maxQueueBytes, and its memory grows by little more than both', async () => {
     const gc = getGc()
     const maxQueueBytes = 16 * MiB

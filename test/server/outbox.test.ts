@@ -4,8 +4,10 @@
  * budget's view of shared entries, and writing until the connection's buffer is full. What the
  * session store will rely on (what is recorded, read back and trimmed) is what these pin down.
  */
+import fc from 'fast-check'
 import { describe, expect, it, vi } from 'vitest'
 import { ClosedError, QueueFullError } from '../../src/errors.js'
+import { missFrame, msgBatcher, resHead } from '../../src/protocol/frames.js'
 import { SENT_ENTRY_BYTES, SHARED_ENTRY_BYTES, WRITE_BUFFER_BYTES } from '../../src/server/memory.js'
 import { type Outgoing, SessionOutbox, sharedMessage } from '../../src/server/outbox.js'
 import type { SessionConnection } from '../../src/server/seams.js'
@@ -160,5 +162,64 @@ describe('SessionOutbox', () => {
     await expect(entry.promise).rejects.toBe(error)
     expect(outbox.pending).toBe(0)
     expect(outbox.bytes).toBe(0)
+  })
+
+  it("writes the frames the protocol's batcher would: runs of one topic within maxPayload, replies and misses alone, a shared tail built once (property)", () => {
+    /** The frames of `entries` numbered from 1, as frames.ts's msgBatcher batches them, until the buffer is full after `room` frames. */
+    function reference(entries: Outgoing[], maxPayload: number, room: number): string[] {
+      const frames: string[] = []
+      const write = (frame: string) => frames.push(frame)
+      const batch = msgBatcher(maxPayload, write)
+      for (let i = 0; i < entries.length && frames.length < room; i++) {
+        const entry = entries[i]
+        if (entry.reply) {
+          batch.end()
+          write(resHead(i + 1) + entry.payload)
+        } else if (entry.missed !== undefined) {
+          batch.end()
+          write(missFrame(i + 1, entry.topic as string, entry.missed))
+        } else batch.add(i + 1, entry.payload, entry.size, entry.topic)
+      }
+      batch.end()
+      return frames
+    }
+    const topic = fc.constantFrom(undefined, 'a', 'tópic "b"')
+    const payload = fc.string({ maxLength: 40 }).map((text) => JSON.stringify(text))
+    const entry = fc.oneof(
+      { weight: 6, arbitrary: fc.tuple(payload, topic, fc.boolean()) },
+      { weight: 1, arbitrary: fc.constant('reply' as const) },
+      { weight: 1, arbitrary: fc.tuple(fc.constantFrom('a', 'c'), fc.integer({ min: 1, max: 9 })) },
+    )
+    fc.assert(
+      fc.property(
+        fc.array(entry, { maxLength: 30 }),
+        fc.integer({ min: 20, max: 200 }),
+        fc.integer({ min: 1, max: 40 }),
+        (specs, maxPayload, room) => {
+          const shared = new Map<string, Outgoing>()
+          const entries: Outgoing[] = specs.map((spec) => {
+            if (spec === 'reply') return { payload: ',"id":1,"d":null}', size: 17, reply: true }
+            if (typeof spec[1] === 'number') return { payload: '', size: 0, topic: spec[0], missed: spec[1] }
+            const [text, tp, isShared] = spec as [string, string | undefined, boolean]
+            if (!isShared) return { payload: text, size: Buffer.byteLength(text), ...(tp === undefined ? {} : { topic: tp }) }
+            // One object for every session that holds it, as a broadcast's or a topic's message is.
+            const key = `${tp}|${text}`
+            if (!shared.has(key)) shared.set(key, tp === undefined ? sharedMessage(text) : { ...sharedMessage(text), topic: tp })
+            return shared.get(key) as Outgoing
+          })
+          const outbox = new SessionOutbox({ maxQueue: 1000, maxQueueBytes: 1_000_000, maxPayload })
+          for (const each of entries) outbox.push(each)
+          const conn = connection()
+          // The buffer is full once `room` frames were written.
+          conn.send = (frame) => {
+            conn.frames.push(frame)
+            if (conn.frames.length >= room) conn.setBuffered(WRITE_BUFFER_BYTES)
+          }
+          outbox.flush(conn)
+          expect(conn.frames).toEqual(reference(entries, maxPayload, room))
+        },
+      ),
+      { numRuns: 500 },
+    )
   })
 })
