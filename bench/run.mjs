@@ -17,6 +17,7 @@ const sections = {
   store: () => import('./store.mjs'),
   persist: () => import('./persist.mjs'),
   topics: () => import('./topics.mjs'),
+  steady: () => import('./steady.mjs'),
 }
 // Sections that need the server process.
 const networked = new Set(['throughput', 'acks', 'latency', 'reconnect'])

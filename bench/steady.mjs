@@ -1,0 +1,193 @@
+// Steady load: 10,000 sessions each sending one message a second for a minute, acknowledged.
+// What it costs the server (CPU time per 1,000 messages) and what the clients wait (the
+// acknowledgement's latency), side by side: tethersocket's reference server (tether.v1
+// acknowledged sends), socket.io (`emit` with an acknowledgement callback) and a plain `ws`
+// server answering each message with a tiny ack frame (the baseline).
+//
+// The server runs in a process of its own pinned to one core (a fresh one per contender) and
+// measures its own CPU time over the measured window; the clients run in another pinned to the
+// other core, spread each second's sends evenly over it, record every ack's latency and check
+// that every message is acknowledged once. Their own CPU is reported: a saturated clients' core
+// would make the latencies meaningless.
+//
+//   npm run bench -- steady                               # 10,000 sessions, 10 s warm-up, 60 s measured
+//   STEADY_SESSIONS=2000 STEADY_SECONDS=10 npm run bench -- steady      # shorter (also STEADY_WARM_UP)
+//   node bench/steady.mjs --sessions 2000 --seconds 10 [--warm-up 5] [--only tether]   # on its own
+//   STEADY_PROFILE=prof node bench/steady.mjs --only tether
+//       profiles each server over its measured window (its CPU time then includes the profiler's):
+//       node bench/profile.mjs prof/steady-tether-10000.cpuprofile --match dist/
+import { mkdirSync } from 'node:fs'
+import { loadavg } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { ratio, sleep, table } from './harness.mjs'
+import { canPin, openFileLimit, SPARE_FILES, startPinned, untilCount } from './pinned.mjs'
+
+export const SESSIONS = 10_000
+/** The measured window, seconds. */
+export const SECONDS = 60
+/** Seconds of sending before the window opens, once every session is connected. */
+export const WARM_UP = 10
+
+const contenders = [
+  { name: 'plain ws, an ack frame per message', kind: 'ws' },
+  { name: 'tethersocket', kind: 'tether' },
+  { name: 'socket.io', kind: 'socketio' },
+]
+
+const KiB = 1024
+const load = () => loadavg()[0].toFixed(2)
+const count = (n) => n.toLocaleString('en')
+
+/** One contender in a fresh server process: heap once connected, then warm-up, the measured window, and the drain. */
+async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDir, log }) {
+  const server = await startPinned(new URL('./steady-server.mjs', import.meta.url), { cpu: 1, execArgv: ['--expose-gc'] })
+  try {
+    const { port, heap: empty } = await server.call('start', kind)
+    const connectMs = await clients.call('connect', kind, port, sessions)
+    await untilCount(server, 'sessions', sessions)
+    const connected = await server.call('heap')
+    await clients.call('go')
+    await sleep(warmUp * 1000)
+    const profile = profileDir && join(profileDir, `steady-${kind}-${sessions}.cpuprofile`)
+    const startLoad = load()
+    await server.call('begin', profile)
+    await clients.call('begin')
+    await sleep(seconds * 1000)
+    const [served, client] = await Promise.all([server.call('end'), clients.call('end')])
+    const endLoad = load()
+    const acks = await clients.call('stop')
+    const received = await server.call('received')
+    const cpuMs = (served.user + served.system) / 1000
+    const result = {
+      sessions,
+      perSecond: served.messages / (served.ms / 1000),
+      cpuPer1000: cpuMs / (served.messages / 1000),
+      serverCpu: cpuMs / served.ms,
+      systemShare: served.system / (served.user + served.system),
+      perSession: (connected - empty) / sessions,
+      clientsCpu: (client.user + client.system) / 1000 / client.ms,
+      clientsElu: client.elu,
+      lagMax: client.lagMax,
+      lagMean: client.lagMean,
+      acks,
+      received,
+      load: [startLoad, endLoad],
+    }
+    log(
+      `${kind}: connected ${count(sessions)} in ${(connectMs / 1000).toFixed(1)} s; ${result.perSecond.toFixed(0)} msg/s, ` +
+        `${result.cpuPer1000.toFixed(1)} ms CPU per 1,000, ack p50 ${acks.p50.toFixed(2)} ms p99 ${acks.p99.toFixed(2)} ms; ` +
+        `clients ${(100 * result.clientsCpu).toFixed(0)}% CPU, sends up to ${client.lagMax.toFixed(1)} ms late; load ${startLoad} -> ${endLoad}`,
+    )
+    return result
+  } finally {
+    await clients.call('close')
+    await server.stop()
+  }
+}
+
+/** Whether every message was acknowledged once and handled once by the server, as a table cell. */
+function delivery({ acks, received }) {
+  const parts = [`${count(acks.acknowledged)} of ${count(acks.sent)}`]
+  if (received !== acks.sent) parts.push(`the server handled ${count(received)}`)
+  if (acks.complete !== acks.clients) parts.push(`${count(acks.clients - acks.complete)} sessions incomplete`)
+  if (acks.errors) parts.push(`${acks.errors} errors: ${acks.samples.join('; ')}`)
+  return parts.join(', ')
+}
+
+export async function run({
+  log,
+  select,
+  sessions = Number(process.env.STEADY_SESSIONS ?? SESSIONS),
+  seconds = Number(process.env.STEADY_SECONDS ?? SECONDS),
+  warmUp = Number(process.env.STEADY_WARM_UP ?? WARM_UP),
+}) {
+  for (const [name, value] of Object.entries({ sessions, seconds }))
+    if (!(Number.isInteger(value) && value >= 1)) throw new Error(`steady: ${name} must be a positive integer, got ${value}`)
+  if (!(Number.isFinite(warmUp) && warmUp >= 0)) throw new Error(`steady: the warm-up must be a number of seconds ≥ 0, got ${warmUp}`)
+  const title = `Steady load: ${count(sessions)} sessions, one acknowledged message a second each`
+  const limit = openFileLimit()
+  if (sessions + SPARE_FILES > limit)
+    return {
+      title,
+      markdown: 'Not measured.',
+      notes: `The open-file limit (\`ulimit -n\`) is ${limit}: ${count(sessions)} sessions need at least ${count(sessions + SPARE_FILES)} in each process. Raise it, or run fewer sessions (STEADY_SESSIONS).`,
+      results: [],
+    }
+  const profileDir = process.env.STEADY_PROFILE && resolve(process.env.STEADY_PROFILE)
+  if (profileDir) mkdirSync(profileDir, { recursive: true })
+  const startLoad = load()
+  const clients = await startPinned(new URL('./steady-clients.mjs', import.meta.url), { cpu: 0 })
+  const results = []
+  try {
+    for (const contender of select(contenders))
+      results.push({ ...contender, ...(await measure(contender, { clients, sessions, seconds, warmUp, profileDir, log })) })
+  } finally {
+    await clients.stop()
+  }
+  const floor = results[0].cpuPer1000
+  const ms = (value) => value.toFixed(2)
+  const percent = (value) => `${(100 * value).toFixed(0)}%`
+  const markdown = table(
+    [
+      'server',
+      'messages/s handled',
+      'server CPU, ms per 1,000 messages',
+      'vs plain ws',
+      'server CPU, share of its core',
+      'ack latency, ms: p50 / p99 / max',
+      'heap per connected session, KiB',
+      "clients' CPU, share of their core",
+      'messages acknowledged once',
+    ],
+    results.map((r) => [
+      r.name,
+      count(Math.round(r.perSecond)),
+      r.cpuPer1000.toFixed(1),
+      ratio(r.cpuPer1000 / floor),
+      percent(r.serverCpu),
+      `${ms(r.acks.p50)} / ${ms(r.acks.p99)} / ${ms(r.acks.max)}`,
+      (r.perSession / KiB).toFixed(2),
+      percent(r.clientsCpu),
+      delivery(r),
+    ]),
+  )
+  const notes = [
+    `${count(sessions)} sessions, each sending one small JSON message a second (\`{"type":"tick","n":…,"text":"hello, world"}\`), session i at i/${count(sessions)} of every second, so the server gets an even ${count(sessions)} messages a second; ` +
+      `${warmUp} s of sending once every session is connected, then ${seconds} s measured, one run per contender${profileDir ? ' (under the CPU profiler: CPU times include it)' : ''}. ` +
+      `Server ${canPin() ? 'pinned to CPU 1, clients to CPU 0 (taskset)' : 'and clients not pinned (no taskset)'}; a fresh server process per contender, default options; all clients in one process.`,
+    'Server CPU: `process.cpuUsage()` (user and system) of the server process over the measured window, divided by the messages its handler got in it; the share of its core is that time over the wall time. ' +
+      'It includes everything the server did meanwhile: its heartbeats (the reference server pings every connection each 30 s, socket.io each 25 s; the plain `ws` server does not), timers and garbage collection. ' +
+      `System time (the kernel's reads and writes) was ${results.map((r) => `${percent(r.systemShare)} (${r.kind})`).join(', ')} of it.`,
+    'Ack latency: in the clients, from just before the send to the arrival of its acknowledgement (tether.v1: the `ack` frame covering it; socket.io: the callback; plain ws: `{"ack":n}`), for every message sent in the window. ' +
+      "The clients' CPU is theirs over the window; a share near 100% would mean their delays are in the latencies. " +
+      `The sends went out at most ${results.map((r) => `${r.lagMax.toFixed(1)} ms (${r.kind})`).join(', ')} late against their schedule (on average ${results.map((r) => r.lagMean.toFixed(2)).join(', ')} ms; the schedule is looked at every millisecond).`,
+    'Heap: `heapUsed` after full GCs, before the clients connect and once all are connected, the difference divided by the sessions. ' +
+      'Delivery: every message of the run (warm-up included) acknowledged once, in order, and handled once by the server (its handler counted them).',
+    `Load average ${startLoad} at the start of the section, ${load()} at its end; per contender over its window: ${results.map((r) => `${r.kind} ${r.load.join(' → ')}`).join(', ')}.`,
+  ]
+  return { title, markdown, notes: notes.join('\n\n'), results }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      sessions: { type: 'string' },
+      seconds: { type: 'string' },
+      'warm-up': { type: 'string' },
+      only: { type: 'string' },
+    },
+  })
+  const number = (text, fallback) => (text === undefined ? fallback : Number(text))
+  const result = await run({
+    log: (line) => console.error(`  steady: ${line}`),
+    // As run.mjs's --only: the baseline and the contenders whose name contains the text.
+    select: (list) => (values.only ? list.filter((c, i) => i === 0 || c.name.includes(values.only)) : list),
+    sessions: number(values.sessions, Number(process.env.STEADY_SESSIONS ?? SESSIONS)),
+    seconds: number(values.seconds, Number(process.env.STEADY_SECONDS ?? SECONDS)),
+    warmUp: number(values['warm-up'], Number(process.env.STEADY_WARM_UP ?? WARM_UP)),
+  })
+  console.log(`## ${result.title}\n\n${result.markdown}\n\n${result.notes}`)
+  process.exit(0)
+}
