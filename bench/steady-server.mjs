@@ -76,15 +76,20 @@ const commands = {
    */
   async begin(profile) {
     const stopProfile = profile ? await startProfiling(1000) : undefined
-    window = { cpu: process.cpuUsage(), at: performance.now(), received, profile, stopProfile }
+    window = { cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), at: performance.now(), received, profile, stopProfile }
   },
-  /** Ends the window: resolves with its CPU time (µs, user and system), wall time (ms) and the messages handled in it. */
+  /**
+   * Ends the window: resolves with its CPU time (µs, user and system), wall time (ms), event-loop
+   * use (0..1: busy wall time, so above the CPU share when other processes take the core) and
+   * the messages handled in it.
+   */
   async end() {
     const cpu = process.cpuUsage(window.cpu)
     const ms = performance.now() - window.at
+    const elu = performance.eventLoopUtilization(window.elu).utilization
     const messages = received - window.received
     await window.stopProfile?.(window.profile)
-    return { user: cpu.user, system: cpu.system, ms, messages }
+    return { user: cpu.user, system: cpu.system, ms, elu, messages }
   },
 }
 

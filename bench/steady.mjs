@@ -65,6 +65,7 @@ async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDi
       perSecond: served.messages / (served.ms / 1000),
       cpuPer1000: cpuMs / (served.messages / 1000),
       serverCpu: cpuMs / served.ms,
+      serverElu: served.elu,
       systemShare: served.system / (served.user + served.system),
       perSession: (connected - empty) / sessions,
       clientsCpu: (client.user + client.system) / 1000 / client.ms,
@@ -135,10 +136,10 @@ export async function run({
       'messages/s handled',
       'server CPU, ms per 1,000 messages',
       'vs plain ws',
-      'server CPU, share of its core',
+      'server CPU, share of its core (event loop busy)',
       'ack latency, ms: p50 / p99 / max',
       'heap per connected session, KiB',
-      "clients' CPU, share of their core",
+      "clients' CPU, share of their core (event loop busy)",
       'messages acknowledged once',
     ],
     results.map((r) => [
@@ -146,10 +147,10 @@ export async function run({
       count(Math.round(r.perSecond)),
       r.cpuPer1000.toFixed(1),
       ratio(r.cpuPer1000 / floor),
-      percent(r.serverCpu),
+      `${percent(r.serverCpu)} (${percent(r.serverElu)})`,
       `${ms(r.acks.p50)} / ${ms(r.acks.p99)} / ${ms(r.acks.max)}`,
       (r.perSession / KiB).toFixed(2),
-      percent(r.clientsCpu),
+      `${percent(r.clientsCpu)} (${percent(r.clientsElu)})`,
       delivery(r),
     ]),
   )
@@ -158,11 +159,12 @@ export async function run({
       `${warmUp} s of sending once every session is connected, then ${seconds} s measured, one run per contender${profileDir ? ' (under the CPU profiler: CPU times include it)' : ''}. ` +
       `Server ${canPin() ? 'pinned to CPU 1, clients to CPU 0 (taskset)' : 'and clients not pinned (no taskset)'}; a fresh server process per contender, default options; all clients in one process.`,
     'Server CPU: `process.cpuUsage()` (user and system) of the server process over the measured window, divided by the messages its handler got in it; the share of its core is that time over the wall time. ' +
+      "The event loop's busy share (`performance.eventLoopUtilization()`) counts wall time, so where it is well above the CPU share, other processes held the core (a loaded machine), and the latencies wait for them. " +
       'It includes everything the server did meanwhile: its heartbeats (the reference server pings every connection each 30 s, socket.io each 25 s; the plain `ws` server does not), timers and garbage collection. ' +
       `System time (the kernel's reads and writes) was ${results.map((r) => `${percent(r.systemShare)} (${r.kind})`).join(', ')} of it.`,
     'Ack latency: in the clients, from just before the send to the arrival of its acknowledgement (tether.v1: the `ack` frame covering it; socket.io: the callback; plain ws: `{"ack":n}`), for every message sent in the window. ' +
-      "The clients' CPU is theirs over the window; a share near 100% would mean their delays are in the latencies. " +
-      `The sends went out at most ${results.map((r) => `${r.lagMax.toFixed(1)} ms (${r.kind})`).join(', ')} late against their schedule (on average ${results.map((r) => r.lagMean.toFixed(2)).join(', ')} ms; the schedule is looked at every millisecond).`,
+      "The clients' CPU and event-loop use are theirs over the window; a busy share near 100% would mean their own delays are in the latencies. " +
+      `The sends went out at most ${results.map((r) => `${r.lagMax.toFixed(1)} ms (${r.kind})`).join(', ')} late against their schedule (on average ${results.map((r) => r.lagMean.toFixed(2)).join(', ')} ms). The schedule is looked at every millisecond, so the sends go out in groups of about ${count(Math.ceil(sessions / 1000))}, as a busy server's reads would group them anyway; fewer sessions mean smaller groups and more wake-ups per message, so the CPU per message is higher at fewer sessions.`,
     'Heap: `heapUsed` after full GCs, before the clients connect and once all are connected, the difference divided by the sessions. ' +
       'Delivery: every message of the run (warm-up included) acknowledged once, in order, and handled once by the server (its handler counted them).',
     `Load average ${startLoad} at the start of the section, ${load()} at its end; per contender over its window: ${results.map((r) => `${r.kind} ${r.load.join(' → ')}`).join(', ')}.`,
