@@ -140,6 +140,7 @@ export async function run({
       'ack latency, ms: p50 / p99 / max',
       'heap per connected session, KiB',
       "clients' CPU, share of their core (event loop busy)",
+      'sends behind schedule, ms: mean / max',
       'messages acknowledged once',
     ],
     results.map((r) => [
@@ -151,6 +152,7 @@ export async function run({
       `${ms(r.acks.p50)} / ${ms(r.acks.p99)} / ${ms(r.acks.max)}`,
       (r.perSession / KiB).toFixed(2),
       `${percent(r.clientsCpu)} (${percent(r.clientsElu)})`,
+      `${r.lagMean.toFixed(1)} / ${r.lagMax.toFixed(0)}`,
       delivery(r),
     ]),
   )
@@ -164,7 +166,7 @@ export async function run({
       `System time (the kernel's reads and writes) was ${results.map((r) => `${percent(r.systemShare)} (${r.kind})`).join(', ')} of it.`,
     'Ack latency: in the clients, from just before the send to the arrival of its acknowledgement (tether.v1: the `ack` frame covering it; socket.io: the callback; plain ws: `{"ack":n}`), for every message sent in the window. ' +
       "The clients' CPU and event-loop use are theirs over the window; a busy share near 100% would mean their own delays are in the latencies. " +
-      `The sends went out at most ${results.map((r) => `${r.lagMax.toFixed(1)} ms (${r.kind})`).join(', ')} late against their schedule (on average ${results.map((r) => r.lagMean.toFixed(2)).join(', ')} ms). The schedule is looked at every millisecond, so the sends go out in groups of about ${count(Math.ceil(sessions / 1000))}, as a busy server's reads would group them anyway; fewer sessions mean smaller groups and more wake-ups per message, so the CPU per message is higher at fewer sessions.`,
+      `How far behind its schedule each group of sends went out says the same from the clients' side: a clients' process that keeps up is behind by a millisecond or less on average. The schedule is looked at every millisecond, so the sends go out in groups of about ${count(Math.ceil(sessions / 1000))}, as a busy server's reads would group them anyway; fewer sessions mean smaller groups and more wake-ups per message, so the CPU per message is higher at fewer sessions.`,
     'Heap: `heapUsed` after full GCs, before the clients connect and once all are connected, the difference divided by the sessions. ' +
       'Delivery: every message of the run (warm-up included) acknowledged once, in order, and handled once by the server (its handler counted them).',
     `Load average ${startLoad} at the start of the section, ${load()} at its end; per contender over its window: ${results.map((r) => `${r.kind} ${r.load.join(' → ')}`).join(', ')}.`,
