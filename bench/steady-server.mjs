@@ -52,8 +52,10 @@ const kinds = {
 }
 
 let contender
-/** The window being measured: where it started, and how to stop its profile when one is taken. */
+/** The measured window: where its current lap started, and how to stop its profile when one is taken. */
 let window
+
+const mark = () => ({ cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), at: performance.now(), received })
 
 const commands = {
   /** Starts the contender `kind`; resolves with its port and the heap before any connection. */
@@ -76,20 +78,26 @@ const commands = {
    */
   async begin(profile) {
     const stopProfile = profile ? await startProfiling(1000) : undefined
-    window = { cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), at: performance.now(), received, profile, stopProfile }
+    window = { ...mark(), profile, stopProfile }
   },
   /**
-   * Ends the window: resolves with its CPU time (µs, user and system), wall time (ms), event-loop
-   * use (0..1: busy wall time, so above the CPU share when other processes take the core) and
-   * the messages handled in it.
+   * Ends a lap of the window and starts the next: resolves with the lap's CPU time (µs, user and
+   * system), wall time (ms), event-loop use (0..1: busy wall time, so above the CPU share when
+   * other processes take the core) and the messages handled in it.
    */
-  async end() {
+  lap() {
     const cpu = process.cpuUsage(window.cpu)
     const ms = performance.now() - window.at
     const elu = performance.eventLoopUtilization(window.elu).utilization
     const messages = received - window.received
-    await window.stopProfile?.(window.profile)
+    Object.assign(window, mark())
     return { user: cpu.user, system: cpu.system, ms, elu, messages }
+  },
+  /** Ends the window with its last lap (resolved as `lap` does), and writes the profile when one is taken. */
+  async end() {
+    const last = commands.lap()
+    await window.stopProfile?.(window.profile)
+    return last
   },
 }
 
