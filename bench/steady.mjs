@@ -14,8 +14,10 @@
 //   STEADY_SESSIONS=2000 STEADY_SECONDS=10 npm run bench -- steady      # shorter (also STEADY_WARM_UP)
 //   node bench/steady.mjs --sessions 2000 --seconds 10 [--warm-up 5] [--only tether]   # on its own
 //   STEADY_PROFILE=prof node bench/steady.mjs --only tether
-//       profiles each server over its measured window (its CPU time then includes the profiler's):
-//       node bench/profile.mjs prof/steady-tether-10000.cpuprofile --match dist/
+//       profiles each server over its measured window (sampled every millisecond), its numbers then
+//       no measurement: node bench/profile.mjs prof/steady-tether-10000.cpuprofile --match dist/
+//       The server is then not pinned: pinned to one core, the profiler's sampling thread waits
+//       for the busy main thread to yield, and the samples land mostly when it is idle.
 import { mkdirSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -46,7 +48,10 @@ const laps = (seconds) => Math.max(1, Math.round(seconds / LAP))
 
 /** One contender in a fresh server process: heap once connected, then warm-up, the measured window, and the drain. */
 async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDir, log }) {
-  const server = await startPinned(new URL('./steady-server.mjs', import.meta.url), { cpu: 1, execArgv: ['--expose-gc'] })
+  const server = await startPinned(new URL('./steady-server.mjs', import.meta.url), {
+    cpu: profileDir ? undefined : 1,
+    execArgv: ['--expose-gc'],
+  })
   try {
     const { port, heap: empty } = await server.call('start', kind)
     const connectMs = await clients.call('connect', kind, port, sessions)
@@ -174,8 +179,8 @@ export async function run({
   )
   const notes = [
     `${count(sessions)} sessions, each sending one small JSON message a second (\`{"type":"tick","n":…,"text":"hello, world"}\`), session i at i/${count(sessions)} of every second, so the server gets an even ${count(sessions)} messages a second; ` +
-      `${warmUp} s of sending once every session is connected, then ${seconds} s measured, one run per contender${profileDir ? ' (under the CPU profiler: CPU times include it)' : ''}. ` +
-      `Server ${canPin() ? 'pinned to CPU 1, clients to CPU 0 (taskset)' : 'and clients not pinned (no taskset)'}; a fresh server process per contender, default options; all clients in one process.`,
+      `${warmUp} s of sending once every session is connected, then ${seconds} s measured, one run per contender${profileDir ? ' (under the CPU profiler, the server not pinned: no measurement)' : ''}. ` +
+      `Server ${!canPin() ? 'and clients not pinned (no taskset)' : profileDir ? 'not pinned, clients pinned to CPU 0 (taskset)' : 'pinned to CPU 1, clients to CPU 0 (taskset)'}; a fresh server process per contender, default options; all clients in one process.`,
     `Server CPU: \`process.cpuUsage()\` (user and system) of the server process over each lap of the measured window (${laps(seconds)} of ${(seconds / laps(seconds)).toFixed(0)} s), divided by the messages its handler got in it; the ratio is of the medians. The share of its core is its CPU time over the whole window's wall time. ` +
       "The event loop's busy share (`performance.eventLoopUtilization()`) counts wall time, so where it is well above the CPU share, other processes held the core (a loaded machine), and the latencies wait for them. " +
       'It includes everything the server did meanwhile: its heartbeats (the reference server pings every connection each 30 s, socket.io each 25 s; the plain `ws` server does not), timers and garbage collection. ' +
