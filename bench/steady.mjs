@@ -118,16 +118,33 @@ function delivery({ acks, received }) {
   return parts.join(', ')
 }
 
+/**
+ * A setting from its option (`--sessions`) or environment variable (STEADY_SESSIONS), else
+ * `fallback`: `whole` ones are integers of at least 1, the others numbers of at least 0.
+ */
+function setting(text, { option, variable, whole }, fallback) {
+  const raw = text ?? process.env[variable]
+  if (raw === undefined) return fallback
+  const value = Number(raw)
+  if (raw.trim() === '' || !(whole ? Number.isInteger(value) && value >= 1 : Number.isFinite(value) && value >= 0))
+    throw new Error(
+      `steady: ${option} (or ${variable}) must be ${whole ? 'a whole number of at least 1' : 'a number of seconds, 0 or more'}; got ${JSON.stringify(raw)}`,
+    )
+  return value
+}
+const SETTINGS = {
+  sessions: { option: '--sessions', variable: 'STEADY_SESSIONS', whole: true },
+  seconds: { option: '--seconds', variable: 'STEADY_SECONDS', whole: true },
+  warmUp: { option: '--warm-up', variable: 'STEADY_WARM_UP', whole: false },
+}
+
 export async function run({
   log,
   select,
-  sessions = Number(process.env.STEADY_SESSIONS ?? SESSIONS),
-  seconds = Number(process.env.STEADY_SECONDS ?? SECONDS),
-  warmUp = Number(process.env.STEADY_WARM_UP ?? WARM_UP),
+  sessions = setting(undefined, SETTINGS.sessions, SESSIONS),
+  seconds = setting(undefined, SETTINGS.seconds, SECONDS),
+  warmUp = setting(undefined, SETTINGS.warmUp, WARM_UP),
 }) {
-  for (const [name, value] of Object.entries({ sessions, seconds }))
-    if (!(Number.isInteger(value) && value >= 1)) throw new Error(`steady: ${name} must be a positive integer, got ${value}`)
-  if (!(Number.isFinite(warmUp) && warmUp >= 0)) throw new Error(`steady: the warm-up must be a number of seconds ≥ 0, got ${warmUp}`)
   const title = `Steady load: ${count(sessions)} sessions, one acknowledged message a second each`
   const limit = openFileLimit()
   if (sessions + SPARE_FILES > limit)
@@ -204,14 +221,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       only: { type: 'string' },
     },
   })
-  const number = (text, fallback) => (text === undefined ? fallback : Number(text))
   const result = await run({
     log: (line) => console.error(`  steady: ${line}`),
     // As run.mjs's --only: the baseline and the contenders whose name contains the text.
     select: (list) => (values.only ? list.filter((c, i) => i === 0 || c.name.includes(values.only)) : list),
-    sessions: number(values.sessions, Number(process.env.STEADY_SESSIONS ?? SESSIONS)),
-    seconds: number(values.seconds, Number(process.env.STEADY_SECONDS ?? SECONDS)),
-    warmUp: number(values['warm-up'], Number(process.env.STEADY_WARM_UP ?? WARM_UP)),
+    sessions: setting(values.sessions, SETTINGS.sessions, SESSIONS),
+    seconds: setting(values.seconds, SETTINGS.seconds, SECONDS),
+    warmUp: setting(values['warm-up'], SETTINGS.warmUp, WARM_UP),
   })
   console.log(`## ${result.title}\n\n${result.markdown}\n\n${result.notes}`)
   process.exit(0)
