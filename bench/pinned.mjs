@@ -5,6 +5,8 @@
 // Parent: `const child = await startPinned(url, { cpu: 1 })`, then `await child.call('name', …args)`.
 // Child: `serve({ name: async (…args) => result })`.
 import { execFileSync, spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
@@ -31,6 +33,9 @@ export function openFileLimit() {
     return Number.POSITIVE_INFINITY
   }
 }
+
+/** Files a process needs besides its sockets (node's own, the IPC channel, …). */
+export const SPARE_FILES = 100
 
 /**
  * Starts `node [execArgv] file` (pinned to `cpu` when {@link canPin}), waits for its `serve()`
@@ -79,6 +84,69 @@ export async function startPinned(file, { cpu, execArgv = [] } = {}) {
       return gone
     },
   }
+}
+
+/**
+ * Asks `child` its `command` (a count) every 50 ms until it answers `count`; rejects after 30 s
+ * saying how many of what it has (connections may trail the clients' open events).
+ */
+export async function untilCount(child, command, count, what = command) {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const have = await child.call(command)
+    if (have === count) return
+    if (Date.now() > deadline) throw new Error(`the server has ${have} ${what} of ${count} after 30 s`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/**
+ * Calls `open(i)` for every `i` below `count`, `batch` at a time (each batch settled before the
+ * next, so thousands of connections do not all handshake at once). Resolves with the time taken, ms.
+ */
+export async function inBatches(count, open, batch = 500) {
+  const started = performance.now()
+  for (let i = 0; i < count; i += batch) {
+    const opening = []
+    for (let j = i; j < Math.min(count, i + batch); j++) opening.push(open(j))
+    await Promise.all(opening)
+  }
+  return performance.now() - started
+}
+
+/** In the child (node --expose-gc): heapUsed after full GCs. */
+export async function settledHeap() {
+  // Three passes with a turn of the loop between: objects with finalizers go on the later ones.
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  return process.memoryUsage().heapUsed
+}
+
+/**
+ * In the child: starts the CPU profiler (sampling every `interval` µs); resolves with a function
+ * that stops it and writes the profile to `file`.
+ */
+export async function startProfiling(interval = 100) {
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.setSamplingInterval', { interval })
+  await session.post('Profiler.start')
+  return async (file) => {
+    const { profile } = await session.post('Profiler.stop')
+    session.disconnect()
+    writeFileSync(file, JSON.stringify(profile))
+  }
+}
+
+/** In the child: a CPU profile of `work` (sampled every `interval` µs), written to `file`; resolves with what `work` resolves with. */
+export async function profiled(file, work, interval = 100) {
+  const stop = await startProfiling(interval)
+  const result = await work()
+  await stop(file)
+  return result
 }
 
 /** In the child: answers the parent's calls with `commands`, and says it is ready. */

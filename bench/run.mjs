@@ -18,6 +18,7 @@ const sections = {
   persist: () => import('./persist.mjs'),
   topics: () => import('./topics.mjs'),
   browser: () => import('./browser-throughput.mjs'),
+  steady: () => import('./steady.mjs'),
 }
 // Sections that need the server process.
 const networked = new Set(['throughput', 'acks', 'latency', 'reconnect'])

@@ -8,10 +8,9 @@
 // clients' core with work the server does not see.
 import { io } from 'socket.io-client'
 import { WebSocket } from 'ws'
-import { serve } from './pinned.mjs'
+import { inBatches, serve } from './pinned.mjs'
 
 const TOPIC = 'room:1'
-const BATCH = 500
 
 let clients = []
 let arrivals = new Uint32Array(0)
@@ -77,24 +76,18 @@ const kinds = {
 }
 
 const commands = {
-  /** Opens `count` clients of `kind` to `port`, `BATCH` at a time; `total` messages are to come. */
+  /** Opens `count` clients of `kind` to `port`, 500 at a time; `total` messages are to come. */
   async connect(kind, port, count, total) {
     clients = []
     arrivals = new Uint32Array(total)
     errors = 0
     samples.length = 0
     const url = `ws://127.0.0.1:${port}`
-    const started = performance.now()
-    for (let i = 0; i < count; i += BATCH) {
-      const batch = []
-      for (let j = i; j < Math.min(count, i + BATCH); j++) {
-        const client = { index: j, next: 0, close: () => {} }
-        clients.push(client)
-        batch.push(kinds[kind](url, client))
-      }
-      await Promise.all(batch)
-    }
-    return performance.now() - started
+    return inBatches(count, (index) => {
+      const client = { index, next: 0, close: () => {} }
+      clients.push(client)
+      return kinds[kind](url, client)
+    })
   },
   /** Resolves once every client has message `n`; rejects when no client got anything for `stall` ms, saying how many have it. */
   expect(n, stall = 30_000) {

@@ -1,12 +1,10 @@
 // The server of the topics section (bench/topics.mjs), one contender per process (a fresh heap
 // each), pinned to one core by the parent. It times its own work: from the publish call until
 // every write to the members' sockets is issued, and checks that every socket was written to.
-import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { Session } from 'node:inspector/promises'
 import { performance } from 'node:perf_hooks'
 import { loadServer } from './dist.mjs'
-import { serve } from './pinned.mjs'
+import { profiled, serve, settledHeap } from './pinned.mjs'
 
 const TOPIC = 'room:1'
 
@@ -56,29 +54,6 @@ const kinds = {
 const sockets = new Set()
 let contender
 
-/** A CPU profile of `work` (sampled every 100 µs), written to `file`. */
-async function profiled(file, work) {
-  const session = new Session()
-  session.connect()
-  await session.post('Profiler.enable')
-  await session.post('Profiler.setSamplingInterval', { interval: 100 })
-  await session.post('Profiler.start')
-  const result = await work()
-  const { profile } = await session.post('Profiler.stop')
-  session.disconnect()
-  writeFileSync(file, JSON.stringify(profile))
-  return result
-}
-
-async function heap() {
-  // Three passes with a turn of the loop between: objects with finalizers go on the later ones.
-  for (let i = 0; i < 3; i++) {
-    globalThis.gc()
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-  return process.memoryUsage().heapUsed
-}
-
 /**
  * Forgets a closed socket. One listener for every socket, added with `on`: a closure (and `once`'s
  * wrapper) per connection would be counted in every contender's heap per session (about 0.27 KiB).
@@ -101,10 +76,10 @@ const commands = {
       http.listen(0, '127.0.0.1', resolve)
     })
     contender = await kinds[kind](http)
-    return { port: http.address().port, heap: await heap() }
+    return { port: http.address().port, heap: await settledHeap() }
   },
   members: () => contender.members(),
-  heap,
+  heap: settledHeap,
   /**
    * One publish (or, `via` 'broadcast', a broadcast) of message `n`, timed from the call until
    * every write is issued and what the publish queued has run: its microtasks (the reference

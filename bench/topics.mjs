@@ -18,15 +18,13 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { median, now, ratio, sleep, spread, summarize, table } from './harness.mjs'
-import { canPin, openFileLimit, startPinned } from './pinned.mjs'
+import { canPin, openFileLimit, SPARE_FILES, startPinned, untilCount } from './pinned.mjs'
 
 export const SIZES = [5000, 10000]
 /** Publishes before the timed ones (JIT warm-up). */
 const WARM_UP = 3
 /** Publishes in all (the timed ones included, the rest in a burst) before the heap is read again. */
 export const PUBLISHES = 40
-/** Files a process needs besides its sockets (node's own, the IPC channel, …). */
-const SPARE_FILES = 100
 
 const contenders = [
   { name: 'plain ws loop', kind: 'ws' },
@@ -36,17 +34,6 @@ const contenders = [
 
 const KiB = 1024
 const load = () => loadavg()[0].toFixed(2)
-
-/** Waits until the server counts `count` members (joins may trail the clients' open events). */
-async function members(server, count) {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const have = await server.call('members')
-    if (have === count) return
-    if (Date.now() > deadline) throw new Error(`the server has ${have} members of ${count} after 30 s`)
-    await sleep(50)
-  }
-}
 
 /** One contender at one size, in a fresh server process: heap, timed publishes, a burst, heap again. */
 async function measure({ kind }, size, { clients, timed, publishes, log }) {
@@ -58,7 +45,7 @@ async function measure({ kind }, size, { clients, timed, publishes, log }) {
     const broadcasts = kind === 'tether' ? WARM_UP + timed : 0
     const total = publishes + broadcasts
     const connectMs = await clients.call('connect', kind, port, size, total)
-    await members(server, size)
+    await untilCount(server, 'members', size)
     const connected = await server.call('heap')
     const connectedAt = now()
     const times = { publish: [], broadcast: [] }
