@@ -77,6 +77,7 @@ async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDi
     const endLoad = load()
     const acks = await clients.call('stop')
     const received = await server.call('received')
+    const after = await server.call('heap')
     const sum = (key) => lapped.reduce((total, lap) => total + lap[key], 0)
     const served = { user: sum('user'), system: sum('system'), ms: sum('ms'), messages: sum('messages') }
     const cpuMs = (served.user + served.system) / 1000
@@ -89,6 +90,7 @@ async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDi
       serverElu: sum('elu') / lapped.length,
       systemShare: served.system / (served.user + served.system),
       perSession: (connected - empty) / sessions,
+      growth: (after - connected) / sessions,
       clientsCpu: (client.user + client.system) / 1000 / client.ms,
       clientsElu: client.elu,
       lagMax: client.lagMax,
@@ -99,7 +101,7 @@ async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDi
     }
     log(
       `${kind}: connected ${count(sessions)} in ${(connectMs / 1000).toFixed(1)} s; ${result.perSecond.toFixed(0)} msg/s, ` +
-        `${result.cpuPer1000.toFixed(1)} ms CPU per 1,000 (laps ${spread(result.lapsPer1000)}), ack p50 ${acks.p50.toFixed(2)} ms p99 ${acks.p99.toFixed(2)} ms; ` +
+        `${result.cpuPer1000.toFixed(1)} ms CPU per 1,000 (laps ${spread(result.lapsPer1000)}), heap growth ${result.growth.toFixed(0)} B/session, ack p50 ${acks.p50.toFixed(2)} ms p99 ${acks.p99.toFixed(2)} ms; ` +
         `clients ${(100 * result.clientsCpu).toFixed(0)}% CPU, sends up to ${client.lagMax.toFixed(1)} ms late; load ${startLoad} -> ${endLoad}`,
     )
     return result
@@ -206,6 +208,7 @@ export async function run({
       "The clients' CPU and event-loop use are theirs over the window; a busy share near 100% would mean their own delays are in the latencies. " +
       `How far behind its schedule each group of sends went out says the same from the clients' side: a clients' process that keeps up is behind by a millisecond or less on average. The schedule is looked at every millisecond, so the sends go out in groups of about ${count(Math.ceil(sessions / 1000))}, as a busy server's reads would group them anyway; fewer sessions mean smaller groups and more wake-ups per message, so the CPU per message is higher at fewer sessions.`,
     'Heap: `heapUsed` after full GCs, before the clients connect and once all are connected, the difference divided by the sessions. ' +
+      `After the run (every message acknowledged) it had grown by ${results.map((r) => `${r.growth.toFixed(0)} (${r.kind})`).join(', ')} bytes per session. ` +
       'Delivery: every message of the run (warm-up included) acknowledged once, in order, and handled once by the server (its handler counted them).',
     `Load average ${startLoad} at the start of the section, ${load()} at its end; per contender over its window: ${results.map((r) => `${r.kind} ${r.load.join(' → ')}`).join(', ')}.`,
   ]
