@@ -276,17 +276,20 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
         return
       }
       case 'res': {
+        if (this.accept(frame.s, 1) === 0) {
+          this.rxSeq = frame.s
+          const { err } = frame
+          const entry = this.requestsInFlight.get(frame.id)
+          this.settleRequest(
+            frame.id,
+            err
+              ? new ReplyError(DEV ? `the server answered with an error: ${err.message}` : err.message, err.code, { data: entry?.data })
+              : { value: frame.d },
+          )
+        }
+        // The ack riding on a reply is applied after it: its request leaves the outbox answered,
+        // not acknowledged first and given a reply timer that the reply clears at once.
         if (frame.a !== undefined) this.acknowledge(frame.a)
-        if (this.accept(frame.s, 1) > 0) return
-        this.rxSeq = frame.s
-        const { err } = frame
-        const entry = this.requestsInFlight.get(frame.id)
-        this.settleRequest(
-          frame.id,
-          err
-            ? new ReplyError(DEV ? `the server answered with an error: ${err.message}` : err.message, err.code, { data: entry?.data })
-            : { value: frame.d },
-        )
         return
       }
     }
