@@ -13,7 +13,7 @@ export default [
     path: 'dist/index.mjs',
     import: '{ TetherSocket }',
     modifyEsbuildConfig: nodeEnv('development'),
-    limit: '14.55 kB',
+    limit: '14.6 kB',
     gzip: true,
   },
   {
@@ -27,13 +27,13 @@ export default [
     path: 'dist/index.mjs',
     import: '{ TetherSocket }',
     modifyEsbuildConfig: nodeEnv('production'),
-    limit: '12.0 kB',
+    limit: '12.05 kB',
     gzip: true,
   },
   {
     name: 'client, IIFE for a script tag, production (tethersocket.global.prod.js)',
     path: 'dist/tethersocket.global.prod.js',
-    limit: '11.8 kB',
+    limit: '11.85 kB',
     gzip: true,
   },
 ]
