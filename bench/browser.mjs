@@ -18,7 +18,7 @@ import { chromium } from 'playwright-core'
 import { distDir, loadServer } from './dist.mjs'
 
 /** As test/support/chromium.ts: the flags headless Chromium needs in a container without a desktop or outside network. */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
@@ -30,7 +30,7 @@ const CHROMIUM_ARGS = [
 ]
 
 /** `CHROME_PATH`, or Debian's chromium; a clear message when there is none. */
-function chromiumExecutable() {
+export function chromiumExecutable() {
   const path = process.env.CHROME_PATH || '/usr/bin/chromium'
   if (!existsSync(path)) {
     throw new Error(

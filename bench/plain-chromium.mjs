@@ -13,25 +13,11 @@
 // For a CPU profile, `profiler: true` opens DevTools on a local port, and `profilerOf()` attaches
 // to the page with the Profiler domain alone: the sampling costs, the frames are not copied.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WebSocket } from 'ws'
-
-/** The flags of bench/browser.mjs (and test/support/chromium.ts): headless, in a container without a desktop or outside network. */
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
-
-/** `CHROME_PATH`, or Debian's chromium, as bench/browser.mjs finds it (which has already said what to install when there is none). */
-const executable = () => process.env.CHROME_PATH || '/usr/bin/chromium'
+import { CHROMIUM_ARGS, chromiumExecutable } from './browser.mjs'
 
 /**
  * Starts headless Chromium on `url`, with a fresh profile in a temporary directory.
@@ -40,12 +26,17 @@ const executable = () => process.env.CHROME_PATH || '/usr/bin/chromium'
  * @returns {{ pid: number, profile: string, exited: Promise<number | null>, close(): Promise<void> }}
  */
 export function launchPlainChromium(url, { profiler = false } = {}) {
-  const path = executable()
-  if (!existsSync(path)) throw new Error(`the browser benchmarks need Chromium: none at ${path} (set CHROME_PATH)`)
+  const path = chromiumExecutable()
   const profile = mkdtempSync(join(tmpdir(), 'tethersocket-bench-plain-'))
   // gc() in the page: a benchmark collects one round's garbage before the next starts. A process
   // group of its own: close() ends Chromium's helper processes too, and waits for them.
-  const args = [...ARGS, '--js-flags=--expose-gc', `--user-data-dir=${profile}`, ...(profiler ? ['--remote-debugging-port=0'] : []), url]
+  const args = [
+    ...CHROMIUM_ARGS,
+    '--js-flags=--expose-gc',
+    `--user-data-dir=${profile}`,
+    ...(profiler ? ['--remote-debugging-port=0'] : []),
+    url,
+  ]
   const child = spawn(path, args, { stdio: 'ignore', detached: true })
   const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
   child.once('error', () => {}) // a spawn failure shows as the page never connecting, which the caller bounds

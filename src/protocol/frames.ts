@@ -89,7 +89,7 @@ export type ServerFrame =
       t: 'msg'
       s: number
       d: unknown[]
-      /** A piggybacked ack of the client's items (PROTOCOL.md §2.9). */
+      /** An ack of the client's items riding on the frame (PROTOCOL.md §2.9). */
       a?: number
       /** The topic every item of this frame was published to (PROTOCOL.md §13); absent for direct messages. */
       tp?: string
@@ -146,7 +146,7 @@ export function decodeFrame(data: unknown, from: 'client' | 'server'): ClientFra
   const seq = () => {
     if (!isSeq(frame.s) || frame.s === 0) throw bad('s')
   }
-  // A data frame's piggybacked ack (§2.9): an ack's `s`, read as if an ack frame came just before.
+  // An ack riding on a data frame (§2.9): an ack's `s`, read as if an ack frame came just before.
   const ack = () => {
     if (frame.a !== undefined && !isSeq(frame.a)) throw bad('a')
   }

@@ -645,7 +645,7 @@ export class Session<Out = unknown> {
 
   /** A frame taken in (decoded) in its turn: sequences it, applies an ack; returns the work it carries. */
   private take(frame: ClientFrame | undefined): Work | undefined {
-    // A piggybacked ack (PROTOCOL.md §2.9) is taken as if its ack frame had come just before.
+    // An ack riding on the frame (PROTOCOL.md §2.9) is taken as if its ack frame had come just before.
     if ((frame?.t === 'msg' || frame?.t === 'req') && frame.a !== undefined) this.acknowledge(frame.a)
     switch (frame?.t) {
       case 'msg': {

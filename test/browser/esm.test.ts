@@ -3,22 +3,13 @@
  * page, with an import map resolving the bare `eventemitter3` import.
  */
 import { expect, it } from 'vitest'
-import type { Session } from '../../src/server/index.js'
 import { browserSuite, openHarness, range, waitFor, waitInPage, withTimeout } from '../support/browser.js'
-import { startPageServer } from '../support/browser-server.js'
+import { startRecordingPageServer } from '../support/browser-server.js'
 
 const suite = browserSuite()
 
 it('works when imported as a native ES module: connects, sends with acknowledgements, receives, requests', async () => {
-  const atServer: unknown[] = []
-  const sessions: Session[] = []
-  const server = await startPageServer({
-    setup: (tether) => {
-      tether.on('message', (data) => atServer.push(data))
-      tether.on('session', (session) => sessions.push(session))
-      tether.onRequest((data) => ({ got: data }))
-    },
-  })
+  const { server, atServer, sessions } = await startRecordingPageServer()
   suite.defer(() => server.close())
   const { page, errors } = await suite.open()
   const failedRequests: string[] = []

@@ -7,23 +7,14 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { expect, it } from 'vitest'
-import type { Session } from '../../src/server/index.js'
 import { browserSuite, openHarness, range, waitFor, waitInPage, withTimeout } from '../support/browser.js'
-import { startPageServer } from '../support/browser-server.js'
+import { startRecordingPageServer } from '../support/browser-server.js'
 
 const suite = browserSuite()
 const anchors = readFileSync(fileURLToPath(new URL('../../docs/ERRORS.md', import.meta.url)), 'utf8')
 
 it('connects, sends with acknowledgements, receives and requests; errors are the code and its docs/ERRORS.md anchor', async () => {
-  const atServer: unknown[] = []
-  const sessions: Session[] = []
-  const server = await startPageServer({
-    setup: (tether) => {
-      tether.on('message', (data) => atServer.push(data))
-      tether.on('session', (session) => sessions.push(session))
-      tether.onRequest((data) => ({ got: data }))
-    },
-  })
+  const { server, atServer, sessions } = await startRecordingPageServer()
   suite.defer(() => server.close())
   const { page, errors } = await suite.open()
   await openHarness(page, `${server.origin}/script-tag-prod.html`)

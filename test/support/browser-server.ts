@@ -11,7 +11,7 @@ import { createRequire } from 'node:module'
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createTetherServer, type TetherServer, type TetherServerOptions } from '../../src/server/index.js'
+import { createTetherServer, type Session, type TetherServer, type TetherServerOptions } from '../../src/server/index.js'
 import { listen, withTimeout } from './servers.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -132,6 +132,24 @@ export interface PageServer {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * A page server whose reference server records what pages send and the sessions it starts, and
+ * answers every request with `{ got: data }`: what the build tests (ESM, production script tag)
+ * check a page against.
+ */
+export async function startRecordingPageServer(): Promise<{ server: PageServer; atServer: unknown[]; sessions: Session[] }> {
+  const atServer: unknown[] = []
+  const sessions: Session[] = []
+  const server = await startPageServer({
+    setup: (tether) => {
+      tether.on('message', (data) => atServer.push(data))
+      tether.on('session', (session) => sessions.push(session))
+      tether.onRequest((data) => ({ got: data }))
+    },
+  })
+  return { server, atServer, sessions }
+}
 
 export async function startPageServer(options: PageServerOptions = {}): Promise<PageServer> {
   checkBuild()

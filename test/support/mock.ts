@@ -92,6 +92,24 @@ export function createServer(options: MockServerOptions = {}, url = uniqueUrl())
   return mock
 }
 
+/**
+ * A mock server that speaks just enough tether.v1: it selects the subprotocol, answers each
+ * hello with a welcome for session `S` (no `pa`: acks go alone), then runs `afterWelcome`; it
+ * answers nothing else (no pong, no ack).
+ */
+export function createTetherMockServer(afterWelcome: (client: Client) => void = () => {}): MockServer {
+  return createServer({
+    selectProtocol: () => 'tether.v1',
+    onConnection: (client) => {
+      client.on('message', (data) => {
+        if (JSON.parse(String(data)).t !== 'hello') return
+        client.send(JSON.stringify({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: 1 << 20 }))
+        afterWelcome(client)
+      })
+    },
+  })
+}
+
 /** A server that accepts every connection and closes it at once with `code` (default 1000). */
 export function createDroppingServer(code = 1000, reason = ''): MockServer {
   return createServer({ onConnection: (client) => client.close({ code, reason, wasClean: code === 1000 }) })

@@ -119,7 +119,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
    * waits for the end of the task, riding on whatever the app sends meanwhile (a request made
    * when a reply arrives) instead of costing a frame of its own.
    */
-  private piggyback = false
+  private serverTakesAcks = false
   /**
    * The connection as the protocol sees it: no connection; hello sent, waiting for welcome;
    * welcomed (in-flight items rewritten, the socket's onOpen hook runs: only its messages go);
@@ -192,7 +192,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     this.pingSentAt = 0
     // The hello says how far we got: no ack is due on this connection until something new comes.
     this.ackDue = false
-    this.piggyback = false
+    this.serverTakesAcks = false
     this.host.write(
       encodeFrame({ t: 'hello', sid: this.sessionId ?? null, ack: this.rxSeq, acked: this.ackedSeq, sent: this.txSeq, pa: true }),
     )
@@ -359,7 +359,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
     this.sessionId = frame.sid
     this.maxPayload = frame.max
     this.maxRequests = frame.reqs ?? Number.POSITIVE_INFINITY
-    this.piggyback = frame.pa === true
+    this.serverTakesAcks = frame.pa === true
     this.phase = 'welcomed'
     // What was in flight goes again first, in order; only then may anything new be written.
     this.write({ resendOnly: true })
@@ -586,7 +586,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
    * `persist` an ack names only what is durable, so it goes alone once the commit is done).
    */
   private get acksRide(): boolean {
-    return this.piggyback && !this.journal?.active
+    return this.serverTakesAcks && !this.journal?.active
   }
 
   /** The ack due, for a frame about to carry it (§2.9): then it is no longer due. @internal */
@@ -602,7 +602,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
    */
   private readonly queueAck = perTick(() => this.writeAck())
 
-  /** With piggybacking (§2.9): the ack goes alone only if nothing carried it by the end of the task. */
+  /** Where acks ride (§2.9): the ack goes alone only if nothing carried it by the end of the task. */
   private readonly ackAfterTask = afterTask(() => this.writeAck())
 
   /** Writes the due ack as a frame of its own. */

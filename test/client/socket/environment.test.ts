@@ -1,6 +1,14 @@
 import { describe, expect, it, vi } from 'vitest'
 import type { ReconnectingInfo } from '../../../src/index.js'
-import { advanceUntil, createDroppingServer, createServer, flush, rawSocket, useMockEnvironment } from '../../support/mock.js'
+import {
+  advanceUntil,
+  createDroppingServer,
+  createServer,
+  createTetherMockServer,
+  flush,
+  rawSocket,
+  useMockEnvironment,
+} from '../../support/mock.js'
 
 useMockEnvironment()
 
@@ -188,16 +196,8 @@ describe('page visibility', () => {
 
 describe('an open tether-mode connection when the network goes away', () => {
   it('is probed at the offline event: a ping, then the heartbeat timeout replaces it if nothing comes', async () => {
-    const server = createServer({
-      selectProtocol: () => 'tether.v1',
-      onConnection: (client) => {
-        client.on('message', (data) => {
-          // The server answers the hello, then goes silent: no pong, no close (a dead network).
-          if (JSON.parse(String(data)).t === 'hello')
-            client.send(JSON.stringify({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: 1 << 20 }))
-        })
-      },
-    })
+    // The server answers the hello, then goes silent: no pong, no close (a dead network).
+    const server = createTetherMockServer()
     const sock = rawSocket(server.url, { mode: 'tether', heartbeat: { interval: 60_000, timeout: 2000 } })
     await flush(50)
     expect(sock.state).toBe('open')

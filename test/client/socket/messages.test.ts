@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ProtocolError, type TetherError } from '../../../src/index.js'
-import { collect, createServer, flush, rawSocket, useMockEnvironment } from '../../support/mock.js'
+import { collect, createServer, createTetherMockServer, flush, rawSocket, useMockEnvironment } from '../../support/mock.js'
 
 useMockEnvironment()
 
@@ -70,18 +70,11 @@ describe('incoming messages in raw mode', () => {
 
 describe('topics in tether mode (PROTOCOL.md §13)', () => {
   it("delivers a topic's messages with info.topic and a miss as the missed event, in stream order, and acknowledges both", async () => {
-    const server = createServer({
-      selectProtocol: () => 'tether.v1',
-      onConnection: (client) => {
-        client.on('message', (data) => {
-          if (JSON.parse(String(data)).t !== 'hello') return
-          client.send(JSON.stringify({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: 1 << 20 }))
-          client.send('{"t":"msg","s":1,"d":["direct"]}')
-          client.send('{"t":"msg","s":2,"tp":"room","d":["a"]}')
-          client.send('{"t":"miss","s":3,"tp":"room","n":12}')
-          client.send('{"t":"msg","s":4,"tp":"room","d":["z"]}')
-        })
-      },
+    const server = createTetherMockServer((client) => {
+      client.send('{"t":"msg","s":1,"d":["direct"]}')
+      client.send('{"t":"msg","s":2,"tp":"room","d":["a"]}')
+      client.send('{"t":"miss","s":3,"tp":"room","n":12}')
+      client.send('{"t":"msg","s":4,"tp":"room","d":["z"]}')
     })
     const sock = rawSocket<string>(server.url, { mode: 'tether' })
     const seen: unknown[] = []

@@ -101,6 +101,35 @@ function setup(heartbeat: Required<HeartbeatOptions> | false = false) {
   return t
 }
 
+/**
+ * Gives the protocol a journal (as `persist` does) whose commits the test makes: `commit()`
+ * records the protocol's state as durable and runs what waited for it.
+ */
+function withJournal(t: ReturnType<typeof setup>) {
+  let durable: PersistedSession | undefined
+  const waiting: (() => void)[] = []
+  t.protocol.journal = {
+    active: true,
+    get durable() {
+      return durable
+    },
+    added: () => {},
+    removed: () => {},
+    numbered: () => {},
+    keep: () => {},
+    touch: () => {},
+    afterDurable: (then: () => void) => waiting.push(then),
+    end: async () => {},
+  } satisfies DurableLog
+  return {
+    commit: () => {
+      durable = t.protocol.snapshot()
+      for (const then of waiting.splice(0)) then()
+    },
+    durable: () => durable,
+  }
+}
+
 beforeEach(() => {
   vi.useFakeTimers()
 })
@@ -549,26 +578,7 @@ describe('topics (PROTOCOL.md §13)', () => {
 
   it("with persist, the ack of a miss waits until its delivery is durable, as a message's does", async () => {
     const t = setup()
-    let durable: PersistedSession | undefined
-    const waiting: (() => void)[] = []
-    const journal = {
-      active: true,
-      get durable() {
-        return durable
-      },
-      added: () => {},
-      removed: () => {},
-      numbered: () => {},
-      keep: () => {},
-      touch: () => {},
-      afterDurable: (then: () => void) => waiting.push(then),
-      end: async () => {},
-    } satisfies DurableLog
-    t.protocol.journal = journal
-    const commit = () => {
-      durable = t.protocol.snapshot()
-      for (const then of waiting.splice(0)) then()
-    }
+    const { commit, durable } = withJournal(t)
     t.protocol.attach('tether.v1')
     t.server({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: MiB })
     commit()
@@ -579,7 +589,7 @@ describe('topics (PROTOCOL.md §13)', () => {
     await tick()
     expect(t.frames()).toEqual([]) // delivered, not yet durable: no ack
     commit()
-    expect(durable?.delivered).toBe(2)
+    expect(durable()?.delivered).toBe(2)
     expect(t.frames()).toEqual([{ t: 'ack', s: 2 }])
   })
 })
@@ -1080,25 +1090,7 @@ describe('acks riding on data frames (PROTOCOL.md §2.9)', () => {
 
   it('with persist, no ack rides on a frame: it names only what is durable, once the commit is done', async () => {
     const t = setup()
-    let durable: PersistedSession | undefined
-    const waiting: (() => void)[] = []
-    t.protocol.journal = {
-      active: true,
-      get durable() {
-        return durable
-      },
-      added: () => {},
-      removed: () => {},
-      numbered: () => {},
-      keep: () => {},
-      touch: () => {},
-      afterDurable: (then: () => void) => waiting.push(then),
-      end: async () => {},
-    } satisfies DurableLog
-    const commit = () => {
-      durable = t.protocol.snapshot()
-      for (const then of waiting.splice(0)) then()
-    }
+    const { commit } = withJournal(t)
     t.protocol.attach('tether.v1')
     t.server({ t: 'welcome', sid: 'S', resumed: false, ack: 0, max: MiB, pa: true })
     commit()
