@@ -32,6 +32,7 @@ export type { PersistStore, RestoredFailure, RestoredInfo, RestoredMessage } fro
 export type {
   CloseEventInfo,
   ReconnectingInfo,
+  SharedInfo,
   SocketState,
   TetherSocketEvents,
   TetherSocketStats,

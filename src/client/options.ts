@@ -155,6 +155,26 @@ export interface TetherSocketOptions<In = unknown, Out = unknown> {
    * ```
    */
   persist?: PersistStore
+  /**
+   * One connection for all tabs: `true`, or a name for one of several independent shared sockets.
+   * The sockets of one origin with the same URL and name share one WebSocket and one server
+   * session: one tab holds the connection (elected with a Web Lock) and the others talk to it over
+   * a BroadcastChannel. Every tab keeps the whole API: `send()` resolves when the server
+   * acknowledged that tab's message, `request()` gets that tab's reply, server messages reach
+   * every tab's `message` listeners once each. When the holding tab closes, crashes, is frozen
+   * or enters the back-forward cache, another takes over, continuing the shared durable outbox:
+   * nothing is lost or duplicated. Needs `persist` (the outbox the next holder continues) and
+   * tether mode. Tabs whose URL or protocols differ (another user's token) are not joined: such a
+   * tab gets a connection of its own. Where Web Locks or BroadcastChannel are missing each tab has
+   * its own connection, and the `shared` event says so. See the `shared` event.
+   * @example
+   * ```ts
+   * import { indexedDBStore } from 'tethersocket/persist'
+   * const sock = new TetherSocket(url, { shared: true, persist: indexedDBStore('chat') })
+   * sock.on('shared', ({ role }) => badge.textContent = role === 'holder' ? 'this tab holds the connection' : role)
+   * ```
+   */
+  shared?: true | string
 }
 
 /** Per-call options of `send()`. */
@@ -192,6 +212,7 @@ export interface ResolvedOptions<In, Out> {
   serialize: ((data: Out) => Payload) | undefined
   deserialize: ((data: string | ArrayBuffer | Blob) => In) | undefined
   persist: PersistStore | undefined
+  shared: true | string | undefined
 }
 
 const NEVER_RETRY = 1008
@@ -350,6 +371,7 @@ const KNOWN = {
     'serialize',
     'deserialize',
     'persist',
+    'shared',
   ],
   // Under DEV, as the spread is not free of side effects to a minifier: this table would stay.
   reconnect: DEV ? [...Object.keys(DEFAULTS.reconnect), 'shouldReconnect'] : [],
@@ -422,6 +444,23 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
   if (DEV && persist !== undefined && (persist === null || typeof persist !== 'object' || typeof persist.open !== 'function')) {
     fail('persist', "a store from tethersocket/persist, such as indexedDBStore('chat')", persist)
   }
+  const { shared } = options
+  if (shared !== undefined) {
+    if (DEV && shared !== true && (typeof shared !== 'string' || shared === '' || shared.length > 200)) {
+      fail('shared', 'true or a name (a non-empty string of at most 200 characters)', shared)
+    }
+    if (mode !== 'tether')
+      throw new OptionError(
+        DEV ? "options.shared needs mode 'tether': a raw-mode socket has no acknowledgements for the tabs to share" : '',
+      )
+    if (!persist) {
+      throw new OptionError(
+        DEV
+          ? "options.shared needs options.persist: the tab that takes over the connection continues the shared outbox, so that nothing is lost or sent twice. Pass persist: indexedDBStore('app') (import { indexedDBStore } from 'tethersocket/persist')"
+          : '',
+      )
+    }
+  }
   const queue = { ...numbers('queue.', q, DEFAULTS.queue), overflow }
   const timeouts = numbers('', options, { ackTimeout: DEFAULTS.ackTimeout, requestTimeout: DEFAULTS.requestTimeout })
   if (DEV) for (const [name, value] of Object.entries({ onOpen, serialize, deserialize })) fn(name, value)
@@ -439,6 +478,7 @@ export function resolveOptions<In, Out>(options: TetherSocketOptions<In, Out> = 
     serialize,
     deserialize,
     persist,
+    shared,
   }
 }
 

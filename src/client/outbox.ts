@@ -42,6 +42,8 @@ export interface EntryOptions {
   requestId?: number
   /** The open hook's message: it goes ahead of every queued message, behind earlier such ones. */
   aheadOfQueue?: boolean
+  /** Option `shared`, in the holder's socket: the tab and number of a tab's message (`tab:n`). */
+  origin?: string
 }
 
 /**
@@ -57,6 +59,7 @@ interface Extras {
   readonly timeout: number | undefined
   readonly ttl: number | undefined
   readonly aheadOfQueue: boolean
+  readonly origin: string | undefined
   unlisten: (() => void) | undefined
 }
 
@@ -135,6 +138,11 @@ export class Entry {
       : `no reply within ${waited} ms (the request's timeout, or requestTimeout)`
   }
 
+  /** Option `shared`, in the holder's socket: which tab's message this is (`tab:n`). */
+  get origin(): string | undefined {
+    return this.extras?.origin
+  }
+
   /** Added `aheadOfQueue` (by the open hook): goes ahead of queued messages, behind earlier such ones. */
   get aheadOfQueue(): boolean {
     return this.extras?.aheadOfQueue === true
@@ -153,8 +161,9 @@ const capture = (resolve: (value: unknown) => void) => {
 export function createEntry(data: unknown, payload: Payload, options: EntryOptions): Entry {
   const promise = new Promise<unknown>(capture)
   const resolve = captured as (value: unknown) => void
-  const { signal, key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue = false } = options
+  const { signal, key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue = false, origin } = options
   const plain =
+    origin === undefined &&
     !signal &&
     !aheadOfQueue &&
     key === undefined &&
@@ -163,7 +172,7 @@ export function createEntry(data: unknown, payload: Payload, options: EntryOptio
     staleAt === Number.POSITIVE_INFINITY
   const extras: Extras | undefined = plain
     ? undefined
-    : { key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue, unlisten: undefined }
+    : { key, requestId, deadline, staleAt, timeout, ttl, aheadOfQueue, origin, unlisten: undefined }
   return new Entry(data, payload, payloadSize(payload), promise, resolve, extras)
 }
 

@@ -35,6 +35,8 @@ export interface PersistedEntry {
   readonly deadline?: number
   /** `key`: a newer message with the same key replaces this one while both wait. */
   readonly key?: string
+  /** Option `shared`: the tab and number of the tab's message the holder's outbox keeps (`tab:n`). */
+  readonly origin?: string
 }
 
 /** The session of a tether-mode outbox, as far as the page had got. */
@@ -132,6 +134,8 @@ export interface DurableEntry {
   readonly deadline: number
   readonly staleAt: number
   readonly key: string | undefined
+  /** Option `shared`, in the holder's socket: the tab and number of a tab's message (`tab:n`). */
+  readonly origin?: string | undefined
 }
 
 /**
@@ -158,6 +162,8 @@ export interface DurableLog {
   afterDurable(then: () => void): void
   /** The socket closed: deletes the stored outbox once the last changes are written. */
   end(): Promise<void>
+  /** Option `shared`: the holder steps down; the stored outbox stays, unlocked, for the next holder. */
+  leave(): void
 }
 
 /** Options of a message put back from a previous page, with absolute deadlines (Infinity for none). */
@@ -169,6 +175,7 @@ export interface RestoredOptions {
   readonly ttl?: number
   readonly key?: string
   readonly requestId?: number
+  readonly origin?: string
 }
 
 /** A message a previous page left, as the socket takes it back. */
@@ -227,6 +234,8 @@ export interface RestoreContext<Out> {
   failed(error: PersistError): void
   /** Reports what became of one previous page's messages. */
   restored(info: RestoredInfo<Out>): void
+  /** Option `shared`: a message of a tab, put back from a previous holder, and the promise its outcome settles. */
+  held?(origin: string, outcome: Promise<unknown>): void
 }
 
 /** A message a previous page sent that was delivered: the `restored` event lists them. */

@@ -50,6 +50,10 @@ import {
 import { type Entry, Outbox, type Payload } from './outbox.js'
 import type { DurableLog, RestoreContext, RestoredInfo } from './persist.js'
 import { reportLater } from './report.js'
+import { FollowerProtocol } from './shared/follower.js'
+import type { HeldSocket, HolderHooks } from './shared/holder.js'
+import { HANDOVER, REFUSED } from './shared/link.js'
+import { SharedTab, sharedPlatform } from './shared/tab.js'
 import { timer } from './timers.js'
 import { RawProtocol } from './wire/raw.js'
 import { type SessionInfo, TetherProtocol } from './wire/tether.js'
@@ -137,6 +141,33 @@ export interface TetherSocketEvents<In, Out = unknown> {
    * went with that page; this is where the app learns their fate.
    */
   restored: (info: RestoredInfo<Out>) => void
+  /**
+   * Option `shared`: this tab's part changed: it holds the group's connection, another tab does,
+   * or it has a connection of its own (see {@link SharedInfo}).
+   */
+  shared: (info: SharedInfo) => void
+}
+
+/**
+ * The `shared` event's argument (option `shared`): which tab holds the connection the tabs share.
+ * @example
+ * ```ts
+ * sock.on('shared', ({ role, reason }) => {
+ *   badge.textContent = role === 'holder' ? 'this tab holds the connection' : role === 'follower' ? 'shared' : `own connection: ${reason}`
+ * })
+ * ```
+ */
+export interface SharedInfo {
+  /**
+   * `'holder'`: this tab holds the connection for the group; `'follower'`: another tab does, and
+   * this one talks to it; `'alone'`: this tab has a connection of its own (`reason` says why).
+   */
+  readonly role: 'holder' | 'follower' | 'alone'
+  /**
+   * With `'alone'`: `'unsupported'` (no Web Locks or no BroadcastChannel here) or `'principal'`
+   * (the holder connects with another URL or protocols: another user's credentials).
+   */
+  readonly reason?: 'unsupported' | 'principal'
 }
 
 /** The part of a WebSocket this class uses (the browser's and the `ws` package's agree on it). */
@@ -224,6 +255,9 @@ export type ReplyType<R, Requests extends RequestReply, Q> = [R] extends [never]
 /** A plain `send()`. */
 const AS_SEND: EnqueueAs = {}
 
+/** What a stepping-down holder's socket fails its entries with: nobody hears it (the next holder delivers them). */
+const noopError = () => new ClosedError('')
+
 /** The error of a message left undelivered by `close()` (module-level: a static would show on `window.TetherSocket`). */
 const closedError = (entry: Entry) =>
   new ClosedError(DEV ? 'the socket was closed before this message was delivered' : '', { data: entry.data })
@@ -271,6 +305,13 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
    * With `persist`: the store as this socket uses it. `opening` until restored (the first attempt
    * waits for it), then `open` with the journal; `memory` once it failed (for the socket's life).
    */
+  /** Option `shared`: this socket's membership in its group (undefined without the option, or where it cannot share). */
+  private readonly sharing: SharedTab | undefined
+  /** The holder's own socket (made by a shared socket of the page elected): where its events go. */
+  private holding: HolderHooks | undefined
+  /** Option `shared`: this tab's part, as the `shared` event last said. */
+  private part: SharedInfo | undefined
+  private partSaid = false
   private durable:
     | { state: 'closed' }
     | { state: 'opening'; done: Promise<void> }
@@ -291,7 +332,28 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     this.options = resolveOptions(options)
     this.outbox = new Outbox(this.options.queue, (error) => this.notify('error', error), this)
     const host = this.host()
-    if (this.options.mode === 'raw') {
+    const { shared } = this.options
+    const platform = shared === undefined ? undefined : sharedPlatform()
+    if (shared !== undefined) {
+      this.part = platform ? { role: 'follower' } : { role: 'alone', reason: 'unsupported' }
+      // Said once listeners added after the constructor can hear it; changes from then on at once.
+      queueMicrotask(() => {
+        this.partSaid = true
+        this.notify('shared', this.part as SharedInfo)
+      })
+    }
+    if (platform && shared !== undefined) {
+      const follower = new FollowerProtocol<In, Out>(host)
+      this.protocol = follower
+      this.sharing = new SharedTab(platform, shared, typeof url === 'function' ? '' : normalizeUrl(url), {
+        hold: (hooks) => this.hold(hooks),
+        hello: () => follower.hello(),
+        wake: () => {
+          if (this.current === 'reconnecting') this.attempt()
+        },
+        role: (role) => this.setPart({ role }),
+      })
+    } else if (this.options.mode === 'raw') {
       this.protocol = new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize)
     } else {
       this.protocol = this.tether = new TetherProtocol<In, Out>(host, this.options.heartbeat, (info) => this.notify('session', info))
@@ -314,9 +376,14 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     return this.outbox.size
   }
 
-  /** The server session's id (tether mode), once the server welcomed this client. */
+  /** The server session's id (tether mode), once the server welcomed this client (with `shared`: the holder's). */
   get sessionId(): string | undefined {
-    return this.tether?.sessionId
+    return (this.tether ?? (this.protocol as FollowerProtocol<In, Out>)).sessionId
+  }
+
+  /** Option `shared`: this tab's part (see the `shared` event); undefined without the option. */
+  get shared(): SharedInfo | undefined {
+    return this.part
   }
 
   /** A snapshot of counters. */
@@ -387,6 +454,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       offline: () => this.offline(),
       visible: () => this.wake(),
     })
+    this.sharing?.start()
     this.attempt()
   }
 
@@ -540,8 +608,10 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     const list = offered === undefined ? [] : typeof offered === 'string' ? [offered] : offered
     const protocols = required ? [required, ...list.filter((p) => p !== required)] : list
     let ws: Connection
+    // The principal tabs compare (option `shared`): the URL and the protocols the app offers.
+    this.holding?.resolved(url, list)
     try {
-      ws = new this.options.WebSocket(url, protocols) as unknown as Connection
+      ws = (this.sharing ? this.sharing.link(url, list) : new this.options.WebSocket(url, protocols)) as unknown as Connection
     } catch (cause) {
       this.attemptFailed(
         new ConnectionError(
@@ -565,7 +635,9 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
         this.tether.notTether(DEV ? 'the handshake selected no subprotocol' : '')
         return
       }
-      if (this.current === 'connecting') {
+      // A shared socket's link that goes to another holder, or to a group of its own, did not fail.
+      const relinked = this.sharing && (info.code === HANDOVER || info.code === REFUSED)
+      if (this.current === 'connecting' && !relinked) {
         const cause = failure?.error
         const error = new ConnectionError(
           DEV ? `could not connect to ${redactUrl(url)}: ${describeFailure(failure, info)}` : '',
@@ -687,6 +759,14 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   private end(info: CloseInfo, sequel: Sequel, { closeWith }: { closeWith?: number } = {}): void {
     // While closing, whatever ended the connection completes the close the user asked for.
     if (this.current === 'closing') sequel = CLOSE
+    else if (this.sharing && (info.code === HANDOVER || info.code === REFUSED) && sequel === RETRY) {
+      // Another tab took over: link to it at once. Refused (another principal): a group of this tab's own.
+      if (info.code === REFUSED) {
+        this.sharing.alone()
+        this.setPart({ role: 'alone', reason: 'principal' })
+      }
+      sequel = RECONNECT
+    }
     this.release(closeWith, info.reason)
     const id = this.supersede() // late results of the attempt that just ended are ignored
     this.clearTimer()
@@ -824,6 +904,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     this.failEverything(closedError)
     this.unwatch?.()
     this.unwatch = undefined
+    this.sharing?.stop()
     this.setState('closed')
     // Sends made by listeners meanwhile, unless one connected again (then they are the new run's).
     if (this.current === 'closed') {
@@ -846,7 +927,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     const store = this.options.persist
     const { durable } = this
     if (durable.state === 'opening') return durable.done
-    if (!store || durable.state !== 'closed') return undefined
+    // A shared socket's outbox is the holder's: only the holder's own socket opens the store.
+    if (!store || durable.state !== 'closed' || this.sharing) return undefined
     const done = store.restore(this.restoreContext()).then(
       (journal) => {
         if (journal) this.durable = { state: 'open', journal }
@@ -882,7 +964,78 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
         if (this.current === 'open') this.protocol.flush()
       },
       restored: (info: RestoredInfo<Out>) => this.notify('restored', info),
+      held: (origin, outcome) => this.holding?.restored(origin, outcome),
     }
+  }
+
+  // ── one connection for all tabs (`shared`) ──────────────────────────────────
+
+  private setPart(part: SharedInfo): void {
+    const was = this.part
+    if (was?.role === part.role && was.reason === part.reason) return
+    // A tab alone stays alone (its group is its own): the election of that group changes nothing to say.
+    if (was?.role === 'alone' && part.role !== 'alone') return
+    this.part = part
+    if (this.partSaid) this.notify('shared', part)
+  }
+
+  /**
+   * This page was elected to hold its group's connection: the socket that holds it, with this
+   * socket's options and store. It finishes nothing by itself (the tabs' own sockets keep the
+   * deadlines), and its events go to the holder (`hooks`).
+   */
+  private hold(hooks: HolderHooks): HeldSocket {
+    const { queue } = this.options
+    const inner = new TetherSocket<In, Out>(this.url, {
+      ...this.options,
+      shared: undefined,
+      ackTimeout: Number.POSITIVE_INFINITY,
+      requestTimeout: Number.POSITIVE_INFINITY,
+      queue: { ...queue, maxMessages: Number.POSITIVE_INFINITY, maxBytes: Number.POSITIVE_INFINITY, ttl: Number.POSITIVE_INFINITY },
+      autoConnect: false,
+    } as TetherSocketOptions<In, Out>)
+    inner.holding = hooks
+    const tether = inner.tether as TetherProtocol<In, Out>
+    inner.on('message', (data, info) => hooks.message(data, info))
+    inner.on('missed', (info) => hooks.missed(info))
+    inner.on('open', () => hooks.opened())
+    inner.on('close', ({ code, reason }) => hooks.closed(code, reason))
+    inner.on('error', (error) => this.notify('error', error))
+    inner.connect()
+    return {
+      get sessionId() {
+        return tether.sessionId
+      },
+      get delivered() {
+        return tether.rxSeq
+      },
+      get open() {
+        return inner.current === 'open'
+      },
+      forward: (payload, origin, request, accepted) => {
+        const promise = tether.queueEncoded(payload, { ...inner.handover(undefined, { request }), origin })
+        const { durable } = inner
+        if (durable.state === 'open') durable.journal.afterDurable(accepted)
+        else queueMicrotask(accepted) // memory only (the store failed, and said so): nothing outlives this page
+        return promise
+      },
+      leave: () => inner.leave(),
+    }
+  }
+
+  /** The holder steps down: the connection ends and nothing fails; the stored outbox stays for the next holder. */
+  private leave(): void {
+    this.holding = undefined
+    const { durable } = this
+    if (durable.state === 'open') {
+      this.outbox.watch(undefined)
+      if (this.tether) this.tether.journal = undefined
+      durable.journal.leave()
+    }
+    this.durable = { state: 'closed' }
+    this.removeAllListeners()
+    this.outbox.failAll(noopError)
+    void this.close(CLIENT_DROP, 'the holding tab stepped down')
   }
 
   /**

@@ -34,7 +34,7 @@ function check(ok: boolean, what: string, value: unknown): void {
  */
 export function storedEntry(entry: PersistedEntry): PersistedEntry {
   check(typeof entry === 'object' && entry !== null, DEV ? 'each entry of `put` must be an object' : '', entry)
-  const { position, seq, payload, requestId, staleAt, deadline, key } = entry
+  const { position, seq, payload, requestId, staleAt, deadline, key, origin } = entry
   check(isNumber(position), DEV ? 'an entry `position` must be a finite number' : '', position)
   check(isNumber(seq), DEV ? 'an entry `seq` must be a finite number' : '', seq)
   check(typeof payload === 'string' || isBinary(payload), DEV ? 'an entry `payload` must be a string or an ArrayBuffer' : '', payload)
@@ -42,6 +42,7 @@ export function storedEntry(entry: PersistedEntry): PersistedEntry {
   check(staleAt === undefined || isTime(staleAt), DEV ? 'an entry `staleAt` must be a number when given' : '', staleAt)
   check(deadline === undefined || isTime(deadline), DEV ? 'an entry `deadline` must be a number when given' : '', deadline)
   check(key === undefined || typeof key === 'string', DEV ? 'an entry `key` must be a string when given' : '', key)
+  check(origin === undefined || typeof origin === 'string', DEV ? 'an entry `origin` must be a string when given' : '', origin)
   return {
     position,
     seq,
@@ -50,6 +51,7 @@ export function storedEntry(entry: PersistedEntry): PersistedEntry {
     ...(staleAt !== undefined && { staleAt }),
     ...(deadline !== undefined && { deadline }),
     ...(key !== undefined && { key }),
+    ...(origin !== undefined && { origin }),
   }
 }
 

@@ -62,7 +62,7 @@ function recordOf(entry: DurableEntry, position: number): PersistedEntry | undef
     if (!ArrayBuffer.isView(payload)) return undefined
     payload = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength).slice().buffer
   }
-  const { requestId, deadline, staleAt, key } = entry
+  const { requestId, deadline, staleAt, key, origin } = entry
   return {
     position,
     seq: entry.seq,
@@ -71,6 +71,7 @@ function recordOf(entry: DurableEntry, position: number): PersistedEntry | undef
     ...(deadline !== Number.POSITIVE_INFINITY && { deadline }),
     ...(staleAt !== Number.POSITIVE_INFINITY && { staleAt }),
     ...(key !== undefined && { key }),
+    ...(origin !== undefined && { origin }),
   }
 }
 
@@ -254,6 +255,18 @@ export class Journal implements DurableLog {
     this.host.failed(error)
     this.settle()
     this.commit() // runs what waits, at once
+  }
+
+  /**
+   * The socket stops without finishing what it holds (option `shared`: its page steps down as the
+   * holder): nothing more is written, and the outbox stays as the last commit left it, under no
+   * lock, for the next holder to adopt. A commit in flight still completes.
+   */
+  leave(): void {
+    if (!this.active) return
+    this.active = false
+    clearTimeout(this.laterTimer)
+    this.handle.close()
   }
 
   /**

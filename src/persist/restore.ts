@@ -145,6 +145,11 @@ function restoreOne<Out>(
 ): Promise<RestoredInfo<Out>> | undefined {
   const { session: tether } = context
   if (previous.entries.length === 0) return undefined
+  // Option `shared`: a tab's message goes on to its tab's outcome (the holder passes it on).
+  const held = (stored: PersistedEntry, promise: Promise<unknown>) => {
+    if (stored.origin !== undefined) context.held?.(stored.origin, promise)
+    return promise
+  }
   const entries = [...previous.entries].sort(inOrder)
   const now = Date.now()
   const settled: Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }>[] = []
@@ -155,6 +160,7 @@ function restoreOne<Out>(
     const deadline = stored.deadline ?? Number.POSITIVE_INFINITY
     const staleAt = stored.staleAt ?? Number.POSITIVE_INFINITY
     const options = {
+      ...(stored.origin !== undefined && { origin: stored.origin }),
       deadline,
       staleAt,
       timeout: deadline === Number.POSITIVE_INFINITY ? undefined : Math.max(0, deadline - now),
@@ -165,8 +171,8 @@ function restoreOne<Out>(
     const expired = stored.seq === 0 ? expiredWhileAway(staleAt, deadline, now) : undefined
     if (expired) {
       // Never written: dropped here, with why (the outbox would say "after waiting 0 ms").
-      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined })
-      settled.push(outcomeOf(data, Promise.reject(new TimeoutError(expired.why, { data }))))
+      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined, origin: undefined })
+      settled.push(outcomeOf(data, held(stored, Promise.reject(new TimeoutError(expired.why, { data })))))
       continue
     }
     if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
@@ -178,20 +184,23 @@ function restoreOne<Out>(
         options: { ...options, requestId: stored.requestId },
       })
       journal.place(entry, stored.position)
-      settled.push(outcomeOf(data, promise))
+      settled.push(outcomeOf(data, held(stored, promise)))
       continue
     }
     if (isRequest && !continued && stored.seq !== 0 && stored.seq <= (previous.session?.acked ?? 0)) {
-      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline: 0, staleAt: 0, key: undefined })
+      journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline: 0, staleAt: 0, key: undefined, origin: undefined })
       settled.push(
         outcomeOf(
           data,
-          Promise.reject(
-            new DeliveryError(
-              DEV
-                ? 'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)'
-                : '',
-              { data },
+          held(
+            stored,
+            Promise.reject(
+              new DeliveryError(
+                DEV
+                  ? 'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)'
+                  : '',
+                { data },
+              ),
             ),
           ),
         ),
@@ -215,7 +224,7 @@ function restoreOne<Out>(
       // Renumbered or given a new request id: recorded again.
       if (entry.seq !== stored.seq || entry.requestId !== stored.requestId) journal.numbered(entry)
     }
-    settled.push(outcomeOf((items[i] as RestoringItem).data, promise))
+    settled.push(outcomeOf((items[i] as RestoringItem).data, held(stored, promise)))
   })
   return Promise.all(settled).then((outcomes) => {
     const delivered: RestoredMessage<Out>[] = []

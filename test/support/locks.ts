@@ -43,6 +43,14 @@ export class FakeLockBroker {
     this.#waiting.push(waiter)
   }
 
+  /** @internal Removes a waiting request; false when it was granted already. */
+  withdraw(waiter: Waiter): boolean {
+    const at = this.#waiting.indexOf(waiter)
+    if (at < 0) return false
+    this.#waiting.splice(at, 1)
+    return true
+  }
+
   /** @internal */
   release(name: string, client: number): void {
     if (this.#held.get(name) !== client) return
@@ -85,7 +93,7 @@ export class FakeLocks {
   /** `navigator.locks.request(name, options?, callback)`, exclusive mode. */
   request(
     name: string,
-    options: { ifAvailable?: boolean; mode?: string; steal?: boolean },
+    options: { ifAvailable?: boolean; mode?: string; steal?: boolean; signal?: AbortSignal },
     callback: (lock: { name: string } | null) => unknown,
   ): Promise<unknown> {
     if (options.mode === 'shared' || options.steal)
@@ -100,7 +108,16 @@ export class FakeLocks {
     }
     if (this.broker.take(name, this.id)) return run(true)
     if (options.ifAvailable) return run(false)
-    return new Promise<void>((grant) => this.broker.wait({ client: this.id, name, grant })).then(() => run(true))
+    const { signal } = options
+    if (signal?.aborted) return Promise.reject(new DOMException('the request was aborted', 'AbortError'))
+    return new Promise<void>((grant, reject) => {
+      const waiter = { client: this.id, name, grant }
+      this.broker.wait(waiter)
+      // A request withdrawn while it waits (as the `signal` option does in browsers).
+      signal?.addEventListener('abort', () => {
+        if (this.broker.withdraw(waiter)) reject(new DOMException('the request was aborted', 'AbortError'))
+      })
+    }).then(() => run(true))
   }
 
   /** `navigator.locks.query()`. */

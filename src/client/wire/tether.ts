@@ -52,7 +52,7 @@ export interface SessionInfo {
 const CLIENT_TYPES = /^(hello|req|ping)$/
 
 /** `info` of a server message (and, with its count, of a `miss`) in tether mode: its id is made only when read. */
-class ServerItem implements MessageInfo {
+export class ServerItem implements MessageInfo {
   constructor(
     private readonly session: string | undefined,
     readonly seq: number,
@@ -62,6 +62,18 @@ class ServerItem implements MessageInfo {
 
   get id(): string {
     return `${this.session}:${this.seq}`
+  }
+}
+
+/** A message as tether.v1 carries it: JSON text, or an EncodeError saying why it cannot be (the shared tabs' too). */
+export function encodeMessage(data: unknown): string {
+  if (isBinary(data)) {
+    throw new EncodeError(DEV ? "tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'" : '', { data })
+  }
+  try {
+    return encodePayload(data)
+  } catch (cause) {
+    throw new EncodeError(DEV ? `message cannot be encoded as JSON: ${(cause as Error).message}` : '', { cause, data })
   }
 }
 
@@ -91,7 +103,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   /** Last sequence number given to an outgoing entry. */
   private txSeq = 0
   /** Last server sequence number delivered to the application. */
-  private rxSeq = 0
+  rxSeq = 0
   /** Last of our sequence numbers the server acknowledged: told in `hello`, so a server that knows less can say so. */
   private ackedSeq = 0
   /**
@@ -147,7 +159,11 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
 
   /** Encodes, queues, then writes at once (the onOpen hook's) or asks for this tick's flush (open). */
   queue(data: Out, handover: Handover): Promise<unknown> {
-    const payload = this.encode(data)
+    return this.queueEncoded(this.encode(data), handover)
+  }
+
+  /** `queue` for a message encoded already (option `shared`: a tab's JSON text, in the holder's socket). */
+  queueEncoded(payload: string, handover: Handover): Promise<unknown> {
     // The caller's object is not kept: errors decode it from the payload (Entry.data).
     const promise = this.host.outbox.add(undefined, payload, handover.request ? { ...handover, requestId: this.nextRequestId() } : handover)
     if (handover.aheadOfQueue) this.writeAheadOfQueue()
@@ -162,14 +178,7 @@ export class TetherProtocol<In, Out> implements Protocol<Out>, RestoringSession 
   }
 
   encode(data: Out): string {
-    if (isBinary(data)) {
-      throw new EncodeError(DEV ? "tether.v1 carries JSON values, not binary: encode it (e.g. base64) or use mode: 'raw'" : '', { data })
-    }
-    try {
-      return encodePayload(data)
-    } catch (cause) {
-      throw new EncodeError(DEV ? `message cannot be encoded as JSON: ${(cause as Error).message}` : '', { cause, data })
-    }
+    return encodeMessage(data)
   }
 
   /** Welcomed or open: frames flow on this connection. */

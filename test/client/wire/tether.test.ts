@@ -120,6 +120,7 @@ function withJournal(t: ReturnType<typeof setup>) {
     touch: () => {},
     afterDurable: (then: () => void) => waiting.push(then),
     end: async () => {},
+    leave: () => {},
   } satisfies DurableLog
   return {
     commit: () => {

@@ -1,0 +1,223 @@
+/**
+ * The tab that holds a shared socket's connection, for every tab of its group (option
+ * `shared`). It runs one socket of its own (a TetherSocket with the group's durable outbox, made
+ * by socket.ts: {@link HeldSocket}) and serves the followers on the group's BroadcastChannel:
+ * their messages become that socket's, tagged with where they came from (`origin`: tab and
+ * number), and what the server acknowledges or answers goes back to the tab that sent it; server
+ * messages go to every tab.
+ *
+ * Exactly once across a change of holder: a tab's message is `accepted` only once the shared
+ * outbox has it on disk (with its origin), so the next holder, which adopts that outbox, delivers
+ * it and tells the tab when it is done; a tab writes again only what was never accepted. Within
+ * one holder, a tab's messages arrive in order, so any number it sent before is known.
+ * @module
+ */
+import type { TetherError } from '../../errors.js'
+import { perTick } from '../../protocol/frames.js'
+import type { MessageInfo, MissedInfo } from '../wire/types.js'
+import { type Failure, type FollowerMessage, followerMessage, type GroupNames, type HolderMessage, randomId } from './channel.js'
+import { type ChannelClass, HANDOVER } from './link.js'
+
+/** What the holder hears from its socket. */
+export interface HolderHooks {
+  message(data: unknown, info: MessageInfo): void
+  missed(info: MissedInfo): void
+  /** The connection opened (the restore, if any, is done). */
+  opened(): void
+  /** The connection ended (`willReconnect` or not). */
+  closed(code: number, reason: string): void
+  /** A message a previous holder left, put back with its origin, and the promise its outcome settles. */
+  restored(origin: string, outcome: Promise<unknown>): void
+  /** The URL and protocols an attempt connects with (the principal tabs must share). */
+  resolved(url: string, protocols: readonly string[]): void
+}
+
+/** The holder's socket, as socket.ts makes it for the holder. */
+export interface HeldSocket {
+  readonly sessionId: string | undefined
+  /** The last server sequence number delivered (passed to the tabs). */
+  readonly delivered: number
+  readonly open: boolean
+  /** Queues a tab's message (its JSON text) with its origin; `accepted` runs once the shared outbox has it on disk. */
+  forward(payload: string, origin: string, request: boolean, accepted: () => void): Promise<unknown>
+  /** Stops without failing anything: the stored outbox stays, for the next holder to adopt. */
+  leave(): void
+}
+
+/** Server messages kept to resend to a tab that missed them (its link was down, or it was frozen). */
+const RECENT = 1024
+/** Replies kept for a tab whose link was down when they came. */
+const ANSWERS = 256
+
+type Hello = Extract<FollowerMessage, { t: 'hello' }>
+
+const failureOf = (error: TetherError): Failure => ({ name: error.name, code: String(error.code), message: error.message })
+
+/** Holds a group's connection while this page holds the group's lock. */
+export class Holder {
+  readonly id = randomId()
+  private readonly channel: BroadcastChannel
+  private readonly socket: HeldSocket
+  /** Origins (`tab:n`) the socket holds, not finished. */
+  private readonly held = new Set<string>()
+  /** The highest number of each tab this holder received. */
+  private readonly seen = new Map<string, number>()
+  /** Hellos waiting for the connection to open. */
+  private waiting: Hello[] = []
+  private principal: string | undefined
+  private readonly recent: Extract<HolderMessage, { t: 'msg' | 'miss' }>[] = []
+  private readonly answers = new Map<string, HolderMessage>()
+  /** Numbers accepted and acknowledged in this tick, per tab: one message each at the end of the tick. */
+  private readonly notes = new Map<string, { accepted: number[]; ack: number[] }>()
+  private stopped = false
+
+  constructor(Channel: ChannelClass, names: GroupNames, hold: (hooks: HolderHooks) => HeldSocket) {
+    this.channel = new Channel(names.channel)
+    this.channel.onmessage = (event) => this.heard(followerMessage(event.data))
+    this.socket = hold({
+      message: (d, info) =>
+        this.relay({ t: 'msg', h: this.id, sid: this.sid(info), s: info.seq ?? 0, d, tp: info.topic, re: info.redelivered }),
+      missed: (info) =>
+        this.relay({ t: 'miss', h: this.id, sid: this.sid(info), s: info.seq, tp: info.topic, count: info.count, re: info.redelivered }),
+      opened: () => {
+        // Tabs waiting in backoff for this holder's connection try again now.
+        this.post({ t: 'holder', h: this.id })
+        const waiting = this.waiting
+        this.waiting = []
+        for (const hello of waiting) this.answer(hello)
+      },
+      closed: (code, reason) => this.post({ t: 'down', h: this.id, code, reason }),
+      restored: (origin, outcome) => this.track(origin, outcome),
+      resolved: (url, protocols) => {
+        this.principal = JSON.stringify([url, protocols])
+      },
+    })
+    // Links of a holder gone (closed, crashed, frozen) come here.
+    this.post({ t: 'holder', h: this.id })
+  }
+
+  private sid(info: MessageInfo): string {
+    return this.socket.sessionId ?? String(info.id).replace(/:\d+$/, '')
+  }
+
+  private post(message: HolderMessage): void {
+    if (!this.stopped) this.channel.postMessage(message)
+  }
+
+  private heard(message: FollowerMessage | undefined): void {
+    if (!message || this.stopped) return
+    if (message.t === 'hello') {
+      if (this.socket.open) this.answer(message)
+      else this.waiting.push(message)
+      return
+    }
+    if (message.h !== this.id) return // said to an earlier holder: the tab says it again to this one
+    if (message.t === 'bye') {
+      this.seen.delete(message.tab)
+      return
+    }
+    const { tab } = message
+    let seen = this.seen.get(tab) ?? 0
+    for (const [n, payload, request] of message.m) {
+      const origin = `${tab}:${n}`
+      if (n <= seen || this.held.has(origin)) continue
+      seen = n
+      this.held.add(origin)
+      this.track(
+        origin,
+        this.socket.forward(payload, origin, request === 1, () => this.note(tab, 'accepted', n)),
+        request === 1,
+      )
+    }
+    this.seen.set(tab, seen)
+  }
+
+  /** Welcomes a tab once the connection is open: says which of its pending messages are finished, and resends what it missed. */
+  private answer(hello: Hello): void {
+    const { tab } = hello
+    if (this.principal !== undefined && this.principal !== JSON.stringify([hello.url, hello.protocols])) {
+      this.post({
+        t: 'refuse',
+        h: this.id,
+        to: tab,
+        why: 'this tab connects with another URL or protocols than the tab holding the shared connection',
+      })
+      return
+    }
+    const sid = this.socket.sessionId as string
+    const seen = this.seen.get(tab) ?? 0
+    const accepted = new Set(hello.accepted)
+    const done: number[] = []
+    const replies: HolderMessage[] = []
+    for (const n of hello.pending) {
+      const origin = `${tab}:${n}`
+      if (this.held.has(origin)) continue
+      const answer = this.answers.get(origin)
+      if (answer) replies.push(answer)
+      // Accepted by a holder and no longer held, or received by this one: finished.
+      else if (accepted.has(n) || n <= seen) done.push(n)
+    }
+    this.post({ t: 'welcome', h: this.id, to: tab, sid, last: this.socket.delivered, done })
+    for (const reply of replies) this.post(reply)
+    if (hello.sid === sid) for (const message of this.recent) if (message.s > hello.last) this.post({ ...message, to: tab })
+  }
+
+  /** Passes a message's outcome to its tab: acknowledged, answered or failed. */
+  private track(origin: string, outcome: Promise<unknown>, request = true): void {
+    this.held.add(origin)
+    const at = origin.lastIndexOf(':')
+    const tab = origin.slice(0, at)
+    const n = Number(origin.slice(at + 1))
+    outcome.then(
+      (value) => {
+        this.held.delete(origin)
+        if (!request && value === undefined) this.note(tab, 'ack', n)
+        else this.answered(origin, { t: 'res', h: this.id, to: tab, n, ok: value })
+      },
+      (error: TetherError) => {
+        this.held.delete(origin)
+        this.answered(origin, { t: 'res', h: this.id, to: tab, n, err: failureOf(error) })
+      },
+    )
+  }
+
+  private answered(origin: string, message: HolderMessage): void {
+    this.answers.set(origin, message)
+    if (this.answers.size > ANSWERS) this.answers.delete(this.answers.keys().next().value as string)
+    this.post(message)
+  }
+
+  private note(tab: string, kind: 'accepted' | 'ack', n: number): void {
+    let notes = this.notes.get(tab)
+    if (!notes) {
+      notes = { accepted: [], ack: [] }
+      this.notes.set(tab, notes)
+    }
+    notes[kind].push(n)
+    this.sendNotes()
+  }
+
+  private readonly sendNotes = perTick(() => {
+    for (const [to, { accepted, ack }] of this.notes) {
+      if (accepted.length > 0) this.post({ t: 'accepted', h: this.id, to, n: accepted })
+      if (ack.length > 0) this.post({ t: 'ack', h: this.id, to, n: ack })
+    }
+    this.notes.clear()
+  })
+
+  /** A server message for every tab, kept a while for those that miss it. */
+  private relay(message: Extract<HolderMessage, { t: 'msg' | 'miss' }>): void {
+    this.recent.push(message)
+    if (this.recent.length > RECENT) this.recent.shift()
+    this.post(message)
+  }
+
+  /** Steps down (the page is hidden, frozen or closing, or its socket closed): the next holder adopts the outbox. */
+  stop(): void {
+    if (this.stopped) return
+    this.post({ t: 'down', h: this.id, code: HANDOVER, reason: 'the tab holding the shared connection went away' })
+    this.stopped = true
+    this.socket.leave()
+    this.channel.close()
+  }
+}

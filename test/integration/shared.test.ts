@@ -1,0 +1,91 @@
+/**
+ * One connection for all tabs (`shared`), in Node against the real reference server: pages of
+ * one origin (support/shared-tabs.ts) with their own Web Locks, BroadcastChannel and store.
+ * The same in real Chromium: test/browser/shared-tabs.test.ts.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Session } from '../../src/server/index.js'
+import { Origin } from '../support/pages.js'
+import { closeChannels, sharedPage } from '../support/shared-tabs.js'
+import { cleanupTether, startTether, urlOf, waitFor } from '../support/tether.js'
+
+afterEach(async () => {
+  await cleanupTether()
+  closeChannels()
+})
+
+interface Msg {
+  tab: string
+  n: number
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
+
+/** A server recording each message with the session it came in. */
+async function recordingServer() {
+  const server = await startTether()
+  const got: (Msg & { session: string })[] = []
+  const sessions: Session[] = []
+  server.on('message', (data, session) => got.push({ ...(data as Msg), session: session.id }))
+  server.on('session', (session) => sessions.push(session))
+  server.onRequest((data) => ({ echo: data }))
+  const of = (tab: string) => got.filter((m) => m.tab === tab).map((m) => m.n)
+  return { server, got, sessions, of }
+}
+
+describe('tabs sharing one connection', () => {
+  it('one session for all tabs: each tab sends, exactly once and in order, and every tab hears the server', async () => {
+    const { server, sessions, of } = await recordingServer()
+    const origin = new Origin()
+    const [a, b] = [sharedPage(origin), sharedPage(origin)]
+    const ta = a.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the first tab open')
+    const tb = b.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => tb.sock.state === 'open', 5000, 'the second tab open')
+    expect(ta.parts.at(-1)?.role).toBe('holder')
+    expect(tb.parts.at(-1)?.role).toBe('follower')
+    await Promise.all([
+      ...range(0, 20).map((n) => ta.sock.send({ tab: 'a', n })),
+      ...range(0, 20).map((n) => tb.sock.send({ tab: 'b', n })),
+    ])
+    expect(of('a')).toEqual(range(0, 20))
+    expect(of('b')).toEqual(range(0, 20))
+    expect(sessions).toHaveLength(1)
+    expect(tb.sock.sessionId).toBe(sessions[0]!.id)
+    await sessions[0]!.send({ tab: 'server', n: 1 })
+    await waitFor(() => ta.messages.length === 1 && tb.messages.length === 1, 5000, 'both tabs got the server message')
+    expect(await tb.sock.request({ tab: 'b', n: 99 })).toEqual({ echo: { tab: 'b', n: 99 } })
+    expect(ta.sock.pending + tb.sock.pending).toBe(0)
+  })
+
+  it('the holder crashes mid-stream: the other tab takes over the session, and nothing is lost or sent twice', async () => {
+    const { server, sessions, of } = await recordingServer()
+    const origin = new Origin()
+    const [a, b] = [sharedPage(origin), sharedPage(origin)]
+    const ta = a.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const tb = b.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    const sent = range(0, 200).map((n) => tb.sock.send({ tab: 'b', n }))
+    await waitFor(() => of('b').length >= 50, 5000, 'some of them reached the server')
+    a.crash()
+    await waitFor(() => tb.parts.at(-1)?.role === 'holder', 5000, 'the follower holds the connection now')
+    await Promise.all(sent)
+    const more = range(200, 220).map((n) => tb.sock.send({ tab: 'b', n }))
+    await Promise.all(more)
+    expect(of('b')).toEqual(range(0, 220))
+    expect(sessions).toHaveLength(1)
+    await sessions[0]!.send({ tab: 'server', n: 2 })
+    await waitFor(() => tb.messages.length === 1, 5000, 'the survivor hears the server')
+  })
+
+  it('without Web Locks each tab has its own connection, and says so', async () => {
+    const { server, sessions } = await recordingServer()
+    const origin = new Origin()
+    const t = sharedPage(origin, undefined, { locks: false }).open<Msg, Msg>(urlOf(server))
+    await waitFor(() => t.sock.state === 'open', 5000, 'open')
+    expect(t.parts).toEqual([{ role: 'alone', reason: 'unsupported' }])
+    await t.sock.send({ tab: 'x', n: 1 })
+    expect(sessions).toHaveLength(1)
+  })
+})
