@@ -18,6 +18,9 @@
  * @module
  */
 import type { PersistError, TetherError } from '../errors.js'
+import type { SharedParts } from './shared/index.js'
+import type { SharedHost } from './shared/tab.js'
+import type { ProtocolHost } from './wire/types.js'
 
 /** One queued message as the store keeps it. */
 export interface PersistedEntry {
@@ -122,6 +125,18 @@ export interface PersistStore {
    * @internal
    */
   restore<Out>(context: RestoreContext<Out>): Promise<DurableLog | undefined>
+  /**
+   * Option `shared`: a socket's follower protocol and its place in the group of tabs sharing a
+   * connection, or undefined where Web Locks or BroadcastChannel are missing. The socket calls it;
+   * it lives here so that only pages using `persist` (which `shared` needs) load it.
+   * @internal
+   */
+  share?<In, Out>(
+    name: true | string,
+    url: string,
+    host: ProtocolHost<In>,
+    socket: Omit<SharedHost, 'hello'>,
+  ): SharedParts<In, Out> | undefined
 }
 
 /** An outbox entry as the durable outbox reads it (the client's outbox entries have these). */

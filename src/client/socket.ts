@@ -50,10 +50,10 @@ import {
 import { type Entry, Outbox, type Payload } from './outbox.js'
 import type { DurableLog, RestoreContext, RestoredInfo } from './persist.js'
 import { reportLater } from './report.js'
-import { FollowerProtocol } from './shared/follower.js'
+import { HANDOVER, REFUSED } from './shared/codes.js'
+import type { FollowerProtocol } from './shared/follower.js'
 import type { HeldSocket, HolderHooks } from './shared/holder.js'
-import { HANDOVER, REFUSED } from './shared/link.js'
-import { SharedTab, sharedPlatform } from './shared/tab.js'
+import type { SharedTab } from './shared/tab.js'
 import { timer } from './timers.js'
 import { RawProtocol } from './wire/raw.js'
 import { type SessionInfo, TetherProtocol } from './wire/tether.js'
@@ -332,27 +332,29 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     this.options = resolveOptions(options)
     this.outbox = new Outbox(this.options.queue, (error) => this.notify('error', error), this)
     const host = this.host()
-    const { shared } = this.options
-    const platform = shared === undefined ? undefined : sharedPlatform()
+    const { shared, persist } = this.options
+    // The parts of sharing come with the store (tethersocket/persist), which `shared` needs.
+    const parts =
+      shared === undefined
+        ? undefined
+        : persist?.share?.<In, Out>(shared, typeof url === 'function' ? '' : normalizeUrl(url), host, {
+            hold: (hooks) => this.hold(hooks),
+            wake: () => {
+              if (this.current === 'reconnecting') this.attempt()
+            },
+            role: (role) => this.setPart({ role }),
+          })
     if (shared !== undefined) {
-      this.part = platform ? { role: 'follower' } : { role: 'alone', reason: 'unsupported' }
+      this.part = parts ? { role: 'follower' } : { role: 'alone', reason: 'unsupported' }
       // Said once listeners added after the constructor can hear it; changes from then on at once.
       queueMicrotask(() => {
         this.partSaid = true
         this.notify('shared', this.part as SharedInfo)
       })
     }
-    if (platform && shared !== undefined) {
-      const follower = new FollowerProtocol<In, Out>(host)
-      this.protocol = follower
-      this.sharing = new SharedTab(platform, shared, typeof url === 'function' ? '' : normalizeUrl(url), {
-        hold: (hooks) => this.hold(hooks),
-        hello: () => follower.hello(),
-        wake: () => {
-          if (this.current === 'reconnecting') this.attempt()
-        },
-        role: (role) => this.setPart({ role }),
-      })
+    if (parts) {
+      this.protocol = parts.protocol
+      this.sharing = parts.tab
     } else if (this.options.mode === 'raw') {
       this.protocol = new RawProtocol<In, Out>(host, this.options.serialize, this.options.deserialize)
     } else {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { OutboxHandle, PersistedOutbox, PersistStore } from '../client/persist.js'
+import { share } from '../client/shared/index.js'
 import { DEV } from '../dev.js'
 import { OptionError, PersistError } from '../errors.js'
 import { persistError, reasonOf } from './failure.js'
@@ -62,6 +63,7 @@ export function createStore(name: string, environment: () => PersistEnvironment)
     name,
     open: () => open(name, environment()),
     restore: (context) => restore(store, context),
+    share,
   }
   return store
 }

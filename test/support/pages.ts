@@ -65,6 +65,7 @@ export class Origin {
         }
       },
       restore: (context) => restore(store, context),
+      share: inner.share,
     }
     const sockets = new Set<WebSocket>()
     class PageWebSocket extends WebSocket {

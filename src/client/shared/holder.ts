@@ -16,7 +16,8 @@ import type { TetherError } from '../../errors.js'
 import { perTick } from '../../protocol/frames.js'
 import type { MessageInfo, MissedInfo } from '../wire/types.js'
 import { type Failure, type FollowerMessage, followerMessage, type GroupNames, type HolderMessage, randomId } from './channel.js'
-import { type ChannelClass, HANDOVER } from './link.js'
+import { HANDOVER } from './codes.js'
+import type { ChannelClass } from './link.js'
 
 /** What the holder hears from its socket. */
 export interface HolderHooks {

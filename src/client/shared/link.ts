@@ -4,8 +4,8 @@
  *
  * It opens when a holder welcomes its `hello` (a holder answers once its own connection is open),
  * and closes when its holder's connection goes down (`down`, with that close code), when
- * another tab takes over (`holder`: {@link HANDOVER}, and the socket links to the new holder at
- * once), or when the holder refuses this tab (another principal: {@link REFUSED}).
+ * another tab takes over (`holder`: HANDOVER, and the socket links to the new holder at
+ * once), or when the holder refuses this tab (another principal: REFUSED, codes.ts).
  * @module
  */
 
@@ -13,11 +13,7 @@ import type { ErrorEventLike } from '../failure.js'
 import type { Payload } from '../outbox.js'
 import type { WireData } from '../wire/types.js'
 import { type FollowerMessage, type HolderMessage, holderMessage } from './channel.js'
-
-/** The close code of a link whose holder was replaced: the socket links to the new one at once, without backoff. */
-export const HANDOVER = 4001
-/** The close code of a link the holder refused (another principal): the socket gets a connection of its own. */
-export const REFUSED = 4003
+import { HANDOVER, REFUSED } from './codes.js'
 
 /** The BroadcastChannel class (the page's, or a test's). */
 export type ChannelClass = new (name: string) => BroadcastChannel
