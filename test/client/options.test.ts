@@ -479,3 +479,26 @@ describe('unknown option names (development)', () => {
     expect(checkSendOptions({ timeout: 5, signal: undefined }, 'd')).toBeUndefined()
   })
 })
+
+describe('option shared', () => {
+  const store = { name: 'chat', open: async () => undefined, restore: async () => undefined }
+
+  it('needs persist, and says how to give it', () => {
+    const error = optionError({ shared: true })
+    expect(error.message).toMatch(/options\.shared needs options\.persist/)
+    expect(error.message).toMatch(/indexedDBStore/)
+  })
+
+  it('needs tether mode', () => {
+    expect(optionError({ shared: true, persist: store, mode: 'raw' }).message).toMatch(/options\.shared needs mode 'tether'/)
+  })
+
+  it('is true or a name', () => {
+    for (const bad of ['', false, 1, 'x'.repeat(201)]) {
+      expect(optionError({ shared: bad, persist: store }).message).toMatch(/options\.shared must be true or a name/)
+    }
+    expect(resolve({ shared: 'chat', persist: store }).shared).toBe('chat')
+    expect(resolve({ shared: true, persist: store }).shared).toBe(true)
+    expect(resolve().shared).toBeUndefined()
+  })
+})

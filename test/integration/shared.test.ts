@@ -79,6 +79,56 @@ describe('tabs sharing one connection', () => {
     await waitFor(() => tb.messages.length === 1, 5000, 'the survivor hears the server')
   })
 
+  it('the holder tab closes its socket: the other tab takes over and continues the session', async () => {
+    const { server, sessions, of } = await recordingServer()
+    const origin = new Origin()
+    const [a, b] = [sharedPage(origin), sharedPage(origin)]
+    const ta = a.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const tb = b.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    await Promise.all(range(0, 10).map((n) => tb.sock.send({ tab: 'b', n })))
+    const sent = range(10, 100).map((n) => tb.sock.send({ tab: 'b', n }))
+    await ta.sock.close()
+    await waitFor(() => tb.parts.at(-1)?.role === 'holder', 5000, 'the follower holds the connection now')
+    await Promise.all(sent)
+    expect(of('b')).toEqual(range(0, 100))
+    expect(sessions).toHaveLength(1)
+    expect(tb.sock.sessionId).toBe(sessions[0]!.id)
+  })
+
+  it("a request's reply goes to the tab that asked, also when it was answered across a change of holder", async () => {
+    const { server } = await recordingServer()
+    const origin = new Origin()
+    const [a, b] = [sharedPage(origin), sharedPage(origin)]
+    const ta = a.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const tb = b.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    const [ra, rb] = await Promise.all([ta.sock.request({ tab: 'a', n: 1 }), tb.sock.request({ tab: 'b', n: 2 })])
+    expect(ra).toEqual({ echo: { tab: 'a', n: 1 } })
+    expect(rb).toEqual({ echo: { tab: 'b', n: 2 } })
+    const asked = tb.sock.request({ tab: 'b', n: 3 })
+    a.crash()
+    expect(await asked).toEqual({ echo: { tab: 'b', n: 3 } })
+  })
+
+  it('a tab that connects as another principal (other protocols) is refused by the holder and gets a connection of its own', async () => {
+    const { server, sessions, of } = await recordingServer()
+    const origin = new Origin()
+    const ta = sharedPage(origin).open<Msg, Msg>(urlOf(server), { protocols: ['token.alice'] })
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const tb = sharedPage(origin).open<Msg, Msg>(urlOf(server), { protocols: ['token.bob'] })
+    await waitFor(() => tb.parts.at(-1)?.role === 'alone', 5000, 'the second tab refused')
+    expect(tb.parts.at(-1)).toEqual({ role: 'alone', reason: 'principal' })
+    await tb.sock.send({ tab: 'b', n: 1 })
+    await ta.sock.send({ tab: 'a', n: 1 })
+    expect(of('b')).toEqual([1])
+    expect(sessions).toHaveLength(2)
+    expect(tb.sock.sessionId).not.toBe(ta.sock.sessionId)
+    expect(tb.errors).toEqual([])
+  })
+
   it('without Web Locks each tab has its own connection, and says so', async () => {
     const { server, sessions } = await recordingServer()
     const origin = new Origin()
