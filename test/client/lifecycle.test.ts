@@ -84,7 +84,8 @@ describe('the socket makes every transition of the table', () => {
     'idle → connecting → open → connecting (reconnect()) → open → reconnecting (lost) → connecting → open → closing → closed → connecting',
     async () => {
       const server = createServer()
-      const sock = watch(rawSocket(server.url, { autoConnect: false }))
+      // No jitter: a full-jitter delay under the 10 ms flushed below (1 time in 100) would be over before the check.
+      const sock = watch(rawSocket(server.url, { autoConnect: false, reconnect: { jitter: 0 } }))
       sock.connect()
       await flush()
       expect(sock.state).toBe('open')
