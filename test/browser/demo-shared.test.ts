@@ -1,13 +1,26 @@
 /**
  * The demo page with `shared: true`: two tabs of one browser share one connection. Exactly one
  * says it holds it and the other that it goes through it; the server sees one session; a line
- * typed in the tab that does not hold the connection reaches both; and when the holding tab
- * closes, the other takes the connection over within a few seconds and chats on in the same
- * session.
+ * typed in the tab that does not hold the connection reaches both; a tab opened later gets the
+ * room's log; a tab that switches rooms takes the other with it (one session, one room); and
+ * when the holding tab closes, the other takes the connection over within a few seconds and
+ * chats on in the same session.
  */
 import { expect, it } from 'vitest'
 import { browserSuite, waitFor, waitInPage } from '../support/browser.js'
-import { logLines, nameOf, openChat, roleOf, say, startDemo, waitForLines, waitForRole, watchProblems } from './demo-page.js'
+import {
+  enterRoom,
+  logLines,
+  nameOf,
+  openChat,
+  roleOf,
+  roomOf,
+  say,
+  startDemo,
+  waitForLines,
+  waitForRole,
+  watchProblems,
+} from './demo-page.js'
 
 const suite = browserSuite()
 
@@ -48,6 +61,23 @@ it('shows which tab holds the shared connection, relays the other tab’s lines,
   expect(server.chat.history.lobby).toEqual([{ from: names.follower, text: 'through the other tab', id: expect.any(String) }])
   await waitInPage(follower, () => document.getElementById('pending')?.textContent === '0', 'the line acknowledged in its tab')
 
+  // A third tab joins the session where it is, and the reply gives it the room's log so far.
+  const third = await context.newPage()
+  const thirdProblems = watchProblems(third)
+  await openChat(third, server.origin)
+  await waitForLines(third, 1, "the room's log in the new tab")
+  expect(await logLines(third)).toEqual([`${names.follower}: through the other tab`])
+  expect(await roleOf(third)).toBe('follower')
+  expect(server.tether.sessions.size).toBe(1)
+  await third.close()
+  expect(thirdProblems).toEqual([])
+
+  // One session is in one room: a tab that switches rooms takes the other with it.
+  await enterRoom(follower, 'random')
+  await waitInPage(holder, () => document.getElementById('log')?.dataset.room === 'random', 'the other tab in #random too')
+  expect(await roomOf(holder)).toBe('random')
+  expect(await logLines(holder)).toEqual([])
+
   // The holding tab closes: the other one takes the connection over, in the same session.
   const closed = Date.now()
   await holder.close()
@@ -57,9 +87,10 @@ it('shows which tab holds the shared connection, relays the other tab’s lines,
   expect(await follower.textContent('#shared')).toBe(HOLDS)
   await waitInPage(follower, () => document.getElementById('state')?.textContent === 'connected', 'the remaining tab connected')
   await say(follower, 'now holding it')
-  await waitForLines(follower, 2)
-  expect(await logLines(follower)).toEqual(['you: through the other tab', 'you: now holding it'])
-  expect(server.chat.history.lobby.map(({ text }) => text)).toEqual(['through the other tab', 'now holding it'])
+  await waitForLines(follower, 1)
+  expect(await logLines(follower)).toEqual(['you: now holding it'])
+  expect(server.chat.history.lobby.map(({ text }) => text)).toEqual(['through the other tab'])
+  expect(server.chat.history.random.map(({ text }) => text)).toEqual(['now holding it'])
   expect(await follower.evaluate<string | undefined>('sock.sessionId')).toBe(session)
   await waitFor(() => server.tether.sessions.size === 1, 3000, 'still one session: the new holder resumed it')
   expect(problems).toEqual({ first: [], second: [] })
