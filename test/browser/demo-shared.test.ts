@@ -4,7 +4,7 @@
  * typed in the tab that does not hold the connection reaches both; a tab opened later gets the
  * room's log; a tab that switches rooms takes the other with it (one session, one room); and
  * when the holding tab closes, the other takes the connection over within a few seconds and
- * chats on in the same session.
+ * chats on in the same session. Without BroadcastChannel each tab says it has its own.
  */
 import { expect, it } from 'vitest'
 import { browserSuite, waitFor, waitInPage } from '../support/browser.js'
@@ -93,6 +93,33 @@ it('shows which tab holds the shared connection, relays the other tab’s lines,
   expect(server.chat.history.random.map(({ text }) => text)).toEqual(['now holding it'])
   expect(await follower.evaluate<string | undefined>('sock.sessionId')).toBe(session)
   await waitFor(() => server.tether.sessions.size === 1, 3000, 'still one session: the new holder resumed it')
+  expect(problems).toEqual({ first: [], second: [] })
+  expect(errors).toEqual([])
+})
+
+it('says each tab has its own connection where the browser has no BroadcastChannel, and chats on', async () => {
+  const server = await startDemo(suite)
+  const { page: first, context, errors } = await suite.open()
+  // As in a browser without BroadcastChannel: the tabs cannot talk to each other.
+  await context.addInitScript(() => {
+    Reflect.deleteProperty(window, 'BroadcastChannel')
+  })
+  const second = await context.newPage()
+  const problems = { first: watchProblems(first), second: watchProblems(second) }
+  await openChat(first, server.origin)
+  await openChat(second, server.origin)
+  for (const page of [first, second]) {
+    await waitForRole(page, 'alone')
+    expect(await page.textContent('#shared')).toBe('own connection (this browser cannot share it between tabs)')
+  }
+  // Two connections, two sessions, as without the option.
+  await waitFor(() => server.tether.sessions.size === 2, 3000, 'two sessions')
+  expect(await first.evaluate<string | undefined>('sock.sessionId')).not.toBe(await second.evaluate<string | undefined>('sock.sessionId'))
+  await say(second, 'on my own')
+  await waitForLines(first, 1)
+  await waitForLines(second, 1)
+  expect(await logLines(first)).toEqual([`${await nameOf(second)}: on my own`])
+  expect(await logLines(second)).toEqual(['you: on my own'])
   expect(problems).toEqual({ first: [], second: [] })
   expect(errors).toEqual([])
 })
