@@ -27,7 +27,9 @@ export interface Chat {
 
 /**
  * Wires the demo's chat onto `server`: rooms as topics (every session starts in the lobby, a
- * `{ join: room, name }` request moves it), each line published to its room, a room's history
- * sent on joining, who is in a room published to it, a status reply to other requests.
+ * `{ join: room, name }` request moves it and tells the session `{ room, entered: true }`; with
+ * `follow: true` a session already in a room stays there and the reply carries the room's
+ * history as `lines`), each line published to its room, a room's history sent on joining, who
+ * is in a room published to it, a status reply to other requests.
  */
 export function serveChat(server: TetherServer): Chat

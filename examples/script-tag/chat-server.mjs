@@ -7,7 +7,10 @@
 // room's topic, and reaches every session in the room, its sender's included: a page shows what
 // it receives, in the order it receives it, so every tab in a room shows the server's order. A
 // line keeps the `id` its page gave it; that is how a page recognises its own lines (see
-// index.html). Joining a room sends its last 50 lines first, as direct messages naming the room.
+// index.html). Joining a room sends its last 50 lines first, as direct messages naming the room,
+// after `{ room, entered: true }`. Tabs sharing one connection (option `shared`) share one
+// session, so one room: a page joining with `follow: true` (a new tab) stays in the session's
+// room and gets its history in the reply.
 // Who is in a room (connected or away) is published to the room whenever it changes.
 import { RequestError } from 'tethersocket/server'
 
@@ -35,14 +38,19 @@ export function serveChat(server) {
   const names = new Map()
   const roomOfSession = (session) => session.topics.map(roomOf).find((room) => room !== undefined)
 
-  /** Moves `session` to `room` and sends it the room's history; false if it is there already. */
-  function enter(session, room) {
+  /**
+   * Moves `session` to `room` and sends it the room's history; false if it is there already.
+   * `asked`: a page asked; the session's tabs are told first, which matters when several tabs
+   * share its connection (option `shared`): a session is in one room, so they all follow.
+   */
+  function enter(session, room, asked = false) {
     const current = roomOfSession(session)
     if (current === room) return false
     if (current !== undefined) session.leave(topicOf(current))
     // Lines published from now on reach the session after the history sent next: a joined
     // session's topic messages take their place in its stream when they are published.
     session.join(topicOf(room))
+    if (asked) session.send({ room, entered: true })
     for (const line of history[room]) session.send({ ...line, room })
     // Published after join() returned: from then on the session is a member that gets it too.
     announce(topicOf(room))
@@ -90,8 +98,15 @@ export function serveChat(server) {
       }
       const named = typeof request.name === 'string' && names.get(session.id) !== request.name.slice(0, 12)
       if (named) names.set(session.id, request.name.slice(0, 12))
+      // `follow`: a tab opened next to tabs sharing the session's connection. The session stays
+      // where they are, and the reply has the room's history, which they were sent before it came.
+      const current = roomOfSession(session)
+      if (request.follow === true && current !== undefined) {
+        if (named) announce(topicOf(current))
+        return { room: current, rooms: ROOMS, lines: [...history[current]] }
+      }
       // Already there: only the name may be new, and the others hear of it.
-      if (!enter(session, request.join) && named) announce(topicOf(request.join))
+      if (!enter(session, request.join, true) && named) announce(topicOf(request.join))
       return { room: request.join, rooms: ROOMS }
     }
     // Anything else: a little status, so the examples have something to ask.

@@ -103,3 +103,18 @@ export const waitForMembers = (page: Page, expected: string[], description = `th
     description,
     { arg: expected },
   )
+
+/** Which part the page says it plays in the connection its tabs share: `holder`, `follower` or `alone` (or '' before it says). */
+export const roleOf = async (page: Page): Promise<string> => (await page.getAttribute('#shared', 'data-role')) ?? ''
+
+/** Waits until the page says it plays `role` in the shared connection (by default within 5 s). */
+export const waitForRole = (
+  page: Page,
+  role: 'holder' | 'follower' | 'alone',
+  description = `the page to say it is the ${role}`,
+  timeout?: number,
+) =>
+  waitInPage(page, (role) => document.getElementById('shared')?.dataset.role === role, description, {
+    arg: role,
+    ...(timeout === undefined ? {} : { timeout }),
+  })

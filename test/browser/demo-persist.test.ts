@@ -257,10 +257,11 @@ it('gives a duplicated tab a name of its own, and the log from the server once',
   await openChat(duplicate, server.origin)
   const copy = await nameOf(duplicate)
   expect(copy).not.toBe(name)
-  // A new session: the log starts over from the server's history, with the lines as the first tab's.
+  // Not the copied log: the room's, from the server, with the lines as the first tab's. The two
+  // tabs share one connection (option `shared`), so one session.
   await waitForLines(duplicate, 2)
   expect(await logLines(duplicate)).toEqual([`${name}: one`, `${name}: two`])
-  expect(await page.evaluate<string | undefined>('sock.sessionId')).not.toBe(await duplicate.evaluate<string | undefined>('sock.sessionId'))
+  expect(await page.evaluate<string | undefined>('sock.sessionId')).toBe(await duplicate.evaluate<string | undefined>('sock.sessionId'))
 
   await say(duplicate, 'three')
   await waitForLines(page, 3)
