@@ -18,8 +18,7 @@
  * @module
  */
 import type { PersistError, TetherError } from '../errors.js'
-import type { SharedParts } from './shared/index.js'
-import type { SharedHost } from './shared/tab.js'
+import type { SharedParts, SocketSide } from './shared/index.js'
 import type { ProtocolHost } from './wire/types.js'
 
 /** One queued message as the store keeps it. */
@@ -135,7 +134,7 @@ export interface PersistStore {
     name: true | string,
     url: string,
     host: ProtocolHost<In>,
-    socket: Omit<SharedHost, 'hello'>,
+    socket: SocketSide,
   ): SharedParts<In, Out> | undefined
 }
 

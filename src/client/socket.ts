@@ -343,6 +343,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
               if (this.current === 'reconnecting') this.attempt()
             },
             role: (role) => this.setPart({ role }),
+            session: (info) => this.notify('session', info),
           })
     if (shared !== undefined) {
       this.part = parts ? { role: 'follower' } : { role: 'alone', reason: 'unsupported' }

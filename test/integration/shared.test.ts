@@ -52,6 +52,9 @@ describe('tabs sharing one connection', () => {
     expect(of('b')).toEqual(range(0, 20))
     expect(sessions).toHaveLength(1)
     expect(tb.sock.sessionId).toBe(sessions[0]!.id)
+    // Each tab says its session began, once, as a socket of its own would.
+    expect(ta.sessions.map((s) => s.id)).toEqual([sessions[0]!.id])
+    expect(tb.sessions.map((s) => s.id)).toEqual([sessions[0]!.id])
     await sessions[0]!.send({ tab: 'server', n: 1 })
     await waitFor(() => ta.messages.length === 1 && tb.messages.length === 1, 5000, 'both tabs got the server message')
     expect(await tb.sock.request({ tab: 'b', n: 99 })).toEqual({ echo: { tab: 'b', n: 99 } })
@@ -95,6 +98,7 @@ describe('tabs sharing one connection', () => {
     expect(of('b')).toEqual(range(0, 100))
     expect(sessions).toHaveLength(1)
     expect(tb.sock.sessionId).toBe(sessions[0]!.id)
+    expect(tb.sessions).toHaveLength(1) // the hand-over continued it: no new session to say
   })
 
   it("a request's reply goes to the tab that asked, also when it was answered across a change of holder", async () => {

@@ -17,7 +17,7 @@ import { DEV } from '../../dev.js'
 import { DeliveryError, ReplyError, type ReplyErrorCode, type TetherError, TimeoutError } from '../../errors.js'
 import { perTick } from '../../protocol/frames.js'
 import type { Entry, Payload } from '../outbox.js'
-import { encodeMessage, ServerItem } from '../wire/tether.js'
+import { encodeMessage, ServerItem, type SessionInfo } from '../wire/tether.js'
 import type { Handover, MissedInfo, Protocol, ProtocolHost, WireData } from '../wire/types.js'
 import type { Failure, HolderMessage, Outgoing } from './channel.js'
 
@@ -51,7 +51,10 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
   private last = 0
   private phase: 'detached' | 'handshake' | 'open' = 'detached'
 
-  constructor(private readonly host: ProtocolHost<In>) {}
+  constructor(
+    private readonly host: ProtocolHost<In>,
+    private readonly onSession: (info: SessionInfo) => void,
+  ) {}
 
   /** The session id the holder's connection has, once welcomed. */
   get sessionId(): string | undefined {
@@ -85,7 +88,7 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
         if (message.sid !== this.sid) {
           // Another session (this tab's first welcome, or the server started a new one): what it
           // sent before this tab joined is not this tab's to see.
-          this.sid = message.sid
+          this.newSession(message.sid)
           this.last = message.last
         }
         // A request among them: its reply is gone with the holder that had it (one still known comes as `res`).
@@ -111,7 +114,7 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
       case 'msg':
       case 'miss': {
         if (message.sid !== this.sid) {
-          this.sid = message.sid
+          this.newSession(message.sid)
           this.last = 0
         }
         if (message.s <= this.last) return // delivered before (resent by a new holder, or caught up)
@@ -122,6 +125,13 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
         return
       }
     }
+  }
+
+  /** The holder's connection is in another server session: said as the `session` event, as a socket of its own would. */
+  private newSession(sid: string): void {
+    const previous = this.sid
+    this.sid = sid
+    this.onSession({ id: sid, previous })
   }
 
   /**

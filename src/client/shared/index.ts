@@ -4,9 +4,15 @@
  * client's bundle carries only the few hooks the socket calls.
  * @module
  */
+import type { SessionInfo } from '../wire/tether.js'
 import type { ProtocolHost } from '../wire/types.js'
 import { FollowerProtocol } from './follower.js'
 import { type SharedHost, SharedTab, sharedPlatform } from './tab.js'
+
+/** What the socket gives its shared parts: its side of the group ({@link SharedHost}, but the hello), and where a new session is said. */
+export interface SocketSide extends Omit<SharedHost, 'hello'> {
+  session(info: SessionInfo): void
+}
 
 /** A shared socket's protocol (this tab's side of the talk with the holder) and its place in the group. */
 export interface SharedParts<In, Out> {
@@ -23,10 +29,10 @@ export function share<In, Out>(
   name: true | string,
   url: string,
   host: ProtocolHost<In>,
-  socket: Omit<SharedHost, 'hello'>,
+  socket: SocketSide,
 ): SharedParts<In, Out> | undefined {
   const platform = sharedPlatform()
   if (!platform) return undefined
-  const protocol = new FollowerProtocol<In, Out>(host)
+  const protocol = new FollowerProtocol<In, Out>(host, socket.session)
   return { protocol, tab: new SharedTab(platform, name, url, { ...socket, hello: () => protocol.hello() }) }
 }

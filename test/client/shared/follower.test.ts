@@ -29,7 +29,7 @@ function setup() {
     report: vi.fn(),
     drop: vi.fn(),
   } satisfies ProtocolHost<unknown>
-  protocol = new FollowerProtocol(host)
+  protocol = new FollowerProtocol(host, () => {})
   const hear = (message: Omit<HolderMessage, 'h'> & { h?: string }) => protocol.receive({ h: 'H', ...message } as unknown as WireData)
   const welcome = (more: { sid?: string; last?: number; done?: number[] } = {}) => {
     protocol.attach()
