@@ -181,16 +181,22 @@ for (const [going, { go, stepsDown }] of Object.entries(goings)) {
  * `count` tabs of a browser driven over DevTools (one that can freeze a page), each with a
  * shared socket, started as openTabs starts them.
  */
-async function openCdpTabs(count: number, url: string, origin: string, reports: Reports): Promise<CdpPage[]> {
+async function openCdpTabs(
+  count: number,
+  url: string,
+  origin: string,
+  reports: Reports,
+  page = '/persist-socket.html',
+): Promise<CdpPage[]> {
   const browser = await launchCdpBrowser()
   suite.defer(() => browser.close())
   const pages: CdpPage[] = []
   for (let load = 1; load <= count; load++) {
-    const page = await browser.newPage()
-    pages.push(page)
-    await page.goto(`${origin}/persist-socket.html`)
-    await waitForAsync(() => page.evaluate(() => typeof window.lib === 'object'), 5000, `tab ${load} to import the entries`)
-    await start(page, { load, url, reports: reports.url, shared: true })
+    const tab = await browser.newPage()
+    pages.push(tab)
+    await tab.goto(`${origin}${page}`)
+    await waitForAsync(() => tab.evaluate(() => typeof window.lib === 'object'), 5000, `tab ${load} to import the entries`)
+    await start(tab, { load, url, reports: reports.url, shared: true })
     if (load === 1) await waitFor(() => roleOf(reports, 1) === 'holder', 5000, 'the first tab to hold the connection')
     await waitFor(() => reports.of('state', load).includes('open'), 5000, `tab ${load} to be open`)
   }
@@ -249,6 +255,70 @@ it('hands the connection over when the holding page is frozen mid-stream (it ste
     expect(from(load)).toEqual(valuesOf(load, 0, 300))
     expect(reports.of('acked', load)).toEqual(valuesOf(load, 0, 300))
   }
+  expect(sessions).toHaveLength(1)
+  expect(server.upgrades).toHaveLength(2)
+  expect(server.openConnections()).toBe(1)
+  expect(reports.of('failed')).toEqual([])
+  expect(reports.of('error').filter((e) => e.name !== 'ConnectionError')).toEqual([])
+  expect(pages.flatMap((page) => page.errors)).toEqual([])
+})
+
+it('hands the connection over when the holding page goes into the back-forward cache (it steps down on pagehide), and the page takes part again when it comes back: nothing lost or sent twice', async () => {
+  const { server, sessions, url, from } = await recordingServer()
+  const reports = await startReports(suite)
+  // ?bfcache: served so that Chromium may keep the page (not with no-store).
+  const pages = await openCdpTabs(3, url, server.origin, reports, '/persist-socket.html?bfcache')
+  const [holder] = pages as [CdpPage]
+  for (const [i, page] of pages.entries()) {
+    await page.evaluate(
+      (from) => {
+        void window.t!.stream(from, from + 300, 5, 5)
+      },
+      (i + 1) * 1000,
+    )
+  }
+  await waitFor(() => from(2).length >= 50 && from(3).length >= 50, 5000, 'the followers’ first messages at the server')
+  const leftAt = Date.now()
+  await holder.goto(`${server.origin}/persist.html`)
+
+  await waitFor(() => roleOf(reports, 2) === 'holder' || roleOf(reports, 3) === 'holder', 5000, 'another tab to hold the connection')
+  const took = reports.all.find((r) => r.kind === 'shared' && r.load !== 1 && r.data.role === 'holder')!
+  expect(took.at - leftAt).toBeLessThan(2000)
+  expect(roleOf(reports, 1)).toBe('follower')
+  await waitFor(
+    () => reports.of('acked', 2).length === 300 && reports.of('acked', 3).length === 300,
+    15000,
+    'every message of the other tabs acknowledged',
+  )
+
+  // Back: the page comes out of the cache as it was (its socket, its stream), not loaded anew.
+  await holder.evaluate(() => history.back())
+  await waitForAsync(() => holder.evaluate(() => window.t?.sock.state === 'open'), 5000, 'the page back, its socket open').catch(
+    (error: Error) => {
+      throw new Error(`${error.message} (the back-forward cache did not keep it: ${holder.notCached.join('; ') || 'no reason given'})`)
+    },
+  )
+  expect(holder.notCached).toEqual([])
+  await holder.evaluate(() => {
+    window.t!.stop()
+    for (let i = (window.t!.last() as number) + 1; i < 1300; i++) window.t!.send(i)
+  })
+  await waitFor(() => reports.of('acked', 1).length === 300, 15000, 'every message of the page that came back acknowledged')
+  for (const load of [1, 2, 3]) {
+    expect(from(load)).toEqual(valuesOf(load, 0, 300))
+    expect(reports.of('acked', load)).toEqual(valuesOf(load, 0, 300))
+  }
+  // It stands again: the lock's holder, and the two others waiting for it.
+  const lock = `tethersocket:shared::${url}`
+  await waitForAsync(
+    () =>
+      holder.evaluate(async (lock) => {
+        const { held = [], pending = [] } = await navigator.locks.query()
+        return held.filter((l) => l.name === lock).length === 1 && pending.filter((l) => l.name === lock).length === 2
+      }, lock),
+    5000,
+    'the page that came back to stand for the connection again',
+  )
   expect(sessions).toHaveLength(1)
   expect(server.upgrades).toHaveLength(2)
   expect(server.openConnections()).toBe(1)

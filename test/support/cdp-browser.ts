@@ -21,6 +21,8 @@ import { withTimeout } from './servers.js'
 export interface CdpPage {
   /** Uncaught exceptions the page reported (`Runtime.exceptionThrown`), as their description. */
   readonly errors: string[]
+  /** Why the back-forward cache did not keep the page, each time (`Page.backForwardCacheNotUsed`, as JSON). */
+  readonly notCached: string[]
   /** Sends a DevTools command to the page (bounded, 10 s by default). */
   send<T = unknown>(method: string, params?: object, timeout?: number): Promise<T>
   /** Runs `fn(arg)` in the page (its source, as playwright does) and returns its JSON-serializable result, awaited. */
@@ -118,17 +120,20 @@ export async function launchCdpBrowser(): Promise<CdpBrowser> {
       const { targetId } = await send<{ targetId: string }>('Target.createTarget', { url: 'about:blank', newWindow: true })
       const { sessionId } = await send<{ sessionId: string }>('Target.attachToTarget', { targetId, flatten: true })
       const errors: string[] = []
+      const notCached: string[] = []
       let loaded = 0
       listeners.set(sessionId, ({ method, params }) => {
         if (method === 'Runtime.exceptionThrown') {
           const details = params?.exceptionDetails as { exception?: { description?: string }; text: string }
           errors.push(details.exception?.description ?? details.text)
         } else if (method === 'Page.loadEventFired') loaded++
+        else if (method === 'Page.backForwardCacheNotUsed') notCached.push(JSON.stringify(params))
       })
       await send('Runtime.enable', {}, sessionId)
       await send('Page.enable', {}, sessionId)
       const page: CdpPage = {
         errors,
+        notCached,
         send: (method, params, timeout) => send(method, params, sessionId, timeout),
         async evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg?: A) {
           const expression = `(${fn.toString()})(${arg === undefined ? '' : JSON.stringify(arg)})`
