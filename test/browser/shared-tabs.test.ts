@@ -46,6 +46,14 @@ async function recordingServer() {
   }
 }
 
+/** The server sends `message` to the session: every tab of `loads` hears it, once. */
+async function everyTabHears(session: Session, reports: Reports, loads: number[], message: string): Promise<void> {
+  await session.send(message)
+  const heard = (load: number) => reports.of('received', load).filter((r) => r.msg === message).length
+  await waitFor(() => loads.every((load) => heard(load) >= 1), 5000, `every tab to hear ${JSON.stringify(message)}`)
+  expect(loads.map(heard)).toEqual(loads.map(() => 1))
+}
+
 /** The last role tab `load` reported in its `shared` events. */
 const roleOf = (reports: Reports, load: number) => reports.of('shared', load).at(-1)?.role
 
@@ -169,6 +177,7 @@ for (const [going, { go, stepsDown }] of Object.entries(goings)) {
     else expect(roleOf(reports, 1)).toBe('holder')
     // The session goes on: one session, one connection open (the new holder's).
     expect(sessions).toHaveLength(1)
+    await everyTabHears(sessions[0]!, reports, [2, 3], 'after the hand-over')
     await waitFor(() => server.openConnections() === 1, 5000, 'the old holder’s connection to close')
     expect(server.upgrades).toHaveLength(2)
     expect(reports.of('failed')).toEqual([])
@@ -256,6 +265,7 @@ it('hands the connection over when the holding page is frozen mid-stream (it ste
     expect(reports.of('acked', load)).toEqual(valuesOf(load, 0, 300))
   }
   expect(sessions).toHaveLength(1)
+  await everyTabHears(sessions[0]!, reports, [1, 2, 3], 'after the hand-over')
   expect(server.upgrades).toHaveLength(2)
   expect(server.openConnections()).toBe(1)
   expect(reports.of('failed')).toEqual([])
@@ -320,6 +330,7 @@ it('hands the connection over when the holding page goes into the back-forward c
     'the page that came back to stand for the connection again',
   )
   expect(sessions).toHaveLength(1)
+  await everyTabHears(sessions[0]!, reports, [1, 2, 3], 'after the hand-over')
   expect(server.upgrades).toHaveLength(2)
   expect(server.openConnections()).toBe(1)
   expect(reports.of('failed')).toEqual([])
