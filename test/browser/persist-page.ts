@@ -30,6 +30,8 @@ declare global {
       stop(): void
       /** The last value handed to send(). */
       last(): unknown
+      /** Sends a request, reporting its reply (`replied`) or failure (`failed`). */
+      request(value: unknown): void
     }
   }
 }
@@ -45,6 +47,7 @@ export type Report = { load: number; at: number } & (
   | { kind: 'session'; data: string }
   | { kind: 'state'; data: string }
   | { kind: 'shared'; data: { role: 'holder' | 'follower' | 'alone'; reason?: string } }
+  | { kind: 'replied'; data: { value: unknown; reply: unknown } }
 )
 
 type Kind = Report['kind']
@@ -191,6 +194,12 @@ export function start(page: Evaluating, options: StartOptions): Promise<void> {
           stopped = true
         },
         last: () => last,
+        request: (value) => {
+          sock.request(value as never).then(
+            (reply) => report('replied', { value, reply }),
+            (e: Error) => report('failed', { value, error: `${e.name}: ${e.message}` }),
+          )
+        },
       }
     },
     { store: 'chat', reconnect: { minDelay: 50, maxDelay: 200 }, ...options },

@@ -33,6 +33,7 @@ async function recordingServer() {
     setup: (tether) => {
       tether.on('message', (data) => got.push(data as number))
       tether.on('session', (session) => sessions.push(session))
+      tether.onRequest((data) => ({ got: data }))
     },
   })
   suite.defer(() => server.close())
@@ -100,6 +101,13 @@ it('shares one session and one connection among 3 tabs: each tab’s messages re
   expect(server.openConnections()).toBe(1)
   const ids = await Promise.all(pages.map((page) => page.evaluate(() => window.t!.sock.sessionId)))
   expect(ids).toEqual([sessions[0]!.id, sessions[0]!.id, sessions[0]!.id])
+
+  // Each tab's request gets its own reply.
+  await Promise.all(pages.map((page, i) => page.evaluate((value) => window.t!.request(value), `request of tab ${i + 1}`)))
+  await waitFor(() => reports.of('replied').length === 3, 5000, 'the 3 replies')
+  for (const load of [1, 2, 3]) {
+    expect(reports.of('replied', load)).toEqual([{ value: `request of tab ${load}`, reply: { got: `request of tab ${load}` } }])
+  }
 
   // What the server sends the session reaches every tab, once.
   await sessions[0]!.send('to every tab')
