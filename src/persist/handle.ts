@@ -125,6 +125,10 @@ export class IndexedDBOutbox implements OutboxHandle {
         }
         log.put(record)
       }
+      // Every request is issued: the browser commits without waiting for this page to hear
+      // their results. A page frozen (or hidden in the back-forward cache) meanwhile would
+      // otherwise keep the transaction open, and every other page's use of the store waiting.
+      tx.commit?.()
       return () => {
         if (compacted) this.#state = compacted
         else this.#state.apply(delta)

@@ -28,6 +28,10 @@ declare global {
       stream(from: number, to: number, burst: number, gap: number): Promise<void>
       /** Stops a running stream. */
       stop(): void
+      /** The last value handed to send(). */
+      last(): unknown
+      /** Sends a request, reporting its reply (`replied`) or failure (`failed`). */
+      request(value: unknown): void
     }
   }
 }
@@ -42,6 +46,8 @@ export type Report = { load: number; at: number } & (
   | { kind: 'error'; data: { name: string; message: string; code?: string; reason?: string } }
   | { kind: 'session'; data: string }
   | { kind: 'state'; data: string }
+  | { kind: 'shared'; data: { role: 'holder' | 'follower' | 'alone'; reason?: string } }
+  | { kind: 'replied'; data: { value: unknown; reply: unknown } }
 )
 
 type Kind = Report['kind']
@@ -105,28 +111,41 @@ export interface StartOptions {
   /** The persist store's name (default 'chat'). */
   store?: string
   reconnect?: TetherSocketOptions['reconnect']
+  /** Option `shared`: the socket shares one connection with the other tabs of the group (its `shared` events are reported). */
+  shared?: true | string
+}
+
+/** What `start` needs of a page: playwright's, or one driven over DevTools directly (test/support/cdp-browser.ts). */
+export interface Evaluating {
+  evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>
 }
 
 /** Creates the page's socket with `persist: indexedDBStore(store)`, reporting what it does to `options.reports`. */
-export function start(page: Page, options: StartOptions): Promise<void> {
+export function start(page: Evaluating, options: StartOptions): Promise<void> {
   return page.evaluate(
-    ({ load, reports, url, store, reconnect }) => {
+    ({ load, reports, url, store, reconnect, shared }) => {
       // What happens in one task is posted at its end with a synchronous request: at the test
       // before any later task of the page runs (a reload or close takes its own tasks).
       let queue: unknown[] = []
       const flush = () => {
-        const batch = queue
+        const batch = JSON.stringify(queue)
         queue = []
         const request = new XMLHttpRequest()
         request.open('POST', reports, false)
-        request.send(JSON.stringify(batch))
+        try {
+          request.send(batch)
+        } catch {
+          // A page being closed may not make synchronous requests (its pagehide handlers run
+          // then): a beacon is what the browser still sends for it.
+          navigator.sendBeacon(reports, batch)
+        }
       }
       const report = (kind: string, data: unknown) => {
         if (queue.length === 0) queueMicrotask(flush)
         queue.push({ load, kind, data, at: Date.now() })
       }
       const { TetherSocket, indexedDBStore } = window.lib!
-      const sock = new TetherSocket<unknown, unknown>(url, { persist: indexedDBStore(store), reconnect })
+      const sock = new TetherSocket<unknown, unknown>(url, { persist: indexedDBStore(store), reconnect, shared })
       sock.on('message', (msg, info) => report('received', { msg, id: info.id, redelivered: info.redelivered }))
       sock.on('restored', (r) =>
         report('restored', {
@@ -145,8 +164,11 @@ export function start(page: Page, options: StartOptions): Promise<void> {
       )
       sock.on('session', (s) => report('session', s.id))
       sock.on('state', (state) => report('state', state))
+      sock.on('shared', (part) => report('shared', part))
       let stopped = false
+      let last: unknown
       const send = (value: unknown) => {
+        last = value
         report('sent', value)
         sock.send(value).then(
           () => report('acked', value),
@@ -170,6 +192,13 @@ export function start(page: Page, options: StartOptions): Promise<void> {
           }),
         stop: () => {
           stopped = true
+        },
+        last: () => last,
+        request: (value) => {
+          sock.request(value as never).then(
+            (reply) => report('replied', { value, reply }),
+            (e: Error) => report('failed', { value, error: `${e.name}: ${e.message}` }),
+          )
         },
       }
     },

@@ -154,7 +154,7 @@ export async function startRecordingPageServer(): Promise<{ server: PageServer; 
 export async function startPageServer(options: PageServerOptions = {}): Promise<PageServer> {
   checkBuild()
   const http = createServer((request, response) => {
-    const path = new URL(request.url ?? '/', 'http://localhost').pathname
+    const { pathname: path, searchParams } = new URL(request.url ?? '/', 'http://localhost')
     let route = routes[path]
     const distFile = /^\/dist\/((?:browser\/)?[\w.-]+\.m?js)$/.exec(path)?.[1]
     if (!route && distFile && existsSync(join(dist, distFile))) route = [JS, { file: join(dist, distFile) }]
@@ -171,7 +171,9 @@ export async function startPageServer(options: PageServerOptions = {}): Promise<
       response.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${(error as Error).message}\n`)
       return
     }
-    response.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-store' }).end(body)
+    // ?bfcache: a page the back-forward cache may keep (Chromium keeps no page served with no-store).
+    const cache = searchParams.has('bfcache') ? 'no-cache' : 'no-store'
+    response.writeHead(200, { 'Content-Type': type, 'Cache-Control': cache }).end(body)
   })
   const tcp = new Set<Socket>()
   http.on('connection', (socket) => {

@@ -22,7 +22,7 @@ export const CHROMIUM_ARGS = [
 export const chromiumPath = (): string => process.env.CHROME_PATH || '/usr/bin/chromium'
 
 /** The executable to launch; throws a message that says how to get one when it is missing. */
-function executable(): string {
+export function chromiumExecutable(): string {
   const executablePath = chromiumPath()
   if (!existsSync(executablePath)) {
     const where = process.env.CHROME_PATH
@@ -41,10 +41,10 @@ function executable(): string {
 
 /** Launches headless Chromium, or throws a message that says how to get one. */
 export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: executable(), args: CHROMIUM_ARGS, timeout: 20000 })
+  return chromium.launch({ executablePath: chromiumExecutable(), args: CHROMIUM_ARGS, timeout: 20000 })
 }
 
 /** Launches headless Chromium for others to connect to (the project's globalSetup shares one among all files). */
 export function launchBrowserServer(): Promise<BrowserServer> {
-  return chromium.launchServer({ executablePath: executable(), args: CHROMIUM_ARGS, timeout: 20000 })
+  return chromium.launchServer({ executablePath: chromiumExecutable(), args: CHROMIUM_ARGS, timeout: 20000 })
 }

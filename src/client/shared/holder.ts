@@ -52,6 +52,12 @@ const ANSWERS = 256
 
 type Hello = Extract<FollowerMessage, { t: 'hello' }>
 
+/** An origin's tab and number (`tab:n`). */
+function originOf(origin: string): [tab: string, n: number] {
+  const at = origin.lastIndexOf(':')
+  return [origin.slice(0, at), Number(origin.slice(at + 1))]
+}
+
 const failureOf = (error: TetherError): Failure => ({ name: error.name, code: String(error.code), message: error.message })
 
 /** Holds a group's connection while this page holds the group's lock. */
@@ -88,7 +94,15 @@ export class Holder {
         for (const hello of waiting) this.answer(hello)
       },
       closed: (code, reason) => this.post({ t: 'down', h: this.id, code, reason }),
-      restored: (origin, outcome) => this.track(origin, outcome),
+      restored: (origin, outcome) => {
+        // A tab's messages reach a holder in order, and it stores them in order: every earlier
+        // number of that tab is in the shared outbox too, or finished. The tab may write them
+        // again (it did not hear `accepted` before the last holder went), and they may be
+        // acknowledged before it does: counted as seen, they are not sent a second time.
+        const [tab, n] = originOf(origin)
+        this.seen.set(tab, Math.max(this.seen.get(tab) ?? 0, n))
+        this.track(origin, outcome)
+      },
       resolved: (url, protocols) => {
         this.principal = JSON.stringify([url, protocols])
       },
@@ -121,7 +135,12 @@ export class Holder {
     let seen = this.seen.get(tab) ?? 0
     for (const [n, payload, request] of message.m) {
       const origin = `${tab}:${n}`
-      if (n <= seen || this.held.has(origin)) continue
+      if (this.held.has(origin)) continue // its outcome goes to the tab when it comes
+      if (n <= seen) {
+        // Finished since this tab's welcome (which could not say so): it hears it now.
+        this.finished(tab, n)
+        continue
+      }
       seen = n
       this.held.add(origin)
       this.track(
@@ -166,9 +185,7 @@ export class Holder {
   /** Passes a message's outcome to its tab: acknowledged, answered or failed. */
   private track(origin: string, outcome: Promise<unknown>, request = true): void {
     this.held.add(origin)
-    const at = origin.lastIndexOf(':')
-    const tab = origin.slice(0, at)
-    const n = Number(origin.slice(at + 1))
+    const [tab, n] = originOf(origin)
     outcome.then(
       (value) => {
         this.held.delete(origin)
@@ -180,6 +197,13 @@ export class Holder {
         this.answered(origin, { t: 'res', h: this.id, to: tab, n, err: failureOf(error) })
       },
     )
+  }
+
+  /** Tells a tab again that its message `n` is finished: its reply or failure when still known, else its acknowledgement. */
+  private finished(tab: string, n: number): void {
+    const answer = this.answers.get(`${tab}:${n}`)
+    if (answer) this.post(answer)
+    else this.note(tab, 'ack', n)
   }
 
   private answered(origin: string, message: HolderMessage): void {

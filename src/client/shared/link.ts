@@ -33,6 +33,8 @@ export class Link {
   onerror: ((event: ErrorEventLike) => void) | null = null
   /** The holder this link speaks to, once welcomed. */
   private holder: string | undefined
+  /** Closed while the page was hidden, its close event not given yet. */
+  private suspended = false
   private readonly channel: BroadcastChannel
 
   /**
@@ -83,11 +85,41 @@ export class Link {
     this.end(code, reason)
   }
 
-  /** Closed: the close event follows in a later task, as a WebSocket's does. */
-  private end(code: number, reason: string): void {
+  /**
+   * The page is hidden, maybe for the back-forward cache, where a channel that hears a message
+   * gets the page evicted: the channel closes now, without a `bye` (the holder keeps what it
+   * knows of this tab). The close event waits until the page is shown again (`show`): the socket
+   * would otherwise link anew, with a new channel, while the page goes into the cache.
+   */
+  suspend(): void {
     if (this.readyState === CLOSED) return
     this.readyState = CLOSED
     this.channel.close()
+    this.suspended = true
+  }
+
+  /** The page is shown again: a suspended link closes now, and the socket links anew at once. */
+  show(): void {
+    if (!this.suspended) return
+    this.suspended = false
+    this.closed(HANDOVER, 'the page was hidden')
+  }
+
+  /** Closed: the close event follows in a later task, as a WebSocket's does. */
+  private end(code: number, reason: string): void {
+    if (this.suspended) {
+      // Closed by the socket while suspended: its close event is due.
+      this.suspended = false
+      this.closed(code, reason)
+      return
+    }
+    if (this.readyState === CLOSED) return
+    this.readyState = CLOSED
+    this.channel.close()
+    this.closed(code, reason)
+  }
+
+  private closed(code: number, reason: string): void {
     setTimeout(() => this.onclose?.({ code, reason, wasClean: true }), 0)
   }
 }

@@ -58,6 +58,11 @@ export class SharedTab {
   private holder: Holder | undefined
   private release: (() => void) | undefined
   private listener: BroadcastChannel | undefined
+  /** The socket's latest link (closed when the page is hidden). */
+  private linked: Link | undefined
+  private running = false
+  /** Between pagehide and pageshow. */
+  private hidden = false
   private readonly unlisten: (() => void)[] = []
 
   constructor(
@@ -74,7 +79,7 @@ export class SharedTab {
    * its own, holding its own connection (with the same store, whose outbox it then continues).
    */
   alone(): void {
-    const running = this.listener !== undefined
+    const { running } = this
     this.stop()
     this.names = groupNames(`alone:${this.tab}`, '')
     if (running) this.start()
@@ -82,19 +87,20 @@ export class SharedTab {
 
   /** A link to the group's holder, saying this tab connects with `url` and `protocols`. */
   link(url: string, protocols: readonly string[]): Link {
-    return new Link(this.platform.BroadcastChannel, this.names.channel, this.tab, () => {
+    this.linked = new Link(this.platform.BroadcastChannel, this.names.channel, this.tab, () => {
       const { pending, accepted, sid, last } = this.host.hello()
       return { t: 'hello', tab: this.tab, url, protocols, pending, accepted, sid, last } satisfies FollowerMessage
     })
+    // An attempt between pagehide and the page's entry into the cache: it waits for the page to be shown.
+    if (this.hidden) this.linked.suspend()
+    return this.linked
   }
 
   /** The socket runs: the page stands for holding the connection, and hears when a holder opens. */
   start(): void {
-    if (this.listener) return
-    this.listener = new this.platform.BroadcastChannel(this.names.channel)
-    this.listener.onmessage = (event) => {
-      if (holderMessage(event.data)?.t === 'holder') this.host.wake()
-    }
+    if (this.running) return
+    this.running = true
+    this.listen()
     const page = globalThis as { addEventListener?: typeof addEventListener; removeEventListener?: typeof removeEventListener }
     const doc = (globalThis as { document?: Document }).document
     const on = (
@@ -107,8 +113,8 @@ export class SharedTab {
       this.unlisten.push(() => target.removeEventListener?.(type, fn))
     }
     // A page in the back-forward cache or frozen runs nothing: it must not hold the connection.
-    on(page, 'pagehide', () => this.withdraw())
-    on(page, 'pageshow', () => this.stand())
+    on(page, 'pagehide', () => this.hide())
+    on(page, 'pageshow', () => this.show())
     on(doc, 'freeze', () => this.withdraw())
     on(doc, 'resume', () => this.stand())
     this.stand()
@@ -116,10 +122,40 @@ export class SharedTab {
 
   /** The socket closed: the page no longer stands, and a holder it runs steps down. */
   stop(): void {
+    this.running = false
     this.withdraw()
     for (const unlisten of this.unlisten.splice(0)) unlisten()
     this.listener?.close()
     this.listener = undefined
+  }
+
+  /** Hears the group's channel: a holder whose connection opened wakes a socket waiting in backoff. */
+  private listen(): void {
+    this.listener = new this.platform.BroadcastChannel(this.names.channel)
+    this.listener.onmessage = (event) => {
+      if (holderMessage(event.data)?.t === 'holder') this.host.wake()
+    }
+  }
+
+  /**
+   * The page is hidden (closing, or going into the back-forward cache): it steps down, and
+   * closes its channels, since a cached page whose channel hears a message is evicted.
+   */
+  private hide(): void {
+    this.hidden = true
+    this.withdraw()
+    this.listener?.close()
+    this.listener = undefined
+    this.linked?.suspend()
+  }
+
+  /** The page is shown again (from the back-forward cache): it listens, and stands again; its socket links anew. */
+  private show(): void {
+    this.hidden = false
+    if (!this.running) return
+    if (!this.listener) this.listen()
+    this.linked?.show()
+    this.stand()
   }
 
   /** Asks for the group's lock; while granted, this page holds the connection. */
