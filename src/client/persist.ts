@@ -130,12 +130,7 @@ export interface PersistStore {
    * it lives here so that only pages using `persist` (which `shared` needs) load it.
    * @internal
    */
-  share?<In, Out>(
-    name: true | string,
-    url: string,
-    host: ProtocolHost<In>,
-    socket: SocketSide,
-  ): SharedParts<In, Out> | undefined
+  share?<In, Out>(name: true | string, url: string, host: ProtocolHost<In>, socket: SocketSide): SharedParts<In, Out> | undefined
 }
 
 /** An outbox entry as the durable outbox reads it (the client's outbox entries have these). */
