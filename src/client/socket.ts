@@ -312,6 +312,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /** Option `shared`: this tab's part, as the `shared` event last said. */
   private part: SharedInfo | undefined
   private partSaid = false
+  /** When the holder tries its connection again (ms), as the link's close said: the next attempt's delay. */
+  private holderRetry: number | undefined
   private durable:
     | { state: 'closed' }
     | { state: 'opening'; done: Promise<void> }
@@ -472,6 +474,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     }
     this.lastFailure = undefined
     this.failures = 0
+    this.sharing?.retry() // the holder's connection, waiting to try again, tries now
     if (this.ws) this.end({ code: CLIENT_DROP, reason: 'reconnect requested', wasClean: false }, RECONNECT, { closeWith: CLIENT_DROP })
     else this.attempt() // no connection to end: the backoff wait, or an attempt still resolving its URL
   }
@@ -672,7 +675,11 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       this.protocol.attach(ws.protocol ?? '')
     }
     ws.onmessage = (event) => this.protocol.receive(event.data)
-    ws.onclose = (event) => ended({ code: event.code, reason: event.reason, wasClean: event.wasClean })
+    ws.onclose = (event) => {
+      // A shared socket's link says when the holder tries again: this tab's next attempt follows it.
+      this.holderRetry = (event as { retryIn?: number }).retryIn
+      ended({ code: event.code, reason: event.reason, wasClean: event.wasClean })
+    }
   }
 
   /** The protocol's handshake is done: run the hook, then become `open` and write the backlog. */
@@ -855,7 +862,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       this.waitForNetwork()
       return
     }
-    const delay = backoffDelay(reconnect, this.failures, code)
+    const delay = this.holderRetry ?? backoffDelay(reconnect, this.failures, code)
+    this.holderRetry = undefined
     const id = this.attemptId
     this.notify('reconnecting', { attempt: this.failures, delay, waitingFor: 'delay' })
     if (this.superseded(id) || this.current !== 'reconnecting') return // a listener closed or reconnected
@@ -1002,10 +1010,13 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     inner.on('message', (data, info) => hooks.message(data, info))
     inner.on('missed', (info) => hooks.missed(info))
     inner.on('open', () => hooks.opened())
-    inner.on('close', ({ code, reason }) => hooks.closed(code, reason))
+    inner.on('close', ({ code, reason, willReconnect }) => hooks.closed(code, reason, willReconnect))
+    inner.on('reconnecting', ({ delay }) => hooks.reconnecting(delay))
     inner.on('error', (error) => this.notify('error', error))
     inner.connect()
+    const { durable } = inner
     return {
+      ready: durable.state === 'opening' ? durable.done : Promise.resolve(),
       get sessionId() {
         return tether.sessionId
       },
@@ -1023,6 +1034,9 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
         return promise
       },
       leave: () => inner.leave(),
+      retry: () => {
+        if (inner.current === 'reconnecting') inner.reconnect()
+      },
     }
   }
 

@@ -6,8 +6,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Session } from '../../src/server/index.js'
 import { Origin } from '../support/pages.js'
+import { stored } from '../support/persist.js'
 import { closeChannels, sharedPage } from '../support/shared-tabs.js'
-import { cleanupTether, startTether, urlOf, waitFor } from '../support/tether.js'
+import { cleanupTether, freePort, startProxy, startTether, urlOf, waitFor } from '../support/tether.js'
 
 afterEach(async () => {
   await cleanupTether()
@@ -131,6 +132,73 @@ describe('tabs sharing one connection', () => {
     expect(sessions).toHaveLength(2)
     expect(tb.sock.sessionId).not.toBe(ta.sock.sessionId)
     expect(tb.errors).toEqual([])
+  })
+
+  it("a tab's messages sent while the connection is down go into the shared outbox at once, and reach the server once when it is back", async () => {
+    const { server, sessions, of } = await recordingServer()
+    let up = true
+    const dead = await freePort()
+    const proxy = await startProxy(() => (up ? server.port : dead))
+    const origin = new Origin()
+    const [a, b] = [sharedPage(origin), sharedPage(origin)]
+    const slow = { reconnect: { minDelay: 300, maxDelay: 300, jitter: 0 } }
+    const ta = a.open<Msg, Msg>(urlOf(proxy), slow)
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const tb = b.open<Msg, Msg>(urlOf(proxy), slow)
+    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    up = false
+    proxy.cutAll()
+    await waitFor(() => tb.sock.state === 'reconnecting', 5000, 'the follower waits, as the holder does')
+    const sent = range(0, 5).map((n) => tb.sock.send({ tab: 'b', n }))
+    // In the holder's durable outbox (IndexedDB), not only in the follower's memory.
+    const entries = async () => (await stored(origin)).reduce((sum, outbox) => sum + outbox.entries.length, 0)
+    await waitFor(async () => (await entries()) === 5, 5000, "the follower's messages stored by the holder")
+    expect(tb.sock.state).not.toBe('open')
+    up = true
+    await Promise.all(sent)
+    expect(of('b')).toEqual(range(0, 5))
+    expect(sessions).toHaveLength(1)
+  })
+
+  it("a tab's reconnect() makes the holder try its connection now", async () => {
+    const { server } = await recordingServer()
+    let up = true
+    const dead = await freePort()
+    const proxy = await startProxy(() => (up ? server.port : dead))
+    const origin = new Origin()
+    const [a, b] = [sharedPage(origin), sharedPage(origin)]
+    const late = { reconnect: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 } }
+    const ta = a.open<Msg, Msg>(urlOf(proxy), late)
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const tb = b.open<Msg, Msg>(urlOf(proxy), late)
+    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    up = false
+    proxy.cutAll()
+    await waitFor(() => ta.sock.state === 'reconnecting' && tb.sock.state === 'reconnecting', 5000, 'both wait a minute')
+    up = true
+    tb.sock.reconnect()
+    await waitFor(() => ta.sock.state === 'open' && tb.sock.state === 'open', 5000, 'both open again at once')
+  })
+
+  it('a reloaded tab gets the server messages its previous page had not, and none twice', async () => {
+    const { server, sessions } = await recordingServer()
+    const origin = new Origin()
+    const a = sharedPage(origin)
+    const tabB = origin.tab()
+    const b1 = sharedPage(origin, tabB)
+    const ta = a.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+    const first = b1.open<Msg, Msg>(urlOf(server))
+    await waitFor(() => first.sock.state === 'open', 5000, 'the follower open')
+    const session = sessions[0]!
+    for (const n of range(0, 3)) await session.send({ tab: 'server', n })
+    await waitFor(() => first.messages.length === 3, 5000, 'the first page got 3')
+    b1.crash() // a reload: the page goes, the tab (its sessionStorage) stays
+    for (const n of range(3, 6)) await session.send({ tab: 'server', n })
+    const second = sharedPage(origin, tabB).open<Msg, Msg>(urlOf(server))
+    await waitFor(() => second.messages.length === 3, 5000, 'the next page caught up')
+    expect(second.messages.map((m) => m.n)).toEqual([3, 4, 5])
+    expect(ta.messages.map((m) => m.n)).toEqual(range(0, 6))
   })
 
   it('without Web Locks each tab has its own connection, and says so', async () => {

@@ -62,7 +62,7 @@ export function sharedPage(origin: Origin, tab = origin.tab(), { locks = true }:
   return {
     page,
     open: (url, options = {}) =>
-      withGlobals({ navigator: locks ? { locks: page.locks } : {}, BroadcastChannel: PageChannel }, () => {
+      withGlobals({ navigator: locks ? { locks: page.locks } : {}, BroadcastChannel: PageChannel, sessionStorage: tab }, () => {
         const client = tetherClient(url, { WebSocket: page.WebSocket, persist: page.store, shared: true, ...options })
         const parts: SharedInfo[] = []
         client.sock.on('shared', (part) => parts.push(part))

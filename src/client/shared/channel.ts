@@ -40,6 +40,8 @@ export type FollowerMessage =
     }
   | { readonly t: 'send'; readonly tab: string; readonly h: string; readonly m: readonly Outgoing[] }
   | { readonly t: 'bye'; readonly tab: string; readonly h: string }
+  /** The tab's `reconnect()`: try the connection now, when an attempt is waiting. */
+  | { readonly t: 'retry'; readonly tab: string; readonly h: string }
 
 /** From the holder. `to` names the one tab a message is for; without it, it is for every tab. */
 export type HolderMessage =
@@ -80,7 +82,16 @@ export type HolderMessage =
       readonly re: boolean
     }
   /** The holder's connection is down (or the holder stepped down): followers wait for it, or for the next one. */
-  | { readonly t: 'down'; readonly h: string; readonly code: number; readonly reason: string }
+  | {
+      readonly t: 'down'
+      readonly h: string
+      /** Said to one tab (an answer to its hello), or to all. */
+      readonly to?: string
+      readonly code: number
+      readonly reason: string
+      /** When the holder tries again, in ms from now (Infinity: once the network is back); absent when it does not say. */
+      readonly retryIn?: number
+    }
 
 /** What one group's tabs use: the BroadcastChannel's and the Web Lock's names. */
 export interface GroupNames {
@@ -97,6 +108,7 @@ export function groupNames(name: string | true, url: string): GroupNames {
 const isString = (value: unknown): value is string => typeof value === 'string'
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 const isCounts = (value: unknown): value is number[] => Array.isArray(value) && value.every(isCount)
+const isDelay = (value: unknown): value is number => typeof value === 'number' && value >= 0
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null
 
 /**
@@ -125,7 +137,9 @@ export function holderMessage(data: unknown): HolderMessage | undefined {
     case 'miss':
       return to && isString(data.sid) && isCount(data.s) && isString(data.tp) && isCount(data.count) ? (data as HolderMessage) : undefined
     case 'down':
-      return isCount(data.code) && isString(data.reason) ? (data as HolderMessage) : undefined
+      return to && isCount(data.code) && isString(data.reason) && (data.retryIn === undefined || isDelay(data.retryIn))
+        ? (data as HolderMessage)
+        : undefined
     default:
       return undefined
   }
@@ -154,6 +168,7 @@ export function followerMessage(data: unknown): FollowerMessage | undefined {
     case 'send':
       return isString(data.h) && Array.isArray(data.m) && data.m.every(isOutgoing) ? (data as FollowerMessage) : undefined
     case 'bye':
+    case 'retry':
       return isString(data.h) ? (data as FollowerMessage) : undefined
     default:
       return undefined

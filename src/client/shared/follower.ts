@@ -21,6 +21,16 @@ import { encodeMessage, ServerItem, type SessionInfo } from '../wire/tether.js'
 import type { Handover, MissedInfo, Protocol, ProtocolHost, WireData } from '../wire/types.js'
 import type { Failure, HolderMessage, Outgoing } from './channel.js'
 
+/** Where a follower's messages go, and where it keeps how far it delivered (tab.ts). */
+export interface FollowerSide {
+  /** Posts this tab's messages to the holder; false when no holder is known, or the page's channel is closed. */
+  send(messages: Outgoing[]): boolean
+  /** Whether `send` can post now. */
+  readonly reachable: boolean
+  /** How far this tab delivered, kept for this tab's next page (a reload). */
+  remember(sid: string, last: number): void
+}
+
 /** What a follower says in its `hello`: what the previous holder left unfinished, and how far it delivered. */
 export interface HelloState {
   readonly pending: number[]
@@ -49,12 +59,19 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
   private sid: string | undefined
   /** The last server sequence number delivered to this tab's listeners. */
   private last = 0
-  private phase: 'detached' | 'handshake' | 'open' = 'detached'
 
+  /**
+   * @param recalled - how far this tab's previous page delivered (after a reload), if known
+   */
   constructor(
     private readonly host: ProtocolHost<In>,
     private readonly onSession: (info: SessionInfo) => void,
-  ) {}
+    private readonly side: FollowerSide,
+    recalled?: { sid: string; last: number },
+  ) {
+    this.sid = recalled?.sid
+    this.last = recalled?.last ?? 0
+  }
 
   /** The session id the holder's connection has, once welcomed. */
   get sessionId(): string | undefined {
@@ -64,7 +81,8 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
   queue(data: Out, handover: Handover): Promise<unknown> {
     const payload = this.encode(data)
     const promise = this.host.outbox.add(undefined, payload, handover.request ? { ...handover, requestId: 0 } : handover)
-    if (handover.aheadOfQueue || handover.open) this.flush()
+    // To the holder whatever the connection's state: the shared outbox keeps it from then on.
+    this.flushSoon()
     return promise
   }
 
@@ -78,25 +96,33 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
   }
 
   attach(): void {
-    this.phase = 'handshake'
+    // The link's welcome says the rest (receive).
   }
 
+  /** The link's welcome (the other holder messages come through `heard`). */
   receive(data: WireData): void {
     const message = data as unknown as HolderMessage
+    if (message.t !== 'welcome') return
+    if (message.sid !== this.sid) {
+      // Another session (this tab's first welcome, or the server started a new one): what it
+      // sent before this tab joined is not this tab's to see.
+      this.newSession(message.sid)
+      this.last = message.last
+      this.side.remember(message.sid, message.last)
+    }
+    // A request among them: its reply is gone with the holder that had it (one still known comes as `res`).
+    for (const n of message.done) this.finish(n, undefined)
+    this.host.ready()
+  }
+
+  /** What a holder said about this tab's messages, or a server message, heard on the group's channel. */
+  heard(message: HolderMessage): void {
     switch (message.t) {
-      case 'welcome': {
-        if (message.sid !== this.sid) {
-          // Another session (this tab's first welcome, or the server started a new one): what it
-          // sent before this tab joined is not this tab's to see.
-          this.newSession(message.sid)
-          this.last = message.last
-        }
-        // A request among them: its reply is gone with the holder that had it (one still known comes as `res`).
-        for (const n of message.done) this.finish(n, undefined)
-        this.phase = 'open'
-        this.host.ready()
+      case 'holder':
+        // Another holder: what no holder accepted goes to it (the last one may not have had it).
+        this.host.outbox.rewind()
+        this.flushSoon()
         return
-      }
       case 'accepted':
         for (const n of message.n) if (this.written.has(n)) this.accepted.add(n)
         return
@@ -119,6 +145,7 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
         }
         if (message.s <= this.last) return // delivered before (resent by a new holder, or caught up)
         this.last = message.s
+        this.side.remember(message.sid, message.s)
         const info = new ServerItem(message.sid, message.s, message.re, message.tp)
         if (message.t === 'msg') this.host.deliver(message.d as In, info)
         else this.host.missed(Object.assign(info, { count: message.count }) as ServerItem & MissedInfo)
@@ -158,14 +185,14 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
   }
 
   flush(): void {
-    if (this.phase === 'open') this.flushSoon()
+    this.flushSoon()
   }
 
   /** What this tab sends in one tick goes to the holder in one message. */
   private readonly flushSoon = perTick(() => this.write())
 
   private write(): void {
-    if (this.phase !== 'open') return
+    if (!this.side.reachable) return
     const { outbox } = this.host
     const batch: Outgoing[] = []
     for (let entry = outbox.cursor; entry; entry = outbox.cursor) {
@@ -177,11 +204,11 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
       // Accepted by a holder: the shared outbox has it, and the holder that continues it delivers it.
       if (!this.accepted.has(entry.seq)) batch.push([entry.seq, entry.payload as string, entry.requestId === undefined ? 0 : 1])
     }
-    if (batch.length > 0) this.host.write({ t: 'send', m: batch } as unknown as Payload)
+    if (batch.length > 0) this.side.send(batch)
   }
 
   detach(): void {
-    this.phase = 'detached'
+    // The tab's messages go on to the holder over the group's channel (the socket rewinds what was written).
   }
 
   failAwaiting(): void {

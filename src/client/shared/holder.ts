@@ -26,7 +26,9 @@ export interface HolderHooks {
   /** The connection opened (the restore, if any, is done). */
   opened(): void
   /** The connection ended (`willReconnect` or not). */
-  closed(code: number, reason: string): void
+  closed(code: number, reason: string, willReconnect: boolean): void
+  /** The next attempt is in `delay` ms (Infinity: once the network is back). */
+  reconnecting(delay: number): void
   /** A message a previous holder left, put back with its origin, and the promise its outcome settles. */
   restored(origin: string, outcome: Promise<unknown>): void
   /** The URL and protocols an attempt connects with (the principal tabs must share). */
@@ -39,11 +41,46 @@ export interface HeldSocket {
   /** The last server sequence number delivered (passed to the tabs). */
   readonly delivered: number
   readonly open: boolean
+  /** Settles once what previous holders left is back in the outbox (their tabs' numbers known). */
+  readonly ready: Promise<void>
   /** Queues a tab's message (its JSON text) with its origin; `accepted` runs once the shared outbox has it on disk. */
   forward(payload: string, origin: string, request: boolean, accepted: () => void): Promise<unknown>
   /** Stops without failing anything: the stored outbox stays, for the next holder to adopt. */
   leave(): void
+  /** A tab asked to try now (its `reconnect()`): an attempt at once, when one is waiting. */
+  retry(): void
 }
+
+/** A socket of a page, as the holder of its page's group gives it server messages. */
+export interface PageMember {
+  heard(message: HolderMessage): void
+}
+
+/**
+ * The sockets of this page, per group (channel name), under the page's BroadcastChannel class
+ * (one per page; tests in Node make one per simulated page): the holder gives them each server
+ * message before it returns, so a page's own tabs have delivered it before the server is
+ * acknowledged (a reload of the holding page then loses nothing); they hear the channel's copy
+ * too, and drop it.
+ */
+export function pageMembers(Channel: ChannelClass, group: string, add?: PageMember, remove?: PageMember): Set<PageMember> {
+  let groups = members.get(Channel)
+  if (!groups) {
+    groups = new Map()
+    members.set(Channel, groups)
+  }
+  let set = groups.get(group)
+  if (!set) {
+    set = new Set()
+    groups.set(group, set)
+  }
+  if (add) set.add(add)
+  if (remove) set.delete(remove)
+  if (set.size === 0) groups.delete(group)
+  return set
+}
+
+const members = new WeakMap<ChannelClass, Map<string, Set<PageMember>>>()
 
 /** Server messages kept to resend to a tab that missed them (its link was down, or it was frozen). */
 const RECENT = 1024
@@ -69,7 +106,13 @@ export class Holder {
   private readonly held = new Set<string>()
   /** The highest number of each tab this holder received. */
   private readonly seen = new Map<string, number>()
-  /** Hellos waiting for the connection to open. */
+  /** Tabs' messages that came before the outbox was restored (what the last holder left decides what is new). */
+  private early: Extract<FollowerMessage, { t: 'send' }>[] | undefined = []
+  /** How the connection last ended, and when it is tried again (ms since the epoch; Infinity: when the network is back). */
+  private down: { code: number; reason: string; retryAt?: number } = { code: 1006, reason: 'connecting' }
+  private readonly group: string
+  private readonly Channel: ChannelClass
+  /** Hellos waiting for an attempt under way to open, or fail. */
   private waiting: Hello[] = []
   private principal: string | undefined
   private readonly recent: Extract<HolderMessage, { t: 'msg' | 'miss' }>[] = []
@@ -79,6 +122,8 @@ export class Holder {
   private stopped = false
 
   constructor(Channel: ChannelClass, names: GroupNames, hold: (hooks: HolderHooks) => HeldSocket) {
+    this.group = names.channel
+    this.Channel = Channel
     this.channel = new Channel(names.channel)
     this.channel.onmessage = (event) => this.heard(followerMessage(event.data))
     this.socket = hold({
@@ -86,14 +131,22 @@ export class Holder {
         this.relay({ t: 'msg', h: this.id, sid: this.sid(info), s: info.seq ?? 0, d, tp: info.topic, re: info.redelivered }),
       missed: (info) =>
         this.relay({ t: 'miss', h: this.id, sid: this.sid(info), s: info.seq, tp: info.topic, count: info.count, re: info.redelivered }),
+      // Tabs waiting in backoff for this holder's connection try again now.
       opened: () => {
-        // Tabs waiting in backoff for this holder's connection try again now.
+        this.down = { code: 1006, reason: 'connecting' }
         this.post({ t: 'holder', h: this.id })
-        const waiting = this.waiting
-        this.waiting = []
-        for (const hello of waiting) this.answer(hello)
+        this.answerWaiting()
       },
-      closed: (code, reason) => this.post({ t: 'down', h: this.id, code, reason }),
+      closed: (code, reason, willReconnect) => {
+        this.down = { code, reason }
+        if (!willReconnect) this.post({ t: 'down', h: this.id, code, reason })
+      },
+      reconnecting: (delay) => {
+        const { code, reason } = this.down
+        this.down = { code, reason, retryAt: Date.now() + delay }
+        this.post({ t: 'down', h: this.id, code, reason, retryIn: delay })
+        this.answerWaiting()
+      },
       restored: (origin, outcome) => {
         // A tab's messages reach a holder in order, and it stores them in order: every earlier
         // number of that tab is in the shared outbox too, or finished. The tab may write them
@@ -109,6 +162,11 @@ export class Holder {
     })
     // Links of a holder gone (closed, crashed, frozen) come here.
     this.post({ t: 'holder', h: this.id })
+    this.socket.ready.then(() => {
+      const early = this.early ?? []
+      this.early = undefined
+      for (const message of early) this.heard(message)
+    })
   }
 
   private sid(info: MessageInfo): string {
@@ -122,13 +180,20 @@ export class Holder {
   private heard(message: FollowerMessage | undefined): void {
     if (!message || this.stopped) return
     if (message.t === 'hello') {
-      if (this.socket.open) this.answer(message)
-      else this.waiting.push(message)
+      this.answer(message)
       return
     }
     if (message.h !== this.id) return // said to an earlier holder: the tab says it again to this one
     if (message.t === 'bye') {
       this.seen.delete(message.tab)
+      return
+    }
+    if (message.t === 'retry') {
+      this.socket.retry()
+      return
+    }
+    if (this.early) {
+      this.early.push(message)
       return
     }
     const { tab } = message
@@ -152,9 +217,20 @@ export class Holder {
     this.seen.set(tab, seen)
   }
 
-  /** Welcomes a tab once the connection is open: says which of its pending messages are finished, and resends what it missed. */
+  /**
+   * Welcomes a tab when the connection is open: says which of its pending messages are finished,
+   * and resends what it missed. While it is down, says so (and when it tries again): the tab's
+   * attempt fails as this holder's did, and the tab tries again when it opens (`holder`).
+   */
   private answer(hello: Hello): void {
     const { tab } = hello
+    if (!this.socket.open || this.early) {
+      const { code, reason, retryAt } = this.down
+      // An attempt under way: the tab waits for its outcome, as it would for its own.
+      if (retryAt === undefined) this.waiting.push(hello)
+      else this.post({ t: 'down', h: this.id, to: tab, code, reason, retryIn: Math.max(0, retryAt - Date.now()) })
+      return
+    }
     if (this.principal !== undefined && this.principal !== JSON.stringify([hello.url, hello.protocols])) {
       this.post({
         t: 'refuse',
@@ -180,6 +256,12 @@ export class Holder {
     this.post({ t: 'welcome', h: this.id, to: tab, sid, last: this.socket.delivered, done })
     for (const reply of replies) this.post(reply)
     if (hello.sid === sid) for (const message of this.recent) if (message.s > hello.last) this.post({ ...message, to: tab })
+  }
+
+  private answerWaiting(): void {
+    const waiting = this.waiting
+    this.waiting = []
+    for (const hello of waiting) this.answer(hello)
   }
 
   /** Passes a message's outcome to its tab: acknowledged, answered or failed. */
@@ -234,6 +316,7 @@ export class Holder {
   private relay(message: Extract<HolderMessage, { t: 'msg' | 'miss' }>): void {
     this.recent.push(message)
     if (this.recent.length > RECENT) this.recent.shift()
+    for (const member of pageMembers(this.Channel, this.group)) member.heard(message)
     this.post(message)
   }
 

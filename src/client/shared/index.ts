@@ -10,7 +10,7 @@ import { FollowerProtocol } from './follower.js'
 import { type SharedHost, SharedTab, sharedPlatform } from './tab.js'
 
 /** What the socket gives its shared parts: its side of the group ({@link SharedHost}, but the hello), and where a new session is said. */
-export interface SocketSide extends Omit<SharedHost, 'hello'> {
+export interface SocketSide extends Omit<SharedHost, 'hello' | 'heard'> {
   session(info: SessionInfo): void
 }
 
@@ -33,6 +33,11 @@ export function share<In, Out>(
 ): SharedParts<In, Out> | undefined {
   const platform = sharedPlatform()
   if (!platform) return undefined
-  const protocol = new FollowerProtocol<In, Out>(host, socket.session)
-  return { protocol, tab: new SharedTab(platform, name, url, { ...socket, hello: () => protocol.hello() }) }
+  const tab: SharedTab = new SharedTab(platform, name, url, {
+    ...socket,
+    hello: () => protocol.hello(),
+    heard: (message) => protocol.heard(message),
+  })
+  const protocol = new FollowerProtocol<In, Out>(host, socket.session, tab, tab.recall())
+  return { protocol, tab }
 }

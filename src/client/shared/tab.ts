@@ -1,15 +1,24 @@
 /**
- * A socket's place in its shared group (option `shared`): its links to the holder, and its
- * page's candidacy for holding the connection. The holder is elected with a Web Lock: every page
- * with a socket of the group asks for the group's lock, the browser grants it to one, and the
- * next when that page lets go or goes away (closed, crashed: the browser releases its locks).
- * A page lets go when it is hidden for the back-forward cache (`pagehide`) or frozen (`freeze`),
- * and asks again when it comes back (`pageshow`, `resume`).
+ * A socket's place in its shared group (option `shared`): what it hears and says on the group's
+ * BroadcastChannel, its links to the holder, and its page's candidacy for holding the connection.
+ *
+ * The holder is elected with a Web Lock: every page with a socket of the group asks for the
+ * group's lock, the browser grants it to one, and the next when that page lets go or goes away
+ * (closed, crashed: the browser releases its locks). A page lets go when it is hidden
+ * (`pagehide`: closing, or entering the back-forward cache) or frozen (`freeze`), and asks again
+ * when it comes back (`pageshow`, `resume`).
+ *
+ * One channel per socket carries everything the holders say to it: the link hears the state
+ * (welcome, down, another holder) and the protocol the data (accepted, ack, res, msg, miss), in
+ * the order the holder said them.
  * @module
  */
-import { type FollowerMessage, type GroupNames, groupNames, holderMessage, randomId } from './channel.js'
-import type { HelloState } from './follower.js'
-import { type HeldSocket, Holder, type HolderHooks } from './holder.js'
+
+import { perTick } from '../../protocol/frames.js'
+import { type FollowerMessage, type GroupNames, groupNames, type HolderMessage, holderMessage, type Outgoing, randomId } from './channel.js'
+import { HANDOVER } from './codes.js'
+import type { FollowerSide, HelloState } from './follower.js'
+import { type HeldSocket, Holder, type HolderHooks, pageMembers } from './holder.js'
 import { type ChannelClass, Link } from './link.js'
 
 /** The part of `navigator.locks` the election uses. */
@@ -17,10 +26,20 @@ export interface ElectionLocks {
   request(name: string, options: { signal?: AbortSignal }, callback: () => Promise<void>): Promise<unknown>
 }
 
-/** What sharing needs of the platform: Web Locks and BroadcastChannel. */
+/** What sharing needs of the platform: Web Locks and BroadcastChannel (and the tab's sessionStorage, where it can be used). */
 export interface SharedPlatform {
   readonly locks: ElectionLocks
   readonly BroadcastChannel: ChannelClass
+  readonly sessionStorage: Storage | undefined
+}
+
+/** The tab's `sessionStorage` (it survives a reload), or undefined where it cannot be used. */
+function tabStorage(): Storage | undefined {
+  try {
+    return (globalThis as { sessionStorage?: Storage }).sessionStorage
+  } catch {
+    return undefined
+  }
 }
 
 /** The platform's Web Locks and BroadcastChannel, or undefined where either is missing. */
@@ -29,7 +48,9 @@ export function sharedPlatform(): SharedPlatform | undefined {
   try {
     const locks = scope.navigator?.locks
     const Channel = scope.BroadcastChannel
-    return locks && typeof locks.request === 'function' && typeof Channel === 'function' ? { locks, BroadcastChannel: Channel } : undefined
+    return locks && typeof locks.request === 'function' && typeof Channel === 'function'
+      ? { locks, BroadcastChannel: Channel, sessionStorage: tabStorage() }
+      : undefined
   } catch {
     return undefined
   }
@@ -44,6 +65,8 @@ export interface SharedHost {
   hold(hooks: HolderHooks): HeldSocket
   /** What this tab's hello says. */
   hello(): HelloState
+  /** What a holder said about this tab's messages, or a server message: for the protocol. */
+  heard(message: HolderMessage): void
   /** A holder's connection opened: a socket waiting in backoff tries now. */
   wake(): void
   /** This page's role changed. */
@@ -51,19 +74,23 @@ export interface SharedHost {
 }
 
 /** One socket's membership in its group. */
-export class SharedTab {
+export class SharedTab implements FollowerSide {
   readonly tab = randomId()
   names: GroupNames
+  /** The holder this tab's messages go to: the last one that announced itself or welcomed this tab. */
+  holderId: string | undefined
   private candidacy: AbortController | undefined
   private holder: Holder | undefined
   private release: (() => void) | undefined
-  private listener: BroadcastChannel | undefined
-  /** The socket's latest link (closed when the page is hidden). */
+  private channel: BroadcastChannel | undefined
+  /** The socket's latest link. */
   private linked: Link | undefined
   private running = false
   /** Between pagehide and pageshow. */
   private hidden = false
   private readonly unlisten: (() => void)[] = []
+  /** How far this tab delivered, for its next page: kept in sessionStorage at the end of each tick, and when the page is hidden. */
+  private delivered: { sid: string; last: number } | undefined
 
   constructor(
     private readonly platform: SharedPlatform,
@@ -87,16 +114,74 @@ export class SharedTab {
 
   /** A link to the group's holder, saying this tab connects with `url` and `protocols`. */
   link(url: string, protocols: readonly string[]): Link {
-    this.linked = new Link(this.platform.BroadcastChannel, this.names.channel, this.tab, () => {
-      const { pending, accepted, sid, last } = this.host.hello()
-      return { t: 'hello', tab: this.tab, url, protocols, pending, accepted, sid, last } satisfies FollowerMessage
-    })
+    this.linked = new Link(
+      this.tab,
+      (message) => this.post(message),
+      () => {
+        const { pending, accepted, sid, last } = this.host.hello()
+        return { t: 'hello', tab: this.tab, url, protocols, pending, accepted, sid, last } satisfies FollowerMessage
+      },
+    )
     // An attempt between pagehide and the page's entry into the cache: it waits for the page to be shown.
     if (this.hidden) this.linked.suspend()
     return this.linked
   }
 
-  /** The socket runs: the page stands for holding the connection, and hears when a holder opens. */
+  get reachable(): boolean {
+    return this.channel !== undefined && this.holderId !== undefined
+  }
+
+  send(messages: Outgoing[]): boolean {
+    return this.holderId !== undefined && this.post({ t: 'send', tab: this.tab, h: this.holderId, m: messages })
+  }
+
+  /** How far this tab's previous page delivered (after a reload of this tab), if it said. */
+  recall(): { sid: string; last: number } | undefined {
+    try {
+      const kept = this.platform.sessionStorage?.getItem(this.memoryKey)
+      const at = kept?.lastIndexOf(' ') ?? -1
+      if (!kept || at < 0) return undefined
+      const last = Number(kept.slice(at + 1))
+      return Number.isSafeInteger(last) && last >= 0 ? { sid: kept.slice(0, at), last } : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  remember(sid: string, last: number): void {
+    this.delivered = { sid, last }
+    this.keepSoon()
+  }
+
+  private get memoryKey(): string {
+    return `${this.names.channel}:delivered`
+  }
+
+  private readonly keepSoon = perTick(() => this.keep())
+
+  private keep(): void {
+    const { delivered } = this
+    if (!delivered) return
+    try {
+      this.platform.sessionStorage?.setItem(this.memoryKey, `${delivered.sid} ${delivered.last}`)
+    } catch {
+      // Full or disabled: a reload of this tab starts after what the holder last delivered.
+    }
+  }
+
+  /** Posts a message of this tab on the group's channel; false when the page's channel is closed (hidden, stopped). */
+  post(message: FollowerMessage): boolean {
+    if (!this.channel) return false
+    this.channel.postMessage(message)
+    return true
+  }
+
+  /** Asks the holder to try its connection now (the tab's `reconnect()`), when it waits. */
+  retry(): void {
+    if (this.holderId) this.post({ t: 'retry', tab: this.tab, h: this.holderId })
+  }
+
+  /** The socket runs: the page stands for holding the connection, and hears its group. */
   start(): void {
     if (this.running) return
     this.running = true
@@ -125,27 +210,45 @@ export class SharedTab {
     this.running = false
     this.withdraw()
     for (const unlisten of this.unlisten.splice(0)) unlisten()
-    this.listener?.close()
-    this.listener = undefined
+    this.deafen()
   }
 
-  /** Hears the group's channel: a holder whose connection opened wakes a socket waiting in backoff. */
+  /** Opens the page's channel of the group, and hears the holder of this page at once (pageMembers). */
   private listen(): void {
-    this.listener = new this.platform.BroadcastChannel(this.names.channel)
-    this.listener.onmessage = (event) => {
-      if (holderMessage(event.data)?.t === 'holder') this.host.wake()
+    const channel = new this.platform.BroadcastChannel(this.names.channel)
+    channel.onmessage = (event) => {
+      const message = holderMessage(event.data)
+      if (message) this.heard(message)
     }
+    this.channel = channel
+    pageMembers(this.platform.BroadcastChannel, this.names.channel, this)
+  }
+
+  private deafen(): void {
+    this.channel?.close()
+    this.channel = undefined
+    pageMembers(this.platform.BroadcastChannel, this.names.channel, undefined, this)
+  }
+
+  /** What a holder said: the state goes to the link, the rest to the protocol. */
+  heard(message: HolderMessage): void {
+    if (message.t === 'holder' || (message.t === 'welcome' && message.to === this.tab)) this.holderId = message.h
+    else if (message.t === 'down' && message.code === HANDOVER && message.h === this.holderId) this.holderId = undefined
+    this.linked?.heard(message)
+    if ('to' in message && message.to !== undefined && message.to !== this.tab) return
+    this.host.heard(message)
+    if (message.t === 'holder') this.host.wake()
   }
 
   /**
    * The page is hidden (closing, or going into the back-forward cache): it steps down, and
-   * closes its channels, since a cached page whose channel hears a message is evicted.
+   * closes its channel, since a cached page whose channel hears a message is evicted.
    */
   private hide(): void {
     this.hidden = true
+    this.keep()
     this.withdraw()
-    this.listener?.close()
-    this.listener = undefined
+    this.deafen()
     this.linked?.suspend()
   }
 
@@ -153,7 +256,7 @@ export class SharedTab {
   private show(): void {
     this.hidden = false
     if (!this.running) return
-    if (!this.listener) this.listen()
+    if (!this.channel) this.listen()
     this.linked?.show()
     this.stand()
   }

@@ -19,21 +19,27 @@ function setup() {
   let protocol!: FollowerProtocol<unknown, unknown>
   const host = {
     outbox,
-    write: vi.fn((frame: Payload) => {
-      written.push(frame as unknown as (typeof written)[number])
-      return true
-    }),
+    write: vi.fn((_frame: Payload) => true),
     ready: vi.fn(() => protocol.flush()),
     deliver: vi.fn(),
     missed: vi.fn(),
     report: vi.fn(),
     drop: vi.fn(),
   } satisfies ProtocolHost<unknown>
-  protocol = new FollowerProtocol(host, () => {})
-  const hear = (message: Omit<HolderMessage, 'h'> & { h?: string }) => protocol.receive({ h: 'H', ...message } as unknown as WireData)
+  // Where the tab's messages go (tab.ts in a page): recorded here.
+  const side = {
+    reachable: true,
+    send: vi.fn((m: [number, string, 0 | 1][]) => {
+      written.push({ t: 'send', m })
+      return true
+    }),
+    remember: vi.fn(),
+  }
+  protocol = new FollowerProtocol(host, () => {}, side)
+  const hear = (message: Omit<HolderMessage, 'h'> & { h?: string }) => protocol.heard({ h: 'H', ...message } as unknown as HolderMessage)
   const welcome = (more: { sid?: string; last?: number; done?: number[] } = {}) => {
     protocol.attach()
-    hear({ t: 'welcome', to: 'me', sid: 's1', last: 0, done: [], ...more } as never)
+    protocol.receive({ h: 'H', t: 'welcome', to: 'me', sid: 's1', last: 0, done: [], ...more } as unknown as WireData)
   }
   const tick = () => new Promise((resolve) => setTimeout(resolve, 0))
   return { protocol, host, outbox, written, hear, welcome, tick }
