@@ -253,6 +253,8 @@ export interface RestoredMessage<Out = unknown> {
   readonly data: Out
   /** A `request()`: the server's reply. */
   readonly reply?: unknown
+  /** @internal Option `shared`: the tab and number of the tab's message. */
+  readonly origin?: string
 }
 
 /** A message a previous page sent that was given up on. */
@@ -261,6 +263,8 @@ export interface RestoredFailure<Out = unknown> {
   readonly data: Out
   /** Why (a `TimeoutError` when its timeout passed, a `ClosedError` when the socket was closed, …). */
   readonly error: TetherError
+  /** @internal Option `shared`: the tab and number of the tab's message. */
+  readonly origin?: string
 }
 
 /**

@@ -346,6 +346,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
             },
             role: (role) => this.setPart({ role }),
             session: (info) => this.notify('session', info),
+            restored: (info) => this.notify('restored', info as RestoredInfo<Out>),
           })
     if (shared !== undefined) {
       this.part = parts ? { role: 'follower' } : { role: 'alone', reason: 'unsupported' }
@@ -1012,6 +1013,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     inner.on('open', () => hooks.opened())
     inner.on('close', ({ code, reason, willReconnect }) => hooks.closed(code, reason, willReconnect))
     inner.on('reconnecting', ({ delay }) => hooks.reconnecting(delay))
+    inner.on('restored', (info) => hooks.restoredAll(info))
     inner.on('error', (error) => this.notify('error', error))
     inner.connect()
     const { durable } = inner

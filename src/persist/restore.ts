@@ -152,7 +152,7 @@ function restoreOne<Out>(
   }
   const entries = [...previous.entries].sort(inOrder)
   const now = Date.now()
-  const settled: Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }>[] = []
+  const settled: Promise<Outcome>[] = []
   const items: RestoringItem[] = []
   const placed: PersistedEntry[] = []
   for (const stored of entries) {
@@ -172,7 +172,7 @@ function restoreOne<Out>(
     if (expired) {
       // Never written: dropped here, with why (the outbox would say "after waiting 0 ms").
       journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined, origin: undefined })
-      settled.push(outcomeOf(data, held(stored, Promise.reject(new TimeoutError(expired.why, { data })))))
+      settled.push(outcomeOf(data, held(stored, Promise.reject(new TimeoutError(expired.why, { data }))), stored.origin))
       continue
     }
     if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
@@ -184,7 +184,7 @@ function restoreOne<Out>(
         options: { ...options, requestId: stored.requestId },
       })
       journal.place(entry, stored.position)
-      settled.push(outcomeOf(data, held(stored, promise)))
+      settled.push(outcomeOf(data, held(stored, promise), stored.origin))
       continue
     }
     if (isRequest && !continued && stored.seq !== 0 && stored.seq <= (previous.session?.acked ?? 0)) {
@@ -203,6 +203,7 @@ function restoreOne<Out>(
               ),
             ),
           ),
+          stored.origin,
         ),
       )
       continue
@@ -224,14 +225,19 @@ function restoreOne<Out>(
       // Renumbered or given a new request id: recorded again.
       if (entry.seq !== stored.seq || entry.requestId !== stored.requestId) journal.numbered(entry)
     }
-    settled.push(outcomeOf((items[i] as RestoringItem).data, held(stored, promise)))
+    settled.push(outcomeOf((items[i] as RestoringItem).data, held(stored, promise), stored.origin))
   })
   return Promise.all(settled).then((outcomes) => {
     const delivered: RestoredMessage<Out>[] = []
     const failed: RestoredFailure<Out>[] = []
-    for (const { data, outcome } of outcomes) {
-      if (outcome.status === 'rejected') failed.push({ data: data as Out, error: outcome.reason as TetherError })
-      else delivered.push(outcome.value === undefined ? { data: data as Out } : { data: data as Out, reply: outcome.value })
+    for (const { data, outcome, origin } of outcomes) {
+      // Option `shared`: which tab sent it (the holder reports only those of tabs gone).
+      const tagged = origin === undefined ? {} : { origin }
+      if (outcome.status === 'rejected') failed.push({ data: data as Out, error: outcome.reason as TetherError, ...tagged })
+      else
+        delivered.push(
+          outcome.value === undefined ? { data: data as Out, ...tagged } : { data: data as Out, reply: outcome.value, ...tagged },
+        )
     }
     return { from, delivered, failed }
   })
@@ -265,9 +271,16 @@ function expiredWhileAway(staleAt: number, deadline: number, now: number): { why
   return undefined
 }
 
-function outcomeOf(data: unknown, promise: Promise<unknown>): Promise<{ data: unknown; outcome: PromiseSettledResult<unknown> }> {
+interface Outcome {
+  data: unknown
+  outcome: PromiseSettledResult<unknown>
+  origin?: string
+}
+
+function outcomeOf(data: unknown, promise: Promise<unknown>, origin?: string): Promise<Outcome> {
+  const tagged = origin === undefined ? {} : { origin }
   return promise.then(
-    (value) => ({ data, outcome: { status: 'fulfilled', value } }),
-    (reason: unknown) => ({ data, outcome: { status: 'rejected', reason } }),
+    (value) => ({ data, outcome: { status: 'fulfilled', value }, ...tagged }),
+    (reason: unknown) => ({ data, outcome: { status: 'rejected', reason }, ...tagged }),
   )
 }

@@ -211,9 +211,11 @@ it('shows every line once, in order, when the page reloads while lines stream in
   })
   await openChat(page, server.origin)
   const sent: string[] = []
-  // Streams of lines with reloads in the middle, until the page has been sent again a line it
-  // had shown (its acknowledgement waits for the disk, so one reload or another lands there).
-  for (let round = 0; round < 8 && skipped === 0; round++) {
+  // Streams of lines with reloads in the middle. The demo's socket is shared (option `shared`):
+  // the page holding the connection shows each line before the server is acknowledged, and a
+  // reloaded page says how far it had shown (sessionStorage), so it is sent only what it had not;
+  // the page's own check of what it showed before (`skipped`) is left for a socket of its own.
+  for (let round = 0; round < 4; round++) {
     const stream = (async () => {
       // 40 lines, about 3 ms apart; the reload comes after the first ten or so have been shown.
       for (let i = 0; i < 40; i++) {
@@ -232,7 +234,7 @@ it('shows every line once, in order, when the page reloads while lines stream in
       arg: sent.at(-1),
     })
   }
-  expect(skipped, 'no reload landed between showing a line and acknowledging it').toBeGreaterThan(0)
+  expect(skipped, 'no line was sent again to a page that had shown it').toBe(0)
   expect(await logLines(page)).toEqual(sent.map((text) => `bot: ${text}`))
   await waitFor(() => server.tether.sessions.size === 1, 3000, 'one session: every reload resumed it')
   expect(errors).toEqual([])

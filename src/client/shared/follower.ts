@@ -112,6 +112,9 @@ export class FollowerProtocol<In, Out> implements Protocol<Out> {
     }
     // A request among them: its reply is gone with the holder that had it (one still known comes as `res`).
     for (const n of message.done) this.finish(n, undefined)
+    // What this tab wrote before the welcome may have gone to a holder gone since: to this one, what
+    // no holder accepted goes again (it drops what it has).
+    this.host.outbox.rewind()
     this.host.ready()
   }
 

@@ -14,6 +14,7 @@
  */
 import type { TetherError } from '../../errors.js'
 import { perTick } from '../../protocol/frames.js'
+import type { RestoredInfo } from '../persist.js'
 import type { MessageInfo, MissedInfo } from '../wire/types.js'
 import { type Failure, type FollowerMessage, followerMessage, type GroupNames, type HolderMessage, randomId } from './channel.js'
 import { HANDOVER } from './codes.js'
@@ -31,6 +32,8 @@ export interface HolderHooks {
   reconnecting(delay: number): void
   /** A message a previous holder left, put back with its origin, and the promise its outcome settles. */
   restored(origin: string, outcome: Promise<unknown>): void
+  /** What became of what a previous holder left, once all of it is finished (one report per outbox it left). */
+  restoredAll(info: RestoredInfo): void
   /** The URL and protocols an attempt connects with (the principal tabs must share). */
   resolved(url: string, protocols: readonly string[]): void
 }
@@ -54,6 +57,8 @@ export interface HeldSocket {
 /** A socket of a page, as the holder of its page's group gives it server messages. */
 export interface PageMember {
   heard(message: HolderMessage): void
+  /** Messages of tabs gone (a reload, a closed tab) that the holder's restore finished: the `restored` event. */
+  restored(info: RestoredInfo): void
 }
 
 /**
@@ -104,6 +109,8 @@ export class Holder {
   private readonly socket: HeldSocket
   /** Origins (`tab:n`) the socket holds, not finished. */
   private readonly held = new Set<string>()
+  /** Tabs this holder heard from (their hello or their messages): alive. */
+  private readonly known = new Set<string>()
   /** The highest number of each tab this holder received. */
   private readonly seen = new Map<string, number>()
   /** Tabs' messages that came before the outbox was restored (what the last holder left decides what is new). */
@@ -156,6 +163,7 @@ export class Holder {
         this.seen.set(tab, Math.max(this.seen.get(tab) ?? 0, n))
         this.track(origin, outcome)
       },
+      restoredAll: (info) => this.restoredAll(info),
       resolved: (url, protocols) => {
         this.principal = JSON.stringify([url, protocols])
       },
@@ -179,6 +187,7 @@ export class Holder {
 
   private heard(message: FollowerMessage | undefined): void {
     if (!message || this.stopped) return
+    this.known.add(message.tab)
     if (message.t === 'hello') {
       this.answer(message)
       return
@@ -318,6 +327,20 @@ export class Holder {
     if (this.recent.length > RECENT) this.recent.shift()
     for (const member of pageMembers(this.Channel, this.group)) member.heard(message)
     this.post(message)
+  }
+
+  /**
+   * What a previous holder left is finished: the messages of tabs still here went to them one by
+   * one (`ack`, `res`); those of tabs gone (a page reloaded or closed, whose promises went with
+   * it) are reported by this page's sockets as their `restored` event, as a socket of its own
+   * reports what its previous page left.
+   */
+  private restoredAll({ from, delivered, failed }: RestoredInfo): void {
+    const gone = ({ origin }: { origin?: string }) => origin === undefined || !this.known.has(originOf(origin)[0])
+    const strip = <T extends { origin?: string }>({ origin: _, ...rest }: T) => rest
+    const report = { from, delivered: delivered.filter(gone).map(strip), failed: failed.filter(gone).map(strip) }
+    if (report.delivered.length === 0 && report.failed.length === 0) return
+    for (const member of pageMembers(this.Channel, this.group)) member.restored(report)
   }
 
   /** Steps down (the page is hidden, frozen or closing, or its socket closed): the next holder adopts the outbox. */

@@ -15,6 +15,7 @@
  */
 
 import { perTick } from '../../protocol/frames.js'
+import type { RestoredInfo } from '../persist.js'
 import { type FollowerMessage, type GroupNames, groupNames, type HolderMessage, holderMessage, type Outgoing, randomId } from './channel.js'
 import { HANDOVER } from './codes.js'
 import type { FollowerSide, HelloState } from './follower.js'
@@ -71,6 +72,8 @@ export interface SharedHost {
   wake(): void
   /** This page's role changed. */
   role(role: SharedRole): void
+  /** Messages of tabs gone that the holder of this page finished: the socket's `restored` event. */
+  restored(info: RestoredInfo): void
 }
 
 /** One socket's membership in its group. */
@@ -230,6 +233,10 @@ export class SharedTab implements FollowerSide {
     pageMembers(this.platform.BroadcastChannel, this.names.channel, undefined, this)
   }
 
+  restored(info: RestoredInfo): void {
+    this.host.restored(info)
+  }
+
   /** What a holder said: the state goes to the link, the rest to the protocol. */
   heard(message: HolderMessage): void {
     if (message.t === 'holder' || (message.t === 'welcome' && message.to === this.tab)) this.holderId = message.h
@@ -246,6 +253,8 @@ export class SharedTab implements FollowerSide {
    */
   private hide(): void {
     this.hidden = true
+    // Who holds the connection when the page is shown again is for the next welcome or announcement to say.
+    this.holderId = undefined
     this.keep()
     this.withdraw()
     this.deafen()
