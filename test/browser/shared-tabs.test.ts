@@ -221,6 +221,43 @@ async function openCdpTabs(
 }
 
 /** Polls an asynchronous `predicate` until it resolves truthy (`timeout` ms at most). */
+/** Every tab streams 300 values (tab i: i·1000 on), until the followers' first ones reached the server. */
+async function streamFromEveryTab(pages: CdpPage[], from: (load: number) => unknown[]): Promise<void> {
+  for (const [i, page] of pages.entries()) {
+    await page.evaluate(
+      (first) => {
+        void window.t!.stream(first, first + 300, 5, 5)
+      },
+      (i + 1) * 1000,
+    )
+  }
+  await waitFor(() => from(2).length >= 50 && from(3).length >= 50, 5000, 'the followers’ first messages at the server')
+}
+
+/** Each tab's 300 values once at the server, in order, and every send() resolved in its tab. */
+function expectEveryValueOnce(from: (load: number) => unknown[], reports: Reports): void {
+  for (const load of [1, 2, 3]) {
+    expect(from(load)).toEqual(valuesOf(load, 0, 300))
+    expect(reports.of('acked', load)).toEqual(valuesOf(load, 0, 300))
+  }
+}
+
+/** After one hand-over: still one session, heard by every tab; two upgrades in all, one connection open; nothing failed. */
+async function expectOneSessionAfterHandOver(
+  server: Awaited<ReturnType<typeof recordingServer>>['server'],
+  sessions: Session[],
+  reports: Reports,
+  pages: CdpPage[],
+): Promise<void> {
+  expect(sessions).toHaveLength(1)
+  await everyTabHears(sessions[0]!, reports, [1, 2, 3], 'after the hand-over')
+  expect(server.upgrades).toHaveLength(2)
+  expect(server.openConnections()).toBe(1)
+  expect(reports.of('failed')).toEqual([])
+  expect(reports.of('error').filter((e) => e.name !== 'ConnectionError')).toEqual([])
+  expect(pages.flatMap((page) => page.errors)).toEqual([])
+}
+
 async function waitForAsync(predicate: () => Promise<unknown>, timeout: number, description: string): Promise<void> {
   const deadline = Date.now() + timeout
   while (!(await predicate())) {
@@ -234,15 +271,7 @@ it('hands the connection over when the holding page is frozen mid-stream (it ste
   const reports = await startReports(suite)
   const pages = await openCdpTabs(3, url, server.origin, reports)
   const [holder] = pages as [CdpPage]
-  for (const [i, page] of pages.entries()) {
-    await page.evaluate(
-      (from) => {
-        void window.t!.stream(from, from + 300, 5, 5)
-      },
-      (i + 1) * 1000,
-    )
-  }
-  await waitFor(() => from(2).length >= 50 && from(3).length >= 50, 5000, 'the followers’ first messages at the server')
+  await streamFromEveryTab(pages, from)
   const frozenAt = Date.now()
   await holder.send('Page.setWebLifecycleState', { state: 'frozen' })
 
@@ -268,17 +297,8 @@ it('hands the connection over when the holding page is frozen mid-stream (it ste
     for (let i = (window.t!.last() as number) + 1; i < 1300; i++) window.t!.send(i)
   })
   await waitFor(() => reports.of('acked', 1).length === 300, 15000, 'every message of the tab that was frozen acknowledged')
-  for (const load of [1, 2, 3]) {
-    expect(from(load)).toEqual(valuesOf(load, 0, 300))
-    expect(reports.of('acked', load)).toEqual(valuesOf(load, 0, 300))
-  }
-  expect(sessions).toHaveLength(1)
-  await everyTabHears(sessions[0]!, reports, [1, 2, 3], 'after the hand-over')
-  expect(server.upgrades).toHaveLength(2)
-  expect(server.openConnections()).toBe(1)
-  expect(reports.of('failed')).toEqual([])
-  expect(reports.of('error').filter((e) => e.name !== 'ConnectionError')).toEqual([])
-  expect(pages.flatMap((page) => page.errors)).toEqual([])
+  expectEveryValueOnce(from, reports)
+  await expectOneSessionAfterHandOver(server, sessions, reports, pages)
 })
 
 it('hands the connection over when the holding page goes into the back-forward cache (it steps down on pagehide), and the page takes part again when it comes back: nothing lost or sent twice', async () => {
@@ -287,15 +307,7 @@ it('hands the connection over when the holding page goes into the back-forward c
   // ?bfcache: served so that Chromium may keep the page (not with no-store).
   const pages = await openCdpTabs(3, url, server.origin, reports, '/persist-socket.html?bfcache')
   const [holder] = pages as [CdpPage]
-  for (const [i, page] of pages.entries()) {
-    await page.evaluate(
-      (from) => {
-        void window.t!.stream(from, from + 300, 5, 5)
-      },
-      (i + 1) * 1000,
-    )
-  }
-  await waitFor(() => from(2).length >= 50 && from(3).length >= 50, 5000, 'the followers’ first messages at the server')
+  await streamFromEveryTab(pages, from)
   const leftAt = Date.now()
   await holder.goto(`${server.origin}/persist.html`)
 
@@ -322,10 +334,7 @@ it('hands the connection over when the holding page goes into the back-forward c
     for (let i = (window.t!.last() as number) + 1; i < 1300; i++) window.t!.send(i)
   })
   await waitFor(() => reports.of('acked', 1).length === 300, 15000, 'every message of the page that came back acknowledged')
-  for (const load of [1, 2, 3]) {
-    expect(from(load)).toEqual(valuesOf(load, 0, 300))
-    expect(reports.of('acked', load)).toEqual(valuesOf(load, 0, 300))
-  }
+  expectEveryValueOnce(from, reports)
   // It stands again: the lock's holder, and the two others waiting for it.
   const lock = `tethersocket:shared::${url}`
   await waitForAsync(
@@ -337,11 +346,5 @@ it('hands the connection over when the holding page goes into the back-forward c
     5000,
     'the page that came back to stand for the connection again',
   )
-  expect(sessions).toHaveLength(1)
-  await everyTabHears(sessions[0]!, reports, [1, 2, 3], 'after the hand-over')
-  expect(server.upgrades).toHaveLength(2)
-  expect(server.openConnections()).toBe(1)
-  expect(reports.of('failed')).toEqual([])
-  expect(reports.of('error').filter((e) => e.name !== 'ConnectionError')).toEqual([])
-  expect(pages.flatMap((page) => page.errors)).toEqual([])
+  await expectOneSessionAfterHandOver(server, sessions, reports, pages)
 })

@@ -161,6 +161,8 @@ describe('the demo page as `npm start` serves it', () => {
     await sock.send({ from: 'node', text: 'in #random', room: 'random' })
     await waitFor(() => received.some(({ msg }) => (msg as { text?: string }).text === 'in #random'), 5000, 'the line back')
     expect(received.slice(1)).toEqual([
+      // Said to the session first: every tab sharing its connection follows it into the room.
+      { msg: { room: 'random', entered: true }, topic: undefined },
       { msg: { room: 'random', members: [{ name: 'node', connected: true }] }, topic: 'room:random' },
       { msg: { from: 'node', text: 'in #random' }, topic: 'room:random' },
     ])

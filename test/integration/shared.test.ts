@@ -34,6 +34,36 @@ async function recordingServer() {
   return { server, got, sessions, of }
 }
 
+/**
+ * Two tabs (a holder, then a follower, both open) connected through a proxy that `cut()` makes
+ * refuse (the server unreachable) until `restore()`, with the reconnect options given.
+ */
+async function twoTabsBehindProxy(reconnect: { minDelay: number; maxDelay: number; jitter: number }) {
+  const recording = await recordingServer()
+  let up = true
+  const dead = await freePort()
+  const proxy = await startProxy(() => (up ? recording.server.port : dead))
+  const origin = new Origin()
+  const [a, b] = [sharedPage(origin), sharedPage(origin)]
+  const ta = a.open<Msg, Msg>(urlOf(proxy), { reconnect })
+  await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+  const tb = b.open<Msg, Msg>(urlOf(proxy), { reconnect })
+  await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+  return {
+    ...recording,
+    origin,
+    ta,
+    tb,
+    cut: () => {
+      up = false
+      proxy.cutAll()
+    },
+    restore: () => {
+      up = true
+    },
+  }
+}
+
 describe('tabs sharing one connection', () => {
   it('one session for all tabs: each tab sends, exactly once and in order, and every tab hears the server', async () => {
     const { server, sessions, of } = await recordingServer()
@@ -135,47 +165,25 @@ describe('tabs sharing one connection', () => {
   })
 
   it("a tab's messages sent while the connection is down go into the shared outbox at once, and reach the server once when it is back", async () => {
-    const { server, sessions, of } = await recordingServer()
-    let up = true
-    const dead = await freePort()
-    const proxy = await startProxy(() => (up ? server.port : dead))
-    const origin = new Origin()
-    const [a, b] = [sharedPage(origin), sharedPage(origin)]
-    const slow = { reconnect: { minDelay: 300, maxDelay: 300, jitter: 0 } }
-    const ta = a.open<Msg, Msg>(urlOf(proxy), slow)
-    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
-    const tb = b.open<Msg, Msg>(urlOf(proxy), slow)
-    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
-    up = false
-    proxy.cutAll()
+    const { sessions, of, origin, tb, cut, restore } = await twoTabsBehindProxy({ minDelay: 300, maxDelay: 300, jitter: 0 })
+    cut()
     await waitFor(() => tb.sock.state === 'reconnecting', 5000, 'the follower waits, as the holder does')
     const sent = range(0, 5).map((n) => tb.sock.send({ tab: 'b', n }))
     // In the holder's durable outbox (IndexedDB), not only in the follower's memory.
     const entries = async () => (await stored(origin)).reduce((sum, outbox) => sum + outbox.entries.length, 0)
     await waitFor(async () => (await entries()) === 5, 5000, "the follower's messages stored by the holder")
     expect(tb.sock.state).not.toBe('open')
-    up = true
+    restore()
     await Promise.all(sent)
     expect(of('b')).toEqual(range(0, 5))
     expect(sessions).toHaveLength(1)
   })
 
   it("a tab's reconnect() makes the holder try its connection now", async () => {
-    const { server } = await recordingServer()
-    let up = true
-    const dead = await freePort()
-    const proxy = await startProxy(() => (up ? server.port : dead))
-    const origin = new Origin()
-    const [a, b] = [sharedPage(origin), sharedPage(origin)]
-    const late = { reconnect: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 } }
-    const ta = a.open<Msg, Msg>(urlOf(proxy), late)
-    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
-    const tb = b.open<Msg, Msg>(urlOf(proxy), late)
-    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
-    up = false
-    proxy.cutAll()
+    const { ta, tb, cut, restore } = await twoTabsBehindProxy({ minDelay: 60_000, maxDelay: 60_000, jitter: 0 })
+    cut()
     await waitFor(() => ta.sock.state === 'reconnecting' && tb.sock.state === 'reconnecting', 5000, 'both wait a minute')
-    up = true
+    restore()
     tb.sock.reconnect()
     await waitFor(() => ta.sock.state === 'open' && tb.sock.state === 'open', 5000, 'both open again at once')
   })
