@@ -16,6 +16,7 @@ const sections = {
   size: () => import('./size.mjs'),
   store: () => import('./store.mjs'),
   persist: () => import('./persist.mjs'),
+  shared: () => import('./shared.mjs'),
   topics: () => import('./topics.mjs'),
   browser: () => import('./browser-throughput.mjs'),
   steady: () => import('./steady.mjs'),
