@@ -232,7 +232,7 @@ const { CLIENT_DROP } = CloseCode
  * close `close()` asked for.
  */
 type Sequel =
-  | { next: 'retry' }
+  | { next: 'retry'; delay?: number }
   | { next: 'reconnect' }
   | { next: 'give up'; why: string; cause: TetherError | undefined }
   | { next: 'close' }
@@ -301,10 +301,6 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /** The last failed attempt of the current run of failures (reset by an open), the cause a give-up names. */
   private lastFailure: TetherError | undefined
   private counters = { attempts: 0, opened: 0, connectedTime: 0, lastCloseCode: undefined as number | undefined }
-  /**
-   * With `persist`: the store as this socket uses it. `opening` until restored (the first attempt
-   * waits for it), then `open` with the journal; `memory` once it failed (for the socket's life).
-   */
   /** Option `shared`: this socket's membership in its group (undefined without the option, or where it cannot share). */
   private readonly sharing: SharedTab | undefined
   /** The holder's own socket (made by a shared socket of the page elected): where its events go. */
@@ -312,8 +308,10 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   /** Option `shared`: this tab's part, as the `shared` event last said. */
   private part: SharedInfo | undefined
   private partSaid = false
-  /** When the holder tries its connection again (ms), as the link's close said: the next attempt's delay. */
-  private holderRetry: number | undefined
+  /**
+   * With `persist`: the store as this socket uses it. `opening` until restored (the first attempt
+   * waits for it), then `open` with the journal; `memory` once it failed (for the socket's life).
+   */
   private durable:
     | { state: 'closed' }
     | { state: 'opening'; done: Promise<void> }
@@ -634,7 +632,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     ws.binaryType = 'arraybuffer'
     /** The last error event: what the platform says about a failure, if anything. */
     let failure: ErrorEventLike | undefined
-    const ended = (info: CloseInfo) => {
+    const ended = (info: CloseInfo, retryIn?: number) => {
       if (this.ws !== ws) return
       // Node's ws says when the server selected no subprotocol (browsers only report a failed
       // handshake): then it is no tether server, and retrying cannot help.
@@ -642,9 +640,17 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
         this.tether.notTether(DEV ? 'the handshake selected no subprotocol' : '')
         return
       }
-      // A shared socket's link that goes to another holder, or to a group of its own, did not fail.
-      const relinked = this.sharing && (info.code === HANDOVER || info.code === REFUSED)
-      if (this.current === 'connecting' && !relinked) {
+      if (this.sharing && (info.code === HANDOVER || info.code === REFUSED)) {
+        // Not a failure: the link goes to another holder at once, or (refused: another principal)
+        // to a group of this tab's own.
+        if (info.code === REFUSED) {
+          this.sharing.alone()
+          this.setPart({ role: 'alone', reason: 'principal' })
+        }
+        this.end(info, this.current === 'closing' ? CLOSE : RECONNECT)
+        return
+      }
+      if (this.current === 'connecting') {
         const cause = failure?.error
         const error = new ConnectionError(
           DEV ? `could not connect to ${redactUrl(url)}: ${describeFailure(failure, info)}` : '',
@@ -658,7 +664,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
           return // or it reconnected: the new attempt goes on
         }
       }
-      this.end(info, this.current === 'closing' ? CLOSE : RETRY)
+      // A shared socket's link says when the holder tries again: this tab's next attempt follows it.
+      this.end(info, this.current === 'closing' ? CLOSE : retryIn === undefined ? RETRY : { next: 'retry', delay: retryIn })
     }
     ws.onerror = (event) => {
       failure = event ?? {}
@@ -676,11 +683,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       this.protocol.attach(ws.protocol ?? '')
     }
     ws.onmessage = (event) => this.protocol.receive(event.data)
-    ws.onclose = (event) => {
-      // A shared socket's link says when the holder tries again: this tab's next attempt follows it.
-      this.holderRetry = (event as { retryIn?: number }).retryIn
-      ended({ code: event.code, reason: event.reason, wasClean: event.wasClean })
-    }
+    ws.onclose = (event) =>
+      ended({ code: event.code, reason: event.reason, wasClean: event.wasClean }, (event as { retryIn?: number }).retryIn)
   }
 
   /** The protocol's handshake is done: run the hook, then become `open` and write the backlog. */
@@ -770,14 +774,6 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
   private end(info: CloseInfo, sequel: Sequel, { closeWith }: { closeWith?: number } = {}): void {
     // While closing, whatever ended the connection completes the close the user asked for.
     if (this.current === 'closing') sequel = CLOSE
-    else if (this.sharing && (info.code === HANDOVER || info.code === REFUSED) && sequel === RETRY) {
-      // Another tab took over: link to it at once. Refused (another principal): a group of this tab's own.
-      if (info.code === REFUSED) {
-        this.sharing.alone()
-        this.setPart({ role: 'alone', reason: 'principal' })
-      }
-      sequel = RECONNECT
-    }
     this.release(closeWith, info.reason)
     const id = this.supersede() // late results of the attempt that just ended are ignored
     this.clearTimer()
@@ -808,7 +804,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     }
     this.failures++
     this.setState('reconnecting')
-    this.scheduleRetry(info.code)
+    this.scheduleRetry(info.code, sequel.next === 'retry' ? sequel.delay : undefined)
   }
 
   /**
@@ -855,7 +851,8 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
     }
   }
 
-  private scheduleRetry(code?: number): void {
+  /** @param known - the delay to wait when known (a shared socket's holder said when it tries again); else the backoff's */
+  private scheduleRetry(code?: number, known?: number): void {
     const { reconnect } = this.options
     if (!reconnect || this.current !== 'reconnecting') return // a state listener closed or reconnected
     // Offline: no attempt is spent; the `online` event retries at once.
@@ -863,8 +860,7 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       this.waitForNetwork()
       return
     }
-    const delay = this.holderRetry ?? backoffDelay(reconnect, this.failures, code)
-    this.holderRetry = undefined
+    const delay = known ?? backoffDelay(reconnect, this.failures, code)
     const id = this.attemptId
     this.notify('reconnecting', { attempt: this.failures, delay, waitingFor: 'delay' })
     if (this.superseded(id) || this.current !== 'reconnecting') return // a listener closed or reconnected
@@ -1028,12 +1024,11 @@ export class TetherSocket<In = unknown, Out = unknown, Requests extends RequestR
       get open() {
         return inner.current === 'open'
       },
-      forward: (payload, origin, request, accepted) => {
-        const promise = tether.queueEncoded(payload, { ...inner.handover(undefined, { request }), origin })
+      forward: (payload, origin, request) => tether.queueEncoded(payload, { ...inner.handover(undefined, { request }), origin }),
+      afterDurable: (then) => {
         const { durable } = inner
-        if (durable.state === 'open') durable.journal.afterDurable(accepted)
-        else queueMicrotask(accepted) // memory only (the store failed, and said so): nothing outlives this page
-        return promise
+        if (durable.state === 'open') durable.journal.afterDurable(then)
+        else queueMicrotask(then) // memory only (the store failed, and said so): nothing outlives this page
       },
       leave: () => inner.leave(),
       retry: () => {

@@ -4,6 +4,7 @@
  * The same in real Chromium: test/browser/shared-tabs.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest'
+import type { TetherSocketOptions } from '../../src/index.js'
 import type { Session } from '../../src/server/index.js'
 import { Origin } from '../support/pages.js'
 import { stored } from '../support/persist.js'
@@ -34,6 +35,17 @@ async function recordingServer() {
   return { server, got, sessions, of }
 }
 
+/** Two tabs of one origin on `url`: the first holds the connection, the second follows; both open. */
+async function twoTabs(url: string, options: TetherSocketOptions<Msg, Msg> = {}) {
+  const origin = new Origin()
+  const [a, b] = [sharedPage(origin), sharedPage(origin)]
+  const ta = a.open<Msg, Msg>(url, options)
+  await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
+  const tb = b.open<Msg, Msg>(url, options)
+  await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+  return { origin, a, b, ta, tb }
+}
+
 /**
  * Two tabs (a holder, then a follower, both open) connected through a proxy that `cut()` makes
  * refuse (the server unreachable) until `restore()`, with the reconnect options given.
@@ -43,17 +55,9 @@ async function twoTabsBehindProxy(reconnect: { minDelay: number; maxDelay: numbe
   let up = true
   const dead = await freePort()
   const proxy = await startProxy(() => (up ? recording.server.port : dead))
-  const origin = new Origin()
-  const [a, b] = [sharedPage(origin), sharedPage(origin)]
-  const ta = a.open<Msg, Msg>(urlOf(proxy), { reconnect })
-  await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
-  const tb = b.open<Msg, Msg>(urlOf(proxy), { reconnect })
-  await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
   return {
     ...recording,
-    origin,
-    ta,
-    tb,
+    ...(await twoTabs(urlOf(proxy), { reconnect })),
     cut: () => {
       up = false
       proxy.cutAll()
@@ -67,12 +71,7 @@ async function twoTabsBehindProxy(reconnect: { minDelay: number; maxDelay: numbe
 describe('tabs sharing one connection', () => {
   it('one session for all tabs: each tab sends, exactly once and in order, and every tab hears the server', async () => {
     const { server, sessions, of } = await recordingServer()
-    const origin = new Origin()
-    const [a, b] = [sharedPage(origin), sharedPage(origin)]
-    const ta = a.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => ta.sock.state === 'open', 5000, 'the first tab open')
-    const tb = b.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => tb.sock.state === 'open', 5000, 'the second tab open')
+    const { ta, tb } = await twoTabs(urlOf(server))
     expect(ta.parts.at(-1)?.role).toBe('holder')
     expect(tb.parts.at(-1)?.role).toBe('follower')
     await Promise.all([
@@ -94,12 +93,7 @@ describe('tabs sharing one connection', () => {
 
   it('the holder crashes mid-stream: the other tab takes over the session, and nothing is lost or sent twice', async () => {
     const { server, sessions, of } = await recordingServer()
-    const origin = new Origin()
-    const [a, b] = [sharedPage(origin), sharedPage(origin)]
-    const ta = a.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
-    const tb = b.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    const { a, tb } = await twoTabs(urlOf(server))
     const sent = range(0, 200).map((n) => tb.sock.send({ tab: 'b', n }))
     await waitFor(() => of('b').length >= 50, 5000, 'some of them reached the server')
     a.crash()
@@ -115,12 +109,7 @@ describe('tabs sharing one connection', () => {
 
   it('the holder tab closes its socket: the other tab takes over and continues the session', async () => {
     const { server, sessions, of } = await recordingServer()
-    const origin = new Origin()
-    const [a, b] = [sharedPage(origin), sharedPage(origin)]
-    const ta = a.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
-    const tb = b.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    const { ta, tb } = await twoTabs(urlOf(server))
     await Promise.all(range(0, 10).map((n) => tb.sock.send({ tab: 'b', n })))
     const sent = range(10, 100).map((n) => tb.sock.send({ tab: 'b', n }))
     await ta.sock.close()
@@ -134,12 +123,7 @@ describe('tabs sharing one connection', () => {
 
   it("a request's reply goes to the tab that asked, also when it was answered across a change of holder", async () => {
     const { server } = await recordingServer()
-    const origin = new Origin()
-    const [a, b] = [sharedPage(origin), sharedPage(origin)]
-    const ta = a.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => ta.sock.state === 'open', 5000, 'the holder open')
-    const tb = b.open<Msg, Msg>(urlOf(server))
-    await waitFor(() => tb.sock.state === 'open', 5000, 'the follower open')
+    const { a, ta, tb } = await twoTabs(urlOf(server))
     const [ra, rb] = await Promise.all([ta.sock.request({ tab: 'a', n: 1 }), tb.sock.request({ tab: 'b', n: 2 })])
     expect(ra).toEqual({ echo: { tab: 'a', n: 1 } })
     expect(rb).toEqual({ echo: { tab: 'b', n: 2 } })

@@ -1,6 +1,6 @@
 /**
  * What the tabs of one shared socket say to each other (option `shared`), on the
- * BroadcastChannel of their group: the messages as a discriminated union, the group's names,
+ * BroadcastChannel of their group: the messages as a discriminated union, the group's name,
  * and the check of what arrives (another tab may run another version of the page).
  *
  * One tab holds the connection (the holder, elected with a Web Lock); every socket of the group,
@@ -93,16 +93,12 @@ export type HolderMessage =
       readonly retryIn?: number
     }
 
-/** What one group's tabs use: the BroadcastChannel's and the Web Lock's names. */
-export interface GroupNames {
-  readonly channel: string
-  readonly lock: string
-}
-
-/** The names of the group of sockets sharing `name` (true: the default group) for `url` (the URL as given, or '' for a function). */
-export function groupNames(name: string | true, url: string): GroupNames {
-  const group = `tethersocket:shared:${name === true ? '' : name}:${url}`
-  return { channel: group, lock: group }
+/**
+ * The name of the group of sockets sharing `name` (true: the default group) for `url` (the URL as
+ * given, or '' for a function): its BroadcastChannel's and its Web Lock's.
+ */
+export function groupName(name: string | true, url: string): string {
+  return `tethersocket:shared:${name === true ? '' : name}:${url}`
 }
 
 const isString = (value: unknown): value is string => typeof value === 'string'

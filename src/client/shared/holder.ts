@@ -16,7 +16,7 @@ import type { TetherError } from '../../errors.js'
 import { perTick } from '../../protocol/frames.js'
 import type { RestoredInfo } from '../persist.js'
 import type { MessageInfo, MissedInfo } from '../wire/types.js'
-import { type Failure, type FollowerMessage, followerMessage, type GroupNames, type HolderMessage, randomId } from './channel.js'
+import { type Failure, type FollowerMessage, followerMessage, type HolderMessage, randomId } from './channel.js'
 import { HANDOVER } from './codes.js'
 import type { ChannelClass } from './link.js'
 
@@ -46,8 +46,10 @@ export interface HeldSocket {
   readonly open: boolean
   /** Settles once what previous holders left is back in the outbox (their tabs' numbers known). */
   readonly ready: Promise<void>
-  /** Queues a tab's message (its JSON text) with its origin; `accepted` runs once the shared outbox has it on disk. */
-  forward(payload: string, origin: string, request: boolean, accepted: () => void): Promise<unknown>
+  /** Queues a tab's message (its JSON text) with its origin; the promise settles with its outcome. */
+  forward(payload: string, origin: string, request: boolean): Promise<unknown>
+  /** Runs `then` once what was forwarded so far is in the shared outbox on disk (at once without a working store). */
+  afterDurable(then: () => void): void
   /** Stops without failing anything: the stored outbox stays, for the next holder to adopt. */
   leave(): void
   /** A tab asked to try now (its `reconnect()`): an attempt at once, when one is waiting. */
@@ -62,27 +64,36 @@ export interface PageMember {
 }
 
 /**
- * The sockets of this page, per group (channel name), under the page's BroadcastChannel class
- * (one per page; tests in Node make one per simulated page): the holder gives them each server
- * message before it returns, so a page's own tabs have delivered it before the server is
- * acknowledged (a reload of the holding page then loses nothing); they hear the channel's copy
- * too, and drop it.
+ * The sockets of this page, per group, under the page's BroadcastChannel class (one per page;
+ * tests in Node make one per simulated page): the holder gives them each server message before it
+ * returns, so a page's own tabs have delivered it before the server is acknowledged (a reload of
+ * the holding page then loses nothing); they hear the channel's copy too, and drop it.
  */
-export function pageMembers(Channel: ChannelClass, group: string, add?: PageMember, remove?: PageMember): Set<PageMember> {
-  let groups = members.get(Channel)
-  if (!groups) {
-    groups = new Map()
-    members.set(Channel, groups)
-  }
-  let set = groups.get(group)
-  if (!set) {
-    set = new Set()
-    groups.set(group, set)
-  }
-  if (add) set.add(add)
-  if (remove) set.delete(remove)
-  if (set.size === 0) groups.delete(group)
-  return set
+export const pageMembers = {
+  /** The members of `group` in the page of `Channel`. */
+  of(Channel: ChannelClass, group: string): Set<PageMember> {
+    let groups = members.get(Channel)
+    if (!groups) {
+      groups = new Map()
+      members.set(Channel, groups)
+    }
+    let set = groups.get(group)
+    if (!set) {
+      set = new Set()
+      groups.set(group, set)
+    }
+    return set
+  },
+  /** A socket of the page hears `group`. */
+  join(Channel: ChannelClass, group: string, member: PageMember): void {
+    pageMembers.of(Channel, group).add(member)
+  },
+  /** It no longer does. */
+  leave(Channel: ChannelClass, group: string, member: PageMember): void {
+    const set = pageMembers.of(Channel, group)
+    set.delete(member)
+    if (set.size === 0) members.get(Channel)?.delete(group)
+  },
 }
 
 const members = new WeakMap<ChannelClass, Map<string, Set<PageMember>>>()
@@ -128,16 +139,15 @@ export class Holder {
   private readonly notes = new Map<string, { accepted: number[]; ack: number[] }>()
   private stopped = false
 
-  constructor(Channel: ChannelClass, names: GroupNames, hold: (hooks: HolderHooks) => HeldSocket) {
-    this.group = names.channel
+  constructor(Channel: ChannelClass, group: string, hold: (hooks: HolderHooks) => HeldSocket) {
+    this.group = group
     this.Channel = Channel
-    this.channel = new Channel(names.channel)
+    this.channel = new Channel(group)
     this.channel.onmessage = (event) => this.heard(followerMessage(event.data))
     this.socket = hold({
-      message: (d, info) =>
-        this.relay({ t: 'msg', h: this.id, sid: this.sid(info), s: info.seq ?? 0, d, tp: info.topic, re: info.redelivered }),
+      message: (d, info) => this.relay({ t: 'msg', h: this.id, sid: this.sid, s: info.seq ?? 0, d, tp: info.topic, re: info.redelivered }),
       missed: (info) =>
-        this.relay({ t: 'miss', h: this.id, sid: this.sid(info), s: info.seq, tp: info.topic, count: info.count, re: info.redelivered }),
+        this.relay({ t: 'miss', h: this.id, sid: this.sid, s: info.seq, tp: info.topic, count: info.count, re: info.redelivered }),
       // Tabs waiting in backoff for this holder's connection try again now.
       opened: () => {
         this.down = { code: 1006, reason: 'connecting' }
@@ -177,8 +187,9 @@ export class Holder {
     })
   }
 
-  private sid(info: MessageInfo): string {
-    return this.socket.sessionId ?? String(info.id).replace(/:\d+$/, '')
+  /** The session of the connection (known once a server message can come). */
+  private get sid(): string {
+    return this.socket.sessionId as string
   }
 
   private post(message: HolderMessage): void {
@@ -207,6 +218,7 @@ export class Holder {
     }
     const { tab } = message
     let seen = this.seen.get(tab) ?? 0
+    const accepted: number[] = []
     for (const [n, payload, request] of message.m) {
       const origin = `${tab}:${n}`
       if (this.held.has(origin)) continue // its outcome goes to the tab when it comes
@@ -216,14 +228,12 @@ export class Holder {
         continue
       }
       seen = n
-      this.held.add(origin)
-      this.track(
-        origin,
-        this.socket.forward(payload, origin, request === 1, () => this.note(tab, 'accepted', n)),
-        request === 1,
-      )
+      accepted.push(n)
+      this.track(origin, this.socket.forward(payload, origin, request === 1), request === 1)
     }
     this.seen.set(tab, seen)
+    // One wait for the message's batch: once on disk, the tab never writes them again.
+    if (accepted.length > 0) this.socket.afterDurable(() => this.note(tab, 'accepted', ...accepted))
   }
 
   /**
@@ -249,7 +259,7 @@ export class Holder {
       })
       return
     }
-    const sid = this.socket.sessionId as string
+    const { sid } = this
     const seen = this.seen.get(tab) ?? 0
     const accepted = new Set(hello.accepted)
     const done: number[] = []
@@ -303,13 +313,13 @@ export class Holder {
     this.post(message)
   }
 
-  private note(tab: string, kind: 'accepted' | 'ack', n: number): void {
+  private note(tab: string, kind: 'accepted' | 'ack', ...numbers: number[]): void {
     let notes = this.notes.get(tab)
     if (!notes) {
       notes = { accepted: [], ack: [] }
       this.notes.set(tab, notes)
     }
-    notes[kind].push(n)
+    notes[kind].push(...numbers)
     this.sendNotes()
   }
 
@@ -325,7 +335,7 @@ export class Holder {
   private relay(message: Extract<HolderMessage, { t: 'msg' | 'miss' }>): void {
     this.recent.push(message)
     if (this.recent.length > RECENT) this.recent.shift()
-    for (const member of pageMembers(this.Channel, this.group)) member.heard(message)
+    for (const member of pageMembers.of(this.Channel, this.group)) member.heard(message)
     this.post(message)
   }
 
@@ -340,7 +350,7 @@ export class Holder {
     const strip = <T extends { origin?: string }>({ origin: _, ...rest }: T) => rest
     const report = { from, delivered: delivered.filter(gone).map(strip), failed: failed.filter(gone).map(strip) }
     if (report.delivered.length === 0 && report.failed.length === 0) return
-    for (const member of pageMembers(this.Channel, this.group)) member.restored(report)
+    for (const member of pageMembers.of(this.Channel, this.group)) member.restored(report)
   }
 
   /** Steps down (the page is hidden, frozen or closing, or its socket closed): the next holder adopts the outbox. */

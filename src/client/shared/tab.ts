@@ -16,7 +16,7 @@
 
 import { perTick } from '../../protocol/frames.js'
 import type { RestoredInfo } from '../persist.js'
-import { type FollowerMessage, type GroupNames, groupNames, type HolderMessage, holderMessage, type Outgoing, randomId } from './channel.js'
+import { type FollowerMessage, groupName, type HolderMessage, holderMessage, type Outgoing, randomId } from './channel.js'
 import { HANDOVER } from './codes.js'
 import type { FollowerSide, HelloState } from './follower.js'
 import { type HeldSocket, Holder, type HolderHooks, pageMembers } from './holder.js'
@@ -79,7 +79,8 @@ export interface SharedHost {
 /** One socket's membership in its group. */
 export class SharedTab implements FollowerSide {
   readonly tab = randomId()
-  names: GroupNames
+  /** The group's name: its BroadcastChannel's and its Web Lock's. */
+  group: string
   /** The holder this tab's messages go to: the last one that announced itself or welcomed this tab. */
   holderId: string | undefined
   private candidacy: AbortController | undefined
@@ -101,7 +102,7 @@ export class SharedTab implements FollowerSide {
     url: string,
     private readonly host: SharedHost,
   ) {
-    this.names = groupNames(name, url)
+    this.group = groupName(name, url)
   }
 
   /**
@@ -111,7 +112,7 @@ export class SharedTab implements FollowerSide {
   alone(): void {
     const { running } = this
     this.stop()
-    this.names = groupNames(`alone:${this.tab}`, '')
+    this.group = groupName(`alone:${this.tab}`, '')
     if (running) this.start()
   }
 
@@ -157,7 +158,7 @@ export class SharedTab implements FollowerSide {
   }
 
   private get memoryKey(): string {
-    return `${this.names.channel}:delivered`
+    return `${this.group}:delivered`
   }
 
   private readonly keepSoon = perTick(() => this.keep())
@@ -218,19 +219,19 @@ export class SharedTab implements FollowerSide {
 
   /** Opens the page's channel of the group, and hears the holder of this page at once (pageMembers). */
   private listen(): void {
-    const channel = new this.platform.BroadcastChannel(this.names.channel)
+    const channel = new this.platform.BroadcastChannel(this.group)
     channel.onmessage = (event) => {
       const message = holderMessage(event.data)
       if (message) this.heard(message)
     }
     this.channel = channel
-    pageMembers(this.platform.BroadcastChannel, this.names.channel, this)
+    pageMembers.join(this.platform.BroadcastChannel, this.group, this)
   }
 
   private deafen(): void {
     this.channel?.close()
     this.channel = undefined
-    pageMembers(this.platform.BroadcastChannel, this.names.channel, undefined, this)
+    pageMembers.leave(this.platform.BroadcastChannel, this.group, this)
   }
 
   restored(info: RestoredInfo): void {
@@ -276,11 +277,11 @@ export class SharedTab implements FollowerSide {
     const candidacy = new AbortController()
     this.candidacy = candidacy
     this.platform.locks
-      .request(this.names.lock, { signal: candidacy.signal }, () => {
+      .request(this.group, { signal: candidacy.signal }, () => {
         if (this.candidacy !== candidacy) return Promise.resolve()
         return new Promise<void>((release) => {
           this.release = release
-          this.holder = new Holder(this.platform.BroadcastChannel, this.names, (hooks) => this.host.hold(hooks))
+          this.holder = new Holder(this.platform.BroadcastChannel, this.group, (hooks) => this.host.hold(hooks))
           this.host.role('holder')
         })
       })

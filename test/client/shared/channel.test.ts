@@ -1,6 +1,6 @@
 /** What tabs accept from each other (client/shared/channel.ts): well-formed messages, nothing else. */
 import { describe, expect, it } from 'vitest'
-import { followerMessage, groupNames, holderMessage } from '../../../src/client/shared/channel.js'
+import { followerMessage, groupName, holderMessage } from '../../../src/client/shared/channel.js'
 
 describe('holderMessage', () => {
   it('takes what a holder says', () => {
@@ -53,10 +53,10 @@ describe('followerMessage', () => {
   })
 })
 
-describe('groupNames', () => {
+describe('groupName', () => {
   it('one group per name and URL', () => {
-    expect(groupNames(true, 'ws://a/')).toEqual(groupNames(true, 'ws://a/'))
-    expect(groupNames('chat', 'ws://a/').channel).not.toBe(groupNames(true, 'ws://a/').channel)
-    expect(groupNames(true, 'ws://a/').lock).not.toBe(groupNames(true, 'ws://b/').lock)
+    expect(groupName(true, 'ws://a/')).toEqual(groupName(true, 'ws://a/'))
+    expect(groupName('chat', 'ws://a/')).not.toBe(groupName(true, 'ws://a/'))
+    expect(groupName(true, 'ws://a/')).not.toBe(groupName(true, 'ws://b/'))
   })
 })
