@@ -117,9 +117,11 @@ it('recognises its own lines after a reconnect and after a server restart that s
   await waitForLines(page, 1)
   const firstSession = await page.evaluate<string | undefined>('sock.sessionId')
 
-  // A dropped connection: the session resumes.
+  // A dropped connection: the session resumes. The drop is read from the socket's close event:
+  // the first retry may come within milliseconds (full jitter), before the shown state is polled.
+  await page.evaluate("window.drops = 0; sock.on('close', () => window.drops++)")
   expect(server.dropConnections()).toBe(1)
-  await waitInPage(page, () => document.getElementById('state')?.textContent !== 'connected', 'the page to notice the drop')
+  await waitInPage(page, () => (window as unknown as { drops: number }).drops > 0, 'the page to notice the drop')
   await retryIfShown(page)
   await waitInPage(page, () => document.getElementById('state')?.textContent === 'connected', 'the page to reconnect')
   await say(page, 'two')

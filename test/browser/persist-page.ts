@@ -36,8 +36,8 @@ declare global {
   }
 }
 
-/** What a page reported: the event's data, which page load (`start`'s `load`) and when (Date.now() in the page). */
-export type Report = { load: number; at: number } & (
+/** What a page reported: the event's data, which page load (`start`'s `load`), its place among that load's reports (`i`) and when (Date.now() in the page). */
+export type Report = { load: number; i: number; at: number } & (
   | { kind: 'sent'; data: unknown }
   | { kind: 'acked'; data: unknown }
   | { kind: 'failed'; data: { value: unknown; error: string } }
@@ -53,7 +53,7 @@ export type Report = { load: number; at: number } & (
 type Kind = Report['kind']
 type DataOf<K extends Kind> = Extract<Report, { kind: K }>['data']
 
-/** Everything the pages reported, in order, each tagged with the page load that did it. */
+/** Everything the pages reported, each tagged with the page load that did it: in the order each load reported, the loads' reports in the order they came. */
 export interface Reports {
   readonly all: Report[]
   /** Where pages post their reports (cross-origin: the server allows every origin). */
@@ -65,6 +65,18 @@ export interface Reports {
 /** Starts a report server on 127.0.0.1, closed after the test. */
 export async function startReports(suite: BrowserSuite): Promise<Reports> {
   const all: Report[] = []
+  // A page that may not make a synchronous request (hidden, frozen or closing) sends a beacon,
+  // and beacons may come in any order: a report goes before the later ones of its load.
+  const add = (report: Report) => {
+    let at = all.length
+    for (let k = all.length - 1; k >= 0; k--) {
+      const other = all[k]!
+      if (other.load !== report.load) continue
+      if (other.i < report.i) break
+      at = k
+    }
+    all.splice(at, 0, report)
+  }
   const http = createServer((request, response) => {
     let body = ''
     request.setEncoding('utf8')
@@ -72,7 +84,7 @@ export async function startReports(suite: BrowserSuite): Promise<Reports> {
       body += chunk
     })
     request.on('end', () => {
-      if (request.method === 'POST') all.push(...(JSON.parse(body) as Report[]))
+      if (request.method === 'POST') for (const report of JSON.parse(body) as Report[]) add(report)
       response.writeHead(204, { 'Access-Control-Allow-Origin': '*' }).end()
     })
   })
@@ -127,6 +139,7 @@ export function start(page: Evaluating, options: StartOptions): Promise<void> {
       // What happens in one task is posted at its end with a synchronous request: at the test
       // before any later task of the page runs (a reload or close takes its own tasks).
       let queue: unknown[] = []
+      let reported = 0
       const flush = () => {
         const batch = JSON.stringify(queue)
         queue = []
@@ -142,7 +155,7 @@ export function start(page: Evaluating, options: StartOptions): Promise<void> {
       }
       const report = (kind: string, data: unknown) => {
         if (queue.length === 0) queueMicrotask(flush)
-        queue.push({ load, kind, data, at: Date.now() })
+        queue.push({ load, kind, data, i: ++reported, at: Date.now() })
       }
       const { TetherSocket, indexedDBStore } = window.lib!
       const sock = new TetherSocket<unknown, unknown>(url, { persist: indexedDBStore(store), reconnect, shared })
