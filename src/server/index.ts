@@ -20,6 +20,7 @@ import { ClosedError, DeliveryError, EncodeError, OptionError, QueueFullError } 
 import { encodePayload } from '../protocol/frames.js'
 import type { RequestReply } from '../protocol/requests.js'
 import { unknownKey } from '../suggest.js'
+import { Heartbeat } from './heartbeat.js'
 import { MAX_HOLD, type RateLimit, resolveRateLimit } from './limits.js'
 import { DisconnectedBudget, SHARED_ENTRY_BYTES } from './memory.js'
 import { optionError } from './option-error.js'
@@ -230,9 +231,12 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   readonly sessions = new Map<string, Session<Out>>()
   private handler: RequestHandler<Requests, Out> | undefined
   private readonly wss: WebSocketServer
-  /** The connections served (ws.ts), from their upgrade to their close. */
-  private readonly sockets = new Set<WebSocket>()
-  private readonly heartbeat: ReturnType<typeof setInterval> | undefined
+  /**
+   * The connections served (ws.ts), from their upgrade to their close. Each judges whether its
+   * client answered since the last beat (liveness.ts): a pong, or acks that keep up. Frames it
+   * merely sends are no sign that it reads. The beats are spread over the interval (heartbeat.ts).
+   */
+  private readonly sockets: Heartbeat<WebSocket>
   private closing: Promise<void> | undefined
   /** What disconnected sessions hold, against `maxDisconnectedBytes`. */
   private readonly budget: DisconnectedBudget
@@ -280,14 +284,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
       clientTracking: false,
     })
     http.on('upgrade', this.upgrade)
-    if (options.heartbeatInterval > 0) {
-      // Each connection judges whether its client answered since the last beat (liveness.ts): a
-      // pong, or acks that keep up. Frames it merely sends are no sign that it reads.
-      this.heartbeat = setInterval(() => {
-        for (const ws of this.sockets) beat(ws)
-      }, options.heartbeatInterval)
-      this.heartbeat.unref()
-    }
+    this.sockets = new Heartbeat(options.heartbeatInterval, beat)
   }
 
   /** The bound port. */
@@ -428,7 +425,7 @@ export class TetherServer<In = unknown, Out = unknown, Requests extends RequestR
   }
 
   private async shutdown(): Promise<void> {
-    clearInterval(this.heartbeat)
+    this.sockets.stop()
     this.http.off('upgrade', this.upgrade)
     const shared = this.shared ?? (await this.sharedReady?.catch(() => undefined))
     if (shared) {
