@@ -3,7 +3,7 @@
 // counts them, and measures its own CPU time (`process.cpuUsage()`, user and system) over the
 // window the parent marks with `begin` and `end`.
 import { createServer } from 'node:http'
-import { performance } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { loadServer } from './dist.mjs'
 import { serve, settledHeap, startProfiling } from './pinned.mjs'
 
@@ -78,7 +78,10 @@ const commands = {
    */
   async begin(profile) {
     const stopProfile = profile ? await startProfiling(1000) : undefined
-    window = { ...mark(), profile, stopProfile }
+    // How late a 10 ms timer fires: the longest a task (a heartbeat's loop, a GC) held the event loop.
+    const delay = monitorEventLoopDelay({ resolution: 10 })
+    delay.enable()
+    window = { ...mark(), profile, stopProfile, delay }
   },
   /**
    * Ends a lap of the window and starts the next: resolves with the lap's CPU time (µs, user and
@@ -93,11 +96,16 @@ const commands = {
     Object.assign(window, mark())
     return { user: cpu.user, system: cpu.system, ms, elu, messages }
   },
-  /** Ends the window with its last lap (resolved as `lap` does), and writes the profile when one is taken. */
+  /**
+   * Ends the window with its last lap (resolved as `lap` does, with the event loop's delay over the
+   * whole window, ms: p99 and max), and writes the profile when one is taken.
+   */
   async end() {
     const last = commands.lap()
+    const { delay } = window
+    delay.disable()
     await window.stopProfile?.(window.profile)
-    return last
+    return { ...last, delayP99: delay.percentile(99) / 1e6, delayMax: delay.max / 1e6 }
   },
 }
 

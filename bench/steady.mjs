@@ -91,6 +91,8 @@ async function measure({ kind }, { clients, sessions, seconds, warmUp, profileDi
       systemShare: served.system / (served.user + served.system),
       perSession: (connected - empty) / sessions,
       growth: (after - connected) / sessions,
+      delayP99: last.delayP99,
+      delayMax: last.delayMax,
       clientsCpu: (client.user + client.system) / 1000 / client.ms,
       clientsElu: client.elu,
       lagMax: client.lagMax,
@@ -178,6 +180,7 @@ export async function run({
       'vs plain ws',
       'server CPU, share of its core (event loop busy)',
       'ack latency, ms: p50 / p99 / max',
+      "server's event-loop delay, ms: p99 / max",
       'heap per connected session, KiB',
       "clients' CPU, share of their core (event loop busy)",
       'sends behind schedule, ms: mean / max',
@@ -190,6 +193,7 @@ export async function run({
       ratio(r.lapsPer1000.median / floor),
       `${percent(r.serverCpu)} (${percent(r.serverElu)})`,
       `${ms(r.acks.p50)} / ${ms(r.acks.p99)} / ${ms(r.acks.max)}`,
+      `${r.delayP99.toFixed(1)} / ${r.delayMax.toFixed(1)}`,
       (r.perSession / KiB).toFixed(2),
       `${percent(r.clientsCpu)} (${percent(r.clientsElu)})`,
       `${r.lagMean.toFixed(1)} / ${r.lagMax.toFixed(0)}`,
@@ -202,7 +206,8 @@ export async function run({
       `Server ${!canPin() ? 'and clients not pinned (no taskset)' : profileDir ? 'not pinned, clients pinned to CPU 0 (taskset)' : 'pinned to CPU 1, clients to CPU 0 (taskset)'}; a fresh server process per contender, default options; all clients in one process.`,
     `Server CPU: \`process.cpuUsage()\` (user and system) of the server process over each lap of the measured window (${laps(seconds)} of ${(seconds / laps(seconds)).toFixed(0)} s), divided by the messages its handler got in it; the ratio is of the medians. The share of its core is its CPU time over the whole window's wall time. ` +
       "The event loop's busy share (`performance.eventLoopUtilization()`) counts wall time, so where it is well above the CPU share, other processes held the core (a loaded machine), and the latencies wait for them. " +
-      'It includes everything the server did meanwhile: its heartbeats (the reference server pings every connection each 30 s, socket.io each 25 s; the plain `ws` server does not), timers and garbage collection. ' +
+      'It includes everything the server did meanwhile: its heartbeats (the reference server pings every connection each 30 s, a tenth of them every 3 s; socket.io each 25 s; the plain `ws` server does not), timers and garbage collection. ' +
+      "The server's event-loop delay (`monitorEventLoopDelay`, resolution 10 ms, over the whole window) is how late its timers fired: its max is the longest any one task held the event loop, and every message that arrived meanwhile waited for it. " +
       `System time (the kernel's reads and writes) was ${results.map((r) => `${percent(r.systemShare)} (${r.kind})`).join(', ')} of it.`,
     'Ack latency: in the clients, from just before the send to the arrival of its acknowledgement (tether.v1: the `ack` frame covering it; socket.io: the callback; plain ws: `{"ack":n}`), for every message sent in the window. ' +
       "The clients' CPU and event-loop use are theirs over the window; a busy share near 100% would mean their own delays are in the latencies. " +
