@@ -36,4 +36,16 @@ export default [
     limit: '12.7 kB',
     gzip: true,
   },
+  {
+    name: 'client with persist (and shared), IIFE for a script tag (tethersocket.persist.global.js)',
+    path: 'dist/tethersocket.persist.global.js',
+    limit: '26.85 kB',
+    gzip: true,
+  },
+  {
+    name: 'client with persist (and shared), IIFE for a script tag, production (tethersocket.persist.global.prod.js)',
+    path: 'dist/tethersocket.persist.global.prod.js',
+    limit: '22.6 kB',
+    gzip: true,
+  },
 ]

@@ -59,12 +59,15 @@ export default [
     plugins: [typescript],
     output: { dir: 'dist', format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: 'shared-[hash].cjs', exports: 'named' },
   },
-  // The script tag: development (the full messages and checks) and production.
+  // The script tag: development (the full messages and checks) and production, without and with
+  // the durable outbox (`persist`, which `shared` needs).
   ...[
-    ['dist/tethersocket.global.js', development],
-    ['dist/tethersocket.global.prod.js', production],
-  ].map(([file, flavour]) => ({
-    input: 'src/global.ts',
+    ['src/global.ts', 'dist/tethersocket.global.js', development],
+    ['src/global.ts', 'dist/tethersocket.global.prod.js', production],
+    ['src/global-persist.ts', 'dist/tethersocket.persist.global.js', development],
+    ['src/global-persist.ts', 'dist/tethersocket.persist.global.prod.js', production],
+  ].map(([input, file, flavour]) => ({
+    input,
     plugins: [resolve({ browser: true }), commonjs(), flavour],
     output: {
       file,

@@ -18,7 +18,7 @@ import { listen, withTimeout } from '../support/servers.js'
 
 declare global {
   interface Window {
-    /** Set by /persist-socket.html once both entries are imported. */
+    /** Set by /persist-socket.html once both entries are imported (by /persist-script-tag.html from the script tag). */
     lib?: { TetherSocket: typeof TetherSocket; indexedDBStore: typeof Persist.indexedDBStore }
     /** The socket of this load and what the test drives it with (set by `start`). */
     t?: {
@@ -103,15 +103,15 @@ export async function startReports(suite: BrowserSuite): Promise<Reports> {
   }
 }
 
-/** Loads /persist-socket.html (optionally with a query) and waits until both entries are imported. */
-export async function loadPage(page: Page, origin: string): Promise<void> {
-  await page.goto(`${origin}/persist-socket.html`)
+/** Loads `path` (the ESM entries: /persist-socket.html; the script tag: /persist-script-tag.html) and waits until the page has `window.lib`. */
+export async function loadPage(page: Page, origin: string, path = '/persist-socket.html'): Promise<void> {
+  await page.goto(`${origin}${path}`)
   await waitForLib(page)
 }
 
 /** Waits until the page (just loaded or reloaded) has imported both entries. */
 export const waitForLib = (page: Page) =>
-  waitInPage(page, () => typeof window.lib === 'object', 'dist/browser/index.mjs and dist/browser/persist.mjs to load')
+  waitInPage(page, () => typeof window.lib === 'object', 'the page to define window.lib (TetherSocket and indexedDBStore)')
 
 /** What `start` gives the socket. */
 export interface StartOptions {

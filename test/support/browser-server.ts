@@ -83,11 +83,24 @@ const persistSocketPage = `<!doctype html>
 </body></html>
 `
 
+/**
+ * The same for the script tag with the durable outbox (tethersocket.persist.global.js): `window.lib`
+ * from `window.TetherSocket` and its statics, no module anywhere.
+ */
+const persistScriptTagPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tethersocket: script tag with persist</title></head>
+<body>
+<script src="/tethersocket.persist.global.js"></script>
+<script>window.lib = { TetherSocket: window.TetherSocket, indexedDBStore: window.TetherSocket.indexedDBStore }</script>
+</body></html>
+`
+
 /** Path → [content type, file or inline body]. `/dist/<file>` and `/dist/browser/<file>` are handled apart. */
 const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/': [HTML, { file: join(root, 'examples', 'script-tag', 'index.html') }],
   '/tethersocket.global.js': [JS, { file: join(dist, 'tethersocket.global.js') }],
   '/tethersocket.global.prod.js': [JS, { file: join(dist, 'tethersocket.global.prod.js') }],
+  '/tethersocket.persist.global.js': [JS, { file: join(dist, 'tethersocket.persist.global.js') }],
   '/vendor/eventemitter3.mjs': [JS, { file: emitterEsm }],
   '/harness.js': [JS, { file: join(root, 'test', 'support', 'browser-harness.js') }],
   '/script-tag.html': [HTML, { body: scriptTagPage('tethersocket.global.js', 'iife') }],
@@ -95,11 +108,18 @@ const routes: Record<string, [string, { file: string } | { body: string }]> = {
   '/esm.html': [HTML, { body: esmPage }],
   '/persist.html': [HTML, { body: persistPage }],
   '/persist-socket.html': [HTML, { body: persistSocketPage }],
+  '/persist-script-tag.html': [HTML, { body: persistScriptTagPage }],
 }
 
 /** Fails with a clear message when the build is missing (`npm test` builds first). */
 function checkBuild(): void {
-  for (const file of ['tethersocket.global.js', 'tethersocket.global.prod.js', 'browser/index.mjs', 'browser/persist.mjs']) {
+  for (const file of [
+    'tethersocket.global.js',
+    'tethersocket.global.prod.js',
+    'tethersocket.persist.global.js',
+    'browser/index.mjs',
+    'browser/persist.mjs',
+  ]) {
     if (!existsSync(join(dist, file))) throw new Error(`${join(dist, file)} is missing: run \`npm run build\` first (\`npm test\` builds)`)
   }
   if (!existsSync(emitterEsm)) throw new Error(`eventemitter3's ESM build is missing at ${emitterEsm}: run \`npm ci\``)
