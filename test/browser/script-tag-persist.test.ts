@@ -5,23 +5,16 @@
  * connection and one session, each tab's messages reaching the server once and in order.
  */
 import { expect, it } from 'vitest'
-import type { Session } from '../../src/server/index.js'
 import { browserSuite, waitFor } from '../support/browser.js'
-import { startPageServer } from '../support/browser-server.js'
+import { startRecordingPageServer } from '../support/browser-server.js'
 import { loadPage, span, start, startReports } from './persist-page.js'
 
 const suite = browserSuite()
 
 it('defines TetherSocket.indexedDBStore, and two tabs with `shared` and `persist` from it share one connection', async () => {
-  const got: number[] = []
-  const sessions: Session[] = []
-  const server = await startPageServer({
-    setup: (tether) => {
-      tether.on('message', (data) => got.push(data as number))
-      tether.on('session', (session) => sessions.push(session))
-    },
-  })
+  const { server, atServer, sessions } = await startRecordingPageServer()
   suite.defer(() => server.close())
+  const got = atServer as number[]
   const reports = await startReports(suite)
   const url = `ws://127.0.0.1:${server.port}/ws`
   const { page: first, context, errors } = await suite.open()

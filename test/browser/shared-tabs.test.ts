@@ -16,7 +16,7 @@ import type { CDPSession, Page } from 'playwright-core'
 import { expect, it } from 'vitest'
 import type { Session } from '../../src/server/index.js'
 import { browserSuite, waitFor } from '../support/browser.js'
-import { startPageServer } from '../support/browser-server.js'
+import { startRecordingPageServer } from '../support/browser-server.js'
 import { type CdpPage, launchCdpBrowser } from '../support/cdp-browser.js'
 import { loadPage, type Reports, span, start, startReports } from './persist-page.js'
 
@@ -27,16 +27,9 @@ const valuesOf = (load: number, from: number, to: number) => span(load * 1000 + 
 
 /** The reference server recording every message and session, and every WebSocket upgrade (PageServer.upgrades). */
 async function recordingServer() {
-  const got: number[] = []
-  const sessions: Session[] = []
-  const server = await startPageServer({
-    setup: (tether) => {
-      tether.on('message', (data) => got.push(data as number))
-      tether.on('session', (session) => sessions.push(session))
-      tether.onRequest((data) => ({ got: data }))
-    },
-  })
+  const { server, atServer, sessions } = await startRecordingPageServer()
   suite.defer(() => server.close())
+  const got = atServer as number[]
   return {
     server,
     sessions,
