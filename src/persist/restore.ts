@@ -145,14 +145,15 @@ function restoreOne<Out>(
 ): Promise<RestoredInfo<Out>> | undefined {
   const { session: tether } = context
   if (previous.entries.length === 0) return undefined
-  // Option `shared`: a tab's message goes on to its tab's outcome (the holder passes it on).
-  const held = (stored: PersistedEntry, promise: Promise<unknown>) => {
+  const settled: Promise<Outcome>[] = []
+  // What became of one message, for the report; with option `shared`, a tab's message's outcome
+  // goes to its tab too (the holder passes it on).
+  const settle = (data: unknown, stored: PersistedEntry, promise: Promise<unknown>) => {
     if (stored.origin !== undefined) context.held?.(stored.origin, promise)
-    return promise
+    settled.push(outcomeOf(data, promise, stored.origin))
   }
   const entries = [...previous.entries].sort(inOrder)
   const now = Date.now()
-  const settled: Promise<Outcome>[] = []
   const items: RestoringItem[] = []
   const placed: PersistedEntry[] = []
   for (const stored of entries) {
@@ -172,7 +173,7 @@ function restoreOne<Out>(
     if (expired) {
       // Never written: dropped here, with why (the outbox would say "after waiting 0 ms").
       journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline, staleAt, key: undefined, origin: undefined })
-      settled.push(outcomeOf(data, held(stored, Promise.reject(new TimeoutError(expired.why, { data }))), stored.origin))
+      settle(data, stored, Promise.reject(new TimeoutError(expired.why, { data })))
       continue
     }
     if (isRequest && continued && stored.seq !== 0 && stored.seq <= acked) {
@@ -184,26 +185,21 @@ function restoreOne<Out>(
         options: { ...options, requestId: stored.requestId },
       })
       journal.place(entry, stored.position)
-      settled.push(outcomeOf(data, held(stored, promise), stored.origin))
+      settle(data, stored, promise)
       continue
     }
     if (isRequest && !continued && stored.seq !== 0 && stored.seq <= (previous.session?.acked ?? 0)) {
       journal.drop(stored.position, { ...stored, requestId: stored.requestId, deadline: 0, staleAt: 0, key: undefined, origin: undefined })
-      settled.push(
-        outcomeOf(
-          data,
-          held(
-            stored,
-            Promise.reject(
-              new DeliveryError(
-                DEV
-                  ? 'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)'
-                  : '',
-                { data },
-              ),
-            ),
+      settle(
+        data,
+        stored,
+        Promise.reject(
+          new DeliveryError(
+            DEV
+              ? 'the page that made this request was closed before its reply arrived, and its session is not continued: the reply is lost (the server did handle the request)'
+              : '',
+            { data },
           ),
-          stored.origin,
         ),
       )
       continue
@@ -225,7 +221,7 @@ function restoreOne<Out>(
       // Renumbered or given a new request id: recorded again.
       if (entry.seq !== stored.seq || entry.requestId !== stored.requestId) journal.numbered(entry)
     }
-    settled.push(outcomeOf((items[i] as RestoringItem).data, held(stored, promise), stored.origin))
+    settle((items[i] as RestoringItem).data, stored, promise)
   })
   return Promise.all(settled).then((outcomes) => {
     const delivered: RestoredMessage<Out>[] = []

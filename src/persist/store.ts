@@ -8,6 +8,7 @@ import type { OutboxHandle, PersistedOutbox, PersistStore } from '../client/pers
 import { share } from '../client/shared/index.js'
 import { DEV } from '../dev.js'
 import { OptionError, PersistError } from '../errors.js'
+import { randomHex } from '../random.js'
 import { persistError, reasonOf } from './failure.js'
 import { IndexedDBOutbox } from './handle.js'
 import { logRange, openDatabase, transact } from './idb.js'
@@ -232,11 +233,8 @@ async function claim({ db, keyRange, locks, sessionStorage, name, created }: Cla
   return { record, state: new OutboxState(), next: 0, release, ...(lost && { lost }) }
 }
 
-/** Ids of outboxes: 128 random bits in hex (never a ':', which lock names use as separator). */
-function newId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16))
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('')
-}
+/** Ids of outboxes: 128 random bits. */
+const newId = () => randomHex(16)
 
 /** Reads outbox `id` (marking it opened now) and replays its log, or `undefined` when it is gone. */
 function reopen(db: IDBDatabase, keyRange: typeof IDBKeyRange, id: string): Promise<Found | undefined> {

@@ -11,6 +11,7 @@
  * the server numbered them in the session, so a tab drops what it already had.
  * @module
  */
+import { randomHex } from '../../random.js'
 
 /** A tab's message as it travels: its number in the tab, its JSON text, and whether it is a request. */
 export type Outgoing = readonly [n: number, payload: string, request: 0 | 1]
@@ -172,7 +173,4 @@ export function followerMessage(data: unknown): FollowerMessage | undefined {
 }
 
 /** A random id for a tab's socket or a holder: 64 bits in hex. */
-export function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8))
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('')
-}
+export const randomId = () => randomHex(8)
